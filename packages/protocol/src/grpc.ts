@@ -90,3 +90,6 @@ export function createClientConstructor<S extends GenServiceMethods>(
   );
   return ctor as unknown as ServiceClientConstructor<S>;
 }
+
+/** The typed grpc-js client of a protobuf-es service descriptor: `ClientOf<typeof AgentService>`. */
+export type ClientOf<T> = T extends GenService<infer S> ? ServiceClient<S> : never;

@@ -6,8 +6,21 @@ export {
   createClientConstructor,
   createServiceDefinition,
 } from "./grpc.js";
-export type { ServiceClient, ServiceClientConstructor, ServiceHandlers } from "./grpc.js";
+export type { ClientOf, ServiceClient, ServiceClientConstructor, ServiceHandlers } from "./grpc.js";
 export { AGENT_TOKEN_METADATA_KEY, bearer, parseBearer } from "./auth.js";
 export { durationFromMs, durationToMs, timestampFromMs, timestampToMs } from "./time.js";
 export { revertReasonName, revertReasonFromName, faultEventTypeName } from "./names.js";
 export type { RevertReasonName, FaultEventTypeName } from "./names.js";
+export type { JsonObject, JsonValue } from "@bufbuild/protobuf";
+export {
+  InvalidFaultRequestError,
+  ParamReader,
+  MAX_FAULT_DURATION_MS,
+  MIN_FAULT_DURATION_MS,
+  formatDuration,
+  parseDuration,
+  validateDuration,
+} from "./params.js";
+export type { FieldIssue } from "./params.js";
+export { FAULT_KINDS, FAULT_KIND_PARAMS, isFaultKind, parseFaultParams, validateFaultRequest } from "./fault-kinds.js";
+export type { CpuBurnParams, FaultKind, FaultParamsByKind, ParamParser, ValidFaultRequest } from "./fault-kinds.js";

@@ -1,0 +1,84 @@
+/**
+ * firedrill-agent configuration: one schema, fed by flags and environment variables.
+ */
+import { readFileSync } from "node:fs";
+import { z } from "zod";
+
+/** Thrown when the agent's configuration is invalid; the message says what and how to fix it. */
+export class AgentConfigError extends Error {
+  override readonly name = "AgentConfigError";
+}
+
+const LABEL_KEY = /^[A-Za-z0-9]([A-Za-z0-9._/:-]{0,126}[A-Za-z0-9])?$/;
+const LABEL_VALUE = /^[A-Za-z0-9._:/@+-]{0,253}$/;
+
+/**
+ * Parses `k=v,k2=v2` into labels.
+ * Thrown when a pair is malformed: AgentConfigError naming the pair.
+ */
+export function parseLabels(text: string | undefined): Record<string, string> {
+  const labels: Record<string, string> = {};
+  if (!text) return labels;
+  for (const pair of text.split(",").map((p) => p.trim()).filter((p) => p !== "")) {
+    const eq = pair.indexOf("=");
+    if (eq <= 0) throw new AgentConfigError(`--labels: "${pair}" is not key=value (e.g. --labels app=web,firedrill:opt-in=true)`);
+    const key = pair.slice(0, eq);
+    const value = pair.slice(eq + 1);
+    if (!LABEL_KEY.test(key)) {
+      throw new AgentConfigError(`--labels: key "${key}" is invalid; use letters, digits and . _ / : - (starting and ending with a letter or digit)`);
+    }
+    if (!LABEL_VALUE.test(value)) {
+      throw new AgentConfigError(`--labels: value "${value}" of ${key} is invalid; use letters, digits and . _ : / @ + -`);
+    }
+    labels[key] = value;
+  }
+  return labels;
+}
+
+/** The agent's configuration. */
+export const AgentConfigSchema = z.object({
+  /** Control plane gRPC address, host:port (FIREDRILL_SERVER_ADDR). */
+  server: z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, "must be host:port, e.g. 127.0.0.1:7070"),
+  /** Join token (--token, FIREDRILL_TOKEN, or read from --token-file). */
+  token: z.string().min(8, "is missing or too short: pass --token, --token-file or FIREDRILL_TOKEN (the control plane wrote it to <data-dir>/join-token)"),
+  /** Where the agent keeps its id, journal and pending reports. */
+  stateDir: z.string().min(1),
+  /** Labels for target selection, e.g. app=web,firedrill:opt-in=true. */
+  labels: z.record(z.string(), z.string()),
+  /** Log level. */
+  logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]),
+  /** IMDS base URL, or "off". */
+  imds: z.string().regex(/^(off|https?:\/\/\S+)$/, 'must be "off" or an http(s) URL'),
+  /** TLS: CA bundle to verify the control plane (enables TLS). */
+  caFile: z.string().optional(),
+  /** TLS with the system's trust store. */
+  tls: z.boolean(),
+  /** Longest reconnect delay in ms. */
+  reconnectMaxMs: z.number().int().min(100).max(300_000),
+  /** Progress report interval in ms. */
+  progressIntervalMs: z.number().int().min(200).max(60_000),
+});
+
+/** Validated agent configuration. */
+export type AgentConfig = z.infer<typeof AgentConfigSchema>;
+
+/**
+ * Validates raw configuration. Thrown when invalid: AgentConfigError listing each field.
+ */
+export function parseAgentConfig(raw: Record<string, unknown>): AgentConfig {
+  const result = AgentConfigSchema.safeParse(raw);
+  if (!result.success) {
+    const flag = (path: PropertyKey[]) => `--${String(path[0] ?? "").replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+    throw new AgentConfigError(result.error.issues.map((i) => `${flag(i.path)}: ${i.message}`).join("\n"));
+  }
+  return result.data;
+}
+
+/** Reads a token file (trimmed). Thrown when unreadable: AgentConfigError. */
+export function readTokenFile(path: string): string {
+  try {
+    return readFileSync(path, "utf8").trim();
+  } catch (err) {
+    throw new AgentConfigError(`--token-file: cannot read ${path}: ${(err as Error).message}`);
+  }
+}

@@ -1,0 +1,193 @@
+/**
+ * cpu-burn: keeps `load` percent of each of `cores` CPUs busy (a per-core duty cycle, additive to
+ * the host's own load, like stress-ng --cpu-load).
+ *
+ * The burners are worker threads of the agent process, each pinned to one core with taskset, so
+ * they cannot outlive the agent: a SIGKILLed agent takes its burn with it.
+ */
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { Worker } from "node:worker_threads";
+import { InvalidFaultRequestError, parseFaultParams } from "@firedrill/protocol";
+import type { CpuBurnParams, JsonObject } from "@firedrill/protocol";
+import { CLOCK_TICKS_PER_SECOND, busyPercent, readCpuSnapshot, readThreadCpuTicks } from "../proc.js";
+import type { CpuSnapshot } from "../proc.js";
+import type { FaultContext, FaultKindDefinition, HostInfo, RunningFault } from "./types.js";
+
+const execFileAsync = promisify(execFile);
+
+/** Duty-cycle period: short enough to look smooth to a 1 s sampler, long enough to be cheap. */
+const PERIOD_MS = 100;
+
+/**
+ * The burner: spins for load% of each period and sleeps the rest on an Atomics.wait, so a stop
+ * request (flag set + notify) ends it within microseconds. Plain JS, evaluated in the worker, so it
+ * needs no TypeScript loader.
+ */
+const BURNER_SOURCE = `
+const { workerData, parentPort } = require("node:worker_threads");
+const { readlinkSync } = require("node:fs");
+const flag = new Int32Array(workerData.control);
+let tid = 0;
+try { tid = Number(readlinkSync("/proc/thread-self").split("/").pop()); } catch {}
+parentPort.postMessage({ tid });
+const busyMs = (workerData.periodMs * workerData.load) / 100;
+while (Atomics.load(flag, 0) === 0) {
+  const start = performance.now();
+  while (performance.now() - start < busyMs) {}
+  const idle = workerData.periodMs - (performance.now() - start);
+  if (idle > 0) Atomics.wait(flag, 0, 0, idle);
+}
+`;
+
+/** Validated cpu-burn parameters with the core list resolved for this host. */
+export interface CpuBurnPlan extends CpuBurnParams {
+  coreList: number[];
+}
+
+interface Burner {
+  worker: Worker;
+  core: number;
+  tid: number;
+  pinned: boolean;
+  exited: Promise<void>;
+}
+
+function validate(params: JsonObject, host: HostInfo): CpuBurnPlan {
+  const parsed = parseFaultParams("cpu-burn", params);
+  const count = parsed.cores === "all" ? host.cpuCount : parsed.cores;
+  if (count > host.cpuCount) {
+    throw new InvalidFaultRequestError([
+      {
+        field: "params.cores",
+        message: `${count} is more than the ${host.cpuCount} CPUs of this host; use at most ${host.cpuCount}, or "all"`,
+      },
+    ]);
+  }
+  return { ...parsed, coreList: Array.from({ length: count }, (_, i) => i) };
+}
+
+async function startBurner(core: number, load: number, control: SharedArrayBuffer, ctx: FaultContext): Promise<Burner> {
+  const worker = new Worker(BURNER_SOURCE, {
+    eval: true,
+    execArgv: [],
+    workerData: { control, load, periodMs: PERIOD_MS },
+    name: `firedrill-cpu-burn-${core}`,
+  });
+  const exited = new Promise<void>((resolve) => worker.once("exit", () => resolve()));
+  const tid = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`burner for core ${core} did not start within 5s`)), 5000);
+    worker.once("message", (msg: { tid: number }) => {
+      clearTimeout(timer);
+      resolve(msg.tid);
+    });
+    worker.once("error", (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+  let pinned = false;
+  if (tid > 0) {
+    try {
+      await execFileAsync("taskset", ["-p", "-c", String(core), String(tid)], { timeout: 5000 });
+      pinned = true;
+    } catch (err) {
+      ctx.log.warn({ err, core, tid }, "could not pin burner thread to its core; it burns unpinned");
+    }
+  }
+  return { worker, core, tid, pinned, exited };
+}
+
+async function stopBurners(burners: Burner[], control: SharedArrayBuffer): Promise<void> {
+  const flag = new Int32Array(control);
+  Atomics.store(flag, 0, 1);
+  Atomics.notify(flag, 0);
+  await Promise.all(
+    burners.map(async (b) => {
+      const timeout = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), 1000).unref());
+      if ((await Promise.race([b.exited, timeout])) === "timeout") await b.worker.terminate();
+    }),
+  );
+}
+
+function measureFrom(burners: Burner[], plan: CpuBurnPlan) {
+  let snapshot: CpuSnapshot = readCpuSnapshot();
+  let at = performance.now();
+  let ticks = burners.map((b) => readThreadCpuTicks(b.tid) ?? 0);
+  return (): Record<string, number> => {
+    const now = readCpuSnapshot();
+    const nowAt = performance.now();
+    const nowTicks = burners.map((b) => readThreadCpuTicks(b.tid) ?? 0);
+    const seconds = (nowAt - at) / 1000;
+    const perCore = plan.coreList.map((core) => {
+      const before = snapshot.cpus[core];
+      const after = now.cpus[core];
+      return before && after ? busyPercent(before, after) : 0;
+    });
+    const burnerPercent =
+      seconds > 0
+        ? nowTicks.reduce((sum, t, i) => sum + (t - (ticks[i] ?? 0)), 0) / CLOCK_TICKS_PER_SECOND / seconds / burners.length * 100
+        : 0;
+    const result: Record<string, number> = {
+      load_asked: plan.load,
+      cores: plan.coreList.length,
+      // Busy percent of the selected cores (all work on them, the burn included).
+      cpu_percent_selected: round(perCore.reduce((a, b) => a + b, 0) / Math.max(1, perCore.length)),
+      // Busy percent of the whole machine.
+      cpu_percent_machine: round(busyPercent(snapshot.all, now.all)),
+      // Percent of a core each burner thread itself used: the burn as delivered.
+      burner_percent: round(Math.min(100, burnerPercent)),
+      pinned: burners.every((b) => b.pinned) ? 1 : 0,
+    };
+    plan.coreList.forEach((core, i) => {
+      result[`cpu${core}_percent`] = round(perCore[i] ?? 0);
+    });
+    snapshot = now;
+    at = nowAt;
+    ticks = nowTicks;
+    return result;
+  };
+}
+
+function round(n: number): number {
+  return Math.round(n * 10) / 10;
+}
+
+/** The cpu-burn fault kind. */
+export const cpuBurn: FaultKindDefinition<CpuBurnPlan> = {
+  kind: "cpu-burn",
+  validate,
+  planRevert(plan) {
+    // Nothing outside the agent process to undo: the burner threads die with it. The record
+    // still exists so that recovery reports the fault as ended.
+    return { cores: plan.coreList };
+  },
+  async start(plan, ctx): Promise<RunningFault> {
+    const control = new SharedArrayBuffer(4);
+    const burners: Burner[] = [];
+    try {
+      for (const core of plan.coreList) burners.push(await startBurner(core, plan.load, control, ctx));
+    } catch (err) {
+      await stopBurners(burners, control);
+      throw err;
+    }
+    ctx.log.info({ cores: plan.coreList, load: plan.load, tids: burners.map((b) => b.tid) }, "cpu burn running");
+    const measure = measureFrom(burners, plan);
+    let stopped: Promise<void> | undefined;
+    return {
+      measure,
+      revert() {
+        stopped ??= stopBurners(burners, control);
+        return stopped;
+      },
+    };
+  },
+  async revertRecord(_revert, { holderAlive }) {
+    if (holderAlive) {
+      throw new Error(
+        "the burner threads belong to a live firedrill-agent process; stop that agent (its shutdown reverts the burn)",
+      );
+    }
+    // The holder is gone, and its threads with it.
+  },
+};

@@ -1,0 +1,20 @@
+/**
+ * The registry of fault kinds this agent can run.
+ */
+import { cpuBurn } from "./cpu-burn.js";
+import type { FaultKindDefinition } from "./types.js";
+
+export type { FaultContext, FaultKindDefinition, HostInfo, RunningFault } from "./types.js";
+
+/** A set of fault kinds by name. */
+export type FaultRegistry = ReadonlyMap<string, FaultKindDefinition>;
+
+/** Builds a registry from fault kind definitions. */
+export function createFaultRegistry(kinds: FaultKindDefinition[]): FaultRegistry {
+  return new Map(kinds.map((k) => [k.kind, k]));
+}
+
+/** Every fault kind shipped with the agent. */
+export function createDefaultFaultRegistry(): FaultRegistry {
+  return createFaultRegistry([cpuBurn as FaultKindDefinition]);
+}

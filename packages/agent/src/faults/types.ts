@@ -1,0 +1,51 @@
+/**
+ * The contract every fault kind implements. One file per kind under faults/.
+ */
+import type { JsonObject } from "@firedrill/protocol";
+import type { Logger } from "pino";
+
+/** What a fault kind may know about the host when validating. */
+export interface HostInfo {
+  cpuCount: number;
+  /** The agent's state dir: faults keep their files under it. */
+  stateDir: string;
+}
+
+/** Handed to a fault while it runs. */
+export interface FaultContext {
+  faultId: string;
+  log: Logger;
+  host: HostInfo;
+  /**
+   * Replaces the fault's revert record in the journal, durably, *before* the caller touches the
+   * host further (e.g. after learning the pids it is about to stop).
+   */
+  updateRevert(revert: JsonObject): void;
+}
+
+/** A fault acting on the host. */
+export interface RunningFault {
+  /** Measurements since the last call (e.g. cpu_percent), reported as progress events. */
+  measure?(): Record<string, number>;
+  /** Undoes the fault. Idempotent: calling it again, or after the effect is gone, succeeds. */
+  revert(): Promise<void>;
+}
+
+/** A kind of fault the agent can inject. */
+export interface FaultKindDefinition<P = unknown> {
+  kind: string;
+  /**
+   * Validates parameters against the protocol's contract and this host.
+   * Thrown when invalid: InvalidFaultRequestError naming each field. Nothing is touched.
+   */
+  validate(params: JsonObject, host: HostInfo): P;
+  /** The revert record written to the journal before start() touches anything. */
+  planRevert(params: P, ctx: FaultContext): JsonObject;
+  /** Starts the fault. On throw, the runtime calls revertRecord() with the journal record. */
+  start(params: P, ctx: FaultContext): Promise<RunningFault>;
+  /**
+   * Reverts from the journal record alone, in a process that did not start the fault (restart,
+   * `recover`, the guard). Idempotent; "already gone" is success.
+   */
+  revertRecord(revert: JsonObject, ctx: { log: Logger; holderAlive: boolean }): Promise<void>;
+}

@@ -1,0 +1,306 @@
+/**
+ * The fault runtime: starts faults from the registry, journals them before they touch the host,
+ * ends them at their hard duration, reports progress, and reverts them idempotently on every path
+ * (duration, stop, stop-all, lease, halt, shutdown).
+ */
+import { create } from "@bufbuild/protobuf";
+import {
+  FaultEventSchema,
+  FaultEventType,
+  FaultState,
+  HeldFaultSchema,
+  InvalidFaultRequestError,
+  MAX_FAULT_DURATION_MS,
+  MIN_FAULT_DURATION_MS,
+  RevertReason,
+  durationToMs,
+  formatDuration,
+  revertReasonName,
+  timestampFromMs,
+} from "@firedrill/protocol";
+import type { FaultEvent, HeldFault, JsonObject, StartFault } from "@firedrill/protocol";
+import type { Logger } from "pino";
+import type { FaultContext, FaultKindDefinition, FaultRegistry, HostInfo, RunningFault } from "./faults/index.js";
+import type { Journal, JournalRecord } from "./journal.js";
+
+/** Options of the fault runtime. */
+export interface FaultRuntimeOptions {
+  registry: FaultRegistry;
+  journal: Journal;
+  host: HostInfo;
+  log: Logger;
+  /** This process, recorded as the holder of every journal record. */
+  holder: { pid: number; startTime: number };
+  /** Receives every fault event, in order. */
+  emit: (event: FaultEvent) => void;
+  /** How often running faults report measurements. @default 2000 */
+  progressIntervalMs?: number;
+  /** How long to wait between attempts when a revert fails. @default 5000 */
+  revertRetryMs?: number;
+  /** How many times a failing revert is retried before it is reported as failed. @default 60 */
+  revertAttempts?: number;
+}
+
+type ActiveState = "starting" | "running" | "reverting";
+
+interface ActiveFault {
+  id: string;
+  kind: string;
+  def: FaultKindDefinition;
+  state: ActiveState;
+  startedAt: number;
+  endsAt: number;
+  record: JournalRecord;
+  running?: RunningFault;
+  /** A stop that arrived while the fault was starting. */
+  pendingStop?: RevertReason;
+  started: Promise<void>;
+  reverted?: Promise<void>;
+  durationTimer?: NodeJS.Timeout;
+  progressTimer?: NodeJS.Timeout;
+}
+
+/** Remembered ids of ended faults, so a re-sent StartFault never runs a fault twice. */
+const ENDED_MEMORY = 10_000;
+
+/** Runs faults on this host. */
+export class FaultRuntime {
+  private readonly active = new Map<string, ActiveFault>();
+  private readonly ended = new Set<string>();
+  private readonly progressIntervalMs: number;
+  private readonly revertRetryMs: number;
+  private readonly revertAttempts: number;
+
+  constructor(private readonly opts: FaultRuntimeOptions) {
+    this.progressIntervalMs = opts.progressIntervalMs ?? 2000;
+    this.revertRetryMs = opts.revertRetryMs ?? 5000;
+    this.revertAttempts = opts.revertAttempts ?? 60;
+  }
+
+  /** How many faults are starting, running or reverting. */
+  get activeCount(): number {
+    return this.active.size;
+  }
+
+  /** The faults this agent holds, for the Hello. */
+  held(): HeldFault[] {
+    return [...this.active.values()].map((f) =>
+      create(HeldFaultSchema, {
+        faultId: f.id,
+        kind: f.kind,
+        state:
+          f.state === "starting" ? FaultState.STARTING : f.state === "running" ? FaultState.RUNNING : FaultState.REVERTING,
+        startedAt: timestampFromMs(f.startedAt),
+        endsAt: timestampFromMs(f.endsAt),
+      }),
+    );
+  }
+
+  private event(
+    faultId: string,
+    kind: string,
+    type: FaultEventType,
+    extra: { reason?: RevertReason; error?: string; message?: string; measurements?: Record<string, number> } = {},
+  ): void {
+    this.opts.emit(
+      create(FaultEventSchema, {
+        faultId,
+        kind,
+        type,
+        time: timestampFromMs(Date.now()),
+        reason: extra.reason ?? RevertReason.UNSPECIFIED,
+        error: extra.error ?? "",
+        message: extra.message ?? "",
+        measurements: extra.measurements ?? {},
+      }),
+    );
+  }
+
+  private rememberEnded(id: string): void {
+    this.ended.add(id);
+    if (this.ended.size > ENDED_MEMORY) {
+      const oldest = this.ended.values().next().value;
+      if (oldest !== undefined) this.ended.delete(oldest);
+    }
+  }
+
+  /**
+   * Starts a fault. Never throws: a refused or failed start is reported as a FAILED event, and
+   * leaves nothing on the host. Resolves once the fault runs (or failed).
+   */
+  async start(request: StartFault): Promise<void> {
+    const { faultId: id, kind } = request;
+    const log = this.opts.log.child({ faultId: id, kind });
+    if (this.active.has(id) || this.ended.has(id)) {
+      log.info("fault already known; ignoring the repeated start");
+      return;
+    }
+    const fail = (error: string) => {
+      log.warn({ error }, "fault refused");
+      this.event(id, kind, FaultEventType.FAILED, { error });
+    };
+    if (!/^[A-Za-z0-9_.-]{1,128}$/.test(id)) return fail(`fault_id ${JSON.stringify(id)} is not a valid id`);
+    const def = this.opts.registry.get(kind);
+    if (!def) {
+      return fail(`kind: unknown fault kind ${JSON.stringify(kind)}; this agent runs: ${[...this.opts.registry.keys()].join(", ")}`);
+    }
+    const durationMs = durationToMs(request.duration);
+    if (durationMs < MIN_FAULT_DURATION_MS || durationMs > MAX_FAULT_DURATION_MS) {
+      return fail(`duration: ${formatDuration(durationMs)} is outside the allowed 1s-12h`);
+    }
+    let plan: unknown;
+    try {
+      plan = def.validate(request.params ?? {}, this.opts.host);
+    } catch (err) {
+      return fail(err instanceof InvalidFaultRequestError ? err.message : `invalid parameters: ${(err as Error).message}`);
+    }
+
+    const startedAt = Date.now();
+    const fault: ActiveFault = {
+      id,
+      kind,
+      def,
+      state: "starting",
+      startedAt,
+      endsAt: startedAt + durationMs,
+      record: undefined as unknown as JournalRecord,
+      started: Promise.resolve(),
+    };
+    const ctx = this.context(fault, log);
+    fault.record = {
+      faultId: id,
+      kind,
+      params: request.params ?? {},
+      revert: {},
+      holder: this.opts.holder,
+      ...(request.runId ? { runId: request.runId } : {}),
+      startedAt: new Date(startedAt).toISOString(),
+      endsAt: new Date(fault.endsAt).toISOString(),
+    };
+    try {
+      fault.record.revert = def.planRevert(plan, ctx);
+      // Write-ahead: the record is on disk before the fault touches anything.
+      this.opts.journal.write(fault.record);
+    } catch (err) {
+      return fail(`could not journal the fault, nothing was started: ${(err as Error).message}`);
+    }
+    this.active.set(id, fault);
+    this.event(id, kind, FaultEventType.ACCEPTED, { message: `accepted for ${formatDuration(durationMs)}` });
+
+    fault.started = (async () => {
+      try {
+        fault.running = await def.start(plan, ctx);
+      } catch (err) {
+        const error = (err as Error).message;
+        log.error({ err }, "fault failed to start; undoing what it did");
+        try {
+          await def.revertRecord(fault.record.revert, { log, holderAlive: false });
+          this.opts.journal.remove(id);
+          this.active.delete(id);
+          this.rememberEnded(id);
+          this.event(id, kind, FaultEventType.FAILED, { error: `could not start: ${error}` });
+        } catch (revertErr) {
+          // Keep the record: recovery (restart, `recover`, the guard) will retry the revert.
+          fault.state = "reverting";
+          this.event(id, kind, FaultEventType.FAILED, {
+            error: `could not start: ${error}; undoing it also failed: ${(revertErr as Error).message} (the journal keeps the record; run firedrill-agent recover)`,
+          });
+        }
+        return;
+      }
+      fault.state = "running";
+      this.event(id, kind, FaultEventType.STARTED, { message: `running until ${new Date(fault.endsAt).toISOString()}` });
+      fault.durationTimer = setTimeout(() => void this.stop(id, RevertReason.DURATION), fault.endsAt - Date.now());
+      if (fault.running.measure) {
+        const measure = fault.running.measure.bind(fault.running);
+        fault.progressTimer = setInterval(() => {
+          if (fault.state !== "running") return;
+          try {
+            this.event(id, kind, FaultEventType.PROGRESS, { measurements: measure() });
+          } catch (err) {
+            log.warn({ err }, "measurement failed");
+          }
+        }, this.progressIntervalMs);
+      }
+    })();
+    await fault.started;
+    if (fault.pendingStop !== undefined) await this.stop(id, fault.pendingStop);
+  }
+
+  private context(fault: ActiveFault, log: Logger): FaultContext {
+    return {
+      faultId: fault.id,
+      log,
+      host: this.opts.host,
+      updateRevert: (revert: JsonObject) => {
+        fault.record.revert = revert;
+        this.opts.journal.write(fault.record);
+      },
+    };
+  }
+
+  /**
+   * Reverts one fault. Idempotent: stopping a fault that is reverting waits for that revert;
+   * stopping an unknown or ended fault does nothing. Resolves when the effect is gone (or the
+   * revert has been given up and reported as failed).
+   */
+  async stop(id: string, reason: RevertReason): Promise<void> {
+    const fault = this.active.get(id);
+    if (!fault) return;
+    if (fault.state === "starting") {
+      fault.pendingStop ??= reason;
+      await fault.started;
+      return this.stop(id, fault.pendingStop);
+    }
+    if (fault.reverted) return fault.reverted;
+    fault.state = "reverting";
+    clearTimeout(fault.durationTimer);
+    clearInterval(fault.progressTimer);
+    const log = this.opts.log.child({ faultId: id, kind: fault.kind });
+    fault.reverted = (async () => {
+      const measurements = safeMeasure(fault.running);
+      for (let attempt = 1; ; attempt++) {
+        try {
+          if (fault.running) await fault.running.revert();
+          else await fault.def.revertRecord(fault.record.revert, { log, holderAlive: false });
+          break;
+        } catch (err) {
+          const error = (err as Error).message;
+          if (attempt >= this.revertAttempts) {
+            log.error({ err, attempt }, "revert failed; giving up, the journal keeps the record");
+            this.event(id, fault.kind, FaultEventType.FAILED, {
+              error: `revert failed after ${attempt} attempts: ${error}; the journal keeps the record (run firedrill-agent recover once fixed)`,
+            });
+            return;
+          }
+          log.error({ err, attempt }, "revert failed; retrying");
+          this.event(id, fault.kind, FaultEventType.PROGRESS, { message: `revert attempt ${attempt} failed: ${error}` });
+          await new Promise((resolve) => setTimeout(resolve, this.revertRetryMs));
+        }
+      }
+      this.opts.journal.remove(id);
+      this.active.delete(id);
+      this.rememberEnded(id);
+      log.info({ reason: revertReasonName(reason) }, "fault reverted");
+      this.event(id, fault.kind, FaultEventType.REVERTED, {
+        reason,
+        message: `reverted (${revertReasonName(reason)})`,
+        ...(measurements ? { measurements } : {}),
+      });
+    })();
+    return fault.reverted;
+  }
+
+  /** Reverts every fault, in parallel. Resolves when all are reverted (or given up). */
+  async stopAll(reason: RevertReason): Promise<void> {
+    await Promise.all([...this.active.keys()].map((id) => this.stop(id, reason)));
+  }
+}
+
+function safeMeasure(running: RunningFault | undefined): Record<string, number> | undefined {
+  try {
+    return running?.measure?.();
+  } catch {
+    return undefined;
+  }
+}

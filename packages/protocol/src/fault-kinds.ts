@@ -1,0 +1,97 @@
+/**
+ * The parameter contract of every fault kind. The control plane validates with it before sending
+ * a fault; the agent validates again (adding host-specific checks) before touching the host.
+ */
+import type { JsonObject } from "@bufbuild/protobuf";
+import { InvalidFaultRequestError, ParamReader, validateDuration } from "./params.js";
+import type { FieldIssue } from "./params.js";
+
+/** Parameters of `cpu-burn`. */
+export interface CpuBurnParams {
+  /** Percent of each selected core to keep busy, 1-100. @default 100 */
+  load: number;
+  /** How many cores to burn, or "all". @default 1 */
+  cores: number | "all";
+}
+
+function parseCpuBurn(reader: ParamReader): CpuBurnParams {
+  const load = reader.number("load", { min: 1, max: 100, integer: true, default: 100 });
+  const rawCores = reader.raw("cores");
+  let cores: number | "all" = 1;
+  if (rawCores === "all") cores = "all";
+  else if (rawCores !== undefined) {
+    const n = typeof rawCores === "string" && /^\d+$/.test(rawCores) ? Number(rawCores) : rawCores;
+    if (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > 1024) {
+      reader.fail("cores", `${JSON.stringify(rawCores)} is not valid; use a whole number of cores >= 1, or "all"`);
+    } else cores = n;
+  }
+  reader.rejectUnknown("cpu-burn", ["load", "cores"]);
+  return { load: load ?? 100, cores };
+}
+
+/** A fault kind's parameter parser: reads through the reader, which collects issues. */
+export type ParamParser<P> = (reader: ParamReader) => P;
+
+/** Every fault kind the protocol knows, with its parameter parser. */
+export const FAULT_KIND_PARAMS = {
+  "cpu-burn": parseCpuBurn as ParamParser<CpuBurnParams>,
+} as const;
+
+/** A fault kind name. */
+export type FaultKind = keyof typeof FAULT_KIND_PARAMS;
+
+/** Parameters by fault kind. */
+export interface FaultParamsByKind {
+  "cpu-burn": CpuBurnParams;
+}
+
+/** The names of all fault kinds. */
+export const FAULT_KINDS = Object.keys(FAULT_KIND_PARAMS) as FaultKind[];
+
+/** Whether `kind` names a known fault kind. */
+export function isFaultKind(kind: string): kind is FaultKind {
+  return Object.hasOwn(FAULT_KIND_PARAMS, kind);
+}
+
+/**
+ * Parses the parameters of a fault kind.
+ * Thrown when a parameter is invalid: InvalidFaultRequestError naming each field.
+ */
+export function parseFaultParams<K extends FaultKind>(kind: K, params: JsonObject, prefix = "params"): FaultParamsByKind[K] {
+  const reader = new ParamReader(params, prefix);
+  const parsed = FAULT_KIND_PARAMS[kind](reader) as FaultParamsByKind[K];
+  if (reader.issues.length > 0) throw new InvalidFaultRequestError(reader.issues);
+  return parsed;
+}
+
+/** A validated request to start a fault. */
+export interface ValidFaultRequest {
+  kind: FaultKind;
+  params: JsonObject;
+  durationMs: number;
+}
+
+/**
+ * Validates kind, params and duration of a fault request, reporting every problem at once.
+ * Thrown when anything is invalid: InvalidFaultRequestError.
+ */
+export function validateFaultRequest(request: { kind: unknown; params?: unknown; duration: unknown }): ValidFaultRequest {
+  const issues: FieldIssue[] = [];
+  const { kind } = request;
+  if (typeof kind !== "string" || kind === "") {
+    issues.push({ field: "kind", message: `is required; use one of: ${FAULT_KINDS.join(", ")}` });
+  } else if (!isFaultKind(kind)) {
+    issues.push({ field: "kind", message: `unknown fault kind ${JSON.stringify(kind)}; use one of: ${FAULT_KINDS.join(", ")}` });
+  }
+  const params = request.params ?? {};
+  if (typeof params !== "object" || params === null || Array.isArray(params)) {
+    issues.push({ field: "params", message: "must be an object of name: value" });
+  } else if (typeof kind === "string" && isFaultKind(kind)) {
+    const reader = new ParamReader(params as JsonObject);
+    FAULT_KIND_PARAMS[kind](reader);
+    issues.push(...reader.issues);
+  }
+  const durationMs = validateDuration(request.duration, "duration", issues);
+  if (issues.length > 0 || durationMs === undefined) throw new InvalidFaultRequestError(issues);
+  return { kind: kind as FaultKind, params: params as JsonObject, durationMs };
+}
