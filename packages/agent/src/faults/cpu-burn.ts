@@ -26,10 +26,12 @@ const PERIOD_MS = 100;
  */
 const BURNER_SOURCE = `
 const { workerData, parentPort } = require("node:worker_threads");
-const { readlinkSync } = require("node:fs");
+const { readlinkSync, writeFileSync } = require("node:fs");
 const flag = new Int32Array(workerData.control);
 let tid = 0;
 try { tid = Number(readlinkSync("/proc/thread-self").split("/").pop()); } catch {}
+// Named so that top -H and ps -L show what this thread is.
+try { writeFileSync("/proc/thread-self/comm", "fd-cpu-burn"); } catch {}
 parentPort.postMessage({ tid });
 const busyMs = (workerData.periodMs * workerData.load) / 100;
 while (Atomics.load(flag, 0) === 0) {

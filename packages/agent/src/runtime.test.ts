@@ -1,0 +1,146 @@
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { create } from "@bufbuild/protobuf";
+import { FaultEventType, RevertReason, StartFaultSchema, durationFromMs, faultEventTypeName, revertReasonName } from "@firedrill/protocol";
+import type { FaultEvent, JsonObject } from "@firedrill/protocol";
+import pino from "pino";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { cpuBurn } from "./faults/cpu-burn.js";
+import { createFaultRegistry } from "./faults/index.js";
+import type { FaultKindDefinition } from "./faults/index.js";
+import { Journal } from "./journal.js";
+import { recoverJournal } from "./recover.js";
+import { PendingReports } from "./reports.js";
+import { FaultRuntime } from "./runtime.js";
+import { fileFault } from "./testing/file-fault.js";
+
+const log = pino({ level: "silent" });
+
+describe("fault runtime", () => {
+  let dir: string;
+  let journal: Journal;
+  let events: FaultEvent[];
+  let runtime: FaultRuntime;
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), "firedrill-runtime-"));
+    journal = new Journal(join(dir, "state"));
+    events = [];
+    runtime = new FaultRuntime({
+      registry: createFaultRegistry([fileFault as FaultKindDefinition, cpuBurn as FaultKindDefinition]),
+      journal,
+      host: { cpuCount: 2, stateDir: join(dir, "state") },
+      log,
+      holder: { pid: process.pid, startTime: 0 },
+      emit: (e) => events.push(e),
+      progressIntervalMs: 200,
+      revertRetryMs: 10,
+      revertAttempts: 2,
+    });
+  });
+  afterEach(async () => {
+    await runtime.stopAll(RevertReason.SHUTDOWN);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const start = (id: string, kind: string, params: JsonObject, ms = 60_000) =>
+    runtime.start(create(StartFaultSchema, { faultId: id, kind, params, duration: durationFromMs(ms) }));
+  const timeline = (id: string) =>
+    events.filter((e) => e.faultId === id && e.type !== FaultEventType.PROGRESS).map((e) => faultEventTypeName(e.type));
+
+  it("journals before acting, and reverts at the end of the duration", async () => {
+    const path = join(dir, "effect");
+    await start("f1", "test-file", { path }, 1000);
+    expect(existsSync(path)).toBe(true);
+    expect(journal.readAll().records.map((r) => r.faultId)).toEqual(["f1"]);
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(existsSync(path)).toBe(false);
+    expect(journal.readAll().records).toEqual([]);
+    expect(timeline("f1")).toEqual(["accepted", "started", "reverted"]);
+    expect(revertReasonName(events.at(-1)!.reason)).toBe("duration");
+  });
+
+  it("reports progress measurements while running", async () => {
+    await start("f2", "test-file", { path: join(dir, "p") });
+    await new Promise((r) => setTimeout(r, 500));
+    const progress = events.filter((e) => e.type === FaultEventType.PROGRESS);
+    expect(progress.length).toBeGreaterThan(0);
+    expect(progress[0]!.measurements.exists).toBe(1);
+  });
+
+  it("reverts on stop, idempotently", async () => {
+    const path = join(dir, "effect2");
+    await start("f3", "test-file", { path });
+    await Promise.all([runtime.stop("f3", RevertReason.STOPPED), runtime.stop("f3", RevertReason.STOPPED)]);
+    await runtime.stop("f3", RevertReason.STOPPED);
+    expect(existsSync(path)).toBe(false);
+    expect(timeline("f3")).toEqual(["accepted", "started", "reverted"]);
+    expect(revertReasonName(events.at(-1)!.reason)).toBe("stopped");
+  });
+
+  it("reverts everything on stop-all with the given reason", async () => {
+    const paths = [join(dir, "a"), join(dir, "b"), join(dir, "c")];
+    await Promise.all(paths.map((path, i) => start(`all-${i}`, "test-file", { path })));
+    expect(paths.every(existsSync)).toBe(true);
+    await runtime.stopAll(RevertReason.LEASE);
+    expect(paths.some(existsSync)).toBe(false);
+    expect(runtime.activeCount).toBe(0);
+    const reverted = events.filter((e) => e.type === FaultEventType.REVERTED);
+    expect(reverted.map((e) => revertReasonName(e.reason))).toEqual(["lease", "lease", "lease"]);
+  });
+
+  it("undoes a fault whose start fails half-way, and reports it failed", async () => {
+    const path = join(dir, "half");
+    await start("f4", "test-file", { path, failStart: "yes" });
+    expect(existsSync(path)).toBe(false);
+    expect(journal.readAll().records).toEqual([]);
+    expect(timeline("f4")).toEqual(["accepted", "failed"]);
+    expect(events.at(-1)!.error).toContain("start failed half-way on purpose");
+  });
+
+  it("refuses bad params, unknown kinds and bad durations without touching anything", async () => {
+    await start("b1", "cpu-burn", { load: 0 });
+    await start("b2", "cpu-burn", { load: 150 });
+    await start("b3", "cpu-burn", { load: 50, cores: 9 });
+    await start("b4", "no-such-kind", {});
+    await start("b5", "cpu-burn", { load: 50 }, 10);
+    await start("b6", "test-file", { path: "relative" });
+    const errors = Object.fromEntries(events.map((e) => [e.faultId, e.error]));
+    expect(events.every((e) => e.type === FaultEventType.FAILED)).toBe(true);
+    expect(errors.b1).toBe("params.load: 0 is below the minimum 1");
+    expect(errors.b2).toBe("params.load: 150 is above the maximum 100");
+    expect(errors.b3).toBe('params.cores: 9 is more than the 2 CPUs of this host; use at most 2, or "all"');
+    expect(errors.b4).toBe('kind: unknown fault kind "no-such-kind"; this agent runs: test-file, cpu-burn');
+    expect(errors.b5).toBe("duration: 10ms is outside the allowed 1s-12h");
+    expect(errors.b6).toContain("params.path");
+    expect(journal.readAll().records).toEqual([]);
+    expect(readdirSync(dir).sort()).toEqual(["state"]);
+  });
+
+  it("never runs the same fault id twice", async () => {
+    const path = join(dir, "once");
+    await start("dup", "test-file", { path });
+    await start("dup", "test-file", { path });
+    expect(events.filter((e) => e.type === FaultEventType.ACCEPTED)).toHaveLength(1);
+    await runtime.stop("dup", RevertReason.STOPPED);
+    await start("dup", "test-file", { path });
+    expect(existsSync(path)).toBe(false);
+  });
+
+  it("a journal left by a dead holder is reverted by recovery, and reported", async () => {
+    const path = join(dir, "left-behind");
+    // What a SIGKILLed agent leaves: the effect on the host and the journal record.
+    await start("crash", "test-file", { path });
+    const record = journal.readAll().records[0]!;
+    journal.write({ ...record, holder: { pid: 999_999_999, startTime: 1 } });
+    const reports = new PendingReports(join(dir, "state"));
+    const result = await recoverJournal({ journal, registry: createFaultRegistry([fileFault as FaultKindDefinition]), log, reports });
+    expect(result.reverted.map((r) => r.faultId)).toEqual(["crash"]);
+    expect(existsSync(path)).toBe(false);
+    expect(journal.readAll().records).toEqual([]);
+    const reported = reports.list();
+    expect(reported).toHaveLength(1);
+    expect(revertReasonName(reported[0]!.reason)).toBe("recovery");
+  });
+});
