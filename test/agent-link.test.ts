@@ -1,0 +1,59 @@
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { api } from "./support/api.js";
+import { killAll, startAgentProcess, startServer, tempDir, waitFor } from "./support/processes.js";
+import type { ServerHandle } from "./support/processes.js";
+
+describe("agent link (real control plane and agent processes, gRPC on loopback)", () => {
+  let dirs: { cleanup: () => void }[] = [];
+  const dir = (name: string) => {
+    const d = tempDir(name);
+    dirs.push(d);
+    return d.path;
+  };
+  afterEach(async () => {
+    await killAll();
+    for (const d of dirs) d.cleanup();
+    dirs = [];
+  });
+
+  let server: ServerHandle;
+  beforeEach(async () => {
+    server = await startServer({ dataDir: dir("cp") });
+  });
+
+  const agents = async () => (await api(server.httpUrl, "GET", "/api/v1/agents")).body.agents as any[];
+
+  it("registers with facts and labels, and comes back with the same id after a server restart", async () => {
+    const stateDir = dir("agent");
+    const agent = startAgentProcess({ server: server.grpcAddr, token: server.token, stateDir, labels: "app=web,firedrill:opt-in=true" });
+    const [registered] = await waitFor("the agent to register", async () => {
+      const list = await agents();
+      return list.length === 1 && list[0].connected ? list : undefined;
+    });
+    expect(registered.id).toMatch(/^agt_[0-9a-f]{16}$/);
+    expect(registered.labels).toEqual({ app: "web", "firedrill:opt-in": "true" });
+    expect(registered.facts.cpuCount).toBeGreaterThan(0);
+    expect(registered.facts.hostname).not.toBe("");
+    expect(registered.capabilities.faultKinds).toContain("cpu-burn");
+
+    server.proc.kill("SIGTERM");
+    await server.proc.exited;
+    const [grpcPort, httpPort] = [server.grpcAddr, server.httpUrl].map((a) => Number(a.split(":").at(-1)));
+    server = await startServer({ dataDir: server.dataDir, grpcPort: grpcPort!, httpPort: httpPort! });
+    const [again] = await waitFor("the agent to reconnect", async () => {
+      const list = await agents();
+      return list.length === 1 && list[0].connected ? list : undefined;
+    });
+    expect(again.id).toBe(registered.id);
+    expect(again.firstSeenAt).toBe(registered.firstSeenAt);
+    expect(agent.child.exitCode).toBeNull();
+  });
+
+  it("refuses a wrong token with a clear status, and the agent says so and exits", async () => {
+    const agent = startAgentProcess({ server: server.grpcAddr, token: "fdj_this-is-not-the-token", stateDir: dir("bad") });
+    const code = await agent.exited;
+    expect(code).toBe(3);
+    expect(agent.output()).toMatch(/refused by the control plane.*invalid join token/);
+    expect(await agents()).toEqual([]);
+  });
+});

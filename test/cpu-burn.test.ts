@@ -1,0 +1,75 @@
+import { cpus } from "node:os";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { api } from "./support/api.js";
+import { burnerThreads, machineCpu, processCpu } from "./support/cpu.js";
+import { killAll, sleep, startAgentProcess, startServer, tempDir, waitFor } from "./support/processes.js";
+import type { ServerHandle, TestProcess } from "./support/processes.js";
+
+describe("cpu-burn end to end: measured load appears and disappears on every revert path", () => {
+  const dirs = [tempDir("cp"), tempDir("agent")];
+  let server: ServerHandle;
+  let agent: TestProcess;
+  let agentId: string;
+
+  beforeAll(async () => {
+    server = await startServer({ dataDir: dirs[0]!.path });
+    agent = startAgentProcess({ server: server.grpcAddr, token: server.token, stateDir: dirs[1]!.path });
+    agentId = await waitFor("agent", async () => (await api(server.httpUrl, "GET", "/api/v1/agents")).body.agents[0]?.id);
+  });
+  afterAll(async () => {
+    await killAll();
+    for (const d of dirs) d.cleanup();
+  });
+
+  const start = async (params: Record<string, unknown>, duration: string) => {
+    const res = await api(server.httpUrl, "POST", `/api/v1/agents/${agentId}/faults`, { kind: "cpu-burn", params, duration });
+    expect(res.status, JSON.stringify(res.body)).toBe(201);
+    return res.body.fault.id as string;
+  };
+  const fault = async (id: string) => (await api(server.httpUrl, "GET", `/api/v1/faults/${id}`)).body.fault;
+  const waitReverted = (id: string, ms = 10_000) => waitFor(`fault ${id} reverted`, async () => ((await fault(id)).state === "reverted" ? fault(id) : undefined), ms);
+
+  it("raises machine CPU by about what was asked, and it is gone when the duration ends", async () => {
+    const baseline = await machineCpu(1500);
+    const id = await start({ load: 60, cores: 1 }, "6s");
+    await sleep(500);
+    const [machine, proc] = await Promise.all([machineCpu(3000), processCpu(agent.pid, 3000)]);
+    // One core at 60% on an N-core machine raises the machine by 60/N points.
+    const expectedRise = 60 / cpus().length;
+    expect(machine - baseline).toBeGreaterThan(expectedRise * 0.6);
+    expect(machine - baseline).toBeLessThan(expectedRise * 1.6);
+    expect(proc).toBeGreaterThan(45);
+    expect(proc).toBeLessThan(80);
+    const reverted = await waitReverted(id);
+    expect(reverted.reason).toBe("duration");
+    expect(burnerThreads(agent.pid)).toEqual([]);
+    expect(await processCpu(agent.pid, 1000)).toBeLessThan(15);
+    // The agent reported what it measured while burning.
+    const events = (await api(server.httpUrl, "GET", `/api/v1/faults/${id}`)).body.events as any[];
+    const measured = events.filter((e) => e.type === "progress").map((e) => e.measurements.burner_percent);
+    expect(measured.length).toBeGreaterThan(0);
+    expect(Math.max(...measured)).toBeGreaterThan(45);
+  });
+
+  it("is gone on stop", async () => {
+    const id = await start({ load: 80, cores: 1 }, "5m");
+    await waitFor("burner threads", () => burnerThreads(agent.pid).length === 1);
+    expect(await processCpu(agent.pid, 1000)).toBeGreaterThan(50);
+    const res = await api(server.httpUrl, "DELETE", `/api/v1/agents/${agentId}/faults/${id}`);
+    expect(res.status).toBe(200);
+    expect(res.body.fault.state).toBe("reverted");
+    expect(res.body.fault.reason).toBe("stopped");
+    expect(burnerThreads(agent.pid)).toEqual([]);
+    expect(await processCpu(agent.pid, 1000)).toBeLessThan(15);
+  });
+
+  it("is gone on stop-all, on every core", async () => {
+    const ids = [await start({ load: 50, cores: 1 }, "5m"), await start({ load: 30, cores: "all" }, "5m")];
+    await waitFor("burner threads", () => burnerThreads(agent.pid).length === 1 + cpus().length);
+    const res = await api(server.httpUrl, "DELETE", `/api/v1/agents/${agentId}/faults`);
+    expect(res.status).toBe(200);
+    for (const id of ids) expect(await fault(id)).toMatchObject({ state: "reverted", reason: "stopped" });
+    expect(burnerThreads(agent.pid)).toEqual([]);
+    expect(await processCpu(agent.pid, 1000)).toBeLessThan(15);
+  });
+});
