@@ -1,0 +1,160 @@
+/**
+ * The demo game day: a control plane, one local agent, and a 20 s cpu-burn at 50% of one core,
+ * showing the load the agent measures while it runs and proving it is gone afterwards. Every step
+ * runs the real `firedrill` and `firedrill-agent` commands; nothing is simulated.
+ *
+ *   pnpm demo
+ */
+import { spawn, spawnSync } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { cpus, tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+
+const ROOT = resolve(import.meta.dirname, "..");
+const NODE = [process.execPath, "--conditions=@firedrill/source", "--import", "tsx"];
+const CLI = join(ROOT, "packages/cli/src/bin.ts");
+const AGENT = join(ROOT, "packages/agent/src/bin.ts");
+const LOAD = 50;
+const DURATION_S = 20;
+
+const bold = (s: string) => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
+const say = (s: string) => console.log(`\n${bold(`▶ ${s}`)}`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const srv = createServer();
+    srv.once("error", rej);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => res(port));
+    });
+  });
+}
+
+function cli(args: string[], env: Record<string, string>): string {
+  console.log(`$ firedrill ${args.join(" ")}`);
+  const r = spawnSync(NODE[0]!, [...NODE.slice(1), CLI, ...args], { cwd: ROOT, env: { ...process.env, ...env }, encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`firedrill ${args.join(" ")} failed (exit ${r.status}):\n${r.stderr}`);
+  process.stdout.write(r.stdout);
+  return r.stdout.trim();
+}
+
+function burnerThreads(pid: number): number {
+  try {
+    return readdirSync(`/proc/${pid}/task`).filter((t) => {
+      try {
+        return readFileSync(`/proc/${pid}/task/${t}/comm`, "utf8").trim() === "fd-cpu-burn";
+      } catch {
+        return false;
+      }
+    }).length;
+  } catch {
+    return 0;
+  }
+}
+
+async function main(): Promise<void> {
+  const work = mkdtempSync(join(tmpdir(), "firedrill-demo-"));
+  const children: ChildProcess[] = [];
+  const cleanup = () => {
+    for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
+    rmSync(work, { recursive: true, force: true });
+  };
+  process.on("SIGINT", () => {
+    cleanup();
+    process.exit(130);
+  });
+  try {
+    const [grpcPort, httpPort] = [await freePort(), await freePort()];
+    const httpUrl = `http://127.0.0.1:${httpPort}`;
+    const env = { FIREDRILL_SERVER: httpUrl };
+
+    say(`Starting the control plane (gRPC 127.0.0.1:${grpcPort}, HTTP ${httpUrl}, data in ${work}/cp)`);
+    const server = spawn(
+      NODE[0]!,
+      [...NODE.slice(1), CLI, "server", "--data-dir", join(work, "cp"), "--grpc-addr", `127.0.0.1:${grpcPort}`, "--http-addr", `127.0.0.1:${httpPort}`, "--log-level", "warn"],
+      { cwd: ROOT, stdio: ["ignore", "inherit", "inherit"] },
+    );
+    children.push(server);
+    for (let i = 0; ; i++) {
+      if (i > 100) throw new Error("the control plane did not come up within 20 s");
+      if (server.exitCode !== null) throw new Error("the control plane exited during start-up");
+      if (await fetch(`${httpUrl}/healthz`).then((r) => r.ok, () => false)) break;
+      await sleep(200);
+    }
+
+    say("Starting one agent on this host (it dials out to the control plane)");
+    const agent = spawn(
+      NODE[0]!,
+      [...NODE.slice(1), AGENT, "--server", `127.0.0.1:${grpcPort}`, "--token-file", join(work, "cp", "join-token"), "--state-dir", join(work, "agent"), "--labels", "app=demo,firedrill:opt-in=true", "--imds", "off", "--log-level", "warn"],
+      { cwd: ROOT, stdio: ["ignore", "inherit", "inherit"] },
+    );
+    children.push(agent);
+    let agentId = "";
+    for (let i = 0; !agentId; i++) {
+      if (i > 100) throw new Error("the agent did not register within 20 s");
+      const list = (await (await fetch(`${httpUrl}/api/v1/agents`)).json()) as { agents: { id: string; connected: boolean }[] };
+      agentId = list.agents.find((a) => a.connected)?.id ?? "";
+      if (!agentId) await sleep(200);
+    }
+    cli(["agents"], env);
+
+    say(`Game day: burn ${LOAD}% of one core for ${DURATION_S}s`);
+    const faultId = cli(
+      ["fault", "start", "--agent", agentId, "--kind", "cpu-burn", "--param", `load=${LOAD}`, "--param", "cores=1", "--duration", `${DURATION_S}s`],
+      env,
+    );
+    console.log(`\n  time   asked   burner thread   core 0 busy   machine busy (${cpus().length} cores)   (measured by the agent from /proc)`);
+    const burnerSamples: number[] = [];
+    const t0 = Date.now();
+    let state = "";
+    let reason = "";
+    let printed = 0;
+    while (Date.now() - t0 < (DURATION_S + 15) * 1000) {
+      await sleep(1000);
+      const detail = (await (await fetch(`${httpUrl}/api/v1/faults/${faultId}`)).json()) as {
+        fault: { state: string; reason: string | null };
+        events: { type: string; measurements: Record<string, number> | null }[];
+      };
+      state = detail.fault.state;
+      reason = detail.fault.reason ?? "";
+      const progress = detail.events.filter((e) => e.type === "progress" && e.measurements);
+      for (const e of progress.slice(printed)) {
+        const m = e.measurements!;
+        burnerSamples.push(m.burner_percent ?? 0);
+        const secs = Math.round((Date.now() - t0) / 1000);
+        console.log(
+          `  ${String(secs).padStart(3)}s   ${String(LOAD).padStart(4)}%   ${String(m.burner_percent).padStart(12)}%   ${String(m.cpu0_percent).padStart(10)}%   ${String(m.cpu_percent_machine).padStart(12)}%`,
+        );
+      }
+      printed = progress.length;
+      if (state === "reverted" || state === "failed") break;
+    }
+    if (state !== "reverted") throw new Error(`the burn did not end as expected (state: ${state})`);
+    const steady = burnerSamples.slice(1);
+    const avg = steady.reduce((a, b) => a + b, 0) / Math.max(1, steady.length);
+
+    say("After the duration: the fault is reverted");
+    cli(["fault", "list", "--all"], env);
+    const left = burnerThreads(agent.pid!);
+    console.log(`\n  asked ${LOAD}% of one core · measured ${avg.toFixed(1)}% on average · reverted (${reason}) · burner threads left: ${left}`);
+    if (left !== 0) throw new Error("burner threads are still running after the revert");
+
+    say("Shutting down the agent and the control plane");
+    for (const c of [agent, server]) {
+      c.kill("SIGTERM");
+      await Promise.race([new Promise((r) => c.once("exit", r)), sleep(5000)]);
+    }
+    console.log("\nDemo complete: the chaos started, was measured, and stopped.");
+  } finally {
+    cleanup();
+  }
+}
+
+main().catch((err: Error) => {
+  console.error(`\ndemo failed: ${err.message}`);
+  process.exit(1);
+});
