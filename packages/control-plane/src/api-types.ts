@@ -1,0 +1,120 @@
+/** The JSON shapes of the HTTP API (`/api/v1`). Times are ISO-8601 strings or null. */
+import type { JsonObject } from "@firedrill/protocol";
+import type { AgentRecord, FaultEventRecord, FaultRecord, FaultState } from "./store/types.js";
+
+/** An agent, as `GET /api/v1/agents` returns it. */
+export interface AgentJson {
+  id: string;
+  hostname: string;
+  version: string;
+  labels: Record<string, string>;
+  connected: boolean;
+  firstSeenAt: string;
+  lastSeenAt: string;
+  /** When the current (or, if disconnected, the last) link was established. */
+  connectedAt: string | null;
+  instanceId: string | null;
+  availabilityZone: string | null;
+  facts: AgentRecord["facts"];
+  capabilities: AgentRecord["capabilities"];
+  /** How many of its faults are pending, accepted or running. */
+  activeFaults: number;
+}
+
+/** A fault, as the fault routes return it. */
+export interface FaultJson {
+  id: string;
+  agentId: string;
+  runId: string | null;
+  kind: string;
+  params: JsonObject;
+  durationMs: number;
+  state: FaultState;
+  /** Why it was reverted (`duration`, `stopped`, `lease`, `recovery`, `unknown`, ...). */
+  reason: string | null;
+  error: string | null;
+  createdAt: string;
+  startedAt: string | null;
+  endedAt: string | null;
+  /** The last measurements the agent reported, e.g. `{ cpu_percent: 79.5 }`. */
+  measurements: Record<string, number> | null;
+}
+
+/** One step on a fault's timeline. */
+export interface FaultEventJson {
+  id: number;
+  faultId: string;
+  agentId: string;
+  type: FaultEventRecord["type"];
+  time: string;
+  reason: string | null;
+  error: string | null;
+  message: string | null;
+  measurements: Record<string, number> | null;
+}
+
+/** The body of every error response. */
+export interface ErrorJson {
+  error: {
+    code: string;
+    message: string;
+    issues?: { field: string; message: string }[];
+    [key: string]: unknown;
+  };
+}
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+const isoOrNull = (ms: number | null): string | null => (ms === null ? null : iso(ms));
+
+/** Renders an agent record as API JSON. */
+export function toAgentJson(agent: AgentRecord): AgentJson {
+  return {
+    id: agent.id,
+    hostname: agent.hostname,
+    version: agent.version,
+    labels: agent.labels,
+    connected: agent.connected,
+    firstSeenAt: iso(agent.firstSeen),
+    lastSeenAt: iso(agent.lastSeen),
+    connectedAt: isoOrNull(agent.connectedAt),
+    instanceId: agent.instanceId,
+    availabilityZone: agent.availabilityZone,
+    facts: agent.facts,
+    capabilities: agent.capabilities,
+    activeFaults: agent.activeFaults,
+  };
+}
+
+/** Renders a fault record as API JSON. */
+export function toFaultJson(fault: FaultRecord): FaultJson {
+  return {
+    id: fault.id,
+    agentId: fault.agentId,
+    runId: fault.runId,
+    kind: fault.kind,
+    params: fault.params,
+    durationMs: fault.durationMs,
+    state: fault.state,
+    reason: fault.reason,
+    error: fault.error,
+    createdAt: iso(fault.createdAt),
+    startedAt: isoOrNull(fault.startedAt),
+    endedAt: isoOrNull(fault.endedAt),
+    measurements: fault.measurements,
+  };
+}
+
+/** Renders a fault event record as API JSON. */
+export function toFaultEventJson(event: FaultEventRecord): FaultEventJson {
+  return {
+    id: event.id,
+    faultId: event.faultId,
+    agentId: event.agentId,
+    type: event.type,
+    time: iso(event.time),
+    reason: event.reason,
+    error: event.error,
+    message: event.message,
+    measurements: event.measurements,
+  };
+}

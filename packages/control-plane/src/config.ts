@@ -1,0 +1,111 @@
+/**
+ * The control plane's configuration: one zod schema; CLI flags and environment variables map onto
+ * it (see `firedrill server --help`).
+ */
+import type { Writable } from "node:stream";
+import type { Logger } from "pino";
+import { z } from "zod";
+import { parseHostPort } from "./address.js";
+import { InvalidConfigError } from "./errors.js";
+
+/** The shortest lease TTL: agents must survive a couple of late renewals. */
+export const MIN_LEASE_TTL_MS = 3000;
+/** @default 15 s */
+export const DEFAULT_LEASE_TTL_MS = 15_000;
+/** @default 5 s */
+export const DEFAULT_ACK_TIMEOUT_MS = 5000;
+/** @default 2 s */
+export const DEFAULT_RECONCILE_GRACE_MS = 2000;
+
+const address = (what: string, example: string) =>
+  z.string().refine((v) => parseHostPort(v) !== undefined, {
+    error: (issue) =>
+      `${JSON.stringify(issue.input)} is not a host:port ${what} address; use e.g. ${example} (port 0 picks a free port)`,
+  });
+
+const logger = z.custom<Logger>(
+  (v) => typeof v === "object" && v !== null && typeof (v as { child?: unknown }).child === "function",
+  { error: "must be a pino logger" },
+);
+
+const writable = z.custom<Writable>(
+  (v) => typeof v === "object" && v !== null && typeof (v as { write?: unknown }).write === "function",
+  { error: "must be a writable stream" },
+);
+
+/** The schema of {@link ControlPlaneOptions}; parsing fills in defaults. */
+export const controlPlaneOptionsSchema = z
+  .object({
+    /** Directory for the SQLite database (`firedrill.db`) and the join token file (`join-token`). Created if missing. */
+    dataDir: z.string().min(1, { error: "is required: the directory for the database and the join token" }),
+    /** Where agents connect (gRPC), `host:port`. Port 0 picks an ephemeral port. */
+    grpcAddr: address("gRPC", "0.0.0.0:7070"),
+    /** Where the HTTP JSON API and /metrics listen, `host:port`. */
+    httpAddr: address("HTTP", "127.0.0.1:7080"),
+    /** How long an agent keeps its faults without hearing from the control plane. @default 15000 (min 3000) */
+    leaseTtlMs: z
+      .number()
+      .int()
+      .min(MIN_LEASE_TTL_MS, {
+        error: (issue) =>
+          `${String(issue.input)}ms is below the minimum ${MIN_LEASE_TTL_MS}ms: a shorter lease would revert faults on ordinary network jitter; use 3s or more`,
+      })
+      .default(DEFAULT_LEASE_TTL_MS),
+    /** How often leases are renewed and agents send heartbeats. @default leaseTtlMs / 3 */
+    heartbeatIntervalMs: z.number().int().min(100, { error: "must be at least 100ms" }).optional(),
+    /** How long the HTTP API waits for an agent to acknowledge a fault. @default 5000 */
+    ackTimeoutMs: z.number().int().min(1).max(60_000).default(DEFAULT_ACK_TIMEOUT_MS),
+    /**
+     * How long after Welcome the hub waits before reconciling the agent's held faults with the
+     * store, so that events the agent flushes on reconnect win. @default 2000
+     */
+    reconcileGraceMs: z.number().int().min(0).default(DEFAULT_RECONCILE_GRACE_MS),
+    /** Root logger; components log through `logger.child({ component })`. */
+    logger,
+    /** TLS certificate (PEM) for the gRPC port. With tlsKeyFile, the gRPC port uses TLS. */
+    tlsCertFile: z.string().min(1).optional(),
+    /** TLS private key (PEM) for the gRPC port. */
+    tlsKeyFile: z.string().min(1).optional(),
+    /** Where the one-time join token notice is printed. @default process.stdout */
+    out: writable.optional(),
+  })
+  .superRefine((value, ctx) => {
+    const heartbeat = value.heartbeatIntervalMs ?? Math.floor(value.leaseTtlMs / 3);
+    if (heartbeat * 2 > value.leaseTtlMs) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["heartbeatIntervalMs"],
+        message: `${heartbeat}ms is more than half the lease TTL (${value.leaseTtlMs}ms): one late renewal would expire every agent's lease; use at most ${Math.floor(value.leaseTtlMs / 2)}ms or raise the lease TTL`,
+      });
+    }
+    if ((value.tlsCertFile === undefined) !== (value.tlsKeyFile === undefined)) {
+      ctx.addIssue({
+        code: "custom",
+        path: [value.tlsCertFile === undefined ? "tlsCertFile" : "tlsKeyFile"],
+        message: "TLS needs both a certificate and a key file (--tls-cert and --tls-key); give both, or neither for an insecure gRPC port",
+      });
+    }
+  });
+
+/** Options of {@link startControlPlane}. */
+export type ControlPlaneOptions = z.input<typeof controlPlaneOptionsSchema>;
+
+/** Options after validation, with every default filled in. */
+export type ControlPlaneConfig = Omit<z.output<typeof controlPlaneOptionsSchema>, "heartbeatIntervalMs"> & {
+  heartbeatIntervalMs: number;
+};
+
+/**
+ * Validates options and fills in defaults.
+ * Thrown when an option is invalid: InvalidConfigError naming each field.
+ */
+export function resolveConfig(options: ControlPlaneOptions): ControlPlaneConfig {
+  const result = controlPlaneOptionsSchema.safeParse(options);
+  if (!result.success) {
+    throw new InvalidConfigError(
+      result.error.issues.map((issue) => ({ field: issue.path.join(".") || "options", message: issue.message })),
+    );
+  }
+  const value = result.data;
+  return { ...value, heartbeatIntervalMs: value.heartbeatIntervalMs ?? Math.floor(value.leaseTtlMs / 3) };
+}

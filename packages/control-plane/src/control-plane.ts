@@ -1,0 +1,112 @@
+/** `firedrill server`: store, join token, agent hub (gRPC) and HTTP API wired together. */
+import type { FastifyInstance } from "fastify";
+import type { ControlPlaneOptions } from "./config.js";
+import { resolveConfig } from "./config.js";
+import { createFaultService } from "./fault-service.js";
+import { startGrpcServer } from "./grpc-server.js";
+import type { GrpcServer } from "./grpc-server.js";
+import { createHttpApp, listenHttp } from "./http/server.js";
+import { createAgentHub } from "./hub/agent-hub.js";
+import type { AgentHub } from "./hub/agent-hub.js";
+import { ensureJoinToken } from "./join-token.js";
+import { createMetrics } from "./metrics.js";
+import { createStore } from "./store/store.js";
+import type { Store } from "./store/store.js";
+import { CONTROL_PLANE_VERSION } from "./version.js";
+
+/** A running control plane. */
+export interface ControlPlane {
+  /** The bound gRPC `host:port` agents connect to. */
+  readonly grpcAddress: string;
+  /** The HTTP API base, `http://host:port`. */
+  readonly httpUrl: string;
+  /** Where the join token was written on the first start (`<dataDir>/join-token`). */
+  readonly joinTokenFile: string;
+  /** Ends every agent stream, stops both listeners and closes the store. Idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the control plane: opens the store in `dataDir`, makes sure a join token exists (printing
+ * it on the first start), serves agents over gRPC and the JSON API over HTTP.
+ * Thrown when options are invalid: InvalidConfigError; when a port cannot be bound: ListenError.
+ */
+export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
+  const config = resolveConfig(options);
+  const log = config.logger.child({ component: "control-plane" });
+  const store = createStore({ dataDir: config.dataDir });
+  let hub: AgentHub | undefined;
+  let grpcServer: GrpcServer | undefined;
+  let http: FastifyInstance | undefined;
+
+  const shutdown = async (): Promise<void> => {
+    hub?.close();
+    await Promise.allSettled([grpcServer?.close(), http?.close()]);
+    store.markAllAgentsDisconnected();
+    store.close();
+  };
+
+  try {
+    const stale = store.markAllAgentsDisconnected();
+    if (stale > 0) log.info({ agents: stale }, "marked agents from the previous run disconnected until they reconnect");
+    const token = ensureJoinToken({
+      store,
+      dataDir: config.dataDir,
+      logger: config.logger.child({ component: "join-token" }),
+      out: config.out ?? process.stdout,
+    });
+    const metrics = createMetrics(store);
+    hub = createAgentHub({
+      store,
+      metrics,
+      logger: config.logger.child({ component: "agent-hub" }),
+      verifyToken: token.verify,
+      joinTokenFile: token.file,
+      leaseTtlMs: config.leaseTtlMs,
+      heartbeatIntervalMs: config.heartbeatIntervalMs,
+      reconcileGraceMs: config.reconcileGraceMs,
+    });
+    const faults = createFaultService({
+      store,
+      hub,
+      logger: config.logger.child({ component: "faults" }),
+      ackTimeoutMs: config.ackTimeoutMs,
+      leaseTtlMs: config.leaseTtlMs,
+    });
+    grpcServer = await startGrpcServer({
+      addr: config.grpcAddr,
+      hub,
+      logger: config.logger.child({ component: "grpc" }),
+      ...(config.tlsCertFile !== undefined && config.tlsKeyFile !== undefined
+        ? { tls: { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile } }
+        : {}),
+    });
+    http = createHttpApp({ store, faults, metrics, logger: config.logger.child({ component: "http" }) });
+    const httpUrl = await listenHttp(http, config.httpAddr);
+    log.info(
+      {
+        version: CONTROL_PLANE_VERSION,
+        grpc: grpcServer.address,
+        tls: grpcServer.secure,
+        http: httpUrl,
+        dataDir: config.dataDir,
+        leaseTtlMs: config.leaseTtlMs,
+        heartbeatIntervalMs: config.heartbeatIntervalMs,
+      },
+      "control plane started",
+    );
+    let closing: Promise<void> | undefined;
+    return {
+      grpcAddress: grpcServer.address,
+      httpUrl,
+      joinTokenFile: token.file,
+      close() {
+        closing ??= shutdown().then(() => log.info("control plane stopped"));
+        return closing;
+      },
+    };
+  } catch (err) {
+    await shutdown();
+    throw err;
+  }
+}

@@ -1,0 +1,250 @@
+/**
+ * Ad-hoc faults: validate, send to the agent over its stream, and wait (bounded) for the agent's
+ * acknowledgement. The HTTP routes are thin wrappers around this.
+ */
+import { randomBytes } from "node:crypto";
+import {
+  InvalidFaultRequestError,
+  RevertReason,
+  durationFromMs,
+  formatDuration,
+  validateFaultRequest,
+} from "@firedrill/protocol";
+import type { FieldIssue, JsonObject } from "@firedrill/protocol";
+import type { Logger } from "pino";
+import { ApiError } from "./errors.js";
+import type { AgentHub } from "./hub/agent-hub.js";
+import type { Store } from "./store/store.js";
+import type { AgentRecord, FaultRecord } from "./store/types.js";
+
+/** Options of {@link createFaultService}. */
+export interface FaultServiceOptions {
+  store: Store;
+  hub: AgentHub;
+  logger: Logger;
+  /** How long to wait for ACCEPTED/STARTED/FAILED; stops wait twice as long. */
+  ackTimeoutMs: number;
+  /** For messages about what happens to faults on a disconnected agent. */
+  leaseTtlMs: number;
+}
+
+/** The outcome of a start or stop: the fault and whether the agent acknowledged in time. */
+export interface FaultOutcome {
+  fault: FaultRecord;
+  acknowledged: boolean;
+}
+
+/** Ad-hoc fault operations. Each throws ApiError for the caller's mistakes. */
+export interface FaultService {
+  /** Starts a fault from a request body `{ kind, params?, duration, runId? }`. */
+  start(agentId: string, body: unknown): Promise<FaultOutcome>;
+  /** Stops one fault. Already-ended faults are returned unchanged. */
+  stop(agentId: string, faultId: string): Promise<FaultOutcome>;
+  /** Stops every fault the agent holds; returns the faults that were active. */
+  stopAll(agentId: string): Promise<FaultRecord[]>;
+  /** The agent, or ApiError 404. */
+  requireAgent(agentId: string): AgentRecord;
+}
+
+const START_FIELDS = ["kind", "params", "duration", "runId"];
+
+/** Creates a fault id: `flt_` and 16 hex characters. */
+export function newFaultId(): string {
+  return `flt_${randomBytes(8).toString("hex")}`;
+}
+
+/** Creates the fault service. */
+export function createFaultService(options: FaultServiceOptions): FaultService {
+  const { store, hub, ackTimeoutMs } = options;
+  const log = options.logger;
+
+  function requireAgent(agentId: string): AgentRecord {
+    const agent = store.getAgent(agentId);
+    if (!agent) {
+      throw new ApiError(
+        404,
+        "agent_not_found",
+        `agent ${JSON.stringify(agentId)} is not known to this control plane; list agents with GET /api/v1/agents (firedrill agents)`,
+      );
+    }
+    return agent;
+  }
+
+  function since(agent: AgentRecord): string {
+    const ago = formatDuration(Math.max(0, Date.now() - agent.lastSeen));
+    return `disconnected since ${new Date(agent.lastSeen).toISOString()}, ${ago} ago`;
+  }
+
+  /**
+   * Resolves with `evaluate()`'s first defined value, re-evaluated on every fault change and when
+   * the agent disconnects; undefined after `timeoutMs`.
+   */
+  function waitFor<T>(agentId: string, evaluate: () => T | undefined, timeoutMs: number): Promise<T | undefined> {
+    const first = evaluate();
+    if (first !== undefined) return Promise.resolve(first);
+    return new Promise((resolve) => {
+      const finish = (value: T | undefined) => {
+        clearTimeout(timer);
+        hub.events.off("fault", onFault);
+        hub.events.off("disconnected", onDisconnected);
+        resolve(value);
+      };
+      const onFault = () => {
+        const value = evaluate();
+        if (value !== undefined) finish(value);
+      };
+      const onDisconnected = (id: string) => {
+        if (id === agentId) finish(evaluate());
+      };
+      const timer = setTimeout(() => finish(undefined), timeoutMs);
+      hub.events.on("fault", onFault);
+      hub.events.on("disconnected", onDisconnected);
+    });
+  }
+
+  function parseStartBody(body: unknown): { kind: string; params: JsonObject; durationMs: number; runId: string | null } {
+    if (typeof body !== "object" || body === null || Array.isArray(body)) {
+      throw new ApiError(
+        400,
+        "invalid_request",
+        'the request body must be a JSON object such as {"kind": "cpu-burn", "params": {"load": 50}, "duration": "30s"}',
+      );
+    }
+    const input = body as Record<string, unknown>;
+    const issues: FieldIssue[] = [];
+    for (const key of Object.keys(input)) {
+      if (!START_FIELDS.includes(key)) issues.push({ field: key, message: `unknown field; allowed: ${START_FIELDS.join(", ")}` });
+    }
+    let runId: string | null = null;
+    if (input.runId !== undefined && input.runId !== null) {
+      if (typeof input.runId !== "string" || input.runId === "" || input.runId.length > 128) {
+        issues.push({ field: "runId", message: `${JSON.stringify(input.runId)} is not valid; use a string of 1-128 characters` });
+      } else runId = input.runId;
+    }
+    let valid: ReturnType<typeof validateFaultRequest> | undefined;
+    try {
+      valid = validateFaultRequest({ kind: input.kind, params: input.params, duration: input.duration });
+    } catch (err) {
+      if (!(err instanceof InvalidFaultRequestError)) throw err;
+      issues.unshift(...err.issues);
+    }
+    if (issues.length > 0 || !valid) {
+      throw new ApiError(
+        400,
+        "invalid_request",
+        `invalid fault request: ${issues.map((i) => `${i.field}: ${i.message}`).join("; ")}`,
+        issues,
+      );
+    }
+    return { kind: valid.kind, params: valid.params, durationMs: valid.durationMs, runId };
+  }
+
+  async function start(agentId: string, body: unknown): Promise<FaultOutcome> {
+    const request = parseStartBody(body);
+    const agent = requireAgent(agentId);
+    if (!hub.isConnected(agentId)) {
+      throw new ApiError(
+        409,
+        "agent_not_connected",
+        `agent ${JSON.stringify(agentId)} (${agent.hostname}) is not connected (${since(agent)}); the fault was not sent. Check that firedrill-agent is running on that host and can reach the control plane`,
+      );
+    }
+    const kinds = agent.capabilities.faultKinds;
+    if (!kinds.includes(request.kind)) {
+      throw new ApiError(
+        422,
+        "unsupported_fault_kind",
+        `agent ${JSON.stringify(agentId)} (${agent.hostname}) cannot run ${request.kind}: it supports ${kinds.length ? kinds.join(", ") : "no fault kinds"}; choose another agent or upgrade firedrill-agent there`,
+      );
+    }
+    const id = newFaultId();
+    const created = store.insertFault({ id, agentId, runId: request.runId, kind: request.kind, params: request.params, durationMs: request.durationMs, createdAt: Date.now() });
+    const sent = hub.send(agentId, {
+      case: "startFault",
+      value: {
+        faultId: id,
+        kind: request.kind,
+        params: request.params,
+        duration: durationFromMs(request.durationMs),
+        runId: request.runId ?? "",
+      },
+    });
+    if (!sent) {
+      const now = Date.now();
+      store.recordFaultEvent(
+        { faultId: id, agentId, type: "failed", time: now, reason: null, error: "the agent disconnected before the fault could be sent", message: null, measurements: null },
+        now,
+      );
+      throw new ApiError(409, "agent_not_connected", `agent ${JSON.stringify(agentId)} disconnected just now; the fault was not sent. Retry once it has reconnected`);
+    }
+    log.info({ faultId: id, agentId, kind: request.kind, durationMs: request.durationMs }, "fault sent to agent");
+    const acked = await waitFor(
+      agentId,
+      () => {
+        const fault = store.getFault(id);
+        return fault && fault.state !== "pending" ? fault : undefined;
+      },
+      ackTimeoutMs,
+    );
+    if (!acked) {
+      log.warn({ faultId: id, agentId, ackTimeoutMs }, "agent did not acknowledge the fault in time");
+      return { fault: store.getFault(id) ?? created, acknowledged: false };
+    }
+    if (acked.state === "failed") {
+      throw new ApiError(422, "fault_refused", acked.error ?? "the agent refused the fault", undefined, { fault: acked });
+    }
+    return { fault: acked, acknowledged: true };
+  }
+
+  function requireFault(agentId: string, faultId: string): FaultRecord {
+    const fault = store.getFault(faultId);
+    if (!fault || fault.agentId !== agentId) {
+      throw new ApiError(
+        404,
+        "fault_not_found",
+        `fault ${JSON.stringify(faultId)} is not known on agent ${JSON.stringify(agentId)}; list its faults with GET /api/v1/agents/${encodeURIComponent(agentId)}/faults (firedrill fault list --agent ${agentId} --all)`,
+      );
+    }
+    return fault;
+  }
+
+  function requireConnected(agent: AgentRecord, what: string): void {
+    if (hub.isConnected(agent.id)) return;
+    throw new ApiError(
+      409,
+      "agent_not_connected",
+      `agent ${JSON.stringify(agent.id)} (${agent.hostname}) is not connected (${since(agent)}), so ${what} was not sent. Its lease makes it revert every fault on its own within the lease TTL (${formatDuration(options.leaseTtlMs)}) of losing the link, and it reports the revert when it reconnects`,
+    );
+  }
+
+  async function stop(agentId: string, faultId: string): Promise<FaultOutcome> {
+    const agent = requireAgent(agentId);
+    const fault = requireFault(agentId, faultId);
+    if (fault.endedAt !== null) return { fault, acknowledged: true };
+    requireConnected(agent, "the stop");
+    hub.send(agentId, { case: "stopFault", value: { faultId, reason: RevertReason.STOPPED } });
+    log.info({ faultId, agentId }, "stop sent to agent");
+    const ended = await waitFor(
+      agentId,
+      () => {
+        const current = store.getFault(faultId);
+        return current && current.endedAt !== null ? current : undefined;
+      },
+      ackTimeoutMs * 2,
+    );
+    return ended ? { fault: ended, acknowledged: true } : { fault: store.getFault(faultId) ?? fault, acknowledged: false };
+  }
+
+  async function stopAll(agentId: string): Promise<FaultRecord[]> {
+    const agent = requireAgent(agentId);
+    requireConnected(agent, "the stop");
+    const active = store.listActiveFaults(agentId).map((f) => f.id);
+    hub.send(agentId, { case: "stopAll", value: { reason: RevertReason.STOPPED, message: "stopped by an operator through the HTTP API" } });
+    log.info({ agentId, faults: active.length }, "stop-all sent to agent");
+    const current = () => active.map((id) => store.getFault(id)).filter((f): f is FaultRecord => f !== undefined);
+    await waitFor(agentId, () => (current().every((f) => f.endedAt !== null) ? true : undefined), ackTimeoutMs * 2);
+    return current();
+  }
+
+  return { start, stop, stopAll, requireAgent };
+}

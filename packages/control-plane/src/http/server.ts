@@ -1,0 +1,60 @@
+/** The HTTP listener: JSON API under /api/v1, /metrics and /healthz. */
+import Fastify, { LogController } from "fastify";
+import type { FastifyInstance } from "fastify";
+import type { Logger } from "pino";
+import { formatHostPort, parseHostPort } from "../address.js";
+import { ListenError } from "../errors.js";
+import type { FaultService } from "../fault-service.js";
+import type { Metrics } from "../metrics.js";
+import type { Store } from "../store/store.js";
+import { installErrorHandlers } from "./errors.js";
+import { registerRoutes } from "./routes.js";
+
+/** Options of {@link createHttpApp}. */
+export interface HttpAppOptions {
+  store: Store;
+  faults: FaultService;
+  metrics: Metrics;
+  logger: Logger;
+}
+
+/** Builds the fastify app (not listening yet; tests may use `app.inject`). */
+export function createHttpApp(options: HttpAppOptions): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: options.logger,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: 1024 * 1024,
+    return503OnClosing: true,
+  }) as unknown as FastifyInstance;
+  app.addHook("onResponse", async (request, reply) => {
+    request.log.debug(
+      { method: request.method, url: request.url, statusCode: reply.statusCode, ms: Math.round(reply.elapsedTime) },
+      "request",
+    );
+  });
+  installErrorHandlers(app);
+  app.get("/healthz", async () => ({ ok: true }));
+  app.get("/metrics", async (_request, reply) => {
+    const text = await options.metrics.registry.metrics();
+    return reply.type(options.metrics.registry.contentType).send(text);
+  });
+  registerRoutes(app, options);
+  return app;
+}
+
+/** Starts listening on `addr` (`host:port`) and returns the actual `http://host:port`. */
+export async function listenHttp(app: FastifyInstance, addr: string): Promise<string> {
+  const parsed = parseHostPort(addr);
+  if (!parsed) throw new ListenError(`${JSON.stringify(addr)} is not a host:port address`);
+  try {
+    await app.listen({ host: parsed.host, port: parsed.port });
+  } catch (err) {
+    throw new ListenError(
+      `cannot listen for the HTTP API on ${addr}: ${(err as Error).message}; choose another --http-addr or stop what holds the port`,
+      { cause: err },
+    );
+  }
+  const address = app.server.address();
+  const port = typeof address === "object" && address !== null ? address.port : parsed.port;
+  return `http://${formatHostPort(parsed.host, port)}`;
+}

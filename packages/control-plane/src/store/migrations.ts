@@ -1,0 +1,84 @@
+/**
+ * Schema migrations, applied in order; `PRAGMA user_version` records how many have run. Append
+ * new migrations; never edit one that has shipped.
+ */
+import type { Database } from "better-sqlite3";
+
+const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+  );
+
+  CREATE TABLE agents (
+    id TEXT PRIMARY KEY,
+    hostname TEXT NOT NULL,
+    version TEXT NOT NULL,
+    facts TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    capabilities TEXT NOT NULL,
+    instance_id TEXT,
+    availability_zone TEXT,
+    connected INTEGER NOT NULL DEFAULT 0,
+    first_seen INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    connected_at INTEGER
+  );
+
+  CREATE TABLE faults (
+    id TEXT PRIMARY KEY,
+    agent_id TEXT NOT NULL REFERENCES agents(id),
+    run_id TEXT,
+    kind TEXT NOT NULL,
+    params TEXT NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'accepted', 'running', 'reverted', 'failed')),
+    reason TEXT,
+    error TEXT,
+    created_at INTEGER NOT NULL,
+    started_at INTEGER,
+    ended_at INTEGER,
+    measurements TEXT,
+    updated_at INTEGER NOT NULL
+  );
+  CREATE INDEX faults_agent_state ON faults(agent_id, state);
+  CREATE INDEX faults_state ON faults(state);
+  CREATE INDEX faults_created_at ON faults(created_at);
+
+  -- Events may arrive for faults this store never created (e.g. after the data dir was wiped),
+  -- so fault_id is not a foreign key. The unique index drops events an agent re-sends after a
+  -- reconnect.
+  CREATE TABLE fault_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    fault_id TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    time INTEGER NOT NULL,
+    reason TEXT,
+    error TEXT,
+    message TEXT,
+    measurements TEXT,
+    received_at INTEGER NOT NULL
+  );
+  CREATE UNIQUE INDEX fault_events_dedup ON fault_events(fault_id, type, time);
+  `,
+];
+
+/** Brings the database schema up to date. Returns the number of migrations applied. */
+export function migrate(db: Database): number {
+  const current = db.pragma("user_version", { simple: true }) as number;
+  if (current > MIGRATIONS.length) {
+    throw new Error(
+      `the database schema (version ${current}) is newer than this firedrill (version ${MIGRATIONS.length}); upgrade firedrill or use another --data-dir`,
+    );
+  }
+  const pending = MIGRATIONS.slice(current);
+  db.transaction(() => {
+    pending.forEach((sql, index) => {
+      db.exec(sql);
+      db.pragma(`user_version = ${current + index + 1}`);
+    });
+  })();
+  return pending.length;
+}

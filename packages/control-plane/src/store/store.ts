@@ -1,0 +1,316 @@
+/**
+ * The control plane's embedded store: SQLite (better-sqlite3, WAL) in `<dataDir>/firedrill.db`.
+ * Every method is synchronous and each write is one transaction.
+ */
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import type { JsonObject } from "@firedrill/protocol";
+import { faultChangeFor } from "./fault-state.js";
+import { migrate } from "./migrations.js";
+import type {
+  AgentHello,
+  AgentRecord,
+  FaultEventInput,
+  FaultEventRecord,
+  FaultRecord,
+  FaultState,
+  NewFault,
+} from "./types.js";
+
+/** The database file name inside the data dir. */
+export const DATABASE_FILE = "firedrill.db";
+
+/** Options of {@link createStore}. */
+export interface StoreOptions {
+  /** Directory holding `firedrill.db`; created (mode 0700) if missing. */
+  dataDir: string;
+}
+
+/** Which faults a listing returns. */
+export interface FaultQuery {
+  agentId?: string;
+  /** `active`: pending, accepted or running. @default "all" */
+  state?: "active" | "all";
+  /** @default 100 */
+  limit?: number;
+}
+
+/** The outcome of recording a fault event. */
+export interface RecordedFaultEvent {
+  /** False when the event was a duplicate and was dropped. */
+  recorded: boolean;
+  /** The fault after the event (undefined when the store does not know the fault). */
+  fault: FaultRecord | undefined;
+  /** Whether the fault changed. */
+  changed: boolean;
+}
+
+/** The store's operations. */
+export interface Store {
+  readonly path: string;
+  getSetting(key: string): string | undefined;
+  setSetting(key: string, value: string): void;
+  /** Inserts or updates an agent from its Hello and marks it connected. */
+  upsertAgent(hello: AgentHello, now: number): AgentRecord;
+  touchAgent(id: string, now: number): void;
+  markAgentDisconnected(id: string, now: number): void;
+  /** Marks every agent disconnected (at start-up and shut-down: no stream survives either). */
+  markAllAgentsDisconnected(): number;
+  getAgent(id: string): AgentRecord | undefined;
+  listAgents(): AgentRecord[];
+  countConnectedAgents(): number;
+  insertFault(fault: NewFault): FaultRecord;
+  getFault(id: string): FaultRecord | undefined;
+  listFaults(query?: FaultQuery): FaultRecord[];
+  listActiveFaults(agentId: string): FaultRecord[];
+  countActiveFaultsByKind(): Map<string, number>;
+  /** Stores an event and applies it to its fault; duplicates and events for ended faults change nothing. */
+  recordFaultEvent(event: FaultEventInput, now: number): RecordedFaultEvent;
+  listFaultEvents(faultId: string): FaultEventRecord[];
+  close(): void;
+}
+
+interface AgentRow {
+  id: string;
+  hostname: string;
+  version: string;
+  facts: string;
+  labels: string;
+  capabilities: string;
+  instance_id: string | null;
+  availability_zone: string | null;
+  connected: number;
+  first_seen: number;
+  last_seen: number;
+  connected_at: number | null;
+  active_faults: number;
+}
+
+interface FaultRow {
+  id: string;
+  agent_id: string;
+  run_id: string | null;
+  kind: string;
+  params: string;
+  duration_ms: number;
+  state: FaultState;
+  reason: string | null;
+  error: string | null;
+  created_at: number;
+  started_at: number | null;
+  ended_at: number | null;
+  measurements: string | null;
+  updated_at: number;
+}
+
+interface FaultEventRow {
+  id: number;
+  fault_id: string;
+  agent_id: string;
+  type: FaultEventRecord["type"];
+  time: number;
+  reason: string | null;
+  error: string | null;
+  message: string | null;
+  measurements: string | null;
+  received_at: number;
+}
+
+const ACTIVE_SQL = "state IN ('pending', 'accepted', 'running')";
+
+function toAgent(row: AgentRow): AgentRecord {
+  return {
+    id: row.id,
+    hostname: row.hostname,
+    version: row.version,
+    facts: JSON.parse(row.facts) as AgentRecord["facts"],
+    labels: JSON.parse(row.labels) as Record<string, string>,
+    capabilities: JSON.parse(row.capabilities) as AgentRecord["capabilities"],
+    instanceId: row.instance_id,
+    availabilityZone: row.availability_zone,
+    connected: row.connected === 1,
+    firstSeen: row.first_seen,
+    lastSeen: row.last_seen,
+    connectedAt: row.connected_at,
+    activeFaults: row.active_faults,
+  };
+}
+
+function toFault(row: FaultRow): FaultRecord {
+  return {
+    id: row.id,
+    agentId: row.agent_id,
+    runId: row.run_id,
+    kind: row.kind,
+    params: JSON.parse(row.params) as JsonObject,
+    durationMs: row.duration_ms,
+    state: row.state,
+    reason: row.reason,
+    error: row.error,
+    createdAt: row.created_at,
+    startedAt: row.started_at,
+    endedAt: row.ended_at,
+    measurements: row.measurements === null ? null : (JSON.parse(row.measurements) as Record<string, number>),
+    updatedAt: row.updated_at,
+  };
+}
+
+function toFaultEvent(row: FaultEventRow): FaultEventRecord {
+  return {
+    id: row.id,
+    faultId: row.fault_id,
+    agentId: row.agent_id,
+    type: row.type,
+    time: row.time,
+    reason: row.reason,
+    error: row.error,
+    message: row.message,
+    measurements: row.measurements === null ? null : (JSON.parse(row.measurements) as Record<string, number>),
+    receivedAt: row.received_at,
+  };
+}
+
+/** Opens (creating and migrating as needed) the store in `dataDir`. */
+export function createStore(options: StoreOptions): Store {
+  mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+  const path = join(options.dataDir, DATABASE_FILE);
+  const db = new Database(path);
+  db.pragma("journal_mode = WAL");
+  db.pragma("synchronous = NORMAL");
+  db.pragma("foreign_keys = ON");
+  db.pragma("busy_timeout = 5000");
+  migrate(db);
+
+  const agentSelect = `
+    SELECT a.*, (SELECT COUNT(*) FROM faults f WHERE f.agent_id = a.id AND f.${ACTIVE_SQL}) AS active_faults
+    FROM agents a`;
+  const stmt = {
+    getSetting: db.prepare<[string], { value: string }>("SELECT value FROM settings WHERE key = ?"),
+    setSetting: db.prepare<[string, string]>(
+      "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    ),
+    upsertAgent: db.prepare(`
+      INSERT INTO agents (id, hostname, version, facts, labels, capabilities, instance_id, availability_zone,
+                          connected, first_seen, last_seen, connected_at)
+      VALUES (@id, @hostname, @version, @facts, @labels, @capabilities, @instanceId, @availabilityZone,
+              1, @now, @now, @now)
+      ON CONFLICT(id) DO UPDATE SET
+        hostname = excluded.hostname, version = excluded.version, facts = excluded.facts,
+        labels = excluded.labels, capabilities = excluded.capabilities, instance_id = excluded.instance_id,
+        availability_zone = excluded.availability_zone, connected = 1, last_seen = excluded.last_seen,
+        connected_at = excluded.connected_at`),
+    touchAgent: db.prepare<[number, string]>("UPDATE agents SET last_seen = ? WHERE id = ?"),
+    disconnectAgent: db.prepare<[number, string]>("UPDATE agents SET connected = 0, last_seen = ? WHERE id = ?"),
+    disconnectAll: db.prepare("UPDATE agents SET connected = 0 WHERE connected = 1"),
+    getAgent: db.prepare<[string], AgentRow>(`${agentSelect} WHERE a.id = ?`),
+    listAgents: db.prepare<[], AgentRow>(`${agentSelect} ORDER BY a.id`),
+    countConnected: db.prepare<[], { n: number }>("SELECT COUNT(*) AS n FROM agents WHERE connected = 1"),
+    insertFault: db.prepare(`
+      INSERT INTO faults (id, agent_id, run_id, kind, params, duration_ms, state, created_at, updated_at)
+      VALUES (@id, @agentId, @runId, @kind, @params, @durationMs, 'pending', @createdAt, @createdAt)`),
+    getFault: db.prepare<[string], FaultRow>("SELECT * FROM faults WHERE id = ?"),
+    activeFaults: db.prepare<[string], FaultRow>(
+      `SELECT * FROM faults WHERE agent_id = ? AND ${ACTIVE_SQL} ORDER BY created_at, rowid`,
+    ),
+    activeByKind: db.prepare<[], { kind: string; n: number }>(
+      `SELECT kind, COUNT(*) AS n FROM faults WHERE ${ACTIVE_SQL} GROUP BY kind`,
+    ),
+    insertEvent: db.prepare(`
+      INSERT OR IGNORE INTO fault_events (fault_id, agent_id, type, time, reason, error, message, measurements, received_at)
+      VALUES (@faultId, @agentId, @type, @time, @reason, @error, @message, @measurements, @receivedAt)`),
+    updateFault: db.prepare(`
+      UPDATE faults SET state = @state, reason = @reason, error = @error, started_at = @startedAt,
+        ended_at = @endedAt, measurements = @measurements, updated_at = @updatedAt
+      WHERE id = @id`),
+    listEvents: db.prepare<[string], FaultEventRow>("SELECT * FROM fault_events WHERE fault_id = ? ORDER BY time, id"),
+  };
+
+  const recordFaultEvent = db.transaction((event: FaultEventInput, now: number): RecordedFaultEvent => {
+    const row = stmt.getFault.get(event.faultId);
+    const fault = row ? toFault(row) : undefined;
+    // Events from an agent about another agent's fault are dropped: ids are chosen by the control plane.
+    if (fault && fault.agentId !== event.agentId) return { recorded: false, fault, changed: false };
+    // An event for a fault that has already ended is a re-send: nothing to record or change.
+    if (fault && fault.endedAt !== null) return { recorded: false, fault, changed: false };
+    const inserted = stmt.insertEvent.run({
+      ...event,
+      measurements: event.measurements ? JSON.stringify(event.measurements) : null,
+      receivedAt: now,
+    });
+    if (inserted.changes === 0 || !fault) return { recorded: inserted.changes > 0, fault, changed: false };
+    const change = faultChangeFor(fault, event);
+    if (!change) return { recorded: true, fault, changed: false };
+    const next: FaultRecord = { ...fault, ...change, updatedAt: now };
+    stmt.updateFault.run({
+      id: next.id,
+      state: next.state,
+      reason: next.reason,
+      error: next.error,
+      startedAt: next.startedAt,
+      endedAt: next.endedAt,
+      measurements: next.measurements ? JSON.stringify(next.measurements) : null,
+      updatedAt: now,
+    });
+    return { recorded: true, fault: next, changed: true };
+  });
+
+  return {
+    path,
+    getSetting: (key) => stmt.getSetting.get(key)?.value,
+    setSetting: (key, value) => void stmt.setSetting.run(key, value),
+    upsertAgent(hello, now) {
+      stmt.upsertAgent.run({
+        id: hello.id,
+        hostname: hello.hostname,
+        version: hello.version,
+        facts: JSON.stringify(hello.facts),
+        labels: JSON.stringify(hello.labels),
+        capabilities: JSON.stringify(hello.capabilities),
+        instanceId: hello.instanceId,
+        availabilityZone: hello.availabilityZone,
+        now,
+      });
+      return toAgent(stmt.getAgent.get(hello.id)!);
+    },
+    touchAgent: (id, now) => void stmt.touchAgent.run(now, id),
+    markAgentDisconnected: (id, now) => void stmt.disconnectAgent.run(now, id),
+    markAllAgentsDisconnected: () => stmt.disconnectAll.run().changes,
+    getAgent(id) {
+      const row = stmt.getAgent.get(id);
+      return row ? toAgent(row) : undefined;
+    },
+    listAgents: () => stmt.listAgents.all().map(toAgent),
+    countConnectedAgents: () => stmt.countConnected.get()?.n ?? 0,
+    insertFault(fault) {
+      stmt.insertFault.run({ ...fault, params: JSON.stringify(fault.params) });
+      return toFault(stmt.getFault.get(fault.id)!);
+    },
+    getFault(id) {
+      const row = stmt.getFault.get(id);
+      return row ? toFault(row) : undefined;
+    },
+    listFaults(query = {}) {
+      const where: string[] = [];
+      const args: (string | number)[] = [];
+      if (query.agentId !== undefined) {
+        where.push("agent_id = ?");
+        args.push(query.agentId);
+      }
+      if (query.state === "active") where.push(ACTIVE_SQL);
+      const sql = `SELECT * FROM faults ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
+        ORDER BY created_at DESC, rowid DESC LIMIT ?`;
+      return db
+        .prepare<(string | number)[], FaultRow>(sql)
+        .all(...args, query.limit ?? 100)
+        .map(toFault);
+    },
+    listActiveFaults: (agentId) => stmt.activeFaults.all(agentId).map(toFault),
+    countActiveFaultsByKind: () => new Map(stmt.activeByKind.all().map((r) => [r.kind, r.n])),
+    recordFaultEvent: (event, now) => recordFaultEvent(event, now),
+    listFaultEvents: (faultId) => stmt.listEvents.all(faultId).map(toFaultEvent),
+    close() {
+      if (db.open) db.close();
+    },
+  };
+}
