@@ -1,0 +1,17 @@
+/**
+ * Runs the benchmarks and prints their tables:
+ *   pnpm bench              all
+ *   pnpm bench burn         cpu-burn accuracy (asked vs measured)
+ *   pnpm bench lease        revert time after the control plane is SIGKILLed
+ */
+import { benchBurnAccuracy } from "./burn-accuracy.js";
+import { benchLeaseRevert } from "./lease-revert.js";
+import { killAll } from "../test/support/processes.js";
+
+const which = process.argv[2] ?? "all";
+try {
+  if (which === "all" || which === "burn") await benchBurnAccuracy();
+  if (which === "all" || which === "lease") await benchLeaseRevert();
+} finally {
+  await killAll();
+}
