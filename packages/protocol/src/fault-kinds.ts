@@ -5,36 +5,17 @@
 import type { JsonObject } from "@bufbuild/protobuf";
 import { InvalidFaultRequestError, ParamReader, validateDuration } from "./params.js";
 import type { FieldIssue } from "./params.js";
+import { parseCpuBurnParams } from "./faults/cpu-burn.js";
+import type { CpuBurnParams } from "./faults/cpu-burn.js";
 
-/** Parameters of `cpu-burn`. */
-export interface CpuBurnParams {
-  /** Percent of each selected core to keep busy, 1-100. @default 100 */
-  load: number;
-  /** How many cores to burn, or "all". @default 1 */
-  cores: number | "all";
-}
-
-function parseCpuBurn(reader: ParamReader): CpuBurnParams {
-  const load = reader.number("load", { min: 1, max: 100, integer: true, default: 100 });
-  const rawCores = reader.raw("cores");
-  let cores: number | "all" = 1;
-  if (rawCores === "all") cores = "all";
-  else if (rawCores !== undefined) {
-    const n = typeof rawCores === "string" && /^\d+$/.test(rawCores) ? Number(rawCores) : rawCores;
-    if (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > 1024) {
-      reader.fail("cores", `${JSON.stringify(rawCores)} is not valid; use a whole number of cores >= 1, or "all"`);
-    } else cores = n;
-  }
-  reader.rejectUnknown("cpu-burn", ["load", "cores"]);
-  return { load: load ?? 100, cores };
-}
+export type { CpuBurnParams } from "./faults/cpu-burn.js";
 
 /** A fault kind's parameter parser: reads through the reader, which collects issues. */
 export type ParamParser<P> = (reader: ParamReader) => P;
 
 /** Every fault kind the protocol knows, with its parameter parser. */
 export const FAULT_KIND_PARAMS = {
-  "cpu-burn": parseCpuBurn as ParamParser<CpuBurnParams>,
+  "cpu-burn": parseCpuBurnParams as ParamParser<CpuBurnParams>,
 } as const;
 
 /** A fault kind name. */
