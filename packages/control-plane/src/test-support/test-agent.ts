@@ -18,7 +18,14 @@ import {
   createClientConstructor,
   timestampFromMs,
 } from "@firedrill/protocol";
-import type { ConnectResponse, FaultEventSchema, HelloSchema } from "@firedrill/protocol";
+import type {
+  CapabilitiesSchema,
+  ConnectResponse,
+  HeldFaultSchema,
+  HostFactsSchema,
+  RevertReason,
+} from "@firedrill/protocol";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { pino } from "pino";
 import { startControlPlane } from "../control-plane.js";
 import type { ControlPlane } from "../control-plane.js";
@@ -29,6 +36,23 @@ const Client = createClientConstructor(AgentService);
 type ResponseCase = NonNullable<ConnectResponse["message"]["case"]>;
 type ResponseOf<C extends ResponseCase> = Extract<ConnectResponse["message"], { case: C }>["value"];
 
+/** What a test Hello may override. */
+export interface HelloOverrides {
+  labels?: Record<string, string>;
+  heldFaults?: MessageInitShape<typeof HeldFaultSchema>[];
+  capabilities?: MessageInitShape<typeof CapabilitiesSchema>;
+  facts?: MessageInitShape<typeof HostFactsSchema>;
+}
+
+/** Optional fields of a test FaultEvent. */
+export interface EventOverrides {
+  reason?: RevertReason;
+  error?: string;
+  message?: string;
+  measurements?: Record<string, number>;
+  time?: Timestamp;
+}
+
 /** A test agent: one real Connect stream. */
 export interface TestAgent {
   readonly agentId: string;
@@ -37,8 +61,8 @@ export interface TestAgent {
   readonly ended: Promise<grpc.StatusObject | grpc.ServiceError>;
   /** The next message of a case not yet consumed by next(). */
   next<C extends ResponseCase>(kind: C, timeoutMs?: number): Promise<ResponseOf<C>>;
-  hello(init?: Partial<MessageInitShape<typeof HelloSchema>>): void;
-  event(faultId: string, type: FaultEventType, init?: Partial<MessageInitShape<typeof FaultEventSchema>>): void;
+  hello(init?: HelloOverrides): void;
+  event(faultId: string, type: FaultEventType, init?: EventOverrides): void;
   heartbeat(): void;
   /** Half-closes the stream and closes the client. */
   close(): void;
@@ -77,7 +101,7 @@ export function connectTestAgent(options: {
   let heartbeats: NodeJS.Timeout | undefined;
   const stopHeartbeats = () => clearInterval(heartbeats);
   void ended.then(stopHeartbeats);
-  const send = (message: MessageInitShape<typeof ConnectRequestSchema>["message"]) =>
+  const send = (message: NonNullable<MessageInitShape<typeof ConnectRequestSchema>["message"]>) =>
     stream.write(create(ConnectRequestSchema, { message }));
   return {
     agentId,
@@ -108,9 +132,9 @@ export function connectTestAgent(options: {
           agentId,
           version: "0.1.0-test",
           facts: { hostname: `${agentId}.test`, cpuCount: 2, memoryBytes: 4n * 1024n ** 3n, ...init.facts },
-          labels: { app: "web" },
-          capabilities: { faultKinds: ["cpu-burn"], root: false },
-          ...init,
+          labels: init.labels ?? { app: "web" },
+          capabilities: init.capabilities ?? { faultKinds: ["cpu-burn"], root: false },
+          heldFaults: init.heldFaults ?? [],
         },
       });
       const every = options.heartbeatMs ?? 100;
