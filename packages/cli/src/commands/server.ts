@@ -1,0 +1,148 @@
+/** `firedrill server`: run the control plane until SIGINT/SIGTERM. */
+import { Option } from "commander";
+import type { Command } from "commander";
+import { InvalidConfigError, createLogger, startControlPlane } from "@firedrill/control-plane";
+import type { ControlPlaneOptions } from "@firedrill/control-plane";
+import { parseDuration } from "@firedrill/protocol";
+import type { CommandContext } from "../context.js";
+import { CliError } from "../errors.js";
+
+interface ServerOptions {
+  dataDir?: string;
+  grpcAddr: string;
+  httpAddr: string;
+  leaseTtl: string;
+  heartbeatInterval?: string;
+  ackTimeout: string;
+  logLevel: "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent";
+  tlsCert?: string;
+  tlsKey?: string;
+}
+
+/** Which flag sets each control-plane option, for error messages. */
+const FLAGS: Record<string, string> = {
+  dataDir: "--data-dir",
+  grpcAddr: "--grpc-addr",
+  httpAddr: "--http-addr",
+  leaseTtlMs: "--lease-ttl",
+  heartbeatIntervalMs: "--heartbeat-interval",
+  ackTimeoutMs: "--ack-timeout",
+  tlsCertFile: "--tls-cert",
+  tlsKeyFile: "--tls-key",
+};
+
+function duration(flag: string, value: string): number {
+  const ms = parseDuration(value);
+  if (ms === undefined) throw new CliError(`${flag} ${JSON.stringify(value)} is not a duration; use e.g. 500ms, 15s, 1m`);
+  return ms;
+}
+
+/** Resolves when the process receives SIGINT or SIGTERM; a second signal exits at once. */
+function untilSignal(ctx: CommandContext): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+      const force = (again: NodeJS.Signals) => {
+        ctx.io.err(`received ${again} again during shutdown; exiting now\n`);
+        process.exit(1);
+      };
+      process.once("SIGINT", force);
+      process.once("SIGTERM", force);
+      resolve(signal);
+    };
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+  });
+}
+
+/** Registers `server`. */
+export function registerServerCommand(program: Command, ctx: CommandContext): void {
+  program
+    .command("server")
+    .description("run the control plane: the gRPC port agents connect to, the HTTP JSON API and /metrics")
+    .addOption(
+      new Option("--data-dir <dir>", "where the database (firedrill.db) and the join token (join-token) live").env(
+        "FIREDRILL_DATA_DIR",
+      ),
+    )
+    .addOption(
+      new Option("--grpc-addr <host:port>", "where agents connect; use 0.0.0.0:7070 (with TLS) for remote agents")
+        .env("FIREDRILL_GRPC_ADDR")
+        .default("127.0.0.1:7070"),
+    )
+    .addOption(
+      new Option("--http-addr <host:port>", "where the HTTP API and /metrics listen").env("FIREDRILL_HTTP_ADDR").default("127.0.0.1:7080"),
+    )
+    .addOption(
+      new Option("--lease-ttl <duration>", "how long agents keep faults without hearing from the control plane (min 3s)")
+        .env("FIREDRILL_LEASE_TTL")
+        .default("15s"),
+    )
+    .addOption(
+      new Option("--heartbeat-interval <duration>", "how often leases are renewed (default: a third of the lease TTL)").env(
+        "FIREDRILL_HEARTBEAT_INTERVAL",
+      ),
+    )
+    .addOption(
+      new Option("--ack-timeout <duration>", "how long the API waits for an agent to acknowledge a fault")
+        .env("FIREDRILL_ACK_TIMEOUT")
+        .default("5s"),
+    )
+    .addOption(
+      new Option("--log-level <level>", "log level")
+        .choices(["trace", "debug", "info", "warn", "error", "fatal", "silent"])
+        .env("FIREDRILL_LOG_LEVEL")
+        .default("info"),
+    )
+    .addOption(new Option("--tls-cert <file>", "TLS certificate (PEM) for the gRPC port").env("FIREDRILL_TLS_CERT"))
+    .addOption(new Option("--tls-key <file>", "TLS private key (PEM) for the gRPC port").env("FIREDRILL_TLS_KEY"))
+    .action(async (options: ServerOptions) => {
+      if (!options.dataDir) {
+        throw new CliError(
+          "--data-dir is required: the directory for the control plane's database and join token, e.g. --data-dir /var/lib/firedrill (or set FIREDRILL_DATA_DIR)",
+        );
+      }
+      const logger = createLogger({ level: options.logLevel });
+      const config: ControlPlaneOptions = {
+        dataDir: options.dataDir,
+        grpcAddr: options.grpcAddr,
+        httpAddr: options.httpAddr,
+        leaseTtlMs: duration("--lease-ttl", options.leaseTtl),
+        ackTimeoutMs: duration("--ack-timeout", options.ackTimeout),
+        logger,
+        ...(options.heartbeatInterval !== undefined
+          ? { heartbeatIntervalMs: duration("--heartbeat-interval", options.heartbeatInterval) }
+          : {}),
+        ...(options.tlsCert !== undefined ? { tlsCertFile: options.tlsCert } : {}),
+        ...(options.tlsKey !== undefined ? { tlsKeyFile: options.tlsKey } : {}),
+      };
+      let cp;
+      try {
+        cp = await startControlPlane(config);
+      } catch (err) {
+        if (err instanceof InvalidConfigError) {
+          throw new CliError(
+            "invalid server options",
+            err.issues.map((i) => ({ field: FLAGS[i.field] ?? i.field, message: i.message })),
+          );
+        }
+        throw err;
+      }
+      const signal = untilSignal(ctx);
+      const tls = options.tlsCert !== undefined ? "TLS" : "insecure";
+      ctx.io.out(
+        [
+          "firedrill control plane is running",
+          `  agents (gRPC):  ${cp.grpcAddress} (${tls})`,
+          `  HTTP API:       ${cp.httpUrl}/api/v1`,
+          `  metrics:        ${cp.httpUrl}/metrics`,
+          `  join token:     ${cp.joinTokenFile}`,
+          "",
+        ].join("\n"),
+      );
+      const received = await signal;
+      logger.info({ signal: received }, "shutting down");
+      await cp.close();
+    });
+}

@@ -1,0 +1,74 @@
+/** The `firedrill` command line: builds the commander program and runs it. */
+import { Command, CommanderError, Option } from "commander";
+import { registerAgentsCommand } from "./commands/agents.js";
+import { registerFaultListCommand } from "./commands/fault-list.js";
+import { registerFaultShowCommand } from "./commands/fault-show.js";
+import { registerFaultStartCommand } from "./commands/fault-start.js";
+import { registerFaultStopCommand } from "./commands/fault-stop.js";
+import { registerServerCommand } from "./commands/server.js";
+import type { CliIo, CommandContext } from "./context.js";
+import { ApiRequestError, CliError, ServerUnreachableError } from "./errors.js";
+import { createApiClient } from "./http-client.js";
+import type { ApiClient } from "./http-client.js";
+
+/** The CLI version. */
+export const CLI_VERSION = "0.1.0";
+
+/** The default control plane address. */
+export const DEFAULT_SERVER = "http://127.0.0.1:7080";
+
+/** Builds the `firedrill` program writing to `io`. */
+export function createProgram(io: CliIo): Command {
+  const program = new Command("firedrill");
+  let client: ApiClient | undefined;
+  const ctx: CommandContext = {
+    io,
+    client() {
+      client ??= createApiClient({ server: program.opts<{ server: string }>().server });
+      return client;
+    },
+  };
+  program
+    .description("chaos engineering for VM fleets: run and inspect faults through the firedrill control plane")
+    .version(CLI_VERSION)
+    .addOption(
+      new Option("--server <url>", "the control plane's HTTP address").env("FIREDRILL_SERVER").default(DEFAULT_SERVER),
+    )
+    .showHelpAfterError("(run with --help for usage)")
+    .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) })
+    .exitOverride();
+  registerServerCommand(program, ctx);
+  registerAgentsCommand(program, ctx);
+  const fault = program.command("fault").description("start, list, show and stop ad-hoc faults");
+  registerFaultStartCommand(fault, ctx);
+  registerFaultListCommand(fault, ctx);
+  registerFaultShowCommand(fault, ctx);
+  registerFaultStopCommand(fault, ctx);
+  for (const command of [program, fault, ...program.commands, ...fault.commands]) command.exitOverride();
+  return program;
+}
+
+/** Prints an error as `error: <message>` and its issues as `  <field>: <message>`. */
+export function printError(io: CliIo, err: unknown): void {
+  if (err instanceof ApiRequestError || err instanceof CliError) {
+    io.err(`error: ${err.message}\n`);
+    for (const issue of err.issues) io.err(`  ${issue.field}: ${issue.message}\n`);
+  } else if (err instanceof ServerUnreachableError) {
+    io.err(`error: ${err.message}\n`);
+  } else {
+    io.err(`error: ${err instanceof Error ? err.message : String(err)}\n`);
+  }
+}
+
+/** Runs the CLI with `argv` (as process.argv: node, script, args...). Resolves with the exit code. */
+export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
+  const program = createProgram(io);
+  try {
+    await program.parseAsync([...argv]);
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode;
+    printError(io, err);
+    return 1;
+  }
+}
