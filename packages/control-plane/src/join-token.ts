@@ -74,7 +74,7 @@ export function ensureJoinToken(options: JoinTokenOptions): JoinToken {
   } else if (!existsSync(file)) {
     log.warn(
       { file },
-      "the join token file is gone; agents that have the token still connect. To issue a new token, stop the server and delete the join_token_sha256 setting, or use a new --data-dir",
+      "the join token file is gone; agents that already have the token still connect. Only its hash is kept, so a lost token cannot be recovered: to issue a new one, start with a fresh --data-dir",
     );
   }
   const expected = Buffer.from(stored, "hex");
