@@ -160,7 +160,7 @@ describe("firedrill CLI against a real control plane", () => {
     expect(refused.code).toBe(1);
     expect(refused.stdout).toBe("");
     expect(refused.stderr).toBe(
-      "error: invalid fault request; fix this field: params.load (details in issues)\n  params.load: 150 is above the maximum 100\n",
+      "error: invalid fault request\n  params.load: 150 is above the maximum 100\n",
     );
   });
 

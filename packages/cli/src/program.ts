@@ -8,6 +8,7 @@ import { registerFaultStopCommand } from "./commands/fault-stop.js";
 import { registerServerCommand } from "./commands/server.js";
 import type { CliIo, CommandContext } from "./context.js";
 import { ApiRequestError, CliError, ServerUnreachableError } from "./errors.js";
+import type { Issue } from "./errors.js";
 import { createApiClient } from "./http-client.js";
 import type { ApiClient } from "./http-client.js";
 
@@ -48,10 +49,20 @@ export function createProgram(io: CliIo): Command {
   return program;
 }
 
+/**
+ * The message without the issue list the API appends to it (`invalid fault request: a: x; b: y`),
+ * since the issues are printed one per line below it.
+ */
+function headline(message: string, issues: readonly Issue[]): string {
+  if (issues.length === 0) return message;
+  const listed = `: ${issues.map((i) => `${i.field}: ${i.message}`).join("; ")}`;
+  return message.endsWith(listed) ? message.slice(0, -listed.length) : message;
+}
+
 /** Prints an error as `error: <message>` and its issues as `  <field>: <message>`. */
 export function printError(io: CliIo, err: unknown): void {
   if (err instanceof ApiRequestError || err instanceof CliError) {
-    io.err(`error: ${err.message}\n`);
+    io.err(`error: ${headline(err.message, err.issues)}\n`);
     for (const issue of err.issues) io.err(`  ${issue.field}: ${issue.message}\n`);
   } else if (err instanceof ServerUnreachableError) {
     io.err(`error: ${err.message}\n`);

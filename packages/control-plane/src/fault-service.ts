@@ -132,7 +132,7 @@ export function createFaultService(options: FaultServiceOptions): FaultService {
       throw new ApiError(
         400,
         "invalid_request",
-        `invalid fault request; fix ${issues.length === 1 ? "this field" : "these fields"}: ${issues.map((i) => i.field).join(", ")} (details in issues)`,
+        `invalid fault request: ${issues.map((i) => `${i.field}: ${i.message}`).join("; ")}`,
         issues,
       );
     }

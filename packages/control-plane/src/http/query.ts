@@ -36,7 +36,7 @@ export function parseListQuery(query: unknown, allowAgent: boolean): ListQuery {
     } else agentId = input.agent;
   }
   if (issues.length > 0) {
-    throw new ApiError(400, "invalid_request", `invalid query; fix ${issues.length === 1 ? "this parameter" : "these parameters"}: ${issues.map((i) => i.field).join(", ")} (details in issues)`, issues);
+    throw new ApiError(400, "invalid_request", `invalid query: ${issues.map((i) => `${i.field}: ${i.message}`).join("; ")}`, issues);
   }
   return { state, limit, agentId };
 }

@@ -47,7 +47,9 @@ describe("HTTP API", () => {
       { field: "duration", message: '"forever" is not a duration; use e.g. 500ms, 30s, 5m, 1h30m' },
       { field: "runID", message: "unknown field; allowed: kind, params, duration, runId" },
     ]);
-    expect(res.body.error.message).toBe("invalid fault request; fix these fields: params.load, duration, runID (details in issues)");
+    expect(res.body.error.message).toBe(
+      'invalid fault request: params.load: 150 is above the maximum 100; duration: "forever" is not a duration; use e.g. 500ms, 30s, 5m, 1h30m; runID: unknown field; allowed: kind, params, duration, runId',
+    );
 
     const kind = await post({ kind: "cpu-melt", duration: "30s" });
     expect(kind.status).toBe(400);
