@@ -1,5 +1,5 @@
 import { cpus } from "node:os";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { api } from "./support/api.js";
 import { burnerThreads, machineCpu, processCpu } from "./support/cpu.js";
 import { killAll, sleep, startAgentProcess, startServer, tempDir, waitFor } from "./support/processes.js";
@@ -16,6 +16,10 @@ describe("cpu-burn end to end: measured load appears and disappears on every rev
     agent = startAgentProcess({ server: server.grpcAddr, token: server.token, stateDir: dirs[1]!.path });
     agentId = await waitFor("agent", async () => (await api(server.httpUrl, "GET", "/api/v1/agents")).body.agents[0]?.id);
   });
+  // A failed test must not leave its burn running into the next one.
+  afterEach(async () => {
+    await api(server.httpUrl, "DELETE", `/api/v1/agents/${agentId}/faults`);
+  });
   afterAll(async () => {
     await killAll();
     for (const d of dirs) d.cleanup();
@@ -30,14 +34,16 @@ describe("cpu-burn end to end: measured load appears and disappears on every rev
   const waitReverted = (id: string, ms = 10_000) => waitFor(`fault ${id} reverted`, async () => ((await fault(id)).state === "reverted" ? fault(id) : undefined), ms);
 
   it("raises machine CPU by about what was asked, and it is gone when the duration ends", async () => {
-    const baseline = await machineCpu(1500);
+    // Baseline once the agent has settled (its start-up compiles TypeScript).
+    await waitFor("the agent to be idle", async () => (await processCpu(agent.pid, 500)) < 5, 20_000);
+    const baseline = await machineCpu(2000);
     const id = await start({ load: 60, cores: 1 }, "6s");
     await sleep(500);
     const [machine, proc] = await Promise.all([machineCpu(3000), processCpu(agent.pid, 3000)]);
     // One core at 60% on an N-core machine raises the machine by 60/N points.
     const expectedRise = 60 / cpus().length;
-    expect(machine - baseline).toBeGreaterThan(expectedRise * 0.6);
-    expect(machine - baseline).toBeLessThan(expectedRise * 1.6);
+    expect(machine - baseline).toBeGreaterThan(expectedRise * 0.5);
+    expect(machine - baseline).toBeLessThan(expectedRise * 1.7);
     expect(proc).toBeGreaterThan(45);
     expect(proc).toBeLessThan(80);
     const reverted = await waitReverted(id);

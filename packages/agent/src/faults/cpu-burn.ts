@@ -6,6 +6,7 @@
  * they cannot outlive the agent: a SIGKILLed agent takes its burn with it.
  */
 import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
 import { promisify } from "node:util";
 import { Worker } from "node:worker_threads";
 import { InvalidFaultRequestError, parseFaultParams } from "@firedrill/protocol";
@@ -108,8 +109,14 @@ async function stopBurners(burners: Burner[], control: SharedArrayBuffer): Promi
     burners.map(async (b) => {
       const timeout = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), 1000).unref());
       if ((await Promise.race([b.exited, timeout])) === "timeout") await b.worker.terminate();
+      // The worker's exit event fires before its OS thread is joined: confirm the thread is gone.
+      for (let i = 0; i < 200 && b.tid > 0 && existsSync(`/proc/self/task/${b.tid}`); i++) await sleep(10);
     }),
   );
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function measureFrom(burners: Burner[], plan: CpuBurnPlan) {
