@@ -1,7 +1,7 @@
 /** The gRPC listener agents connect to. */
 import { readFileSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
-import { AgentService, createServiceDefinition } from "@firedrill/protocol";
+import { AgentService, addService } from "@firedrill/protocol";
 import type { Logger } from "pino";
 import { formatHostPort, isLoopbackHost, parseHostPort } from "./address.js";
 import { ListenError } from "./errors.js";
@@ -52,7 +52,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     "grpc.keepalive_timeout_ms": 10_000,
     "grpc.keepalive_permit_without_calls": 1,
   });
-  server.addService(createServiceDefinition(AgentService), { connect: options.hub.connect });
+  addService(server, AgentService, { connect: options.hub.connect });
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(formatHostPort(parsed.host, parsed.port), creds, (err, boundPort) => {
       if (err) {

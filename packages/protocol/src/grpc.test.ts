@@ -3,6 +3,7 @@ import * as grpc from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   AgentService,
+  addService,
   ConnectRequestSchema,
   ConnectResponseSchema,
   createClientConstructor,
@@ -18,7 +19,7 @@ describe("grpc-js binding of the protobuf-es descriptor", () => {
 
   it("carries typed messages both ways on a bidi stream over loopback", async () => {
     server = new grpc.Server();
-    server.addService(createServiceDefinition(AgentService), {
+    addService(server, AgentService, {
       connect(call) {
         call.on("data", (req) => {
           if (req.message.case === "hello") {

@@ -93,3 +93,18 @@ export function createClientConstructor<S extends GenServiceMethods>(
 
 /** The typed grpc-js client of a protobuf-es service descriptor: `ClientOf<typeof AgentService>`. */
 export type ClientOf<T> = T extends GenService<infer S> ? ServiceClient<S> : never;
+
+/**
+ * Registers typed handlers for a protobuf-es service on a grpc-js server: each handler's call
+ * type is inferred from the descriptor.
+ */
+export function addService<S extends GenServiceMethods>(
+  server: grpc.Server,
+  service: GenService<S>,
+  handlers: ServiceHandlers<S>,
+): void {
+  server.addService(
+    createServiceDefinition(service) as grpc.ServiceDefinition,
+    handlers as unknown as grpc.UntypedServiceImplementation,
+  );
+}

@@ -3,6 +3,7 @@
  */
 export * from "./gen/firedrill/v1/agent_pb.js";
 export {
+  addService,
   createClientConstructor,
   createServiceDefinition,
 } from "./grpc.js";
