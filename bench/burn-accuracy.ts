@@ -17,7 +17,9 @@ export async function benchBurnAccuracy(levels = [25, 50, 75]): Promise<void> {
     const agentId = await waitFor("agent", async () => (await api(server.httpUrl, "GET", "/api/v1/agents")).body.agents[0]?.id);
     const rows: (string | number)[][] = [];
     for (const load of levels) {
-      const baseline = await machineCpu(2000);
+      // Baseline once the agent is idle (start-up and the previous level's tail excluded).
+      await waitFor("idle agent", async () => (await processCpu(agent.pid, 500)) < 3, 30_000);
+      const baseline = await machineCpu(3000);
       const res = await api(server.httpUrl, "POST", `/api/v1/agents/${agentId}/faults`, { kind: "cpu-burn", params: { load, cores: 1 }, duration: "12s" });
       if (res.status !== 201) throw new Error(JSON.stringify(res.body));
       const id = res.body.fault.id as string;
