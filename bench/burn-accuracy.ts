@@ -5,7 +5,7 @@
 import { cpus } from "node:os";
 import { api } from "../test/support/api.js";
 import { machineCpu, processCpu } from "../test/support/cpu.js";
-import { killAll, sleep, startAgentProcess, startServer, tempDir, waitFor } from "../test/support/processes.js";
+import { connectedAgentId, killAll, sleep, startAgentProcess, startServer, tempDir, waitFor } from "../test/support/processes.js";
 import { printTable } from "./table.js";
 
 export async function benchBurnAccuracy(levels = [25, 50, 75]): Promise<void> {
@@ -14,7 +14,7 @@ export async function benchBurnAccuracy(levels = [25, 50, 75]): Promise<void> {
   try {
     const server = await startServer({ dataDir: cp.path });
     const agent = startAgentProcess({ server: server.grpcAddr, token: server.token, stateDir: st.path });
-    const agentId = await waitFor("agent", async () => (await api(server.httpUrl, "GET", "/api/v1/agents")).body.agents[0]?.id);
+    const agentId = await connectedAgentId(server);
     const rows: (string | number)[][] = [];
     for (const load of levels) {
       // Baseline once the agent is idle (start-up and the previous level's tail excluded).

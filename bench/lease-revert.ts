@@ -4,7 +4,7 @@
  */
 import { api } from "../test/support/api.js";
 import { burnerThreads } from "../test/support/cpu.js";
-import { killAll, startAgentProcess, startServer, tempDir, waitFor } from "../test/support/processes.js";
+import { connectedAgentId, killAll, startAgentProcess, startServer, tempDir, waitFor } from "../test/support/processes.js";
 import { printTable } from "./table.js";
 
 export async function benchLeaseRevert(trials = 3, ttl = "3s"): Promise<void> {
@@ -15,7 +15,7 @@ export async function benchLeaseRevert(trials = 3, ttl = "3s"): Promise<void> {
     try {
       const server = await startServer({ dataDir: cp.path, leaseTtl: ttl });
       const agent = startAgentProcess({ server: server.grpcAddr, token: server.token, stateDir: st.path });
-      const agentId = await waitFor("agent", async () => (await api(server.httpUrl, "GET", "/api/v1/agents")).body.agents[0]?.id);
+      const agentId = await connectedAgentId(server);
       const res = await api(server.httpUrl, "POST", `/api/v1/agents/${agentId}/faults`, { kind: "cpu-burn", params: { load: 50 }, duration: "10m" });
       if (res.status !== 201) throw new Error(JSON.stringify(res.body));
       await waitFor("burner", () => burnerThreads(agent.pid).length > 0);

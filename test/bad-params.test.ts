@@ -3,24 +3,20 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { api } from "./support/api.js";
 import { burnerThreads } from "./support/cpu.js";
-import { killAll, runCli, startAgentProcess, startServer, tempDir, waitFor } from "./support/processes.js";
-import type { ServerHandle, TestProcess } from "./support/processes.js";
+import { runCli, startCluster } from "./support/processes.js";
+import type { ServerHandle, TestCluster, TestProcess } from "./support/processes.js";
 
 describe("bad fault requests get precise errors and start nothing", () => {
-  const dirs = [tempDir("cp"), tempDir("agent")];
+  let cluster: TestCluster;
   let server: ServerHandle;
   let agent: TestProcess;
   let agentId: string;
 
   beforeAll(async () => {
-    server = await startServer({ dataDir: dirs[0]!.path });
-    agent = startAgentProcess({ server: server.grpcAddr, token: server.token, stateDir: dirs[1]!.path });
-    agentId = await waitFor("agent", async () => (await api(server.httpUrl, "GET", "/api/v1/agents")).body.agents[0]?.id);
+    cluster = await startCluster();
+    ({ server, agent, agentId } = cluster);
   });
-  afterAll(async () => {
-    await killAll();
-    for (const d of dirs) d.cleanup();
-  });
+  afterAll(() => cluster.close());
 
   const cases: [string, Record<string, unknown>, { field: string; message: string }][] = [
     ["load 0", { kind: "cpu-burn", params: { load: 0 }, duration: "30s" }, { field: "params.load", message: "0 is below the minimum 1" }],
@@ -57,7 +53,7 @@ describe("bad fault requests get precise errors and start nothing", () => {
 
   it("nothing was started anywhere", async () => {
     expect(burnerThreads(agent.pid)).toEqual([]);
-    expect(readdirSync(join(dirs[1]!.path, "journal"))).toEqual([]);
+    expect(readdirSync(join(cluster.stateDir, "journal"))).toEqual([]);
     const active = (await api(server.httpUrl, "GET", "/api/v1/faults?state=active")).body.faults;
     expect(active).toEqual([]);
   });

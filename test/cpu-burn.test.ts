@@ -2,28 +2,24 @@ import { cpus } from "node:os";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { api } from "./support/api.js";
 import { burnerThreads, machineCpu, processCpu } from "./support/cpu.js";
-import { killAll, sleep, startAgentProcess, startServer, tempDir, waitFor } from "./support/processes.js";
-import type { ServerHandle, TestProcess } from "./support/processes.js";
+import { sleep, startCluster, waitFor } from "./support/processes.js";
+import type { ServerHandle, TestCluster, TestProcess } from "./support/processes.js";
 
 describe("cpu-burn end to end: measured load appears and disappears on every revert path", () => {
-  const dirs = [tempDir("cp"), tempDir("agent")];
+  let cluster: TestCluster;
   let server: ServerHandle;
   let agent: TestProcess;
   let agentId: string;
 
   beforeAll(async () => {
-    server = await startServer({ dataDir: dirs[0]!.path });
-    agent = startAgentProcess({ server: server.grpcAddr, token: server.token, stateDir: dirs[1]!.path });
-    agentId = await waitFor("agent", async () => (await api(server.httpUrl, "GET", "/api/v1/agents")).body.agents[0]?.id);
+    cluster = await startCluster();
+    ({ server, agent, agentId } = cluster);
   });
   // A failed test must not leave its burn running into the next one.
   afterEach(async () => {
     await api(server.httpUrl, "DELETE", `/api/v1/agents/${agentId}/faults`);
   });
-  afterAll(async () => {
-    await killAll();
-    for (const d of dirs) d.cleanup();
-  });
+  afterAll(() => cluster.close());
 
   const start = async (params: Record<string, unknown>, duration: string) => {
     const res = await api(server.httpUrl, "POST", `/api/v1/agents/${agentId}/faults`, { kind: "cpu-burn", params, duration });

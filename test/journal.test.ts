@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { api } from "./support/api.js";
 import { burnerThreads } from "./support/cpu.js";
-import { AGENT_BIN, killAll, spawnNode, startAgentProcess, startServer, tempDir, waitFor } from "./support/processes.js";
+import { AGENT_BIN, connectedAgentId, killAll, spawnNode, startAgentProcess, startServer, tempDir, waitFor } from "./support/processes.js";
 import type { ServerHandle } from "./support/processes.js";
 
 describe("journal: faults left by a killed agent are reverted before new work", () => {
@@ -15,10 +15,7 @@ describe("journal: faults left by a killed agent are reverted before new work", 
 
   async function killedMidBurn(server: ServerHandle, stateDir: string) {
     const agent = startAgentProcess({ server: server.grpcAddr, token: server.token, stateDir });
-    const agentId = await waitFor("agent", async () => {
-      const list = (await api(server.httpUrl, "GET", "/api/v1/agents")).body.agents as any[];
-      return list.find((a) => a.connected)?.id;
-    });
+    const agentId = await connectedAgentId(server);
     const res = await api(server.httpUrl, "POST", `/api/v1/agents/${agentId}/faults`, { kind: "cpu-burn", params: { load: 40 }, duration: "10m" });
     expect(res.status).toBe(201);
     await waitFor("burner threads", () => burnerThreads(agent.pid).length === 1);

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { api } from "./support/api.js";
 import { burnerThreads, processCpu } from "./support/cpu.js";
-import { killAll, startAgentProcess, startServer, tempDir, waitFor } from "./support/processes.js";
+import { connectedAgentId, killAll, startAgentProcess, startServer, tempDir, waitFor } from "./support/processes.js";
 
 describe("lease: the agent reverts on its own when the control plane is gone", () => {
   const dirs: { cleanup: () => void }[] = [];
@@ -16,7 +16,7 @@ describe("lease: the agent reverts on its own when the control plane is gone", (
     dirs.push(cp, st);
     let server = await startServer({ dataDir: cp.path, leaseTtl: "3s" });
     const agent = startAgentProcess({ server: server.grpcAddr, token: server.token, stateDir: st.path });
-    const agentId = await waitFor("agent", async () => (await api(server.httpUrl, "GET", "/api/v1/agents")).body.agents[0]?.id);
+    const agentId = await connectedAgentId(server);
     const res = await api(server.httpUrl, "POST", `/api/v1/agents/${agentId}/faults`, { kind: "cpu-burn", params: { load: 70, cores: 1 }, duration: "10m" });
     expect(res.status).toBe(201);
     const faultId = res.body.fault.id as string;

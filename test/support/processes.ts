@@ -175,3 +175,45 @@ export function startAgentProcess(opts: {
   args.push(...(opts.extraArgs ?? []));
   return spawnNode(AGENT_BIN, args);
 }
+
+/** Waits until an agent is connected to `server` and returns its id. */
+export async function connectedAgentId(server: ServerHandle, timeoutMs = 20_000): Promise<string> {
+  return waitFor(
+    `an agent connected to ${server.httpUrl}`,
+    async () => {
+      const res = await fetch(`${server.httpUrl}/api/v1/agents`);
+      const { agents } = (await res.json()) as { agents: { id: string; connected: boolean }[] };
+      return agents.find((a) => a.connected)?.id;
+    },
+    timeoutMs,
+  );
+}
+
+/** A control plane with one connected agent, in fresh temp dirs. */
+export interface TestCluster {
+  server: ServerHandle;
+  agent: TestProcess;
+  agentId: string;
+  stateDir: string;
+  /** Kills every process the tests started and removes the temp dirs. */
+  close: () => Promise<void>;
+}
+
+export async function startCluster(opts: { leaseTtl?: string; labels?: string } = {}): Promise<TestCluster> {
+  const cp = tempDir("cp");
+  const st = tempDir("agent");
+  const server = await startServer({ dataDir: cp.path, ...(opts.leaseTtl ? { leaseTtl: opts.leaseTtl } : {}) });
+  const agent = startAgentProcess({ server: server.grpcAddr, token: server.token, stateDir: st.path, ...(opts.labels ? { labels: opts.labels } : {}) });
+  const agentId = await connectedAgentId(server);
+  return {
+    server,
+    agent,
+    agentId,
+    stateDir: st.path,
+    close: async () => {
+      await killAll();
+      cp.cleanup();
+      st.cleanup();
+    },
+  };
+}

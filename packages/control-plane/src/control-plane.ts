@@ -11,7 +11,6 @@ import type { AgentHub } from "./hub/agent-hub.js";
 import { ensureJoinToken } from "./join-token.js";
 import { createMetrics } from "./metrics.js";
 import { createStore } from "./store/store.js";
-import type { Store } from "./store/store.js";
 import { CONTROL_PLANE_VERSION } from "./version.js";
 
 /** A running control plane. */
