@@ -17,6 +17,8 @@ missing=()
 command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v git >/dev/null 2>&1 || missing+=(git)
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
+command -v fallocate >/dev/null 2>&1 || missing+=(util-linux)
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"

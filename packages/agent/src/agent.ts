@@ -28,6 +28,7 @@ import type { Ec2Identity } from "./imds.js";
 import { Journal } from "./journal.js";
 import { Lease } from "./lease.js";
 import { AgentLink } from "./link.js";
+import { computeNetworkExclusions } from "./network-exclusions.js";
 import { RecoveryError, recoverJournal } from "./recover.js";
 import { PendingReports } from "./reports.js";
 import { FaultRuntime } from "./runtime.js";
@@ -123,7 +124,12 @@ async function runAgent(
   const runtime = new FaultRuntime({
     registry,
     journal,
-    host: { cpuCount: cpus().length, stateDir: options.stateDir },
+    host: {
+      cpuCount: cpus().length,
+      stateDir: options.stateDir,
+      protectedPids: () => [process.pid, process.ppid, 1],
+      networkExclusions: await computeNetworkExclusions(options.server),
+    },
     log: log.child({ component: "runtime" }),
     holder: selfProcess(),
     emit,

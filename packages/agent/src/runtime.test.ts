@@ -30,7 +30,7 @@ describe("fault runtime", () => {
     runtime = new FaultRuntime({
       registry: createFaultRegistry([fileFault as FaultKindDefinition, cpuBurn as FaultKindDefinition]),
       journal,
-      host: { cpuCount: 2, stateDir: join(dir, "state") },
+      host: { cpuCount: 2, stateDir: join(dir, "state"), protectedPids: () => [process.pid], networkExclusions: [] },
       log,
       holder: { pid: process.pid, startTime: 0 },
       emit: (e) => events.push(e),

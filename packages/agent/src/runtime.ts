@@ -148,6 +148,15 @@ export class FaultRuntime {
     if (durationMs < MIN_FAULT_DURATION_MS || durationMs > MAX_FAULT_DURATION_MS) {
       return fail(`duration: ${formatDuration(durationMs)} is outside the allowed 1s-12h`);
     }
+    if (def.exclusiveGroup) {
+      const clash = [...this.active.values()].find((f) => f.def.exclusiveGroup === def.exclusiveGroup);
+      if (clash) {
+        return fail(
+          `kind: a ${def.exclusiveGroup} fault is already running on this host (${clash.id}, ${clash.kind}); ` +
+            `only one ${def.exclusiveGroup} fault at a time: stop it first`,
+        );
+      }
+    }
     let plan: unknown;
     try {
       plan = def.validate(request.params ?? {}, this.opts.host);

@@ -5,7 +5,7 @@ import { CLOCK_TICKS_PER_SECOND, readProcessCpuTicks } from "../proc.js";
 import { cpuBurn } from "./cpu-burn.js";
 
 const log = pino({ level: "silent" });
-const ctx = { faultId: "t", log, host: { cpuCount: 2, stateDir: "/tmp" }, updateRevert: () => {} };
+const ctx = { faultId: "t", log, host: { cpuCount: 2, stateDir: "/tmp", protectedPids: () => [process.pid], networkExclusions: [] }, updateRevert: () => {} };
 
 /** CPU use of this process over `ms`, in percent of one core. */
 async function processCpu(ms: number): Promise<number> {

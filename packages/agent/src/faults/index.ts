@@ -4,7 +4,7 @@
 import { cpuBurn } from "./cpu-burn.js";
 import type { FaultKindDefinition } from "./types.js";
 
-export type { FaultContext, FaultKindDefinition, HostInfo, RunningFault } from "./types.js";
+export type { FaultContext, FaultKindDefinition, HostInfo, NetworkExclusion, RunningFault } from "./types.js";
 
 /** A set of fault kinds by name. */
 export type FaultRegistry = ReadonlyMap<string, FaultKindDefinition>;

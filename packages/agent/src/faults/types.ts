@@ -4,11 +4,28 @@
 import type { JsonObject } from "@firedrill/protocol";
 import type { Logger } from "pino";
 
-/** What a fault kind may know about the host when validating. */
+/**
+ * Traffic no network fault may ever touch: the agent's link to the control plane (so the lease keeps
+ * flowing), EC2 instance metadata, DNS.
+ */
+export interface NetworkExclusion {
+  /** Destination CIDR, e.g. "10.0.0.5/32", "0.0.0.0/0". */
+  cidr: string;
+  /** Destination port (TCP and UDP); all ports when absent. */
+  port?: number;
+  /** Why it is excluded, for error messages: "the control plane", "EC2 instance metadata (IMDS)", "DNS". */
+  reason: string;
+}
+
+/** What a fault kind may know about the host when validating and running. */
 export interface HostInfo {
   cpuCount: number;
   /** The agent's state dir: faults keep their files under it. */
   stateDir: string;
+  /** Processes that must never be signalled: the agent, its guard, its parent. Read at use. */
+  protectedPids: () => number[];
+  /** Traffic every network fault excludes. */
+  networkExclusions: NetworkExclusion[];
 }
 
 /** Handed to a fault while it runs. */
@@ -34,6 +51,11 @@ export interface RunningFault {
 /** A kind of fault the agent can inject. */
 export interface FaultKindDefinition<P = unknown> {
   kind: string;
+  /**
+   * Faults sharing a group never run at the same time on one host (e.g. "network": one network
+   * fault at a time). A second one is refused.
+   */
+  exclusiveGroup?: string;
   /**
    * Validates parameters against the protocol's contract and this host.
    * Thrown when invalid: InvalidFaultRequestError naming each field. Nothing is touched.

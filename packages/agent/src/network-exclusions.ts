@@ -1,0 +1,41 @@
+/**
+ * The traffic every network fault leaves alone: the agent's link to the control plane (so the lease
+ * keeps flowing while the fault runs), EC2 instance metadata, and DNS.
+ */
+import { lookup } from "node:dns/promises";
+import { isIP } from "node:net";
+import type { NetworkExclusion } from "./faults/index.js";
+
+/** EC2 instance metadata addresses (IPv4 and the Nitro IPv6 endpoint). */
+export const IMDS_EXCLUSIONS: NetworkExclusion[] = [
+  { cidr: "169.254.169.254/32", reason: "EC2 instance metadata (IMDS)" },
+  { cidr: "fd00:ec2::254/128", reason: "EC2 instance metadata (IMDS)" },
+];
+
+/** DNS: port 53 to any address. */
+export const DNS_EXCLUSIONS: NetworkExclusion[] = [
+  { cidr: "0.0.0.0/0", port: 53, reason: "DNS" },
+  { cidr: "::/0", port: 53, reason: "DNS" },
+];
+
+/** Splits `host:port` / `[v6]:port`. */
+export function splitHostPort(address: string): { host: string; port: number } {
+  const match = /^\[([^\]]+)\]:(\d+)$/.exec(address) ?? /^([^:]+):(\d+)$/.exec(address);
+  if (!match) throw new Error(`"${address}" is not host:port`);
+  return { host: match[1]!, port: Number(match[2]) };
+}
+
+/**
+ * Every exclusion for an agent whose control plane is at `server` (host:port). The host name is
+ * resolved to all its addresses, each excluded on the control plane's port.
+ */
+export async function computeNetworkExclusions(server: string): Promise<NetworkExclusion[]> {
+  const { host, port } = splitHostPort(server);
+  const addresses = isIP(host) ? [host] : (await lookup(host, { all: true })).map((a) => a.address);
+  const controlPlane = addresses.map((address) => ({
+    cidr: `${address}/${isIP(address) === 6 ? 128 : 32}`,
+    port,
+    reason: `the control plane (${server})`,
+  }));
+  return [...controlPlane, ...IMDS_EXCLUSIONS, ...DNS_EXCLUSIONS];
+}
