@@ -7,6 +7,8 @@ import { InvalidFaultRequestError, ParamReader, validateDuration } from "./param
 import type { FieldIssue } from "./params.js";
 import { parseCpuBurnParams } from "./faults/cpu-burn.js";
 import type { CpuBurnParams } from "./faults/cpu-burn.js";
+import { parseDiskFillParams, type DiskFillParams } from "./faults/disk-fill.js";
+import { parseProcessKillParams, parseProcessStopParams, type ProcessKillParams, type ProcessStopParams } from "./faults/process-kill.js";
 
 export type { CpuBurnParams } from "./faults/cpu-burn.js";
 
@@ -16,6 +18,9 @@ export type ParamParser<P> = (reader: ParamReader) => P;
 /** Every fault kind the protocol knows, with its parameter parser. */
 export const FAULT_KIND_PARAMS = {
   "cpu-burn": parseCpuBurnParams as ParamParser<CpuBurnParams>,
+  "disk-fill": parseDiskFillParams as ParamParser<DiskFillParams>,
+  "process-kill": parseProcessKillParams as ParamParser<ProcessKillParams>,
+  "process-stop": parseProcessStopParams as ParamParser<ProcessStopParams>,
 } as const;
 
 /** A fault kind name. */
@@ -24,6 +29,9 @@ export type FaultKind = keyof typeof FAULT_KIND_PARAMS;
 /** Parameters by fault kind. */
 export interface FaultParamsByKind {
   "cpu-burn": CpuBurnParams;
+  "disk-fill": DiskFillParams;
+  "process-kill": ProcessKillParams;
+  "process-stop": ProcessStopParams;
 }
 
 /** The names of all fault kinds. */
