@@ -14,7 +14,8 @@ describe("journal: faults left by a killed agent are reverted before new work", 
   });
 
   async function killedMidBurn(server: ServerHandle, stateDir: string) {
-    const agent = startAgentProcess({ server: server.grpcAddr, token: server.token, stateDir });
+    // Without the guard: this is the journal's own path (restart, recover).
+    const agent = startAgentProcess({ server: server.grpcAddr, token: server.token, stateDir, extraArgs: ["--no-guard"] });
     const agentId = await connectedAgentId(server);
     const res = await api(server.httpUrl, "POST", `/api/v1/agents/${agentId}/faults`, { kind: "cpu-burn", params: { load: 40 }, duration: "10m" });
     expect(res.status).toBe(201);

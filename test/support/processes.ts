@@ -52,8 +52,25 @@ export function spawnNode(script: string, args: string[], env: Record<string, st
   return proc;
 }
 
-/** Kills every process the tests started and waits for them to exit (bounded). */
+const agentStateDirs = new Set<string>();
+
+/** The guard an agent started beside itself (detached, so not a child we track), if alive. */
+export function guardPid(stateDir: string): number | undefined {
+  try {
+    const { pid } = JSON.parse(readFileSync(join(stateDir, "guard.json"), "utf8")) as { pid: number };
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("guard") ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Kills every process the tests started (agents' guards included) and waits for them to exit (bounded). */
 export async function killAll(): Promise<void> {
+  for (const dir of agentStateDirs) {
+    const pid = guardPid(dir);
+    if (pid !== undefined) process.kill(pid, "SIGKILL");
+  }
+  agentStateDirs.clear();
   const procs = [...started];
   for (const p of procs) p.kill("SIGKILL");
   await Promise.race([Promise.all(procs.map((p) => p.exited)), sleep(5000)]);
@@ -173,6 +190,7 @@ export function startAgentProcess(opts: {
   ];
   if (opts.labels) args.push("--labels", opts.labels);
   args.push(...(opts.extraArgs ?? []));
+  agentStateDirs.add(opts.stateDir);
   return spawnNode(AGENT_BIN, args);
 }
 

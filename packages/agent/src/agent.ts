@@ -22,7 +22,9 @@ import type { Logger } from "pino";
 import { detectCapabilities, gatherHostFacts } from "./facts.js";
 import { createDefaultFaultRegistry } from "./faults/index.js";
 import type { FaultRegistry } from "./faults/index.js";
-import { ensureStateDir, loadOrCreateAgentId, lockStateDir, selfProcess } from "./identity.js";
+import { readGuard, stopGuard, superviseGuard } from "./guard.js";
+import type { GuardSupervisor } from "./guard.js";
+import { ensureStateDir, loadOrCreateAgentId, lockStateDir, selfProcess, stateDirHolder } from "./identity.js";
 import { DEFAULT_IMDS_ENDPOINT, readEc2Identity } from "./imds.js";
 import type { Ec2Identity } from "./imds.js";
 import { Journal } from "./journal.js";
@@ -53,6 +55,11 @@ export interface AgentOptions {
   progressIntervalMs?: number;
   /** Longest reconnect delay. @default 30000 */
   backoffMaxMs?: number;
+  /**
+   * argv that starts the guard (`firedrill-agent guard`), which reverts the journal if this
+   * process dies without a clean stop. No guard when absent (library use, unit tests).
+   */
+  guardCommand?: string[];
 }
 
 /** A running agent. */
@@ -75,6 +82,14 @@ const MAX_QUEUED_EVENTS = 1000;
 export async function startAgent(options: AgentOptions): Promise<Agent> {
   const log = options.log;
   ensureStateDir(options.stateDir);
+  // A guard left by a crashed agent may be reverting (or watching a dead agent): take over from it.
+  // A live agent holding the dir is refused below, and its guard is left alone.
+  const holder = stateDirHolder(options.stateDir);
+  const guard = readGuard(options.stateDir);
+  if (!holder || (guard && holder.pid === guard.pid)) {
+    const stopped = await stopGuard(options.stateDir);
+    if (stopped) log.info({ guardPid: stopped.pid }, "took over from the guard of a previous agent");
+  }
   const unlock = lockStateDir(options.stateDir);
   try {
     const agentId = loadOrCreateAgentId(options.stateDir);
@@ -103,6 +118,9 @@ async function runAgent(
   const log = options.log.child({ agentId });
   const queue: FaultEvent[] = [];
   let link: AgentLink | undefined;
+  const guard: GuardSupervisor | undefined = options.guardCommand
+    ? superviseGuard({ command: options.guardCommand, stateDir: options.stateDir, log: log.child({ component: "guard" }) })
+    : undefined;
 
   const sendEvent = (event: FaultEvent): boolean =>
     link?.send(create(ConnectRequestSchema, { message: { case: "faultEvent", value: event } }), () => {
@@ -127,7 +145,7 @@ async function runAgent(
     host: {
       cpuCount: cpus().length,
       stateDir: options.stateDir,
-      protectedPids: () => [process.pid, process.ppid, 1],
+      protectedPids: () => [1, process.pid, process.ppid, ...(guard?.pid() !== undefined ? [guard.pid()!] : [])],
       networkExclusions: await computeNetworkExclusions(options.server),
     },
     log: log.child({ component: "runtime" }),
@@ -237,6 +255,8 @@ async function runAgent(
         lease.close();
         await runtime.stopAll(RevertReason.SHUTDOWN);
         await link?.close();
+        // Everything is reverted: the guard has nothing left to watch for.
+        await guard?.stop();
         deps.unlock();
       })();
       return stopping;

@@ -8,6 +8,7 @@ import { Command, InvalidArgumentError } from "commander";
 import { startAgent } from "./agent.js";
 import { AgentConfigError, parseAgentConfig, parseLabels, readTokenFile } from "./config.js";
 import { createDefaultFaultRegistry } from "./faults/index.js";
+import { runGuard } from "./guard.js";
 import { StateDirLockedError, ensureStateDir, lockStateDir } from "./identity.js";
 import { Journal } from "./journal.js";
 import { createLogger } from "./log.js";
@@ -47,6 +48,7 @@ export function createProgram(): Command {
     .option("--reconnect-max <duration>", "longest delay between reconnect attempts", durationOption("--reconnect-max"), 30_000)
     .option("--progress-interval <duration>", "how often running faults report measurements", durationOption("--progress-interval"), 2000)
     .option("--log-level <level>", "fatal|error|warn|info|debug|trace", process.env.FIREDRILL_LOG_LEVEL ?? "info")
+    .option("--no-guard", "do not start the guard (only where a supervisor runs `firedrill-agent recover` after every exit)")
     .action(async (opts) => {
       const config = parseAgentConfig({
         server: opts.server ?? "",
@@ -76,6 +78,7 @@ export function createProgram(): Command {
         imdsEndpoint: config.imds,
         backoffMaxMs: config.reconnectMaxMs,
         progressIntervalMs: config.progressIntervalMs,
+        ...(opts.guard ? { guardCommand: [process.execPath, ...process.execArgv, process.argv[1]!, "guard"] } : {}),
       });
       log.info({ agentId: agent.agentId, stateDir: config.stateDir, labels: config.labels }, "firedrill-agent started");
 
@@ -121,6 +124,24 @@ export function createProgram(): Command {
       } finally {
         unlock();
       }
+    });
+
+  program
+    .command("guard", { hidden: true })
+    .description("the watchdog the agent starts beside itself: reverts the journal if the agent dies without a clean stop")
+    .requiredOption("--state-dir <dir>", "state dir of the agent")
+    .requiredOption("--agent-pid <pid>", "the agent to watch", Number)
+    .requiredOption("--agent-start-time <ticks>", "its start time (against pid reuse)", Number)
+    .option("--log-level <level>", "fatal|error|warn|info|debug|trace", process.env.FIREDRILL_LOG_LEVEL ?? "info")
+    .action(async (opts: { stateDir: string; agentPid: number; agentStartTime: number; logLevel: string }) => {
+      const log = createLogger(opts.logLevel, "firedrill-guard");
+      const outcome = await runGuard({
+        stateDir: opts.stateDir,
+        agent: { pid: opts.agentPid, startTime: opts.agentStartTime },
+        registry: createDefaultFaultRegistry(),
+        log,
+      });
+      process.exit(outcome === "recovery-failed" ? EXIT.error : EXIT.ok);
     });
 
   return program;
