@@ -4,6 +4,8 @@
  */
 import { randomBytes } from "node:crypto";
 import {
+  CAPABILITY_HINTS,
+  missingCapabilities,
   InvalidFaultRequestError,
   RevertReason,
   durationFromMs,
@@ -155,6 +157,14 @@ export function createFaultService(options: FaultServiceOptions): FaultService {
         422,
         "unsupported_fault_kind",
         `agent ${JSON.stringify(agentId)} (${agent.hostname}) cannot run ${request.kind}: it supports ${kinds.length ? kinds.join(", ") : "no fault kinds"}; choose another agent or upgrade firedrill-agent there`,
+      );
+    }
+    const missing = missingCapabilities(request.kind, agent.capabilities);
+    if (missing.length > 0) {
+      throw new ApiError(
+        422,
+        "host_lacks_capability",
+        `agent ${JSON.stringify(agentId)} (${agent.hostname}) cannot run ${request.kind}: ${missing.map((c) => CAPABILITY_HINTS[c]).join("; ")}. The fault was not sent`,
       );
     }
     const id = newFaultId();

@@ -25,3 +25,5 @@ export {
 export type { FieldIssue } from "./params.js";
 export { FAULT_KINDS, FAULT_KIND_PARAMS, isFaultKind, parseFaultParams, validateFaultRequest } from "./fault-kinds.js";
 export type { CpuBurnParams, FaultKind, FaultParamsByKind, ParamParser, ValidFaultRequest } from "./fault-kinds.js";
+export { CAPABILITY_HINTS, FAULT_KIND_REQUIREMENTS, missingCapabilities } from "./capabilities.js";
+export type { HostCapability } from "./capabilities.js";
