@@ -28,7 +28,12 @@ describe("fault runtime", () => {
     journal = new Journal(join(dir, "state"));
     events = [];
     runtime = new FaultRuntime({
-      registry: createFaultRegistry([fileFault as FaultKindDefinition, cpuBurn as FaultKindDefinition]),
+      registry: createFaultRegistry([
+        fileFault as FaultKindDefinition,
+        cpuBurn as FaultKindDefinition,
+        { ...(fileFault as FaultKindDefinition), kind: "test-net-a", exclusiveGroup: "network" },
+        { ...(fileFault as FaultKindDefinition), kind: "test-net-b", exclusiveGroup: "network" },
+      ]),
       journal,
       host: { cpuCount: 2, stateDir: join(dir, "state"), protectedPids: () => [process.pid], networkExclusions: [] },
       log,
@@ -111,7 +116,7 @@ describe("fault runtime", () => {
     expect(errors.b1).toBe("params.load: 0 is below the minimum 1");
     expect(errors.b2).toBe("params.load: 150 is above the maximum 100");
     expect(errors.b3).toBe('params.cores: 9 is more than the 2 CPUs of this host; use at most 2, or "all"');
-    expect(errors.b4).toBe('kind: unknown fault kind "no-such-kind"; this agent runs: test-file, cpu-burn');
+    expect(errors.b4).toBe('kind: unknown fault kind "no-such-kind"; this agent runs: test-file, cpu-burn, test-net-a, test-net-b');
     expect(errors.b5).toBe("duration: 10ms is outside the allowed 1s-12h");
     expect(errors.b6).toContain("params.path");
     expect(journal.readAll().records).toEqual([]);
@@ -142,5 +147,17 @@ describe("fault runtime", () => {
     const reported = reports.list();
     expect(reported).toHaveLength(1);
     expect(revertReasonName(reported[0]!.reason)).toBe("recovery");
+  });
+
+  it("runs one fault of an exclusive group at a time", async () => {
+    await start("n1", "test-net-a", { path: join(dir, "n1") });
+    await start("n2", "test-net-b", { path: join(dir, "n2") });
+    expect(existsSync(join(dir, "n2"))).toBe(false);
+    expect(events.find((e) => e.faultId === "n2")!.error).toBe(
+      "kind: a network fault is already running on this host (n1, test-net-a); only one network fault at a time: stop it first",
+    );
+    await runtime.stop("n1", RevertReason.STOPPED);
+    await start("n3", "test-net-b", { path: join(dir, "n3") });
+    expect(existsSync(join(dir, "n3"))).toBe(true);
   });
 });
