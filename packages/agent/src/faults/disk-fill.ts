@@ -8,7 +8,7 @@
  * avail = bavail * bsize, percent = used / (used + avail) (root-reserved blocks count as neither).
  */
 import { execFile } from "node:child_process";
-import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, rmdirSync, statfsSync, statSync, unlinkSync } from "node:fs";
+import { closeSync, constants, lstatSync, mkdirSync, openSync, rmdirSync, statfsSync, statSync, unlinkSync } from "node:fs";
 import { open } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";

@@ -1,0 +1,229 @@
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmdirSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { JsonObject } from "@firedrill/protocol";
+import pino from "pino";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { createDiskFill, diskFill, readDiskUsage } from "./disk-fill.js";
+import type { FaultContext, RunningFault } from "./types.js";
+
+const log = pino({ level: "silent" });
+const host = { cpuCount: 2, stateDir: "/tmp", protectedPids: () => [process.pid], networkExclusions: [] };
+const MiB = 1024 * 1024;
+
+let ctxCount = 0;
+function makeCtx(): FaultContext & { records: JsonObject[] } {
+  const records: JsonObject[] = [];
+  return { faultId: `df-${process.pid}-${++ctxCount}`, log, host, records, updateRevert: (r) => records.push(r) };
+}
+
+/** Starts a fault the way the runtime does: validate, plan the record (as JSON), start. */
+async function startFill(params: JsonObject, kind = diskFill) {
+  const ctx = makeCtx();
+  const plan = kind.validate(params, host);
+  const record = JSON.parse(JSON.stringify(kind.planRevert(plan, ctx))) as JsonObject;
+  const t0 = performance.now();
+  const running = await kind.start(plan, ctx);
+  return { ctx, plan, record, running, ms: performance.now() - t0 };
+}
+
+/** Polls measure() until the fill is done (the write fallback runs on after start). */
+async function waitFilled(running: RunningFault, timeoutMs = 30_000): Promise<Record<string, number>> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const m = running.measure!();
+    if (m.filling === 0) return m;
+    if (Date.now() > until) throw new Error(`fill not done after ${timeoutMs}ms: ${JSON.stringify(m)}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe("disk-fill on a 64 MiB tmpfs", () => {
+  let base: string;
+  let mnt: string;
+  let running: RunningFault | undefined;
+
+  beforeEach(() => {
+    base = mkdtempSync(join(tmpdir(), "fd-disk-fill-"));
+    mnt = join(base, "mnt");
+    mkdirSync(mnt);
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=64m", "tmpfs", mnt]);
+  });
+
+  afterEach(async () => {
+    try {
+      await running?.revert();
+    } finally {
+      running = undefined;
+      try {
+        execFileSync("umount", [mnt]);
+      } catch {
+        // Still busy (a test failed with a file open): detach it so nothing stays mounted.
+        execFileSync("umount", ["-l", mnt]);
+      }
+      rmdirSync(mnt);
+      rmdirSync(base);
+    }
+  });
+
+  it.each([50, 80])("targetPercent %i reaches the target within 1 point, and revert removes the file", async (target) => {
+    const fill = await startFill({ path: mnt, targetPercent: target, keepFreeBytes: "4MiB" });
+    running = fill.running;
+    const usage = readDiskUsage(mnt).percent;
+    console.log(`disk-fill fallocate: targetPercent ${target} → ${usage.toFixed(2)}% in ${fill.ms.toFixed(0)} ms`);
+    expect(Math.abs(usage - target)).toBeLessThanOrEqual(1);
+    const file = String(fill.record.file);
+    expect(file).toBe(join(mnt, ".firedrill-fill", `${fill.ctx.faultId}.fill`));
+    expect(statSync(join(mnt, ".firedrill-fill")).mode & 0o777).toBe(0o700);
+    const m = fill.running.measure!();
+    expect(m).toMatchObject({ target_percent: target, filling: 0, fallback_writes: 0 });
+    expect(Math.abs(m.usage_percent! - target)).toBeLessThanOrEqual(1);
+    expect(m.bytes_written).toBeGreaterThan(((target - 1) / 100) * 64 * MiB);
+    expect(m.free_bytes).toBe(readDiskUsage(mnt).avail);
+
+    await fill.running.revert();
+    await fill.running.revert(); // idempotent
+    expect(existsSync(file)).toBe(false);
+    expect(existsSync(join(mnt, ".firedrill-fill"))).toBe(false);
+    expect(readDiskUsage(mnt).used).toBe(0);
+  });
+
+  it("revertRecord removes the fill from the journal record alone", async () => {
+    const fill = await startFill({ path: mnt, targetPercent: 60, keepFreeBytes: 0 });
+    running = fill.running; // reverted again in afterEach: must stay harmless
+    expect(readDiskUsage(mnt).percent).toBeGreaterThan(59);
+    await diskFill.revertRecord(fill.record, { log, holderAlive: false });
+    expect(existsSync(String(fill.record.file))).toBe(false);
+    expect(readDiskUsage(mnt).used).toBe(0);
+    await diskFill.revertRecord(fill.record, { log, holderAlive: false }); // already gone = success
+  });
+
+  it("revertRecord deletes nothing but a fill file", async () => {
+    const victim = join(mnt, "precious.txt");
+    writeFileSync(victim, "keep me");
+    await expect(diskFill.revertRecord({ file: victim, dir: mnt }, { log, holderAlive: false })).rejects.toThrow(
+      /does not name a fill file/,
+    );
+    expect(existsSync(victim)).toBe(true);
+  });
+
+  it("size mode fills that many bytes", async () => {
+    const fill = await startFill({ path: mnt, size: "16MiB", keepFreeBytes: "1MiB" });
+    running = fill.running;
+    expect(readDiskUsage(mnt).used).toBe(16 * MiB);
+    expect(fill.running.measure!().bytes_written).toBe(16 * MiB);
+    expect(fill.running.measure!().target_percent).toBe(25);
+  });
+
+  it("falls back to chunked writes when fallocate fails, and still reaches the target", async () => {
+    const kind = createDiskFill({ fallocateCommand: "/nonexistent/fallocate" });
+    const fill = await startFill({ path: mnt, targetPercent: 80, keepFreeBytes: "4MiB" }, kind);
+    running = fill.running;
+    const t0 = performance.now();
+    const m = await waitFilled(fill.running);
+    const usage = readDiskUsage(mnt).percent;
+    console.log(`disk-fill write fallback: targetPercent 80 → ${usage.toFixed(2)}% in ${(fill.ms + performance.now() - t0).toFixed(0)} ms`);
+    expect(Math.abs(usage - 80)).toBeLessThanOrEqual(1);
+    expect(m).toMatchObject({ fallback_writes: 1, filling: 0, target_percent: 80 });
+    expect(Math.abs(m.bytes_written! - 0.8 * 64 * MiB)).toBeLessThanOrEqual(MiB);
+    await fill.running.revert();
+    expect(existsSync(String(fill.record.file))).toBe(false);
+    expect(readDiskUsage(mnt).used).toBe(0);
+  });
+
+  it("start plans again: a fill that no longer fits above the floor is refused, nothing left behind", async () => {
+    const ctx = makeCtx();
+    const plan = diskFill.validate({ path: mnt, size: "40MiB", keepFreeBytes: "8MiB" }, host);
+    // Between validation and start, another writer takes 20 MiB.
+    execFileSync("fallocate", ["-l", String(20 * MiB), join(mnt, "other")]);
+    await expect(diskFill.start(plan, ctx)).rejects.toThrow(
+      `params.size: filling 40 MiB on the filesystem holding ${mnt} (64 MiB, 44 MiB free) would leave 4 MiB free, less than keepFreeBytes 8 MiB`,
+    );
+    await diskFill.revertRecord(diskFill.planRevert(plan, ctx), { log, holderAlive: false });
+    expect(readdirSync(mnt)).toEqual(["other"]);
+  });
+
+  it("the write fallback re-checks free space every chunk and stops at the keepFreeBytes floor", async () => {
+    const kind = createDiskFill({ fallocateCommand: "/nonexistent/fallocate" });
+    const fill = await startFill({ path: mnt, size: "40MiB", keepFreeBytes: "8MiB" }, kind);
+    running = fill.running;
+    // While the writes run on, another writer takes all but 10 MiB of what the fill still needs
+    // (execFileSync blocks the event loop, so the fill does not move meanwhile).
+    const written = fill.running.measure!().bytes_written!;
+    expect(written).toBeLessThan(40 * MiB);
+    const other = 64 * MiB - 8 * MiB - written - 10 * MiB;
+    execFileSync("fallocate", ["-l", String(other), join(mnt, "other")]);
+    const m = await waitFilled(fill.running);
+    expect(m.bytes_written).toBe(written + 10 * MiB);
+    expect(readDiskUsage(mnt).avail).toBe(8 * MiB);
+  });
+
+  it("refuses a fill past the keepFreeBytes floor, and writes nothing", () => {
+    expect(() => diskFill.validate({ path: mnt, targetPercent: 90, keepFreeBytes: "40MiB" }, host)).toThrow(
+      `params.targetPercent: reaching 90% on the filesystem holding ${mnt} (64 MiB, 64 MiB free) would leave 6.4 MiB free, less than keepFreeBytes 40 MiB; ` +
+        "at most 24 MiB can be filled (usage 37.5%); lower targetPercent to 37.5 or less, or lower keepFreeBytes",
+    );
+    expect(readdirSync(mnt)).toEqual([]);
+  });
+
+  it("refuses with the default keepFreeBytes (256 MiB) on a small filesystem", () => {
+    expect(() => diskFill.validate({ path: mnt, targetPercent: 50 }, host)).toThrow(
+      /params.targetPercent: .* less than keepFreeBytes 256 MiB; nothing can be filled there; free space first, or lower keepFreeBytes/,
+    );
+  });
+
+  it("refuses a size that would push usage past 98%", () => {
+    expect(() => diskFill.validate({ path: mnt, size: "63.5MiB", keepFreeBytes: 0 }, host)).toThrow(
+      `params.size: filling 63.5 MiB on the filesystem holding ${mnt} (64 MiB, 0% full) would push usage to 99.2%, past the limit 98%; ` +
+        "at most 62.7 MiB can be filled (usage 98%); lower size to 62.7 MiB or less",
+    );
+    expect(readdirSync(mnt)).toEqual([]);
+  });
+
+  it("refuses when the filesystem is already at or above the target", () => {
+    execFileSync("fallocate", ["-l", String(40 * MiB), join(mnt, "other")]);
+    expect(() => diskFill.validate({ path: mnt, targetPercent: 50, keepFreeBytes: 0 }, host)).toThrow(
+      `params.targetPercent: the filesystem holding ${mnt} is already 62.5% full (above the target 50%); give a targetPercent above 62.5%, or free space first`,
+    );
+    expect(readdirSync(mnt)).toEqual(["other"]);
+  });
+
+  it.each<[string, JsonObject, string]>([
+    ["no path", { targetPercent: 50 }, "params.path: is required"],
+    ["relative path", { path: "var/tmp", targetPercent: 50 }, 'params.path: "var/tmp" is not valid; expected an absolute path to an existing directory, e.g. /var/tmp'],
+    ["neither target nor size", { path: "/tmp" }, "params.targetPercent: is required unless size is given; give exactly one of targetPercent (1-98) or size (e.g. 500MiB)"],
+    ["both target and size", { path: "/tmp", targetPercent: 50, size: "1G" }, "params.size: cannot be combined with targetPercent; give exactly one of targetPercent (1-98) or size (e.g. 500MiB)"],
+    ["targetPercent 99", { path: "/tmp", targetPercent: 99 }, "params.targetPercent: 99 is above the maximum 98%"],
+    ["targetPercent 0", { path: "/tmp", targetPercent: 0 }, "params.targetPercent: 0 is below the minimum 1%"],
+    ["size abc", { path: "/tmp", size: "abc" }, 'params.size: "abc" is not a size; use a number of bytes or a size such as 500MiB, 2GiB, 1.5G'],
+    ["size 0", { path: "/tmp", size: 0 }, "params.size: 0 is below the minimum 1 byte"],
+    ["keepFreeBytes 12XB", { path: "/tmp", size: "1M", keepFreeBytes: "12XB" }, 'params.keepFreeBytes: "12XB" is not a size'],
+    ["unknown parameter", { path: "/tmp", size: "1M", percent: 5 }, "params.percent: unknown parameter for disk-fill; allowed: path, targetPercent, size, keepFreeBytes"],
+  ])("bad params: %s", (_name, params, message) => {
+    expect(() => diskFill.validate(params, host)).toThrow(message);
+  });
+
+  it("host checks: the path must exist and be a directory", () => {
+    writeFileSync(join(mnt, "a-file"), "x");
+    expect(() => diskFill.validate({ path: join(mnt, "nope"), size: "1M", keepFreeBytes: 0 }, host)).toThrow(
+      `params.path: ${join(mnt, "nope")} does not exist; give an existing directory on the filesystem to fill`,
+    );
+    expect(() => diskFill.validate({ path: join(mnt, "a-file"), size: "1M", keepFreeBytes: 0 }, host)).toThrow(
+      `params.path: ${join(mnt, "a-file")} is not a directory; give a directory on the filesystem to fill`,
+    );
+    expect(readdirSync(mnt)).toEqual(["a-file"]);
+  });
+
+  it("sizes accept bytes and units", () => {
+    const sizes: [JsonObject[string], number][] = [
+      [1048576, MiB],
+      ["1048576", MiB],
+      ["2MiB", 2 * MiB],
+      ["1.5M", 1.5 * MiB],
+      ["3MB", 3_000_000],
+      ["512k", 512 * 1024],
+    ];
+    for (const [size, bytes] of sizes) expect(diskFill.validate({ path: mnt, size, keepFreeBytes: 0 }, host).bytes).toBe(bytes);
+  });
+});
