@@ -9,6 +9,9 @@ import { parseCpuBurnParams } from "./faults/cpu-burn.js";
 import type { CpuBurnParams } from "./faults/cpu-burn.js";
 import { parseDiskFillParams, type DiskFillParams } from "./faults/disk-fill.js";
 import { parseProcessKillParams, parseProcessStopParams, type ProcessKillParams, type ProcessStopParams } from "./faults/process-kill.js";
+import { parseNetworkDelayParams, type NetworkDelayParams } from "./faults/network-delay.js";
+import { parseNetworkLossParams, type NetworkLossParams } from "./faults/network-loss.js";
+import { parseNetworkBlackholeParams, type NetworkBlackholeParams } from "./faults/network-blackhole.js";
 
 export type { CpuBurnParams } from "./faults/cpu-burn.js";
 
@@ -21,6 +24,9 @@ export const FAULT_KIND_PARAMS = {
   "disk-fill": parseDiskFillParams as ParamParser<DiskFillParams>,
   "process-kill": parseProcessKillParams as ParamParser<ProcessKillParams>,
   "process-stop": parseProcessStopParams as ParamParser<ProcessStopParams>,
+  "network-delay": parseNetworkDelayParams as ParamParser<NetworkDelayParams>,
+  "network-loss": parseNetworkLossParams as ParamParser<NetworkLossParams>,
+  "network-blackhole": parseNetworkBlackholeParams as ParamParser<NetworkBlackholeParams>,
 } as const;
 
 /** A fault kind name. */
@@ -32,6 +38,9 @@ export interface FaultParamsByKind {
   "disk-fill": DiskFillParams;
   "process-kill": ProcessKillParams;
   "process-stop": ProcessStopParams;
+  "network-delay": NetworkDelayParams;
+  "network-loss": NetworkLossParams;
+  "network-blackhole": NetworkBlackholeParams;
 }
 
 /** The names of all fault kinds. */
