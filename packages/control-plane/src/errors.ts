@@ -7,6 +7,8 @@
 export interface Issue {
   field: string;
   message: string;
+  /** 1-based line in a submitted file (experiment YAML), when known. */
+  line?: number;
 }
 
 /** Thrown when control-plane options are invalid. Nothing has been started. */

@@ -15,6 +15,7 @@ import {
 import type { FieldIssue, JsonObject } from "@firedrill/protocol";
 import type { Logger } from "pino";
 import { ApiError } from "./errors.js";
+import { describeHalt, readHalt } from "./halt.js";
 import type { AgentHub } from "./hub/agent-hub.js";
 import type { Store } from "./store/store.js";
 import type { AgentRecord, FaultRecord } from "./store/types.js";
@@ -143,6 +144,10 @@ export function createFaultService(options: FaultServiceOptions): FaultService {
 
   async function start(agentId: string, body: unknown): Promise<FaultOutcome> {
     const request = parseStartBody(body);
+    const halted = readHalt(store);
+    if (halted) {
+      throw new ApiError(409, "halted", `${describeHalt(halted)}; no fault can start until the halt is lifted (firedrill unhalt)`);
+    }
     const agent = requireAgent(agentId);
     if (!hub.isConnected(agentId)) {
       throw new ApiError(

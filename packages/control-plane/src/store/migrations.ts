@@ -63,6 +63,38 @@ const MIGRATIONS: readonly string[] = [
   );
   CREATE UNIQUE INDEX fault_events_dedup ON fault_events(fault_id, type, time);
   `,
+  `
+  CREATE TABLE runs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    spec_yaml TEXT NOT NULL,
+    experiment TEXT NOT NULL,
+    plan TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'preflight', 'running', 'completed', 'aborted', 'failed')),
+    reason TEXT,
+    actor TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    started_at INTEGER,
+    ended_at INTEGER,
+    updated_at INTEGER NOT NULL
+  );
+  CREATE INDEX runs_state ON runs(state);
+  CREATE INDEX runs_created_at ON runs(created_at);
+
+  CREATE TABLE run_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    time INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    step TEXT,
+    agent_id TEXT,
+    fault_id TEXT,
+    message TEXT NOT NULL,
+    data TEXT
+  );
+  CREATE INDEX run_events_run ON run_events(run_id, id);
+  CREATE INDEX faults_run ON faults(run_id);
+  `,
 ];
 
 /** Brings the database schema up to date. Returns the number of migrations applied. */

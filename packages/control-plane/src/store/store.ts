@@ -30,6 +30,8 @@ export interface StoreOptions {
 /** Which faults a listing returns. */
 export interface FaultQuery {
   agentId?: string;
+  /** Only the faults of this experiment run. */
+  runId?: string;
   /** `active`: pending, accepted or running. @default "all" */
   state?: "active" | "all";
   /** @default 100 */
@@ -49,6 +51,8 @@ export interface RecordedFaultEvent {
 /** The store's operations. */
 export interface Store {
   readonly path: string;
+  /** The database, for the stores of other parts (runs) that share it. */
+  readonly db: Database.Database;
   getSetting(key: string): string | undefined;
   setSetting(key: string, value: string): void;
   /** Inserts or updates an agent from its Hello and marks it connected. */
@@ -257,6 +261,7 @@ export function createStore(options: StoreOptions): Store {
 
   return {
     path,
+    db,
     getSetting: (key) => stmt.getSetting.get(key)?.value,
     setSetting: (key, value) => void stmt.setSetting.run(key, value),
     upsertAgent(hello, now) {
@@ -296,6 +301,10 @@ export function createStore(options: StoreOptions): Store {
       if (query.agentId !== undefined) {
         where.push("agent_id = ?");
         args.push(query.agentId);
+      }
+      if (query.runId !== undefined) {
+        where.push("run_id = ?");
+        args.push(query.runId);
       }
       if (query.state === "active") where.push(ACTIVE_SQL);
       const sql = `SELECT * FROM faults ${where.length ? `WHERE ${where.join(" AND ")}` : ""}

@@ -1,0 +1,31 @@
+/**
+ * The global halt: while set, no run and no ad-hoc fault may start. Kept in the store so it
+ * survives restarts.
+ */
+import type { Store } from "./store/store.js";
+
+/** The global halt, when set. */
+export interface HaltState {
+  reason: string;
+  actor: string;
+  /** Epoch ms. */
+  at: number;
+}
+
+const HALT_SETTING = "halt";
+
+/** The current halt, or undefined. */
+export function readHalt(store: Store): HaltState | undefined {
+  const raw = store.getSetting(HALT_SETTING);
+  return raw ? ((JSON.parse(raw) as HaltState | null) ?? undefined) : undefined;
+}
+
+/** Sets (or, with undefined, lifts) the halt. */
+export function writeHalt(store: Store, state: HaltState | undefined): void {
+  store.setSetting(HALT_SETTING, JSON.stringify(state ?? null));
+}
+
+/** A one-line description of a halt for error messages. */
+export function describeHalt(halt: HaltState): string {
+  return `firedrill is halted (${halt.reason}, by ${halt.actor} at ${new Date(halt.at).toISOString()})`;
+}

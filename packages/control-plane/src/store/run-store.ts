@@ -1,0 +1,206 @@
+/**
+ * Experiment runs and their timelines, in the control plane's SQLite database. Every state change,
+ * ack, measurement and breach is a timestamped run event.
+ */
+import type Database from "better-sqlite3";
+
+/** Where a run is. */
+export type RunState = "pending" | "preflight" | "running" | "completed" | "aborted" | "failed";
+
+/** States a run can still leave. */
+export const ACTIVE_RUN_STATES: readonly RunState[] = ["pending", "preflight", "running"];
+
+/** Whether the run has ended. */
+export function isTerminalRunState(state: RunState): boolean {
+  return !ACTIVE_RUN_STATES.includes(state);
+}
+
+/** A run as stored. */
+export interface RunRecord {
+  id: string;
+  name: string;
+  specYaml: string;
+  /** The parsed experiment (JSON). */
+  experiment: unknown;
+  /** The plan the run was started with: targets per step and guardrail verdicts (JSON). */
+  plan: unknown;
+  state: RunState;
+  reason: string | null;
+  actor: string;
+  createdAt: number;
+  startedAt: number | null;
+  endedAt: number | null;
+}
+
+/** Kinds of run events. */
+export type RunEventType =
+  | "state"
+  | "plan"
+  | "step-started"
+  | "step-ended"
+  | "fault-sent"
+  | "fault-acked"
+  | "fault-refused"
+  | "fault-started"
+  | "measurement"
+  | "fault-reverted"
+  | "fault-failed"
+  | "stop-condition"
+  | "breach"
+  | "abort"
+  | "unconfirmed"
+  | "agent-lost";
+
+/** One entry of a run's timeline. */
+export interface RunEvent {
+  id: number;
+  runId: string;
+  time: number;
+  type: RunEventType;
+  step: string | null;
+  agentId: string | null;
+  faultId: string | null;
+  message: string;
+  data: unknown;
+}
+
+/** A new timeline entry. */
+export type NewRunEvent = Omit<RunEvent, "id" | "runId" | "time" | "step" | "agentId" | "faultId" | "data"> &
+  Partial<Pick<RunEvent, "time" | "step" | "agentId" | "faultId" | "data">>;
+
+interface RunRow {
+  id: string;
+  name: string;
+  spec_yaml: string;
+  experiment: string;
+  plan: string;
+  state: RunState;
+  reason: string | null;
+  actor: string;
+  created_at: number;
+  started_at: number | null;
+  ended_at: number | null;
+}
+
+interface RunEventRow {
+  id: number;
+  run_id: string;
+  time: number;
+  type: RunEventType;
+  step: string | null;
+  agent_id: string | null;
+  fault_id: string | null;
+  message: string;
+  data: string | null;
+}
+
+function toRun(row: RunRow): RunRecord {
+  return {
+    id: row.id,
+    name: row.name,
+    specYaml: row.spec_yaml,
+    experiment: JSON.parse(row.experiment) as unknown,
+    plan: JSON.parse(row.plan) as unknown,
+    state: row.state,
+    reason: row.reason,
+    actor: row.actor,
+    createdAt: row.created_at,
+    startedAt: row.started_at,
+    endedAt: row.ended_at,
+  };
+}
+
+function toEvent(row: RunEventRow): RunEvent {
+  return {
+    id: row.id,
+    runId: row.run_id,
+    time: row.time,
+    type: row.type,
+    step: row.step,
+    agentId: row.agent_id,
+    faultId: row.fault_id,
+    message: row.message,
+    data: row.data === null ? null : (JSON.parse(row.data) as unknown),
+  };
+}
+
+/** Run operations. */
+export interface RunStore {
+  insertRun(run: Omit<RunRecord, "startedAt" | "endedAt" | "reason">): RunRecord;
+  getRun(id: string): RunRecord | undefined;
+  listRuns(opts?: { limit?: number; active?: boolean }): RunRecord[];
+  countActiveRuns(): number;
+  /** Moves a run to `state` (setting started/ended times) and records the transition as an event. */
+  transition(id: string, state: RunState, reason: string | null, now?: number): RunEvent;
+  addEvent(runId: string, event: NewRunEvent): RunEvent;
+  listEvents(runId: string, afterId?: number): RunEvent[];
+  /** Marks every run that was active when the control plane stopped as failed; returns them. */
+  failInterruptedRuns(reason: string, now?: number): RunRecord[];
+}
+
+/** Creates the run store on the control plane's database (migrations already applied). */
+export function createRunStore(db: Database.Database): RunStore {
+  const stmt = {
+    insert: db.prepare(`
+      INSERT INTO runs (id, name, spec_yaml, experiment, plan, state, actor, created_at, updated_at)
+      VALUES (@id, @name, @specYaml, @experiment, @plan, @state, @actor, @createdAt, @createdAt)`),
+    get: db.prepare<[string], RunRow>("SELECT * FROM runs WHERE id = ?"),
+    list: db.prepare<[number], RunRow>("SELECT * FROM runs ORDER BY created_at DESC, id DESC LIMIT ?"),
+    listActive: db.prepare<[], RunRow>(
+      "SELECT * FROM runs WHERE state IN ('pending', 'preflight', 'running') ORDER BY created_at DESC",
+    ),
+    countActive: db.prepare<[], { n: number }>(
+      "SELECT COUNT(*) AS n FROM runs WHERE state IN ('pending', 'preflight', 'running')",
+    ),
+    setState: db.prepare(`
+      UPDATE runs SET state = @state, reason = COALESCE(@reason, reason), updated_at = @now,
+        started_at = CASE WHEN @state = 'running' AND started_at IS NULL THEN @now ELSE started_at END,
+        ended_at = CASE WHEN @state IN ('completed', 'aborted', 'failed') THEN @now ELSE ended_at END
+      WHERE id = @id`),
+    addEvent: db.prepare(`
+      INSERT INTO run_events (run_id, time, type, step, agent_id, fault_id, message, data)
+      VALUES (@runId, @time, @type, @step, @agentId, @faultId, @message, @data)`),
+    getEvent: db.prepare<[number | bigint], RunEventRow>("SELECT * FROM run_events WHERE id = ?"),
+    listEvents: db.prepare<[string, number], RunEventRow>("SELECT * FROM run_events WHERE run_id = ? AND id > ? ORDER BY id"),
+  };
+
+  const addEvent = (runId: string, event: NewRunEvent): RunEvent => {
+    const info = stmt.addEvent.run({
+      runId,
+      time: event.time ?? Date.now(),
+      type: event.type,
+      step: event.step ?? null,
+      agentId: event.agentId ?? null,
+      faultId: event.faultId ?? null,
+      message: event.message,
+      data: event.data === undefined || event.data === null ? null : JSON.stringify(event.data),
+    });
+    return toEvent(stmt.getEvent.get(info.lastInsertRowid)!);
+  };
+
+  const transition = db.transaction((id: string, state: RunState, reason: string | null, now: number): RunEvent => {
+    stmt.setState.run({ id, state, reason, now });
+    return addEvent(id, { type: "state", time: now, message: reason ? `${state}: ${reason}` : state, data: { state, reason } });
+  });
+
+  return {
+    insertRun(run) {
+      stmt.insert.run({ ...run, experiment: JSON.stringify(run.experiment), plan: JSON.stringify(run.plan) });
+      return toRun(stmt.get.get(run.id)!);
+    },
+    getRun: (id) => {
+      const row = stmt.get.get(id);
+      return row ? toRun(row) : undefined;
+    },
+    listRuns: (opts = {}) => (opts.active ? stmt.listActive.all() : stmt.list.all(opts.limit ?? 100)).map(toRun),
+    countActiveRuns: () => stmt.countActive.get()!.n,
+    transition: (id, state, reason, now = Date.now()) => transition(id, state, reason, now),
+    addEvent,
+    listEvents: (runId, afterId = 0) => stmt.listEvents.all(runId, afterId).map(toEvent),
+    failInterruptedRuns(reason, now = Date.now()) {
+      const interrupted = stmt.listActive.all().map(toRun);
+      for (const run of interrupted) transition(run.id, "failed", reason, now);
+      return interrupted;
+    },
+  };
+}
