@@ -2,6 +2,9 @@
  * The registry of fault kinds this agent can run.
  */
 import { cpuBurn } from "./cpu-burn.js";
+import { diskFill } from "./disk-fill.js";
+import { processKill } from "./process-kill.js";
+import { processStop } from "./process-stop.js";
 import type { FaultKindDefinition } from "./types.js";
 
 export type { FaultContext, FaultKindDefinition, HostInfo, NetworkExclusion, RunningFault } from "./types.js";
@@ -16,5 +19,5 @@ export function createFaultRegistry(kinds: FaultKindDefinition[]): FaultRegistry
 
 /** Every fault kind shipped with the agent. */
 export function createDefaultFaultRegistry(): FaultRegistry {
-  return createFaultRegistry([cpuBurn as FaultKindDefinition]);
+  return createFaultRegistry([cpuBurn as FaultKindDefinition, diskFill as FaultKindDefinition, processKill as FaultKindDefinition, processStop as FaultKindDefinition]);
 }

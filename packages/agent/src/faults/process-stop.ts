@@ -1,0 +1,100 @@
+/**
+ * process-stop: freezes the selected processes with SIGSTOP (a hung service: alive, holding its
+ * sockets and locks, answering nothing) and resumes them with SIGCONT on revert.
+ *
+ * The journal holds every pid with its start time *before* the first SIGSTOP, so a revert from the
+ * record alone (restart, `recover`, the guard after the agent is SIGKILLed) resumes exactly those
+ * processes and never a stranger that inherited a pid.
+ */
+import { parseFaultParams } from "@firedrill/protocol";
+import type { FaultParamsByKind, JsonObject } from "@firedrill/protocol";
+import type { Logger } from "pino";
+import { isProcessAlive } from "../proc.js";
+import type { FaultKindDefinition, HostInfo, RunningFault } from "./types.js";
+import { checkSelection, readProcess, selectProcesses, signalProcess } from "./process-select.js";
+import type { ProcessRef, Selection } from "./process-select.js";
+
+/** Validated process-stop parameters. */
+export type ProcessStopPlan = FaultParamsByKind["process-stop"];
+
+const NONE_HINT = "check with ps -eo pid,comm,args";
+
+/**
+ * Selects, setting aside processes that are already stopped: someone else stopped them, and this
+ * fault's revert must not resume what it did not stop.
+ */
+function select(plan: ProcessStopPlan, protectedPids: readonly number[]): Selection {
+  const selection = selectProcesses(plan, protectedPids);
+  const selected = selection.selected.filter((p) => p.state !== "T" && p.state !== "t");
+  for (const p of selection.selected) {
+    if (!selected.includes(p)) selection.skipped.push({ process: p, reason: "already stopped, by someone else" });
+  }
+  return { selected, skipped: selection.skipped };
+}
+
+function validate(params: JsonObject, host: HostInfo): ProcessStopPlan {
+  const plan = parseFaultParams("process-stop", params);
+  checkSelection(plan, select(plan, host.protectedPids()), { allowNone: false, noneHint: NONE_HINT });
+  return plan;
+}
+
+/** Reads the pid list out of a revert record; throws when the record is malformed. */
+function refsFromRecord(revert: JsonObject): ProcessRef[] {
+  const pids = revert.pids;
+  if (!Array.isArray(pids)) throw new Error(`the process-stop journal record has no pid list: ${JSON.stringify(revert)}`);
+  return pids.map((entry) => {
+    const e = entry as { pid?: unknown; startTime?: unknown } | null;
+    if (typeof e?.pid !== "number" || typeof e.startTime !== "number" || e.pid <= 1) {
+      throw new Error(`the process-stop journal record holds a bad entry: ${JSON.stringify(entry)}`);
+    }
+    return { pid: e.pid, startTime: e.startTime };
+  });
+}
+
+/** Sends SIGCONT to every listed process that is still the same process. Idempotent. */
+function resume(refs: readonly ProcessRef[], log: Logger): number {
+  let resumed = 0;
+  for (const ref of refs) {
+    if (isProcessAlive(ref.pid, ref.startTime) && signalProcess(ref, "SIGCONT")) resumed++;
+  }
+  log.info({ resumed, of: refs.length }, "resumed stopped processes");
+  return resumed;
+}
+
+/** The process-stop fault kind. */
+export const processStop: FaultKindDefinition<ProcessStopPlan> = {
+  kind: "process-stop",
+  validate,
+  planRevert() {
+    // Filled in by start() (updateRevert) before the first SIGSTOP.
+    return { pids: [] };
+  },
+  async start(plan, ctx): Promise<RunningFault> {
+    const selection = select(plan, ctx.host.protectedPids());
+    checkSelection(plan, selection, { allowNone: false, noneHint: NONE_HINT });
+    const refs: ProcessRef[] = selection.selected.map((p) => ({ pid: p.pid, startTime: p.startTime }));
+    // Write-ahead: the journal knows whom to resume before anyone is stopped.
+    ctx.updateRevert({ pids: refs.map((r) => ({ pid: r.pid, startTime: r.startTime })) });
+    const stopped = refs.filter((ref) => signalProcess(ref, "SIGSTOP"));
+    ctx.log.info({ pids: stopped.map((r) => r.pid) }, "stopped processes");
+    return {
+      measure() {
+        let stillStopped = 0;
+        let gone = 0;
+        for (const ref of stopped) {
+          const p = isProcessAlive(ref.pid, ref.startTime) ? readProcess(ref.pid) : undefined;
+          if (!p) gone++;
+          else if (p.state === "T") stillStopped++;
+        }
+        return { processes: stopped.length, stopped: stillStopped, gone };
+      },
+      async revert() {
+        // SIGCONT is harmless to repeat, so every call resumes again.
+        resume(refs, ctx.log);
+      },
+    };
+  },
+  async revertRecord(revert, { log }) {
+    resume(refsFromRecord(revert), log);
+  },
+};
