@@ -139,5 +139,7 @@ export interface SpecIssue {
   path: string;
   /** 1-based line in the YAML source, when known. */
   line?: number;
+  /** 1-based column, for YAML syntax errors. */
+  column?: number;
   message: string;
 }

@@ -1,0 +1,309 @@
+/**
+ * Experiment files: YAML → a validated {@link Experiment}. Every problem is reported at once, each
+ * with its path in the file (`steps[2].params.load`, without the leading `spec.`), its line, what
+ * is wrong and what is allowed.
+ */
+import { InvalidFaultRequestError, isFaultKind, parseFaultParams } from "@firedrill/protocol";
+import type { JsonObject } from "@firedrill/protocol";
+import { findCycles } from "./dag.js";
+import { experimentSchema, specErrorMap } from "./spec-schema.js";
+import type { ExperimentInput, GuardrailsInput } from "./spec-schema.js";
+import { parseDays, parseDurationText, parseHours } from "./spec-values.js";
+import type {
+  Experiment,
+  GuardrailsSpec,
+  SpecIssue,
+  Step,
+  StopConditionSpec,
+  TargetMode,
+  TargetSpec,
+  WindowSpec,
+} from "./types.js";
+import { formatPath, formatSpecIssue, fromZodIssues, parsePath, readYaml, toSpecIssues } from "./yaml-source.js";
+import type { SourceIssue, SourcePath } from "./yaml-source.js";
+
+export { formatSpecIssue } from "./yaml-source.js";
+
+/** Thrown when an experiment file is not valid: `issues` lists every problem found. */
+export class ExperimentSpecError extends Error {
+  override readonly name = "ExperimentSpecError";
+  constructor(
+    /** Every problem, ordered by line. */
+    readonly issues: SpecIssue[],
+    /** The file name used in messages. */
+    readonly file = "<input>",
+  ) {
+    super(
+      `${file} is not a valid experiment (${issues.length} ${issues.length === 1 ? "problem" : "problems"}):\n${issues
+        .map((i) => `  ${formatSpecIssue(i, file)}`)
+        .join("\n")}`,
+    );
+  }
+}
+
+type Raw = Record<string, unknown>;
+
+function rec(value: unknown): Raw | undefined {
+  return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Raw) : undefined;
+}
+
+function list(value: unknown): unknown[] | undefined {
+  return Array.isArray(value) ? value : undefined;
+}
+
+function present(obj: Raw, key: string): boolean {
+  return Object.hasOwn(obj, key) && obj[key] !== undefined;
+}
+
+const STOP_KINDS = ["http", "prometheus", "alert"] as const;
+const MODE_KEYS = ["count", "percent", "all"] as const;
+const SELECTOR_KEYS = ["labels", "facts", "agentIds"] as const;
+
+/** Cross-field checks of `guardrails` (or a policy file) at `at`. */
+export function checkGuardrailFields(raw: unknown, at: SourcePath): SourceIssue[] {
+  const g = rec(raw);
+  if (!g) return [];
+  if (present(g, "window") && present(g, "windows")) {
+    return [{ path: [...at, "windows"], message: "is given together with window; use either window (one window) or windows (a list), not both" }];
+  }
+  return [];
+}
+
+/** Checks that span fields: names, references, the DAG, exactly-one-of rules, fault parameters. */
+function crossCheck(data: unknown): SourceIssue[] {
+  const issues: SourceIssue[] = [];
+  const spec = rec(rec(data)?.["spec"]);
+  if (!spec) return issues;
+
+  const targets = rec(spec["targets"]);
+  const targetNames = targets ? Object.keys(targets) : undefined;
+  if (targets && targetNames?.length === 0) {
+    issues.push({
+      path: ["spec", "targets"],
+      message: "defines no target groups; add one, e.g. web: { selector: { labels: { app: web } }, mode: { count: 1 } }",
+    });
+  }
+  for (const [name, value] of Object.entries(targets ?? {})) {
+    const target = rec(value);
+    const selector = rec(target?.["selector"]);
+    if (selector && !SELECTOR_KEYS.some((k) => present(selector, k))) {
+      issues.push({
+        path: ["spec", "targets", name, "selector"],
+        message: `is empty; give at least one of ${SELECTOR_KEYS.join(", ")} (an empty selector would match every host)`,
+      });
+    }
+    const mode = rec(target?.["mode"]);
+    if (mode) {
+      const given = MODE_KEYS.filter((k) => present(mode, k));
+      if (given.length !== 1) {
+        issues.push({
+          path: ["spec", "targets", name, "mode"],
+          message:
+            given.length === 0
+              ? "needs one of count (e.g. count: 1), percent (e.g. percent: 30) or all (all: true)"
+              : `has ${given.join(" and ")}; give exactly one of count, percent, all`,
+        });
+      }
+    }
+  }
+
+  const steps = list(spec["steps"]);
+  if (steps) {
+    const firstIndex = new Map<string, number>();
+    steps.forEach((value, i) => {
+      const name = rec(value)?.["name"];
+      if (typeof name !== "string") return;
+      const first = firstIndex.get(name);
+      if (first === undefined) firstIndex.set(name, i);
+      else issues.push({ path: ["spec", "steps", i, "name"], message: `duplicate step name ${JSON.stringify(name)} (also steps[${first}]); step names must be unique` });
+    });
+    const stepNames = [...firstIndex.keys()];
+    steps.forEach((value, i) => {
+      const step = rec(value);
+      if (!step) return;
+      const at = ["spec", "steps", i];
+      const isFault = present(step, "fault");
+      const isWait = present(step, "wait");
+      if (isFault && isWait) {
+        issues.push({ path: at, message: "has both fault and wait; a step either injects a fault (fault, target, params, duration) or waits (wait: 30s); split it into two steps" });
+      } else if (!isFault && !isWait) {
+        issues.push({ path: at, message: "is neither a fault nor a wait; give fault: <kind> with target and duration, or wait: <duration>" });
+      } else if (isFault) {
+        if (!present(step, "target")) {
+          issues.push({ path: [...at, "target"], message: `is required for a fault step; name a target group${targetNames?.length ? ` (${targetNames.join(", ")})` : ""}` });
+        }
+        if (!present(step, "duration")) issues.push({ path: [...at, "duration"], message: "is required for a fault step: how long the fault lasts, e.g. duration: 2m" });
+        const kind = step["fault"];
+        const params = step["params"] ?? {};
+        if (typeof kind === "string" && isFaultKind(kind) && rec(params)) {
+          const prefix = formatPath([...at.slice(1), "params"]);
+          try {
+            parseFaultParams(kind, params as JsonObject, prefix);
+          } catch (err) {
+            if (!(err instanceof InvalidFaultRequestError)) throw err;
+            for (const issue of err.issues) {
+              const rest = issue.field.startsWith(`${prefix}.`) ? parsePath(issue.field.slice(prefix.length + 1)) : [];
+              issues.push({ path: [...at, "params", ...rest], message: issue.message });
+            }
+          }
+        }
+      } else {
+        for (const field of ["target", "params", "duration"]) {
+          if (present(step, field)) {
+            issues.push({ path: [...at, field], message: `is not allowed on a wait step (its length is wait: ${String(step["wait"])}); remove it, or make this a fault step` });
+          }
+        }
+      }
+      const target = step["target"];
+      if (isFault && typeof target === "string" && targetNames && !targetNames.includes(target)) {
+        issues.push({
+          path: [...at, "target"],
+          message: `unknown target ${JSON.stringify(target)}; ${targetNames.length ? `target groups: ${targetNames.join(", ")}` : "define it under targets"}`,
+        });
+      }
+      list(step["startAfter"])?.forEach((ref, j) => {
+        if (typeof ref === "string" && !firstIndex.has(ref)) {
+          issues.push({ path: [...at, "startAfter", j], message: `unknown step ${JSON.stringify(ref)}; steps: ${stepNames.join(", ")}` });
+        }
+      });
+    });
+    const dag = steps.flatMap((value) => {
+      const step = rec(value);
+      const name = step?.["name"];
+      if (!step || typeof name !== "string") return [];
+      return [{ name, startAfter: (list(step["startAfter"]) ?? []).filter((s): s is string => typeof s === "string") }];
+    });
+    for (const cycle of findCycles(dag)) {
+      const explained = cycle.slice(0, -1).map((name, k) => `${name} starts after ${cycle[k + 1]!}`).join(", ");
+      issues.push({
+        path: ["spec", "steps"],
+        linePath: ["spec", "steps", firstIndex.get(cycle[0]!) ?? 0, "startAfter"],
+        message: `startAfter forms a cycle: ${cycle.join(" -> ")} (${explained}); no step of it could ever start`,
+      });
+    }
+  }
+
+  list(spec["stopConditions"])?.forEach((value, i) => {
+    const condition = rec(value);
+    if (!condition) return;
+    const kinds = STOP_KINDS.filter((k) => present(condition, k));
+    if (kinds.length !== 1) {
+      issues.push({
+        path: ["spec", "stopConditions", i],
+        message:
+          kinds.length === 0
+            ? `needs one of ${STOP_KINDS.join(", ")}`
+            : `has ${kinds.join(" and ")}; each entry holds exactly one of ${STOP_KINDS.join(", ")}: split it into ${kinds.length} entries`,
+      });
+    }
+    const matchLabels = rec(rec(condition["alert"])?.["matchLabels"]);
+    if (matchLabels && Object.keys(matchLabels).length === 0) {
+      issues.push({ path: ["spec", "stopConditions", i, "alert", "matchLabels"], message: "is empty; name at least one label, e.g. { severity: page } (an empty match would fire on every alert)" });
+    }
+  });
+
+  issues.push(...checkGuardrailFields(spec["guardrails"], ["spec", "guardrails"]));
+  return issues;
+}
+
+function mustParse<T>(parsed: { ok: true; value: T } | { ok: false; message: string }): T {
+  if (!parsed.ok) throw new Error(`internal: validated value failed to parse: ${parsed.message}`);
+  return parsed.value;
+}
+
+/** Normalizes validated guardrails (experiment or policy) into the model. */
+export function toGuardrailsSpec(input: GuardrailsInput & { maxConcurrentRuns?: number | undefined }): GuardrailsSpec {
+  const out: GuardrailsSpec = {};
+  if (input.optInLabel !== undefined) out.optInLabel = input.optInLabel;
+  if (input.excludeLabels !== undefined) out.excludeLabels = [...input.excludeLabels];
+  if (input.maxTargets !== undefined) out.maxTargets = input.maxTargets;
+  if (input.maxPercent !== undefined) out.maxPercent = input.maxPercent;
+  const windows = input.windows ?? (input.window ? [input.window] : undefined);
+  if (windows) {
+    out.windows = windows.map((w): WindowSpec => {
+      const hours = mustParse(parseHours(w.hours));
+      return { days: mustParse(parseDays(w.days)), startMinute: hours.startMinute, endMinute: hours.endMinute, tz: w.tz };
+    });
+  }
+  if (input.blackoutDates !== undefined) out.blackoutDates = [...input.blackoutDates];
+  if (input.maxDuration !== undefined) out.maxDurationMs = mustParse(parseDurationText(input.maxDuration, {}));
+  if (input.maxConcurrentRuns !== undefined) out.maxConcurrentRuns = input.maxConcurrentRuns;
+  return out;
+}
+
+function toMode(mode: ExperimentInput["spec"]["targets"][string]["mode"]): TargetMode {
+  if (mode.count !== undefined) return { count: mode.count };
+  if (mode.percent !== undefined) return { percent: mode.percent };
+  return { all: true };
+}
+
+function toModel(input: ExperimentInput): Experiment {
+  const targets: Record<string, TargetSpec> = {};
+  for (const [name, t] of Object.entries(input.spec.targets)) {
+    const selector: TargetSpec["selector"] = {};
+    if (t.selector.labels) selector.labels = { ...t.selector.labels };
+    if (t.selector.facts) {
+      selector.facts = Object.fromEntries(Object.entries(t.selector.facts).filter((e): e is [string, string] => e[1] !== undefined));
+    }
+    if (t.selector.agentIds) selector.agentIds = [...t.selector.agentIds];
+    targets[name] = { selector, mode: toMode(t.mode) };
+  }
+  const steps = input.spec.steps.map((s): Step => {
+    const startAfter = [...(s.startAfter ?? [])];
+    if (s.fault !== undefined) {
+      return {
+        type: "fault",
+        name: s.name,
+        fault: s.fault,
+        target: s.target!,
+        params: (s.params ?? {}) as JsonObject,
+        durationMs: mustParse(parseDurationText(s.duration!)),
+        startAfter,
+      };
+    }
+    return { type: "wait", name: s.name, durationMs: mustParse(parseDurationText(s.wait!)), startAfter };
+  });
+  const stopConditions = (input.spec.stopConditions ?? []).map((c): StopConditionSpec => {
+    if (c.http) {
+      const { expectStatus, ...rest } = c.http;
+      return { kind: "http", http: { ...rest, expectStatus: Array.isArray(expectStatus) ? [...expectStatus] : [expectStatus] } };
+    }
+    if (c.prometheus) return { kind: "prometheus", prometheus: { ...c.prometheus } };
+    return { kind: "alert", alert: { matchLabels: { ...c.alert!.matchLabels } } };
+  });
+  return {
+    apiVersion: input.apiVersion,
+    kind: input.kind,
+    metadata: { name: input.metadata.name, labels: { ...(input.metadata.labels ?? {}) }, description: input.metadata.description ?? "" },
+    spec: {
+      hypothesis: input.spec.hypothesis,
+      targets,
+      steps,
+      stopConditions,
+      guardrails: toGuardrailsSpec(input.spec.guardrails ?? {}),
+    },
+  };
+}
+
+/**
+ * Parses and validates an experiment file.
+ *
+ * @param text the YAML source
+ * @param file the file name used in messages
+ * Thrown when anything is wrong: {@link ExperimentSpecError} listing every issue with path and line.
+ */
+export function parseExperiment(text: string, file = "<input>"): Experiment {
+  const source = readYaml(text);
+  if (source.syntaxIssues.length > 0) throw new ExperimentSpecError(source.syntaxIssues, file);
+  const data = source.data;
+  if (data === null || data === undefined) {
+    throw new ExperimentSpecError(
+      [{ path: "", line: 1, message: "the file is empty; an experiment starts with apiVersion: firedrill/v1 and kind: Experiment (see docs/spec/experiment.md)" }],
+      file,
+    );
+  }
+  const result = experimentSchema.safeParse(data, { error: specErrorMap, reportInput: true });
+  const issues = [...(result.success ? [] : fromZodIssues(result.error.issues)), ...crossCheck(data)];
+  if (issues.length > 0 || !result.success) throw new ExperimentSpecError(toSpecIssues(source, issues, "spec"), file);
+  return toModel(result.data);
+}
