@@ -1,0 +1,205 @@
+/**
+ * A real Prometheus for tests: the `prometheus` binary (Debian package, installed by
+ * scripts/setup.sh) on a free loopback port, with its own config and data dir, scraping a tiny
+ * metrics endpoint the test controls every second. Never the system's Prometheus service.
+ */
+import { spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer as createHttpServer } from "node:http";
+import type { Server } from "node:http";
+import { createServer as createNetServer } from "node:net";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { delimiter, join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+
+/** Why Prometheus tests are skipped when the binary is missing. */
+export const PROMETHEUS_MISSING = "prometheus is not installed; .ci/run installs it via scripts/setup.sh";
+
+/** The scrape job of the test target. */
+export const TEST_JOB = "firedrill-test";
+
+/** The `prometheus` binary on PATH (or in /usr/bin), or undefined. */
+export function findPrometheus(): string | undefined {
+  const dirs = [...(process.env.PATH ?? "").split(delimiter), "/usr/bin", "/usr/local/bin"];
+  for (const dir of dirs) {
+    if (!dir) continue;
+    const candidate = join(dir, "prometheus");
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+/** A free TCP port on 127.0.0.1 (closed again before it is returned). */
+export async function freePort(): Promise<number> {
+  const server = createNetServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", resolve);
+  });
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** The metrics endpoint Prometheus scrapes: gauges the test sets. */
+export interface MetricsTarget {
+  /** `127.0.0.1:<port>`, as Prometheus labels the `instance`. */
+  address: string;
+  /** Sets a gauge (exposed as `# TYPE <name> gauge`). */
+  set(name: string, value: number): void;
+  /** How many scrapes were served. */
+  scrapes(): number;
+  close(): Promise<void>;
+}
+
+/** Starts the target on a free loopback port. */
+export async function startMetricsTarget(initial: Record<string, number> = {}): Promise<MetricsTarget> {
+  const gauges = new Map(Object.entries(initial));
+  let scrapes = 0;
+  const server: Server = createHttpServer((req, res) => {
+    if (req.url?.split("?")[0] !== "/metrics") {
+      res.writeHead(404).end();
+      return;
+    }
+    scrapes += 1;
+    const body = [...gauges].map(([name, value]) => `# TYPE ${name} gauge\n${name} ${value}\n`).join("");
+    res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }).end(body);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", resolve);
+  });
+  const { port } = server.address() as AddressInfo;
+  return {
+    address: `127.0.0.1:${port}`,
+    set: (name, value) => void gauges.set(name, value),
+    scrapes: () => scrapes,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** A running test Prometheus and its target. */
+export interface TestPrometheus {
+  /** `http://127.0.0.1:<port>` */
+  url: string;
+  target: MetricsTarget;
+  /** Everything Prometheus printed (for failure messages). */
+  output(): string;
+  /** Kills Prometheus, closes the target, removes the data dir. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** Options of {@link startPrometheus}. */
+export interface StartPrometheusOptions {
+  /** Gauges the target exposes from the start. */
+  metrics?: Record<string, number>;
+  /** How long to wait for readiness and the first successful scrape. @default 30000 */
+  readyTimeoutMs?: number;
+}
+
+async function getJson(url: string): Promise<unknown> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
+  return res.ok ? res.json() : undefined;
+}
+
+async function waitFor(what: string, timeoutMs: number, probe: () => Promise<boolean>, output: () => string, child: ChildProcess): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`prometheus exited (${child.exitCode ?? child.signalCode}) before ${what}:\n${output()}`);
+    }
+    if (await probe().catch(() => false)) return;
+    if (Date.now() > deadline) throw new Error(`prometheus: no ${what} within ${timeoutMs} ms:\n${output()}`);
+    await sleep(100);
+  }
+}
+
+/**
+ * Starts Prometheus scraping a fresh {@link MetricsTarget} every second and waits until it is
+ * ready and the target is up. Returns undefined when the binary is not installed (skip the test
+ * with {@link PROMETHEUS_MISSING}).
+ */
+export async function startPrometheus(options: StartPrometheusOptions = {}): Promise<TestPrometheus | undefined> {
+  const binary = findPrometheus();
+  if (!binary) return undefined;
+  const timeoutMs = options.readyTimeoutMs ?? 30_000;
+  const target = await startMetricsTarget(options.metrics);
+  const dir = mkdtempSync(join(tmpdir(), "firedrill-prometheus-"));
+  const config = join(dir, "prometheus.yml");
+  writeFileSync(
+    config,
+    [
+      "global:",
+      "  scrape_interval: 1s",
+      "  scrape_timeout: 1s",
+      "  evaluation_interval: 1s",
+      "scrape_configs:",
+      `  - job_name: ${TEST_JOB}`,
+      "    static_configs:",
+      `      - targets: ["${target.address}"]`,
+      "",
+    ].join("\n"),
+  );
+  const port = await freePort();
+  const child = spawn(
+    binary,
+    [
+      `--config.file=${config}`,
+      `--storage.tsdb.path=${join(dir, "data")}`,
+      `--web.listen-address=127.0.0.1:${port}`,
+      "--log.level=warn",
+    ],
+    { cwd: dir, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let out = "";
+  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+  child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const output = () => out;
+  const url = `http://127.0.0.1:${port}`;
+
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGTERM");
+      const gone = await Promise.race([exited.then(() => true), sleep(5000).then(() => false)]);
+      if (!gone) {
+        child.kill("SIGKILL");
+        await Promise.race([exited, sleep(2000)]);
+      }
+    }
+    await target.close();
+    rmSync(dir, { recursive: true, force: true });
+  };
+
+  try {
+    await waitFor("readiness", timeoutMs, async () => (await fetch(`${url}/-/ready`, { signal: AbortSignal.timeout(1000) })).ok, output, child);
+    const upQuery = `${url}/api/v1/query?${new URLSearchParams({ query: `up{job="${TEST_JOB}"} == 1` }).toString()}`;
+    await waitFor(
+      `successful scrape of ${target.address}`,
+      timeoutMs,
+      async () => {
+        const body = (await getJson(upQuery)) as { data?: { result?: unknown[] } } | undefined;
+        return (body?.data?.result?.length ?? 0) > 0;
+      },
+      output,
+      child,
+    );
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { url, target, output, stop };
+}
