@@ -138,7 +138,7 @@ describe("disk-fill on a 64 MiB tmpfs", () => {
     // Between validation and start, another writer takes 20 MiB.
     execFileSync("fallocate", ["-l", String(20 * MiB), join(mnt, "other")]);
     await expect(diskFill.start(plan, ctx)).rejects.toThrow(
-      `params.size: filling 40 MiB on the filesystem holding ${mnt} (64 MiB, 44 MiB free) would leave 4 MiB free, less than keepFreeBytes 8 MiB`,
+      `params.size: filling 40 MiB on the filesystem holding ${mnt} (20 MiB used, 44 MiB free) would leave 4 MiB free, less than keepFreeBytes 8 MiB; at most 36 MiB can be filled (usage 87.5%); lower size to 36 MiB or less, or lower keepFreeBytes`,
     );
     await diskFill.revertRecord(diskFill.planRevert(plan, ctx), { log, holderAlive: false });
     expect(readdirSync(mnt)).toEqual(["other"]);
@@ -161,7 +161,7 @@ describe("disk-fill on a 64 MiB tmpfs", () => {
 
   it("refuses a fill past the keepFreeBytes floor, and writes nothing", () => {
     expect(() => diskFill.validate({ path: mnt, targetPercent: 90, keepFreeBytes: "40MiB" }, host)).toThrow(
-      `params.targetPercent: reaching 90% on the filesystem holding ${mnt} (64 MiB, 64 MiB free) would leave 6.4 MiB free, less than keepFreeBytes 40 MiB; ` +
+      `params.targetPercent: reaching 90% on the filesystem holding ${mnt} (0 B used, 64 MiB free) would leave 6.4 MiB free, less than keepFreeBytes 40 MiB; ` +
         "at most 24 MiB can be filled (usage 37.5%); lower targetPercent to 37.5 or less, or lower keepFreeBytes",
     );
     expect(readdirSync(mnt)).toEqual([]);
@@ -169,16 +169,22 @@ describe("disk-fill on a 64 MiB tmpfs", () => {
 
   it("refuses with the default keepFreeBytes (256 MiB) on a small filesystem", () => {
     expect(() => diskFill.validate({ path: mnt, targetPercent: 50 }, host)).toThrow(
-      /params.targetPercent: .* less than keepFreeBytes 256 MiB; nothing can be filled there; free space first, or lower keepFreeBytes/,
+      /params.targetPercent: .* less than keepFreeBytes 256 MiB; nothing can be filled there while keeping keepFreeBytes 256 MiB free; lower keepFreeBytes, or free space first$/,
     );
   });
 
   it("refuses a size that would push usage past 98%", () => {
     expect(() => diskFill.validate({ path: mnt, size: "63.5MiB", keepFreeBytes: 0 }, host)).toThrow(
-      `params.size: filling 63.5 MiB on the filesystem holding ${mnt} (64 MiB, 0% full) would push usage to 99.2%, past the limit 98%; ` +
+      `params.size: filling 63.5 MiB on the filesystem holding ${mnt} (0% full, 64 MiB free) would push usage to 99.2%, past the limit 98%; ` +
         "at most 62.7 MiB can be filled (usage 98%); lower size to 62.7 MiB or less",
     );
     expect(readdirSync(mnt)).toEqual([]);
+  });
+
+  it("refuses a size larger than the free space", () => {
+    expect(() => diskFill.validate({ path: mnt, size: "1GiB" }, host)).toThrow(
+      `params.size: filling 1 GiB on the filesystem holding ${mnt} (0 B used, 64 MiB free) needs more than is free; nothing can be filled there while keeping keepFreeBytes 256 MiB free; lower keepFreeBytes, or free space first`,
+    );
   });
 
   it("refuses when the filesystem is already at or above the target", () => {

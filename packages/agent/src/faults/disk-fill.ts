@@ -64,8 +64,8 @@ export function readDiskUsage(path: string): DiskUsage {
   return { used, avail, total, percent: total > 0 ? (used / total) * 100 : 100 };
 }
 
-/** Formats bytes for messages: `256 MiB`, `1.5 GiB`, `900 B`. */
-export function formatBytes(bytes: number): string {
+/** Formats bytes for messages: `256 MiB`, `1.5 GiB`, `900 B` (to one decimal, rounded with `round`). */
+export function formatBytes(bytes: number, round: (n: number) => number = Math.round): string {
   const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
   let value = bytes;
   let i = 0;
@@ -73,7 +73,7 @@ export function formatBytes(bytes: number): string {
     value /= 1024;
     i++;
   }
-  return `${i === 0 ? Math.round(value) : Math.round(value * 10) / 10} ${units[i]}`;
+  return `${i === 0 ? round(value) : round(value * 10) / 10} ${units[i]}`;
 }
 
 function pct(n: number): string {
@@ -108,22 +108,29 @@ export function planFillBytes(params: DiskFillParams, dir: string, usage: DiskUs
   const maxBytes = Math.max(0, Math.min(avail - params.keepFreeBytes, Math.floor((MAX_PERCENT / 100) * total - used)));
   const maxPercent = total > 0 ? ((used + maxBytes) / total) * 100 : 0;
   const asked = params.targetPercent !== undefined ? `reaching ${pct(params.targetPercent)}` : `filling ${formatBytes(bytes)}`;
+  const lowerKeepFree = avail - bytes < params.keepFreeBytes ? ", or lower keepFreeBytes" : "";
   const fix =
     maxBytes > 0
-      ? `at most ${formatBytes(maxBytes)} can be filled (usage ${pct(maxPercent)}); ` +
-        (params.targetPercent !== undefined ? `lower targetPercent to ${Math.floor(maxPercent * 10) / 10} or less` : `lower size to ${formatBytes(maxBytes)} or less`)
-      : "nothing can be filled there; free space first";
+      ? `at most ${formatBytes(maxBytes, Math.floor)} can be filled (usage ${pct(maxPercent)}); ` +
+        (params.targetPercent !== undefined
+          ? `lower targetPercent to ${Math.floor(maxPercent * 10) / 10} or less`
+          : `lower size to ${formatBytes(maxBytes, Math.floor)} or less`) +
+        lowerKeepFree
+      : avail <= params.keepFreeBytes
+        ? `nothing can be filled there while keeping keepFreeBytes ${formatBytes(params.keepFreeBytes)} free; lower keepFreeBytes, or free space first`
+        : `nothing can be filled there without passing ${MAX_PERCENT}%; free space first`;
+  const where = `on the filesystem holding ${dir} (${formatBytes(used)} used, ${formatBytes(avail)} free)`;
+  if (freeAfter < 0) refuse(field, `${asked} ${where} needs more than is free; ${fix}`);
   if (freeAfter < params.keepFreeBytes) {
     refuse(
       field,
-      `${asked} on the filesystem holding ${dir} (${formatBytes(total)}, ${formatBytes(avail)} free) would leave ${formatBytes(Math.max(0, freeAfter))} free, ` +
-        `less than keepFreeBytes ${formatBytes(params.keepFreeBytes)}; ${fix}, or lower keepFreeBytes`,
+      `${asked} ${where} would leave ${formatBytes(freeAfter)} free, less than keepFreeBytes ${formatBytes(params.keepFreeBytes)}; ${fix}`,
     );
   }
   if (percentAfter > MAX_PERCENT) {
     refuse(
       field,
-      `${asked} on the filesystem holding ${dir} (${formatBytes(total)}, ${pct(usage.percent)} full) would push usage to ${pct(percentAfter)}, past the limit ${MAX_PERCENT}%; ${fix}`,
+      `${asked} on the filesystem holding ${dir} (${pct(usage.percent)} full, ${formatBytes(avail)} free) would push usage to ${pct(percentAfter)}, past the limit ${MAX_PERCENT}%; ${fix}`,
     );
   }
   return { bytes, expectedPercent: percentAfter };
