@@ -7,7 +7,13 @@ import { join } from "node:path";
 import type { JsonObject } from "@firedrill/protocol";
 import pino from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { create } from "@bufbuild/protobuf";
+import { RevertReason, StartFaultSchema, durationFromMs } from "@firedrill/protocol";
+import { Journal } from "../journal.js";
 import { isProcessAlive, readProcessStartTime } from "../proc.js";
+import { recoverJournal } from "../recover.js";
+import { FaultRuntime } from "../runtime.js";
+import { createFaultRegistry } from "./index.js";
 import { processKill } from "./process-kill.js";
 import { readProcess, selectProcesses, signalProcess } from "./process-select.js";
 import { processStop } from "./process-stop.js";
@@ -304,6 +310,36 @@ describe("process-stop", () => {
     await waitFor("stopped", () => state(a.pid) === "T");
     await processStop.revertRecord(records.at(-1)!, { log, holderAlive: false });
     await waitFor("running again", () => state(a.pid) === "S");
+  });
+
+  it("through the runtime: the journal holds the pids, and recovery in a fresh process resumes them", async () => {
+    const a = spawnSleep();
+    const stateDir = mkdtempSync(join(tmpdir(), "fd-process-state-"));
+    try {
+      const journal = new Journal(stateDir);
+      const registry = createFaultRegistry([processStop as never]);
+      const runtime = new FaultRuntime({
+        registry,
+        journal,
+        host,
+        log,
+        holder: { pid: process.pid, startTime: readProcessStartTime(process.pid)! },
+        emit: () => {},
+      });
+      await runtime.start(
+        create(StartFaultSchema, { faultId: "stop-1", kind: "process-stop", params: { pid: a.pid }, duration: durationFromMs(60_000) }),
+      );
+      await waitFor("stopped", () => state(a.pid) === "T");
+      const { records } = journal.readAll();
+      expect(records[0]!.revert).toEqual({ pids: [{ pid: a.pid, startTime: readProcessStartTime(a.pid) }] });
+      // As after an agent crash: another journal reader reverts from the record alone.
+      const result = await recoverJournal({ journal: new Journal(stateDir), registry, log });
+      expect(result.reverted.map((r) => r.faultId)).toEqual(["stop-1"]);
+      await waitFor("running again", () => state(a.pid) === "S");
+      await runtime.stopAll(RevertReason.STOPPED);
+    } finally {
+      rmSync(stateDir, { recursive: true, force: true });
+    }
   });
 
   it("revert of a process that is gone is a success", async () => {
