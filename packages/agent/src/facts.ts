@@ -1,8 +1,10 @@
 /**
  * Host facts (systeminformation) and capabilities, sent in the Hello.
  */
+import { spawnSync } from "node:child_process";
 import { accessSync, constants, existsSync, readFileSync } from "node:fs";
 import { delimiter, join } from "node:path";
+import { gunzipSync } from "node:zlib";
 import { create } from "@bufbuild/protobuf";
 import { CapabilitiesSchema, FilesystemSchema, HostFactsSchema, NetworkInterfaceSchema } from "@firedrill/protocol";
 import type { Capabilities, HostFacts } from "@firedrill/protocol";
@@ -61,32 +63,104 @@ export async function gatherHostFacts(ec2: Ec2Identity): Promise<HostFacts> {
   });
 }
 
-/** Whether an executable named `name` is on PATH (or in the sbin dirs root uses). */
-export function hasExecutable(name: string): boolean {
-  const dirs = [...(process.env.PATH ?? "").split(delimiter), "/usr/sbin", "/sbin"];
-  return dirs.some((dir) => {
+/** Where the program `name` is: PATH, then the sbin dirs root uses (a systemd PATH may lack them). */
+export function findExecutable(name: string): string | undefined {
+  const dirs = [...(process.env.PATH ?? "").split(delimiter).filter((d) => d !== ""), "/usr/sbin", "/sbin"];
+  for (const dir of dirs) {
     try {
       accessSync(join(dir, name), constants.X_OK);
-      return true;
+      return join(dir, name);
     } catch {
-      return false;
+      // next
     }
-  });
+  }
+  return undefined;
 }
 
+/** Whether an executable named `name` is on PATH (or in the sbin dirs root uses). */
+export function hasExecutable(name: string): boolean {
+  return findExecutable(name) !== undefined;
+}
+
+/** Queueing disciplines network-delay needs from the kernel. */
+export type ProbedQdisc = "netem" | "prio";
+
+/** Whether the kernel provides a qdisc, and how sure we are. */
+export interface QdiscSupport {
+  available: boolean;
+  /** True when a real `tc qdisc add` answered; false when only module lists were read. */
+  definitive: boolean;
+  /** How it was found out, for logs. */
+  how: string;
+}
+
+const PROBE_ARGS: Record<ProbedQdisc, string[]> = { netem: ["delay", "1ms"], prio: ["bands", "4"] };
+const qdiscSupportCache = new Map<ProbedQdisc, QdiscSupport>();
+
 /**
- * Whether the running kernel can provide sch_netem: loaded, built in, or available as a module.
+ * Whether the running kernel provides the `kind` qdisc. Definitive where possible: adds it for real
+ * to the loopback device of a throwaway network namespace (`unshare --net tc qdisc add dev lo root
+ * … <kind>`; the namespace dies with the command, so nothing can be left behind, and the kernel
+ * loads the module on demand exactly as it would for the fault). Where that cannot run (not root,
+ * no unshare), falls back to the module lists and the kernel config, which can only guess.
+ * Cached; `refresh` probes again (after `modprobe`, say).
  */
-export function kernelHasNetem(): boolean {
-  if (existsSync("/sys/module/sch_netem")) return true;
-  try {
-    const release = readFileSync("/proc/sys/kernel/osrelease", "utf8").trim();
-    const modules = readFileSync(`/lib/modules/${release}/modules.dep`, "utf8");
-    if (/\/sch_netem\.ko/.test(modules)) return true;
-    return readFileSync(`/lib/modules/${release}/modules.builtin`, "utf8").includes("sch_netem.ko");
-  } catch {
-    return false;
+export function kernelQdiscSupport(kind: ProbedQdisc, opts: { refresh?: boolean } = {}): QdiscSupport {
+  const cached = qdiscSupportCache.get(kind);
+  if (cached && !opts.refresh) return cached;
+  const result = probeQdisc(kind) ?? guessQdisc(kind);
+  qdiscSupportCache.set(kind, result);
+  return result;
+}
+
+function probeQdisc(kind: ProbedQdisc): QdiscSupport | undefined {
+  const unshare = findExecutable("unshare");
+  const tc = findExecutable("tc");
+  if (!unshare || !tc || process.getuid?.() !== 0) return undefined;
+  const res = spawnSync(unshare, ["--net", tc, "qdisc", "add", "dev", "lo", "root", "handle", "1:", kind, ...PROBE_ARGS[kind]], {
+    timeout: 5000,
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  if (res.status === 0) return { available: true, definitive: true, how: `tc qdisc add ${kind} in a throwaway network namespace worked` };
+  if (/Specified qdisc kind is unknown/i.test(res.stderr ?? "")) {
+    return { available: false, definitive: true, how: `the kernel refused a ${kind} qdisc in a throwaway network namespace: ${res.stderr.trim()}` };
   }
+  // unshare not permitted (a container), or some other failure: no verdict from the probe.
+  return undefined;
+}
+
+function guessQdisc(kind: ProbedQdisc): QdiscSupport {
+  const module = `sch_${kind}`;
+  const guess = (available: boolean, how: string): QdiscSupport => ({ available, definitive: false, how });
+  if (existsSync(`/sys/module/${module}`)) return guess(true, `${module} is loaded`);
+  let release = "";
+  try {
+    release = readFileSync("/proc/sys/kernel/osrelease", "utf8").trim();
+    if (readFileSync(`/lib/modules/${release}/modules.builtin`, "utf8").includes(`/${module}.ko`)) return guess(true, `${module} is built in`);
+  } catch {
+    // no module lists
+  }
+  try {
+    if (new RegExp(`/${module}\\.ko`).test(readFileSync(`/lib/modules/${release}/modules.dep`, "utf8"))) {
+      return guess(true, `${module} is an installed module`);
+    }
+  } catch {
+    // no module lists
+  }
+  try {
+    const config = gunzipSync(readFileSync("/proc/config.gz")).toString("utf8");
+    const option = `CONFIG_NET_SCH_${kind.toUpperCase()}`;
+    if (new RegExp(`^${option}=y$`, "m").test(config)) return guess(true, `${option}=y in /proc/config.gz`);
+  } catch {
+    // no kernel config exposed
+  }
+  return guess(false, `${module} is neither loaded, built in nor installed as a module`);
+}
+
+/** Whether the running kernel provides sch_netem (see kernelQdiscSupport). */
+export function kernelHasNetem(): boolean {
+  return kernelQdiscSupport("netem").available;
 }
 
 /** What this host can run. */

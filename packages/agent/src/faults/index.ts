@@ -5,6 +5,9 @@ import { cpuBurn } from "./cpu-burn.js";
 import { diskFill } from "./disk-fill.js";
 import { processKill } from "./process-kill.js";
 import { processStop } from "./process-stop.js";
+import { networkDelay } from "./network-delay.js";
+import { networkLoss } from "./network-loss.js";
+import { networkBlackhole } from "./network-blackhole.js";
 import type { FaultKindDefinition } from "./types.js";
 
 export type { FaultContext, FaultKindDefinition, HostInfo, NetworkExclusion, RunningFault } from "./types.js";
@@ -19,5 +22,5 @@ export function createFaultRegistry(kinds: FaultKindDefinition[]): FaultRegistry
 
 /** Every fault kind shipped with the agent. */
 export function createDefaultFaultRegistry(): FaultRegistry {
-  return createFaultRegistry([cpuBurn as FaultKindDefinition, diskFill as FaultKindDefinition, processKill as FaultKindDefinition, processStop as FaultKindDefinition]);
+  return createFaultRegistry([cpuBurn as FaultKindDefinition, diskFill as FaultKindDefinition, processKill as FaultKindDefinition, processStop as FaultKindDefinition, networkDelay as FaultKindDefinition, networkLoss as FaultKindDefinition, networkBlackhole as FaultKindDefinition]);
 }

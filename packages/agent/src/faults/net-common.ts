@@ -1,0 +1,268 @@
+/**
+ * What the network fault kinds share: running tc/nft/ip (argument arrays, time-bounded), the
+ * traffic they must never touch (exclusions), the default route's device, and clear errors.
+ */
+import { execFileSync, spawn } from "node:child_process";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { InvalidFaultRequestError, parseFaultParams } from "@firedrill/protocol";
+import type { FaultParamsByKind } from "@firedrill/protocol";
+import { findExecutable } from "../facts.js";
+import type { NetworkExclusion } from "./types.js";
+
+/** A parsed CIDR block, as the protocol's parameter contract produces it. */
+export type CidrBlock = NonNullable<FaultParamsByKind["network-blackhole"]["destinations"]>[number];
+
+/** An exclusion with its block parsed. */
+export interface ParsedExclusion {
+  block: CidrBlock;
+  /** TCP and UDP port; every port when absent. */
+  port?: number;
+  reason: string;
+}
+
+/** Loopback: never delayed (the plan sends it to a normal band). */
+export const LOOPBACK_EXCLUSIONS: NetworkExclusion[] = [
+  { cidr: "127.0.0.0/8", reason: "loopback" },
+  { cidr: "::1/128", reason: "loopback" },
+];
+
+/**
+ * Parses a CIDR with the protocol's own parser (through the destinations contract), so the agent
+ * and the control plane read addresses alike.
+ * Thrown when the text is not a CIDR.
+ */
+export function parseBlock(cidr: string): CidrBlock {
+  const block = parseFaultParams("network-blackhole", { destinations: [cidr] }).destinations?.[0];
+  if (!block) throw new Error(`${JSON.stringify(cidr)} is not a CIDR`);
+  return block;
+}
+
+/** Parses the host's exclusions. An unparsable one is a bug in the agent: thrown. */
+export function parseExclusions(exclusions: readonly NetworkExclusion[]): ParsedExclusion[] {
+  return exclusions.map((e) => ({ block: parseBlock(e.cidr), ...(e.port !== undefined ? { port: e.port } : {}), reason: e.reason }));
+}
+
+/** Whether `block` lies entirely inside the union of `covers` (all of the same family or not). */
+export function coveredByUnion(block: CidrBlock, covers: CidrBlock[]): boolean {
+  const ranges = covers
+    .filter((c) => c.family === block.family)
+    .map((c) => [c.first, c.last] as const)
+    .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  let reach = block.first; // everything below `reach` inside the block is covered
+  for (const [first, last] of ranges) {
+    if (first > reach) break;
+    if (last >= reach) {
+      if (last >= block.last) return true;
+      reach = last + 1n;
+    }
+  }
+  return false;
+}
+
+function overlaps(a: CidrBlock, b: CidrBlock): boolean {
+  return a.family === b.family && a.first <= b.last && b.first <= a.last;
+}
+
+/**
+ * Whether all traffic to `block` on `ports` (every port when undefined) is excluded, and by what.
+ * Such a target would do nothing: the fault refuses it.
+ */
+export function excludedTarget(
+  block: CidrBlock,
+  ports: readonly number[] | undefined,
+  exclusions: readonly ParsedExclusion[],
+): { excluded: boolean; reasons: string[] } {
+  const relevant = (port: number | undefined) =>
+    exclusions.filter((e) => e.block.family === block.family && (e.port === undefined || e.port === port));
+  const checks = ports === undefined ? [undefined] : [...ports];
+  const excluded = checks.every((port) =>
+    coveredByUnion(
+      block,
+      // With every port asked for, only whole-address exclusions can cover it.
+      (port === undefined ? exclusions.filter((e) => e.block.family === block.family && e.port === undefined) : relevant(port)).map((e) => e.block),
+    ),
+  );
+  // Name what covers it: exclusions that contain it on their own, else every one overlapping it.
+  const candidates = exclusions.filter((e) => (ports === undefined ? e.port === undefined : e.port === undefined || ports.includes(e.port)));
+  const containing = candidates.filter((e) => e.block.family === block.family && e.block.first <= block.first && block.last <= e.block.last);
+  const reasons = excluded ? [...new Set((containing.length > 0 ? containing : candidates.filter((e) => overlaps(e.block, block))).map((e) => e.reason))] : [];
+  return { excluded, reasons };
+}
+
+/** Formats a block for messages and rules: a bare address for /32 and /128. */
+export function blockText(block: CidrBlock): string {
+  const full = block.family === 4 ? 32 : 128;
+  return block.prefix === full ? block.text.slice(0, block.text.indexOf("/")) : block.text;
+}
+
+/**
+ * Refuses destinations (or, without destinations, ports) that only cover excluded traffic: the
+ * fault would do nothing there, and an operator asking for it expects something else.
+ * Thrown: InvalidFaultRequestError naming the field and the exclusion.
+ */
+export function refuseExcludedTargets(
+  destinations: readonly CidrBlock[] | undefined,
+  ports: readonly number[] | undefined,
+  exclusions: readonly ParsedExclusion[],
+): void {
+  const issues: { field: string; message: string }[] = [];
+  const onPorts = ports ? ` on ${ports.length === 1 ? "port" : "ports"} ${ports.join(", ")}` : "";
+  if (destinations) {
+    for (const block of destinations) {
+      const { excluded, reasons } = excludedTarget(block, ports, exclusions);
+      if (excluded) {
+        issues.push({
+          field: "params.destinations",
+          message: `${block.text}${onPorts} only covers excluded traffic (${reasons.join("; ")}); network faults never touch it`,
+        });
+      }
+    }
+  } else if (ports) {
+    const everywhere = [parseBlock("0.0.0.0/0"), parseBlock("::/0")].map((b) => excludedTarget(b, ports, exclusions));
+    if (everywhere.every((r) => r.excluded)) {
+      const reasons = [...new Set(everywhere.flatMap((r) => r.reasons))];
+      issues.push({
+        field: "params.ports",
+        message: `${ports.join(", ")} only ${ports.length === 1 ? "covers" : "cover"} excluded traffic (${reasons.join("; ")}); network faults never touch it`,
+      });
+    }
+  }
+  if (issues.length > 0) throw new InvalidFaultRequestError(issues);
+}
+
+/** The output of a finished command. */
+export interface CommandResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs one of the network tools. Seam for tests. */
+export type CommandRunner = (program: NetTool, args: readonly string[], opts?: { input?: string }) => Promise<CommandResult>;
+
+/** The tools network faults run. */
+export type NetTool = "tc" | "nft" | "ip";
+
+/** How long any one tc/nft/ip command may take. */
+export const COMMAND_TIMEOUT_MS = 10_000;
+
+/** Thrown when a network tool is missing or fails. `stderr` holds what it said. */
+export class NetCommandError extends Error {
+  override readonly name = "NetCommandError";
+  constructor(
+    message: string,
+    readonly command: string[],
+    readonly code: number | null,
+    readonly stderr: string,
+  ) {
+    super(message);
+  }
+}
+
+const INSTALL_HINT: Record<NetTool, string> = {
+  tc: "install iproute2",
+  ip: "install iproute2",
+  nft: "install nftables (apt-get install nftables, dnf install nftables)",
+};
+
+/**
+ * Runs a tool with an argument array (never a shell), stdin from `input`, killed after
+ * COMMAND_TIMEOUT_MS. Resolves with the exit code, whatever it is; rejects only when the program
+ * cannot be run or times out.
+ */
+export const runCommand: CommandRunner = (program, args, opts = {}) => {
+  const path = findExecutable(program);
+  if (!path) {
+    return Promise.reject(new NetCommandError(`${program} is not installed: ${INSTALL_HINT[program]}`, [program, ...args], null, ""));
+  }
+  return new Promise((resolve, reject) => {
+    const child = spawn(path, [...args], { stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill("SIGKILL");
+    }, COMMAND_TIMEOUT_MS);
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.once("error", (err) => {
+      clearTimeout(timer);
+      reject(new NetCommandError(`could not run ${program}: ${err.message}`, [program, ...args], null, stderr));
+    });
+    child.once("close", (code) => {
+      clearTimeout(timer);
+      if (timedOut) {
+        reject(new NetCommandError(`${program} ${args.join(" ")} did not finish within ${COMMAND_TIMEOUT_MS / 1000}s`, [program, ...args], null, stderr));
+      } else resolve({ code: code ?? 1, stdout, stderr });
+    });
+    child.stdin.on("error", () => {}); // the program may exit before reading stdin
+    child.stdin.end(opts.input ?? "");
+  });
+};
+
+/** Runs a command and throws NetCommandError (with what it said) unless it exits 0. */
+export async function runChecked(run: CommandRunner, program: NetTool, args: readonly string[], opts: { input?: string } = {}): Promise<string> {
+  const result = await run(program, args, opts);
+  if (result.code !== 0) {
+    const said = result.stderr.trim() || result.stdout.trim() || `exit code ${result.code}`;
+    throw new NetCommandError(`${program} ${args.join(" ")} failed: ${said}`, [program, ...args], result.code, result.stderr);
+  }
+  return result.stdout;
+}
+
+/** The running kernel's release (`uname -r`). */
+export function kernelRelease(): string {
+  try {
+    return readFileSync("/proc/sys/kernel/osrelease", "utf8").trim();
+  } catch {
+    return "unknown";
+  }
+}
+
+/** The network interfaces of this host (network namespace). */
+export function listInterfaces(): string[] {
+  try {
+    return readdirSync("/sys/class/net").sort();
+  } catch {
+    return [];
+  }
+}
+
+/** Whether a network interface exists. */
+export function interfaceExists(name: string): boolean {
+  return existsSync(join("/sys/class/net", name));
+}
+
+/**
+ * The device of the default route (`ip -j route show default`, IPv4 first, then IPv6), or
+ * undefined when there is none.
+ */
+export function defaultRouteDevice(): string | undefined {
+  const ip = findExecutable("ip");
+  if (!ip) return undefined;
+  for (const family of ["-4", "-6"]) {
+    try {
+      const out = execFileSync(ip, ["-j", family, "route", "show", "default"], { timeout: 5000, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+      const routes = JSON.parse(out || "[]") as { dev?: string }[];
+      const dev = routes.find((r) => r.dev)?.dev;
+      if (dev) return dev;
+    } catch {
+      // no route of this family, or no JSON support
+    }
+  }
+  return undefined;
+}
+
+/** Keeps what the text says but only characters safe in an nft comment or a message. */
+export function safeComment(text: string): string {
+  return text.replace(/[^A-Za-z0-9 .,:()/_+=@%[\]-]/g, "_").slice(0, 120);
+}
+
+/** Maps "permission denied" style failures to what to do. */
+export function permissionHint(stderr: string): string | undefined {
+  return /Operation not permitted|Permission denied/i.test(stderr)
+    ? "firedrill-agent must run as root (or with CAP_NET_ADMIN) to change the network configuration"
+    : undefined;
+}

@@ -1,0 +1,231 @@
+/**
+ * What network-loss and network-blackhole share: an nftables table owned by firedrill
+ * (`table inet firedrill`), created in one atomic `nft -f -` transaction and deleted on revert.
+ *
+ * The journal record holds the table's family and name (and, once created, its kernel handle, so
+ * revert never deletes a table of the same name that someone created later). `created` turns true
+ * just before `nft -f -` runs; a refused transaction changes nothing, so it turns false again.
+ */
+import type { JsonObject } from "@firedrill/protocol";
+import type { Logger } from "pino";
+import { NetCommandError, parseExclusions, permissionHint, refuseExcludedTargets, runChecked, runCommand } from "./net-common.js";
+import type { CidrBlock, CommandRunner } from "./net-common.js";
+import { NFT_TABLE, buildNftPlan } from "./nft-plan.js";
+import type { NftAction, NftPlan } from "./nft-plan.js";
+import type { FaultContext, FaultKindDefinition, HostInfo, RunningFault } from "./types.js";
+
+/** The parameters both kinds share, validated. */
+export interface NftFaultParams {
+  destinations?: CidrBlock[];
+  ports?: number[];
+  direction: "egress" | "ingress" | "both";
+}
+
+/** A validated nft fault: its parameters and the ruleset to load. */
+export interface NftFaultPlan<P extends NftFaultParams> {
+  params: P;
+  nft: NftPlan;
+}
+
+/** The journal record: everything revert needs, in any process. */
+export interface NftRevertRecord {
+  family: string;
+  table: string;
+  /** The kernel's handle of the table we created, once known. */
+  handle?: number;
+  /** True from just before `nft -f -` runs. */
+  created: boolean;
+}
+
+interface NftTableInfo {
+  family: string;
+  name: string;
+  handle: number;
+}
+
+/** The firedrill table, if present (matching `handle` when given). */
+async function findTable(run: CommandRunner, record: Pick<NftRevertRecord, "family" | "table">): Promise<NftTableInfo | undefined> {
+  const out = await runChecked(run, "nft", ["-j", "list", "tables"]);
+  const parsed = JSON.parse(out.trim() || "{}") as { nftables?: { table?: NftTableInfo }[] };
+  return (parsed.nftables ?? []).map((e) => e.table).find((t) => t && t.family === record.family && t.name === record.table);
+}
+
+function staleMessage(): string {
+  const { family, name } = NFT_TABLE;
+  return (
+    `the nftables table ${family} ${name} already exists: another firedrill network fault holds it, or one was left behind by an agent that could not clean up. ` +
+    `If no firedrill network fault is running on this host, run \`firedrill-agent recover\`; if the table is still there afterwards, remove it with \`nft delete table ${family} ${name}\``
+  );
+}
+
+/** Turns an nft failure into what the operator should know. */
+function explainNftError(err: unknown, kind: string): Error {
+  if (!(err instanceof NetCommandError)) return err as Error;
+  if (/File exists/i.test(err.stderr)) return new Error(staleMessage());
+  const perm = permissionHint(err.stderr);
+  if (perm) return new Error(`${perm} (${err.message})`);
+  if (/Operation not supported|Protocol not supported|not supported/i.test(err.stderr)) {
+    return new Error(`${kind} needs nftables support in the kernel (nf_tables, nft_numgen), which this kernel does not provide: ${err.stderr.trim()}`);
+  }
+  return err;
+}
+
+/** Deletes our table if it is there and checks that it is gone. Gone already counts as reverted. */
+async function removeTable(run: CommandRunner, record: NftRevertRecord, log: Logger): Promise<void> {
+  if (!record.created) return;
+  const table = await findTable(run, record);
+  if (!table) {
+    log.info({ table: `${record.family} ${record.table}` }, "nftables table already gone");
+    return;
+  }
+  if (record.handle !== undefined && table.handle !== record.handle) {
+    log.warn({ table: `${record.family} ${record.table}`, ours: record.handle, found: table.handle }, "a table of that name exists but is not the one this fault created; ours is gone");
+    return;
+  }
+  const del = await run("nft", ["delete", "table", record.family, ...(record.handle !== undefined ? ["handle", String(record.handle)] : [record.table])]);
+  if (del.code !== 0) log.warn({ stderr: del.stderr.trim() }, "nft delete table failed; checking whether the table is gone anyway");
+  const after = await findTable(run, record);
+  if (after && (record.handle === undefined || after.handle === record.handle)) {
+    throw new Error(`the nftables table ${record.family} ${record.table} is still there after nft delete table: ${del.stderr.trim() || "no error given"}; remove it with \`nft delete table ${record.family} ${record.table}\``);
+  }
+  log.info({ table: `${record.family} ${record.table}` }, "nftables table deleted");
+}
+
+function fromJson(revert: JsonObject): NftRevertRecord {
+  const family = typeof revert.family === "string" ? revert.family : NFT_TABLE.family;
+  const table = typeof revert.table === "string" ? revert.table : NFT_TABLE.name;
+  // Only ever the firedrill table: a damaged record must not make revert delete anything else.
+  if (family !== NFT_TABLE.family || table !== NFT_TABLE.name) {
+    throw new Error(`the journal record names the nftables table ${family} ${table}, which is not firedrill's (${NFT_TABLE.family} ${NFT_TABLE.name}); refusing to delete it`);
+  }
+  return { family, table, created: revert.created !== false, ...(typeof revert.handle === "number" ? { handle: revert.handle } : {}) };
+}
+
+function toJson(record: NftRevertRecord): JsonObject {
+  return { ...record } as unknown as JsonObject;
+}
+
+/** Counters of the fault's drop rules. */
+interface DropCounters {
+  matched: number;
+  dropped: number;
+}
+
+async function readCounters(run: CommandRunner): Promise<DropCounters | undefined> {
+  const result = await run("nft", ["-j", "list", "table", NFT_TABLE.family, NFT_TABLE.name]);
+  if (result.code !== 0) return undefined;
+  const parsed = JSON.parse(result.stdout.trim() || "{}") as {
+    nftables?: { rule?: { comment?: string; expr?: { counter?: { packets: number } }[] } }[];
+  };
+  const totals: DropCounters = { matched: 0, dropped: 0 };
+  for (const entry of parsed.nftables ?? []) {
+    const rule = entry.rule;
+    if (!rule?.comment?.startsWith("firedrill ")) continue;
+    const counters = (rule.expr ?? []).filter((e) => e.counter).map((e) => e.counter!.packets);
+    // loss rules count twice: packets matched, then packets dropped; blackhole rules once.
+    totals.matched += counters[0] ?? 0;
+    totals.dropped += counters[counters.length - 1] ?? 0;
+  }
+  return totals;
+}
+
+/** Options of an nft fault kind (seams for tests). */
+export interface NftFaultOptions {
+  /** Runs nft. @default runCommand */
+  run?: CommandRunner;
+  /** How often counters are read for progress reports. @default 2000 */
+  measureIntervalMs?: number;
+}
+
+/** Creates an nft-based fault kind. */
+export function createNftFaultKind<P extends NftFaultParams>(spec: {
+  kind: string;
+  parse: (params: JsonObject) => P;
+  action: (params: P) => NftAction;
+  /** Measurements from the drop rules' counters. */
+  measurements: (params: P, counters: DropCounters) => Record<string, number>;
+  options?: NftFaultOptions;
+}): FaultKindDefinition<NftFaultPlan<P>> {
+  const run = spec.options?.run ?? runCommand;
+  const measureEvery = spec.options?.measureIntervalMs ?? 2000;
+
+  return {
+    kind: spec.kind,
+    exclusiveGroup: "network",
+    validate(params: JsonObject, host: HostInfo): NftFaultPlan<P> {
+      const parsed = spec.parse(params);
+      const exclusions = parseExclusions(host.networkExclusions);
+      refuseExcludedTargets(parsed.destinations, parsed.ports, exclusions);
+      const nft = buildNftPlan({
+        action: spec.action(parsed),
+        ...(parsed.destinations ? { destinations: parsed.destinations } : {}),
+        ...(parsed.ports ? { ports: parsed.ports } : {}),
+        direction: parsed.direction,
+        exclusions,
+      });
+      return { params: parsed, nft };
+    },
+    planRevert() {
+      return toJson({ family: NFT_TABLE.family, table: NFT_TABLE.name, created: false });
+    },
+    async start(plan, ctx: FaultContext): Promise<RunningFault> {
+      const record: NftRevertRecord = { family: NFT_TABLE.family, table: NFT_TABLE.name, created: false };
+      let existing: NftTableInfo | undefined;
+      try {
+        existing = await findTable(run, record);
+      } catch (err) {
+        throw explainNftError(err, spec.kind);
+      }
+      if (existing) throw new Error(staleMessage());
+      record.created = true;
+      ctx.updateRevert(toJson(record));
+      try {
+        await runChecked(run, "nft", ["-f", "-"], { input: plan.nft.ruleset });
+      } catch (err) {
+        // One transaction: refused as a whole, so nothing of ours exists.
+        record.created = false;
+        ctx.updateRevert(toJson(record));
+        throw explainNftError(err, spec.kind);
+      }
+      const table = await findTable(run, record).catch(() => undefined);
+      if (table) {
+        record.handle = table.handle;
+        ctx.updateRevert(toJson(record));
+      }
+      ctx.log.info({ table: `${record.family} ${record.table}`, handle: record.handle, chains: plan.nft.chains }, `${spec.kind} running`);
+
+      let last: Record<string, number> = spec.measurements(plan.params, { matched: 0, dropped: 0 });
+      let polling = false;
+      const poll = async () => {
+        if (polling) return;
+        polling = true;
+        try {
+          const counters = await readCounters(run);
+          if (counters) last = spec.measurements(plan.params, counters);
+        } catch (err) {
+          ctx.log.debug({ err }, "reading nft counters failed");
+        } finally {
+          polling = false;
+        }
+      };
+      const timer = setInterval(() => void poll(), measureEvery);
+      timer.unref();
+      let reverted: Promise<void> | undefined;
+      return {
+        measure: () => last,
+        revert() {
+          clearInterval(timer);
+          reverted ??= removeTable(run, record, ctx.log).catch((err: unknown) => {
+            reverted = undefined;
+            throw err;
+          });
+          return reverted;
+        },
+      };
+    },
+    async revertRecord(revert, { log }) {
+      // The table belongs to the kernel, not to the agent process: any process can delete it.
+      await removeTable(run, fromJson(revert), log);
+    },
+  };
+}

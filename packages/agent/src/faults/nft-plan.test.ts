@@ -1,0 +1,69 @@
+import { describe, expect, it } from "vitest";
+import { parseBlock, parseExclusions } from "./net-common.js";
+import { buildNftPlan } from "./nft-plan.js";
+
+const EXCLUSIONS = parseExclusions([
+  { cidr: "10.0.0.5/32", port: 7443, reason: "the control plane (cp.example.com:7443)" },
+  { cidr: "169.254.169.254/32", reason: "EC2 instance metadata (IMDS)" },
+  { cidr: "fd00:ec2::254/128", reason: "EC2 instance metadata (IMDS)" },
+  { cidr: "0.0.0.0/0", port: 53, reason: "DNS" },
+  { cidr: "::/0", port: 53, reason: "DNS" },
+]);
+
+describe("the nftables ruleset of network-loss and network-blackhole", () => {
+  it("loss, egress, destinations and ports: exclusions accepted first, then one counted numgen drop per family", () => {
+    const { ruleset, chains } = buildNftPlan({
+      action: { kind: "loss", percent: 30 },
+      destinations: [parseBlock("10.1.0.0/16"), parseBlock("192.0.2.7"), parseBlock("2001:db8::/32")],
+      ports: [443, 8443],
+      direction: "egress",
+      exclusions: EXCLUSIONS,
+    });
+    expect(chains).toEqual(["egress"]);
+    expect(ruleset.split("\n")).toEqual([
+      "create table inet firedrill",
+      "add chain inet firedrill egress { type filter hook output priority -10; policy accept; }",
+      'add rule inet firedrill egress ip daddr 10.0.0.5 meta l4proto { tcp, udp } th dport 7443 accept comment "excluded: the control plane (cp.example.com:7443)"',
+      'add rule inet firedrill egress ip daddr 169.254.169.254 accept comment "excluded: EC2 instance metadata (IMDS)"',
+      'add rule inet firedrill egress ip6 daddr fd00:ec2::254 accept comment "excluded: EC2 instance metadata (IMDS)"',
+      'add rule inet firedrill egress meta nfproto ipv4 meta l4proto { tcp, udp } th dport 53 accept comment "excluded: DNS"',
+      'add rule inet firedrill egress meta nfproto ipv6 meta l4proto { tcp, udp } th dport 53 accept comment "excluded: DNS"',
+      'add rule inet firedrill egress ip daddr { 10.1.0.0/16, 192.0.2.7 } meta l4proto { tcp, udp } th dport { 443, 8443 } counter numgen random mod 100 < 30 counter drop comment "firedrill network-loss 30%"',
+      'add rule inet firedrill egress ip6 daddr 2001:db8::/32 meta l4proto { tcp, udp } th dport { 443, 8443 } counter numgen random mod 100 < 30 counter drop comment "firedrill network-loss 30%"',
+      "",
+    ]);
+  });
+
+  it("blackhole, both directions, everything: ingress matches the remote side (saddr, sport); loopback is left alone", () => {
+    const { ruleset, chains } = buildNftPlan({ action: { kind: "blackhole" }, direction: "both", exclusions: EXCLUSIONS.slice(0, 1) });
+    expect(chains).toEqual(["egress", "ingress"]);
+    expect(ruleset.split("\n")).toEqual([
+      "create table inet firedrill",
+      "add chain inet firedrill egress { type filter hook output priority -10; policy accept; }",
+      'add rule inet firedrill egress ip daddr 10.0.0.5 meta l4proto { tcp, udp } th dport 7443 accept comment "excluded: the control plane (cp.example.com:7443)"',
+      'add rule inet firedrill egress oifname "lo" accept comment "excluded: loopback"',
+      'add rule inet firedrill egress counter drop comment "firedrill network-blackhole"',
+      "add chain inet firedrill ingress { type filter hook input priority -10; policy accept; }",
+      'add rule inet firedrill ingress ip saddr 10.0.0.5 meta l4proto { tcp, udp } th sport 7443 accept comment "excluded: the control plane (cp.example.com:7443)"',
+      'add rule inet firedrill ingress iifname "lo" accept comment "excluded: loopback"',
+      'add rule inet firedrill ingress counter drop comment "firedrill network-blackhole"',
+      "",
+    ]);
+  });
+
+  it("ports only, ingress: every address, remote source port", () => {
+    const { ruleset } = buildNftPlan({ action: { kind: "blackhole" }, ports: [5432], direction: "ingress", exclusions: [] });
+    expect(ruleset).toContain('add rule inet firedrill ingress meta l4proto { tcp, udp } th sport 5432 counter drop comment "firedrill network-blackhole"');
+  });
+
+  it("comments never carry quotes or other syntax from an exclusion's reason", () => {
+    const { ruleset } = buildNftPlan({
+      action: { kind: "blackhole" },
+      direction: "egress",
+      exclusions: parseExclusions([{ cidr: "10.0.0.5/32", reason: 'evil" ; flush ruleset ; "' }]),
+    });
+    expect(ruleset).toContain('comment "excluded: evil_ _ flush ruleset _ _"');
+    expect(ruleset.split("\n").filter((l) => l.includes("flush"))).toHaveLength(1);
+    expect((ruleset.match(/"/g) ?? []).length % 2).toBe(0);
+  });
+});

@@ -1,0 +1,100 @@
+/**
+ * The nftables ruleset of network-loss and network-blackhole, built as text from validated
+ * parameters only, and loaded in one atomic transaction with `nft -f -`.
+ *
+ * Shape (loss 30% to 10.1.0.0/16 port 443, egress):
+ *
+ *   create table inet firedrill
+ *   add chain inet firedrill egress { type filter hook output priority -10; policy accept; }
+ *   add rule inet firedrill egress ip daddr 10.0.0.5 meta l4proto { tcp, udp } th dport 7443 accept comment "excluded: the control plane …"
+ *   add rule inet firedrill egress ip daddr 169.254.169.254 accept comment "excluded: EC2 instance metadata (IMDS)"
+ *   add rule inet firedrill egress meta nfproto ipv4 meta l4proto { tcp, udp } th dport 53 accept comment "excluded: DNS"
+ *   …
+ *   add rule inet firedrill egress ip daddr { 10.1.0.0/16 } meta l4proto { tcp, udp } th dport { 443 } counter numgen random mod 100 < 30 counter drop comment "firedrill network-loss 30%"
+ *
+ * `create table` fails when the table exists, so a second fault (or a stale table) can never be
+ * merged into: the whole transaction is refused and nothing changes. Chains hook output (egress)
+ * and input (ingress) at priority -10, before the usual filter chains, with policy accept: only the
+ * drop rules act. Exclusions come first, as accept. Ports are the remote side's: `th dport` on
+ * egress, `th sport` on ingress.
+ */
+import type { FaultParamsByKind } from "@firedrill/protocol";
+import { blockText, safeComment } from "./net-common.js";
+import type { CidrBlock, ParsedExclusion } from "./net-common.js";
+
+type NetworkDirection = FaultParamsByKind["network-loss"]["direction"];
+
+/** The nftables table every firedrill network fault owns. */
+export const NFT_TABLE = { family: "inet", name: "firedrill" } as const;
+/** Hook priority of the chains: before the usual filter chains (priority 0). */
+export const NFT_PRIORITY = -10;
+
+/** What the drop rule does: drop a share of the packets, or all of them. */
+export type NftAction = { kind: "loss"; percent: number } | { kind: "blackhole" };
+
+/** What the ruleset is built from. */
+export interface NftPlanInput {
+  action: NftAction;
+  destinations?: readonly CidrBlock[];
+  ports?: readonly number[];
+  direction: NetworkDirection;
+  exclusions: readonly ParsedExclusion[];
+}
+
+/** The ruleset to load, and the chains it creates. */
+export interface NftPlan {
+  ruleset: string;
+  chains: ("egress" | "ingress")[];
+}
+
+const CHAINS = {
+  egress: { hook: "output", addr: "daddr", port: "dport", lo: "oifname" },
+  ingress: { hook: "input", addr: "saddr", port: "sport", lo: "iifname" },
+} as const;
+
+function addressMatch(blocks: readonly CidrBlock[], field: "daddr" | "saddr"): string {
+  const family = blocks[0]!.family;
+  const proto = family === 4 ? "ip" : "ip6";
+  if (blocks.length === 1 && blocks[0]!.prefix === 0) return `meta nfproto ${family === 4 ? "ipv4" : "ipv6"}`;
+  if (blocks.length === 1) return `${proto} ${field} ${blockText(blocks[0]!)}`;
+  return `${proto} ${field} { ${blocks.map(blockText).join(", ")} }`;
+}
+
+function portMatch(ports: readonly number[], field: "dport" | "sport"): string {
+  const set = ports.length === 1 ? String(ports[0]) : `{ ${ports.join(", ")} }`;
+  return `meta l4proto { tcp, udp } th ${field} ${set}`;
+}
+
+function describe(action: NftAction): string {
+  return action.kind === "loss" ? `firedrill network-loss ${action.percent}%` : "firedrill network-blackhole";
+}
+
+/** Builds the ruleset text. Pure: runs nothing. Every value in it comes from validated input. */
+export function buildNftPlan(input: NftPlanInput): NftPlan {
+  const { family, name } = NFT_TABLE;
+  const chains = input.direction === "both" ? (["egress", "ingress"] as const) : ([input.direction] as const);
+  const lines = [`create table ${family} ${name}`];
+  for (const chain of chains) {
+    const c = CHAINS[chain];
+    const rule = (text: string) => lines.push(`add rule ${family} ${name} ${chain} ${text}`);
+    lines.push(`add chain ${family} ${name} ${chain} { type filter hook ${c.hook} priority ${NFT_PRIORITY}; policy accept; }`);
+    for (const e of input.exclusions) {
+      const match = [addressMatch([e.block], c.addr), ...(e.port !== undefined ? [portMatch([e.port], c.port)] : [])];
+      rule(`${match.join(" ")} accept comment "${safeComment(`excluded: ${e.reason}`)}"`);
+    }
+    // Cutting off the whole host leaves loopback alone, as a real network failure would.
+    if (!input.destinations) rule(`${c.lo} "lo" accept comment "excluded: loopback"`);
+    const ports = input.ports ? [portMatch(input.ports, c.port)] : [];
+    const verdict =
+      input.action.kind === "loss" ? `counter numgen random mod 100 < ${input.action.percent} counter drop` : "counter drop";
+    const comment = `comment "${safeComment(describe(input.action))}"`;
+    if (!input.destinations) rule([...ports, verdict, comment].join(" "));
+    else {
+      for (const fam of [4, 6] as const) {
+        const blocks = input.destinations.filter((b) => b.family === fam);
+        if (blocks.length > 0) rule([addressMatch(blocks, c.addr), ...ports, verdict, comment].join(" "));
+      }
+    }
+  }
+  return { ruleset: `${lines.join("\n")}\n`, chains: [...chains] };
+}

@@ -1,0 +1,101 @@
+// Echo servers and probes for the network fault tests, run inside test namespaces with
+// `ip netns exec <ns> node test/support/net-tools.mjs <command> ...`. Plain JS so it starts fast.
+// Every probe is bounded in count and time and prints one JSON line.
+//
+//   serve --tcp 8080,9090 --udp 7000            TCP and UDP echo servers on 0.0.0.0; prints "ready"
+//   tcp-connect --host H --port P [--count N] [--timeout MS]
+//                                               N sequential connect + echo attempts: {ok, failed, rttsMs}
+//   udp-echo --host H --port P --count N [--interval MS] [--wait MS]
+//                                               N datagrams (numbered) paced by interval; counts the echoes
+//                                               that came back within wait after the last: {sent, received, lossPercent}
+//   udp-send --host H --port P --count N        N datagrams, no replies expected: {sent}
+import { createSocket } from "node:dgram";
+import { createServer, connect } from "node:net";
+
+const [command, ...rest] = process.argv.slice(2);
+const opts = {};
+for (let i = 0; i < rest.length; i += 2) opts[rest[i].replace(/^--/, "")] = rest[i + 1];
+const num = (name, fallback) => (opts[name] === undefined ? fallback : Number(opts[name]));
+const family = (host) => (host.includes(":") ? "udp6" : "udp4");
+
+function serve() {
+  const tcpPorts = (opts.tcp ?? "").split(",").filter(Boolean).map(Number);
+  const udpPorts = (opts.udp ?? "").split(",").filter(Boolean).map(Number);
+  let pending = tcpPorts.length + udpPorts.length;
+  const ready = () => {
+    if (--pending === 0) console.log("ready");
+  };
+  for (const port of tcpPorts) {
+    createServer((sock) => {
+      sock.on("error", () => {});
+      sock.pipe(sock);
+    }).listen(port, "0.0.0.0", ready);
+  }
+  for (const port of udpPorts) {
+    const sock = createSocket("udp4");
+    sock.on("message", (msg, rinfo) => sock.send(msg, rinfo.port, rinfo.address));
+    sock.bind(port, "0.0.0.0", ready);
+  }
+}
+
+function tcpOnce(host, port, timeoutMs) {
+  return new Promise((resolve) => {
+    const started = performance.now();
+    const sock = connect({ host, port });
+    const done = (ok) => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(ok ? performance.now() - started : undefined);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    sock.once("connect", () => sock.write("ping"));
+    sock.once("data", () => done(true));
+    sock.once("error", () => done(false));
+  });
+}
+
+async function tcpConnect() {
+  const count = Math.min(num("count", 1), 1000);
+  const timeout = Math.min(num("timeout", 1000), 30_000);
+  const rtts = [];
+  let failed = 0;
+  for (let i = 0; i < count; i++) {
+    const rtt = await tcpOnce(opts.host, num("port"), timeout);
+    if (rtt === undefined) failed++;
+    else rtts.push(Math.round(rtt * 10) / 10);
+  }
+  console.log(JSON.stringify({ ok: rtts.length, failed, rttsMs: rtts }));
+}
+
+async function udpEcho() {
+  const count = Math.min(num("count", 100), 10_000);
+  const interval = Math.min(num("interval", 2), 1000);
+  const wait = Math.min(num("wait", 500), 10_000);
+  const sock = createSocket(family(opts.host));
+  const seen = new Set();
+  sock.on("message", (msg) => seen.add(msg.toString()));
+  await new Promise((r) => sock.bind(0, r));
+  for (let i = 0; i < count; i++) {
+    sock.send(`probe-${i}`, num("port"), opts.host);
+    await new Promise((r) => setTimeout(r, interval));
+  }
+  await new Promise((r) => setTimeout(r, wait));
+  sock.close();
+  const received = seen.size;
+  console.log(JSON.stringify({ sent: count, received, lossPercent: Math.round(((count - received) / count) * 1000) / 10 }));
+}
+
+async function udpSend() {
+  const count = Math.min(num("count", 1), 10_000);
+  const sock = createSocket(family(opts.host));
+  for (let i = 0; i < count; i++) await new Promise((r) => sock.send(`probe-${i}`, num("port"), opts.host, r));
+  sock.close();
+  console.log(JSON.stringify({ sent: count }));
+}
+
+const commands = { serve, "tcp-connect": tcpConnect, "udp-echo": udpEcho, "udp-send": udpSend };
+if (!commands[command]) {
+  console.error(`unknown command ${command}; use one of: ${Object.keys(commands).join(", ")}`);
+  process.exit(2);
+}
+await commands[command]();
