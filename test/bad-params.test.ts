@@ -1,3 +1,4 @@
+import { FAULT_KINDS } from "@firedrill/protocol";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -21,7 +22,7 @@ describe("bad fault requests get precise errors and start nothing", () => {
   const cases: [string, Record<string, unknown>, { field: string; message: string }][] = [
     ["load 0", { kind: "cpu-burn", params: { load: 0 }, duration: "30s" }, { field: "params.load", message: "0 is below the minimum 1" }],
     ["load 150", { kind: "cpu-burn", params: { load: 150 }, duration: "30s" }, { field: "params.load", message: "150 is above the maximum 100" }],
-    ["unknown kind", { kind: "cpu-melt", params: {}, duration: "30s" }, { field: "kind", message: 'unknown fault kind "cpu-melt"; use one of: cpu-burn' }],
+    ["unknown kind", { kind: "cpu-melt", params: {}, duration: "30s" }, { field: "kind", message: `unknown fault kind "cpu-melt"; use one of: ${FAULT_KINDS.join(", ")}` }],
     ["duration abc", { kind: "cpu-burn", params: { load: 50 }, duration: "abc" }, { field: "duration", message: '"abc" is not a duration; use e.g. 500ms, 30s, 5m, 1h30m' }],
     ["duration 13h", { kind: "cpu-burn", params: { load: 50 }, duration: "13h" }, { field: "duration", message: "13h is longer than the maximum 12h" }],
     ["unknown param", { kind: "cpu-burn", params: { lod: 50 }, duration: "30s" }, { field: "params.lod", message: "unknown parameter for cpu-burn; allowed: load, cores" }],

@@ -1,4 +1,4 @@
-import { FaultEventType, RevertReason, durationToMs } from "@firedrill/protocol";
+import { FAULT_KINDS, FaultEventType, RevertReason, durationToMs } from "@firedrill/protocol";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { ErrorJson, FaultEventJson, FaultJson } from "../api-types.js";
 import { connectTestAgent, startTestControlPlane } from "../test-support/test-agent.js";
@@ -53,7 +53,7 @@ describe("HTTP API", () => {
 
     const kind = await post({ kind: "cpu-melt", duration: "30s" });
     expect(kind.status).toBe(400);
-    expect(kind.body.error.issues).toEqual([{ field: "kind", message: 'unknown fault kind "cpu-melt"; use one of: cpu-burn' }]);
+    expect(kind.body.error.issues).toEqual([{ field: "kind", message: `unknown fault kind "cpu-melt"; use one of: ${FAULT_KINDS.join(", ")}` }]);
 
     const notObject = await post([1, 2]);
     expect(notObject.status).toBe(400);
