@@ -1,0 +1,83 @@
+/**
+ * The stop-condition registry: every kind of `spec.stopConditions[]` entry maps to one module.
+ * A new kind (the AWS `cloudwatchAlarm`) is its spec in experiments/types.ts, one module here
+ * and one line in {@link STOP_CONDITION_KINDS}; the compiler refuses a registry that misses a kind.
+ */
+import type { StopConditionSpec } from "../experiments/types.js";
+import { alertStopCondition } from "./alert.js";
+import { httpStopCondition } from "./http.js";
+import { prometheusStopCondition } from "./prometheus.js";
+import type { StopConditionContext, StopConditionKind, StopConditionWatcher } from "./types.js";
+
+/** The names of the stop-condition kinds: "http" | "prometheus" | "alert". */
+export type StopConditionKindName = StopConditionSpec["kind"];
+
+/** The kind-specific part of a spec entry, e.g. `HttpStopConditionSpec` for "http". */
+export type StopConditionSpecOf<K extends StopConditionKindName> =
+  Extract<StopConditionSpec, { kind: K }> extends infer S ? (K extends keyof S ? S[K] : never) : never;
+
+/** Every stop-condition kind, by name. */
+export const STOP_CONDITION_KINDS = {
+  http: httpStopCondition,
+  prometheus: prometheusStopCondition,
+  alert: alertStopCondition,
+} as const satisfies { [K in StopConditionKindName]: StopConditionKind<StopConditionSpecOf<K>> };
+
+/** Thrown when a spec names a kind this control plane has no module for. */
+export class UnknownStopConditionError extends Error {
+  override readonly name = "UnknownStopConditionError";
+  constructor(readonly kind: string) {
+    super(
+      `unknown stop condition kind ${JSON.stringify(kind)}; this control plane knows: ${Object.keys(STOP_CONDITION_KINDS).join(", ")}`,
+    );
+  }
+}
+
+function resolve(spec: StopConditionSpec): { kind: StopConditionKind<unknown>; params: unknown } {
+  const name: string = spec.kind;
+  if (!Object.hasOwn(STOP_CONDITION_KINDS, name)) throw new UnknownStopConditionError(name);
+  // The spec union keys each kind's parameters by the kind's name (`{ kind: "http", http: {...} }`),
+  // and the registry's `satisfies` ties each name to the module for exactly those parameters.
+  const kind = STOP_CONDITION_KINDS[name as StopConditionKindName] as StopConditionKind<unknown>;
+  return { kind, params: (spec as unknown as Record<string, unknown>)[name] };
+}
+
+/**
+ * A watcher for one stop condition of one run: check() for preflight, start()/stop() around the run.
+ * Thrown when the kind has no module: {@link UnknownStopConditionError}.
+ */
+export function createWatcher(spec: StopConditionSpec, ctx: StopConditionContext): StopConditionWatcher {
+  const { kind, params } = resolve(spec);
+  return kind.create(params, ctx);
+}
+
+/**
+ * One line naming the condition, for plans and the run timeline, e.g. `http GET http://web/health`.
+ * Thrown when the kind has no module: {@link UnknownStopConditionError}.
+ */
+export function describeStopCondition(spec: StopConditionSpec): string {
+  const { kind, params } = resolve(spec);
+  return kind.describe(params);
+}
+
+export { alertStopCondition, alertMatches, formatMatchers } from "./alert.js";
+export {
+  ALERTMANAGER_PAYLOAD_VERSION,
+  ALERTMANAGER_WEBHOOK_PATH,
+  AlertPayloadError,
+  createAlertReceiver,
+  parseAlertmanagerPayload,
+  registerAlertRoutes,
+} from "./alert-receiver.js";
+export type { AlertReceiver, AlertReceiverOptions, AlertmanagerPayload } from "./alert-receiver.js";
+export { httpStopCondition } from "./http.js";
+export { PROMETHEUS_ERRORS_TO_ABORT, prometheusStopCondition } from "./prometheus.js";
+export type {
+  AlertSource,
+  Breach,
+  FiringAlert,
+  StopConditionContext,
+  StopConditionKind,
+  StopConditionStatus,
+  StopConditionWatcher,
+} from "./types.js";
