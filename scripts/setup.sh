@@ -27,6 +27,27 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# Stop conditions: the tests start their own prometheus and prometheus-alertmanager (binaries from
+# Debian's packages) on free loopback ports with their own config and data dirs; the packaged
+# services (:9090, :9093) are not what they use, so a fresh install doesn't leave them running.
+prom_missing=()
+command -v prometheus >/dev/null 2>&1 || prom_missing+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || prom_missing+=(prometheus-alertmanager)
+if [ ${#prom_missing[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "setup: installing ${prom_missing[*]} with apt-get"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${prom_missing[@]}" >/dev/null
+  for service in "${prom_missing[@]}"; do
+    if [ -d /run/systemd/system ]; then
+      $SUDO systemctl disable --now "$service.service" >/dev/null 2>&1 || true
+    else
+      $SUDO invoke-rc.d "$service" stop >/dev/null 2>&1 || true
+    fi
+  done
+fi
+
 if [ "$(pnpm --version 2>/dev/null || true)" != "$PNPM_VERSION" ]; then
   echo "setup: installing pnpm@$PNPM_VERSION"
   npm install -g "pnpm@$PNPM_VERSION" >/dev/null
