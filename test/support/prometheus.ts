@@ -1,7 +1,7 @@
 /**
- * A real Prometheus for tests: the `prometheus` binary (Debian package, installed by
- * scripts/setup.sh) on a free loopback port, with its own config and data dir, scraping a tiny
- * metrics endpoint the test controls every second. Never the system's Prometheus service.
+ * A real Prometheus (and Alertmanager) for tests: the binaries from Debian's packages, installed
+ * by scripts/setup.sh, on free loopback ports with their own config and data dirs; Prometheus
+ * scrapes a tiny metrics endpoint the test controls every second. Never the system's services.
  */
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
@@ -22,10 +22,19 @@ export const TEST_JOB = "firedrill-test";
 
 /** The `prometheus` binary on PATH (or in /usr/bin), or undefined. */
 export function findPrometheus(): string | undefined {
+  return findBinary("prometheus");
+}
+
+/** The `prometheus-alertmanager` binary (Debian's name for alertmanager), or undefined. */
+export function findAlertmanager(): string | undefined {
+  return findBinary("prometheus-alertmanager");
+}
+
+function findBinary(name: string): string | undefined {
   const dirs = [...(process.env.PATH ?? "").split(delimiter), "/usr/bin", "/usr/local/bin"];
   for (const dir of dirs) {
     if (!dir) continue;
-    const candidate = join(dir, "prometheus");
+    const candidate = join(dir, name);
     try {
       accessSync(candidate, constants.X_OK);
       return candidate;
@@ -112,6 +121,17 @@ async function getJson(url: string): Promise<unknown> {
   return res.ok ? res.json() : undefined;
 }
 
+/** SIGTERM, then SIGKILL after 5 s; waits (bounded) for the exit. */
+async function killChild(child: ChildProcess, exited: Promise<void>): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill("SIGTERM");
+  const gone = await Promise.race([exited.then(() => true), sleep(5000).then(() => false)]);
+  if (!gone) {
+    child.kill("SIGKILL");
+    await Promise.race([exited, sleep(2000)]);
+  }
+}
+
 async function waitFor(what: string, timeoutMs: number, probe: () => Promise<boolean>, output: () => string, child: ChildProcess): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -172,14 +192,7 @@ export async function startPrometheus(options: StartPrometheusOptions = {}): Pro
   const stop = async (): Promise<void> => {
     if (stopped) return;
     stopped = true;
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill("SIGTERM");
-      const gone = await Promise.race([exited.then(() => true), sleep(5000).then(() => false)]);
-      if (!gone) {
-        child.kill("SIGKILL");
-        await Promise.race([exited, sleep(2000)]);
-      }
-    }
+    await killChild(child, exited);
     await target.close();
     rmSync(dir, { recursive: true, force: true });
   };
@@ -202,4 +215,92 @@ export async function startPrometheus(options: StartPrometheusOptions = {}): Pro
     throw err;
   }
   return { url, target, output, stop };
+}
+
+/** Why Alertmanager tests are skipped when the binary is missing. */
+export const ALERTMANAGER_MISSING = "prometheus-alertmanager is not installed; .ci/run installs it via scripts/setup.sh";
+
+/** A running test Alertmanager. */
+export interface TestAlertmanager {
+  /** `http://127.0.0.1:<port>` */
+  url: string;
+  /** Sends alerts as Prometheus does (`POST /api/v2/alerts`). */
+  post(alerts: { labels: Record<string, string>; annotations?: Record<string, string>; endsAt?: string }[]): Promise<void>;
+  output(): string;
+  /** Kills Alertmanager and removes its data dir. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts Debian's `prometheus-alertmanager` on a free loopback port, clustering off, routing every
+ * alert at once (group_wait 0s, group_interval 1s) to `webhookUrl` with send_resolved.
+ * Returns undefined when the binary is not installed (skip with {@link ALERTMANAGER_MISSING}).
+ */
+export async function startAlertmanager(webhookUrl: string, readyTimeoutMs = 30_000): Promise<TestAlertmanager | undefined> {
+  const binary = findBinary("prometheus-alertmanager");
+  if (!binary) return undefined;
+  const dir = mkdtempSync(join(tmpdir(), "firedrill-alertmanager-"));
+  const config = join(dir, "alertmanager.yml");
+  writeFileSync(
+    config,
+    [
+      "route:",
+      "  receiver: firedrill",
+      "  group_by: [alertname]",
+      "  group_wait: 0s",
+      "  group_interval: 1s",
+      "  repeat_interval: 1h",
+      "receivers:",
+      "  - name: firedrill",
+      "    webhook_configs:",
+      `      - url: ${JSON.stringify(webhookUrl)}`,
+      "        send_resolved: true",
+      "",
+    ].join("\n"),
+  );
+  const port = await freePort();
+  const child = spawn(
+    binary,
+    [
+      `--config.file=${config}`,
+      `--storage.path=${join(dir, "data")}`,
+      `--web.listen-address=127.0.0.1:${port}`,
+      "--cluster.listen-address=",
+      "--log.level=warn",
+    ],
+    { cwd: dir, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let out = "";
+  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+  child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const output = () => out;
+  const url = `http://127.0.0.1:${port}`;
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    await killChild(child, exited);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await waitFor("readiness", readyTimeoutMs, async () => (await fetch(`${url}/-/ready`, { signal: AbortSignal.timeout(1000) })).ok, output, child);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return {
+    url,
+    output,
+    stop,
+    post: async (alerts) => {
+      const res = await fetch(`${url}/api/v2/alerts`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(alerts),
+        signal: AbortSignal.timeout(5000),
+      });
+      if (!res.ok) throw new Error(`alertmanager refused the alerts: HTTP ${res.status} ${await res.text()}`);
+    },
+  };
 }
