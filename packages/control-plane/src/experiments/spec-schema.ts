@@ -107,7 +107,7 @@ function checkedString(check: (text: string) => Parsed<unknown>, typeHint: strin
   return z
     .string({
       error: (issue) =>
-        issue.input === undefined ? `is required (${typeHint})` : `${describeValue(issue.input)} is not valid; expected ${typeHint}`,
+        issue.input === undefined ? `is required (${typeHint})` : `${describeValue(issue.input)} is not ${typeHint}`,
     })
     .superRefine((text, ctx) => {
       const parsed = check(text);
@@ -268,7 +268,7 @@ const guardrailsShape = {
     .optional()
     .meta({ description: "A label (key=value) every target must carry, in addition to the server policy's." }),
   excludeLabels: z
-    .array(checkedString((t) => parseLabelTerm(t, { keyOnly: true }), `key=value or a key alone`))
+    .array(checkedString((t) => parseLabelTerm(t, { keyOnly: true }), "a label: key=value, or a key alone"))
     .optional()
     .meta({ description: "Agents carrying any of these labels (key=value, or key for any value) are never targeted." }),
   maxTargets: z.number().int().min(1).optional().meta({ description: "Most hosts per target group." }),

@@ -26,6 +26,8 @@ export interface YamlSource {
   syntaxIssues: SpecIssue[];
   /** The 1-based line of a path: the line of its key (or list item), else of its nearest ancestor. */
   lineOf(path: SourcePath): number;
+  /** The source offset the line of {@link lineOf} comes from (orders issues within a line). */
+  offsetOf(path: SourcePath): number;
 }
 
 /** Parses YAML text, keeping node positions. */
@@ -38,16 +40,12 @@ export function readYaml(text: string): YamlSource {
     const column = Math.max(pos.col, 1);
     return { path: "", line, column, message: `YAML syntax error: ${firstLine(err.message)}` };
   });
-  const lineAt = (node: unknown): number | undefined => {
-    const range = (node as Node | null | undefined)?.range;
-    if (!range) return undefined;
-    const { line } = lineCounter.linePos(range[0]);
-    return line > 0 ? line : 1;
-  };
+  const lineOf = (offset: number): number => Math.max(lineCounter.linePos(offset).line, 1);
   return {
     data: syntaxIssues.length > 0 ? undefined : doc.toJS({ maxAliasCount: 100 }),
     syntaxIssues,
-    lineOf: (path) => locate(doc, path, lineAt),
+    lineOf: (path) => lineOf(locate(doc, path)),
+    offsetOf: (path) => locate(doc, path),
   };
 }
 
@@ -55,26 +53,28 @@ function firstLine(message: string): string {
   return message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "");
 }
 
-function locate(doc: Document, path: SourcePath, lineAt: (node: unknown) => number | undefined): number {
+/** The offset of the key (or list item) at `path`, else of its nearest ancestor. */
+function locate(doc: Document, path: SourcePath): number {
+  const offsetAt = (node: unknown): number | undefined => (node as Node | null | undefined)?.range?.[0];
   let node: unknown = doc.contents;
-  let line = lineAt(node) ?? 1;
+  let offset = offsetAt(node) ?? 0;
   for (const segment of path) {
     if (isAlias(node)) node = node.resolve(doc);
     if (isMap(node)) {
       const pair = node.items.find((p) => (isScalar(p.key) ? String(p.key.value) : String(p.key)) === String(segment));
       if (!pair) break;
-      line = lineAt(pair.key) ?? line;
+      offset = offsetAt(pair.key) ?? offset;
       node = pair.value;
     } else if (isSeq(node) && typeof segment === "number") {
       const item = node.items[segment];
       if (item === undefined) break;
-      line = lineAt(item) ?? line;
+      offset = offsetAt(item) ?? offset;
       node = item;
     } else {
       break;
     }
   }
-  return line;
+  return offset;
 }
 
 /** Formats a path as the user reads it: `steps[2].params.load`, `labels["app.kubernetes.io/name"]`. */
@@ -123,17 +123,18 @@ export function fromZodIssues(issues: readonly z.core.$ZodIssue[]): SourceIssue[
  */
 export function toSpecIssues(source: YamlSource, issues: readonly SourceIssue[], dropPrefix?: string): SpecIssue[] {
   const seen = new Set<string>();
-  const out: (SpecIssue & { order: number })[] = [];
+  const out: (SpecIssue & { offset: number; order: number })[] = [];
   issues.forEach((issue, order) => {
     const shown = dropPrefix !== undefined && issue.path[0] === dropPrefix && issue.path.length > 1 ? issue.path.slice(1) : issue.path;
     const path = formatPath(shown);
     const key = `${path}\u0000${issue.message}`;
     if (seen.has(key)) return;
     seen.add(key);
-    out.push({ path, line: source.lineOf(issue.linePath ?? issue.path), message: issue.message, order });
+    const at = issue.linePath ?? issue.path;
+    out.push({ path, line: source.lineOf(at), message: issue.message, offset: source.offsetOf(at), order });
   });
-  out.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || a.order - b.order);
-  return out.map(({ order: _order, ...issue }) => issue);
+  out.sort((a, b) => a.offset - b.offset || a.order - b.order);
+  return out.map(({ offset: _offset, order: _order, ...issue }) => issue);
 }
 
 /** Formats an issue as `<file>:<line>: <path>: <message>` (`<file>:<line>:<column>: ...` for syntax errors). */

@@ -1,0 +1,490 @@
+import { readdirSync, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import { ExperimentSpecError, formatSpecIssue, parseExperiment } from "./spec.js";
+import type { Experiment, SpecIssue } from "./types.js";
+
+const ROOT = resolve(fileURLToPath(new URL(".", import.meta.url)), "../../../..");
+
+/** A valid experiment; each case below edits some of its lines (numbers are 1-based). */
+const BASE = `apiVersion: firedrill/v1
+kind: Experiment
+metadata:
+  name: demo
+spec:
+  hypothesis: web stays up
+  targets:
+    web:
+      selector: { labels: { app: web } }
+      mode: { count: 1 }
+  steps:
+    - { name: burn, fault: cpu-burn, target: web, params: { load: 80 }, duration: 2m }
+    - { name: pause, wait: 30s, startAfter: [burn] }
+    - { name: fill, fault: disk-fill, target: web, params: { path: /var/tmp, targetPercent: 80 }, duration: 1m, startAfter: [pause] }
+  stopConditions:
+    - { http: { url: "http://web/health" } }
+  guardrails: { window: { days: mon-fri, hours: "10:00-16:00", tz: Europe/Berlin }, blackoutDates: ["2026-12-24"] }
+`;
+
+/** BASE with lines replaced (a replacement may hold several lines). */
+function edit(lines: Record<number, string>): string {
+  return BASE.split("\n")
+    .map((line, i) => lines[i + 1] ?? line)
+    .join("\n");
+}
+
+function issuesOf(text: string): SpecIssue[] {
+  try {
+    parseExperiment(text, "game-day.yaml");
+  } catch (err) {
+    if (err instanceof ExperimentSpecError) return err.issues;
+    throw err;
+  }
+  throw new Error("expected the spec to be refused");
+}
+
+const STEP0 = (fields: string) => `    - { name: burn, fault: cpu-burn, target: web, ${fields} }`;
+const KINDS = "cpu-burn, disk-fill, process-kill, process-stop, network-delay, network-loss, network-blackhole";
+
+interface Case {
+  name: string;
+  text: string;
+  issues: SpecIssue[];
+}
+
+const CASES: Case[] = [
+  {
+    name: "unknown top-level field",
+    text: edit({ 17: `  guardrails: {}\nstatus: done` }),
+    issues: [{ path: "status", line: 18, message: 'unknown field "status"; allowed: apiVersion, kind, metadata, spec' }],
+  },
+  {
+    name: "unknown step field",
+    text: edit({ 12: STEP0("params: { load: 80 }, duration: 2m, retries: 3") }),
+    issues: [
+      { path: "steps[0].retries", line: 12, message: 'unknown field "retries"; allowed: name, fault, target, params, duration, wait, startAfter' },
+    ],
+  },
+  {
+    name: "wrong apiVersion",
+    text: edit({ 1: "apiVersion: firedrill/v2" }),
+    issues: [{ path: "apiVersion", line: 1, message: '"firedrill/v2" is not allowed; use "firedrill/v1"' }],
+  },
+  {
+    name: "wrong kind",
+    text: edit({ 2: "kind: Experiments" }),
+    issues: [{ path: "kind", line: 2, message: '"Experiments" is not allowed; use "Experiment"' }],
+  },
+  {
+    name: "missing hypothesis (reported on the spec line)",
+    text: edit({ 6: "  # no hypothesis" }),
+    issues: [
+      { path: "hypothesis", line: 5, message: 'is required: say what should stay true while the faults run, e.g. "checkout keeps >= 99% success"' },
+    ],
+  },
+  {
+    name: "unknown fault kind",
+    text: edit({ 12: "    - { name: burn, fault: cpu-melt, target: web, duration: 2m }" }),
+    issues: [{ path: "steps[0].fault", line: 12, message: `"cpu-melt" is not a known fault kind; use one of: ${KINDS}` }],
+  },
+  {
+    name: "bad fault parameter (the protocol's parser)",
+    text: edit({ 14: "    - { name: fill, fault: cpu-burn, target: web, params: { load: 150 }, duration: 1m, startAfter: [pause] }" }),
+    issues: [{ path: "steps[2].params.load", line: 14, message: "150 is above the maximum 100" }],
+  },
+  {
+    name: "unknown fault parameter",
+    text: edit({ 12: STEP0("params: { load: 80, cpu: 2 }, duration: 2m") }),
+    issues: [{ path: "steps[0].params.cpu", line: 12, message: "unknown parameter for cpu-burn; allowed: load, cores" }],
+  },
+  {
+    name: "bad duration",
+    text: edit({ 12: STEP0("params: { load: 80 }, duration: 2 minutes") }),
+    issues: [
+      { path: "steps[0].duration", line: 12, message: '"2 minutes" is not a duration; use a number with a unit (ms, s, m, h), e.g. 30s, 2m, 1h30m' },
+    ],
+  },
+  {
+    name: "duration without a unit",
+    text: edit({ 12: STEP0("duration: 30") }),
+    issues: [{ path: "steps[0].duration", line: 12, message: "30 is not a duration with a unit, e.g. 30s, 2m, 1h30m" }],
+  },
+  {
+    name: "duration over 12h",
+    text: edit({ 12: STEP0("duration: 13h") }),
+    issues: [{ path: "steps[0].duration", line: 12, message: "13h is longer than the maximum 12h" }],
+  },
+  {
+    name: "fault step without duration",
+    text: edit({ 12: STEP0("params: { load: 80 }") }),
+    issues: [{ path: "steps[0].duration", line: 12, message: "is required for a fault step: how long the fault lasts, e.g. duration: 2m" }],
+  },
+  {
+    name: "duplicate step names",
+    text: edit({ 14: "    - { name: burn, fault: disk-fill, target: web, params: { path: /var/tmp, targetPercent: 80 }, duration: 1m, startAfter: [pause] }" }),
+    issues: [{ path: "steps[2].name", line: 14, message: 'duplicate step name "burn" (also steps[0]); step names must be unique' }],
+  },
+  {
+    name: "unknown target",
+    text: edit({ 12: "    - { name: burn, fault: cpu-burn, target: webz, duration: 2m }" }),
+    issues: [{ path: "steps[0].target", line: 12, message: 'unknown target "webz"; target groups: web' }],
+  },
+  {
+    name: "unknown startAfter",
+    text: edit({ 13: "    - { name: pause, wait: 30s, startAfter: [burn, brun] }" }),
+    issues: [{ path: "steps[1].startAfter[1]", line: 13, message: 'unknown step "brun"; steps: burn, pause, fill' }],
+  },
+  {
+    name: "startAfter cycle",
+    text: edit({ 12: STEP0("duration: 2m, startAfter: [fill]") }),
+    issues: [
+      {
+        path: "steps",
+        line: 12,
+        message:
+          "startAfter forms a cycle: burn -> fill -> pause -> burn (burn starts after fill, fill starts after pause, pause starts after burn); no step of it could ever start",
+      },
+    ],
+  },
+  {
+    name: "a step that waits for itself",
+    text: edit({ 13: "    - { name: pause, wait: 30s, startAfter: [pause] }" }),
+    issues: [{ path: "steps", line: 13, message: "startAfter forms a cycle: pause -> pause (pause starts after pause); no step of it could ever start" }],
+  },
+  {
+    name: "both fault and wait",
+    text: edit({ 13: "    - { name: pause, wait: 30s, fault: cpu-burn, startAfter: [burn] }" }),
+    issues: [
+      {
+        path: "steps[1]",
+        line: 13,
+        message: "has both fault and wait; a step either injects a fault (fault, target, params, duration) or waits (wait: 30s); split it into two steps",
+      },
+    ],
+  },
+  {
+    name: "fault fields on a wait step",
+    text: edit({ 13: "    - { name: pause, wait: 30s, target: web, startAfter: [burn] }" }),
+    issues: [{ path: "steps[1].target", line: 13, message: "is not allowed on a wait step (its length is wait: 30s); remove it, or make this a fault step" }],
+  },
+  {
+    name: "mode with two keys",
+    text: edit({ 10: "      mode: { count: 1, percent: 30 }" }),
+    issues: [{ path: "targets.web.mode", line: 10, message: "has count and percent; give exactly one of count, percent, all" }],
+  },
+  {
+    name: "percent 150",
+    text: edit({ 10: "      mode: { percent: 150 }" }),
+    issues: [{ path: "targets.web.mode.percent", line: 10, message: "150 is above the maximum 100" }],
+  },
+  {
+    name: "count 0",
+    text: edit({ 10: "      mode: { count: 0 }" }),
+    issues: [{ path: "targets.web.mode.count", line: 10, message: "0 is below the minimum 1" }],
+  },
+  {
+    name: "empty selector",
+    text: edit({ 9: "      selector: {}" }),
+    issues: [
+      {
+        path: "targets.web.selector",
+        line: 9,
+        message: "is empty; give at least one of labels, facts, agentIds (an empty selector would match every host)",
+      },
+    ],
+  },
+  {
+    name: "label value that YAML reads as a number",
+    text: edit({ 9: "      selector: { labels: { port: 8080 } }" }),
+    issues: [{ path: "targets.web.selector.labels.port", line: 9, message: '8080 is a number, but label values are strings: quote it ("8080")' }],
+  },
+  {
+    name: "bad hours",
+    text: edit({ 17: '  guardrails: { window: { days: mon-fri, hours: "16:00-10:00" } }' }),
+    issues: [
+      {
+        path: "guardrails.window.hours",
+        line: 17,
+        message:
+          '"16:00-10:00" ends before it starts; a window must start before it ends on the same day (for a window across midnight, use two windows: "22:00-24:00" and "00:00-06:00")',
+      },
+    ],
+  },
+  {
+    name: "bad days",
+    text: edit({ 17: '  guardrails: { window: { days: mon-fry, hours: "10:00-16:00" } }' }),
+    issues: [
+      {
+        path: "guardrails.window.days",
+        line: 17,
+        message: '"mon-fry" is not a day range; use day names (mon, tue, wed, thu, fri, sat, sun), ranges such as mon-fri, or lists such as sat,sun',
+      },
+    ],
+  },
+  {
+    name: "bad time zone",
+    text: edit({ 17: '  guardrails: { window: { days: mon-fri, hours: "10:00-16:00", tz: Europe/Berln } }' }),
+    issues: [
+      {
+        path: "guardrails.window.tz",
+        line: 17,
+        message: '"Europe/Berln" is not a known IANA time zone; use a name such as UTC, Europe/Berlin or America/New_York',
+      },
+    ],
+  },
+  {
+    name: "bad blackout date",
+    text: edit({ 17: '  guardrails: { blackoutDates: ["2026-12-24", "2026-02-30"] }' }),
+    issues: [{ path: "guardrails.blackoutDates[1]", line: 17, message: '"2026-02-30" is not a day of the calendar; use YYYY-MM-DD, e.g. "2026-12-24"' }],
+  },
+  {
+    name: "window and windows together",
+    text: edit({ 17: '  guardrails: { window: { days: sat, hours: "10:00-12:00" }, windows: [{ days: sun, hours: "10:00-12:00" }] }' }),
+    issues: [{ path: "guardrails.windows", line: 17, message: "is given together with window; use either window (one window) or windows (a list), not both" }],
+  },
+  {
+    name: "bad URL",
+    text: edit({ 16: '    - { http: { url: "web/health" } }' }),
+    issues: [
+      { path: "stopConditions[0].http.url", line: 16, message: '"web/health" is not a URL; use an absolute http(s) URL such as "http://web.internal/health"' },
+    ],
+  },
+  {
+    name: "URL that is not http",
+    text: edit({ 16: '    - { prometheus: { url: "ftp://prom:9090", query: "up == 0" } }' }),
+    issues: [{ path: "stopConditions[0].prometheus.url", line: 16, message: '"ftp://prom:9090" uses ftp; only http and https URLs are allowed' }],
+  },
+  {
+    name: "stop condition with two kinds",
+    text: edit({ 16: '    - { http: { url: "http://web/health" }, alert: { matchLabels: { severity: page } } }' }),
+    issues: [
+      {
+        path: "stopConditions[0]",
+        line: 16,
+        message: "has http and alert; each entry holds exactly one of http, prometheus, alert: split it into 2 entries",
+      },
+    ],
+  },
+  {
+    name: "expectStatus out of range",
+    text: edit({ 16: '    - { http: { url: "http://web/health", expectStatus: [200, 700] } }' }),
+    issues: [{ path: "stopConditions[0].http.expectStatus[1]", line: 16, message: "700 is above the maximum 599" }],
+  },
+  {
+    name: "YAML syntax error (line and column)",
+    text: edit({ 12: "    - { name: burn, fault: cpu-burn, target: web, params: { load: 80 }, duration: 2m" }),
+    issues: [
+      { path: "", line: 13, column: 5, message: "YAML syntax error: Flow map in block collection must be sufficiently indented and end with a }" },
+    ],
+  },
+  {
+    name: "tab indentation",
+    text: edit({ 4: "\tname: demo" }),
+    issues: [{ path: "", line: 4, column: 1, message: "YAML syntax error: Tabs are not allowed as indentation" }],
+  },
+  {
+    name: "duplicate key",
+    text: edit({ 4: "  name: demo\n  name: other" }),
+    issues: [{ path: "", line: 5, column: 3, message: "YAML syntax error: Map keys must be unique" }],
+  },
+];
+
+describe("parseExperiment: malformed specs", () => {
+  it.each(CASES)("$name", ({ text, issues }) => {
+    expect(issuesOf(text)).toEqual(issues);
+  });
+
+  it("the base spec of the table is valid", () => {
+    expect(() => parseExperiment(BASE)).not.toThrow();
+  });
+
+  it("reports every issue at once, in line order", () => {
+    const text = edit({
+      1: "apiVersion: v1",
+      10: "      mode: { count: 1, all: true }",
+      12: "    - { name: burn, fault: cpu-burn, target: db, params: { load: 0 }, duration: 0s }",
+      16: '    - { alert: { matchLabels: {} } }',
+    });
+    expect(issuesOf(text).map((i) => `${i.line}: ${i.path}`)).toEqual([
+      "1: apiVersion",
+      "10: targets.web.mode",
+      "12: steps[0].target",
+      "12: steps[0].params.load",
+      "12: steps[0].duration",
+      "16: stopConditions[0].alert.matchLabels",
+    ]);
+  });
+
+  it("points block-style fields at the key's own line", () => {
+    const text = `apiVersion: firedrill/v1
+kind: Experiment
+metadata:
+  name: demo
+spec:
+  hypothesis: web stays up
+  targets:
+    web:
+      selector:
+        labels:
+          app: web
+      mode:
+        count: 1
+  steps:
+    - name: burn
+      fault: cpu-burn
+      target: web
+      params:
+        load: 150
+        cores: lots
+      duration: 2m
+`;
+    expect(issuesOf(text)).toEqual([
+      { path: "steps[0].params.load", line: 19, message: "150 is above the maximum 100" },
+      { path: "steps[0].params.cores", line: 20, message: '"lots" is not valid; use a whole number of cores >= 1, or "all"' },
+    ]);
+  });
+
+  it("says so when the file is empty or not a mapping", () => {
+    expect(issuesOf("")).toEqual([
+      {
+        path: "",
+        line: 1,
+        message: "the file is empty; an experiment starts with apiVersion: firedrill/v1 and kind: Experiment (see docs/spec/experiment.md)",
+      },
+    ]);
+    expect(issuesOf("- a\n- b\n")).toEqual([
+      { path: "", line: 1, message: "a list is not a mapping; expected a mapping with: apiVersion, kind, metadata, spec" },
+    ]);
+  });
+
+  it("throws a named error whose message lists each issue as file:line: path: message", () => {
+    let error: unknown;
+    try {
+      parseExperiment(edit({ 1: "apiVersion: firedrill/v2", 12: STEP0("params: { load: 150 }, duration: 2m") }), "game-day.yaml");
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ExperimentSpecError);
+    const e = error as ExperimentSpecError;
+    expect(e.name).toBe("ExperimentSpecError");
+    expect(e.file).toBe("game-day.yaml");
+    expect(e.message).toBe(
+      [
+        "game-day.yaml is not a valid experiment (2 problems):",
+        '  game-day.yaml:1: apiVersion: "firedrill/v2" is not allowed; use "firedrill/v1"',
+        "  game-day.yaml:12: steps[0].params.load: 150 is above the maximum 100",
+      ].join("\n"),
+    );
+    expect(formatSpecIssue({ path: "", line: 3, column: 7, message: "YAML syntax error: x" }, "f.yaml")).toBe("f.yaml:3:7: YAML syntax error: x");
+  });
+});
+
+describe("parseExperiment: valid specs", () => {
+  it("fills every default into the model", () => {
+    const text = `apiVersion: firedrill/v1
+kind: Experiment
+metadata: { name: checkout-degrades-gracefully }
+spec:
+  hypothesis: "Killing recommendations leaves checkout at >= 99% success"
+  targets:
+    web: { selector: { labels: { app: web }, facts: { osPlatform: linux, hostname: "web-*" } }, mode: { count: 1 } }
+    fleet: { selector: { agentIds: [agt_1, agt_2] }, mode: { percent: 30 } }
+    all: { selector: { labels: { app: web } }, mode: { all: true } }
+  steps:
+    - { name: burn, fault: cpu-burn, target: web, params: { load: 80 }, duration: 2m }
+    - { name: pause, wait: 30s, startAfter: [burn] }
+    - { name: fill, fault: disk-fill, target: fleet, params: { path: /var/tmp, size: 1GiB }, duration: 1h30m, startAfter: [pause] }
+  stopConditions:
+    - { http: { url: "http://web/health" } }
+    - { http: { url: "https://web/ready", method: HEAD, expectStatus: [200, 204], timeoutMs: 500, failuresToAbort: 2, intervalMs: 250 } }
+    - { prometheus: { url: "http://prom:9090", query: "job:errors:ratio1m > 0.01" } }
+    - { alert: { matchLabels: { severity: page } } }
+  guardrails:
+    maxTargets: 5
+    maxPercent: 30
+    windows:
+      - { days: mon-fri, hours: "10:00-16:00", tz: Europe/Berlin }
+      - { days: [sat, sun], hours: "12:00-13:30" }
+    blackoutDates: ["2026-12-24"]
+    optInLabel: "gameday=q4"
+    excludeLabels: ["tier=db", "pci"]
+    maxDuration: 2h
+`;
+    const expected: Experiment = {
+      apiVersion: "firedrill/v1",
+      kind: "Experiment",
+      metadata: { name: "checkout-degrades-gracefully", labels: {}, description: "" },
+      spec: {
+        hypothesis: "Killing recommendations leaves checkout at >= 99% success",
+        targets: {
+          web: { selector: { labels: { app: "web" }, facts: { osPlatform: "linux", hostname: "web-*" } }, mode: { count: 1 } },
+          fleet: { selector: { agentIds: ["agt_1", "agt_2"] }, mode: { percent: 30 } },
+          all: { selector: { labels: { app: "web" } }, mode: { all: true } },
+        },
+        steps: [
+          { type: "fault", name: "burn", fault: "cpu-burn", target: "web", params: { load: 80 }, durationMs: 120_000, startAfter: [] },
+          { type: "wait", name: "pause", durationMs: 30_000, startAfter: ["burn"] },
+          {
+            type: "fault",
+            name: "fill",
+            fault: "disk-fill",
+            target: "fleet",
+            params: { path: "/var/tmp", size: "1GiB" },
+            durationMs: 5_400_000,
+            startAfter: ["pause"],
+          },
+        ],
+        stopConditions: [
+          {
+            kind: "http",
+            http: { url: "http://web/health", method: "GET", expectStatus: [200], timeoutMs: 1000, failuresToAbort: 3, intervalMs: 1000 },
+          },
+          {
+            kind: "http",
+            http: { url: "https://web/ready", method: "HEAD", expectStatus: [200, 204], timeoutMs: 500, failuresToAbort: 2, intervalMs: 250 },
+          },
+          { kind: "prometheus", prometheus: { url: "http://prom:9090", query: "job:errors:ratio1m > 0.01", intervalMs: 5000, timeoutMs: 3000 } },
+          { kind: "alert", alert: { matchLabels: { severity: "page" } } },
+        ],
+        guardrails: {
+          optInLabel: "gameday=q4",
+          excludeLabels: ["tier=db", "pci"],
+          maxTargets: 5,
+          maxPercent: 30,
+          windows: [
+            { days: ["mon", "tue", "wed", "thu", "fri"], startMinute: 600, endMinute: 960, tz: "Europe/Berlin" },
+            { days: ["sat", "sun"], startMinute: 720, endMinute: 810, tz: "UTC" },
+          ],
+          blackoutDates: ["2026-12-24"],
+          maxDurationMs: 7_200_000,
+        },
+      },
+    };
+    expect(parseExperiment(text)).toEqual(expected);
+  });
+
+  it("accepts a single window, day lists with ranges, and 24:00 as an end", () => {
+    const exp = parseExperiment(edit({ 17: '  guardrails: { window: { days: ["sat", "mon-wed"], hours: "20:00-24:00" } }' }));
+    expect(exp.spec.guardrails.windows).toEqual([{ days: ["mon", "tue", "wed", "sat"], startMinute: 1200, endMinute: 1440, tz: "UTC" }]);
+    expect(exp.spec.guardrails).not.toHaveProperty("blackoutDates");
+  });
+
+  it("parses every file in examples/", () => {
+    const dir = join(ROOT, "examples");
+    const files = readdirSync(dir).filter((f) => f.endsWith(".yaml"));
+    expect(files).toEqual(expect.arrayContaining(["cpu-burn-web.yaml", "network-blackhole.yaml", "full-game-day.yaml"]));
+    for (const file of files) {
+      const exp = parseExperiment(readFileSync(join(dir, file), "utf8"), `examples/${file}`);
+      expect(exp.spec.steps.length).toBeGreaterThan(0);
+    }
+  });
+
+  it("examples/full-game-day.yaml has a DAG with a wait step, all three stop condition kinds and a windowed guardrail", () => {
+    const exp = parseExperiment(readFileSync(join(ROOT, "examples/full-game-day.yaml"), "utf8"));
+    expect(exp.spec.steps.some((s) => s.type === "wait")).toBe(true);
+    expect(exp.spec.steps.some((s) => s.startAfter.length > 0)).toBe(true);
+    expect(new Set(exp.spec.stopConditions.map((c) => c.kind))).toEqual(new Set(["http", "prometheus", "alert"]));
+    expect(exp.spec.guardrails.windows?.[0]?.tz).toBe("Europe/Berlin");
+  });
+});
