@@ -6,6 +6,7 @@ import { registerFaultShowCommand } from "./commands/fault-show.js";
 import { registerFaultStartCommand } from "./commands/fault-start.js";
 import { registerFaultStopCommand } from "./commands/fault-stop.js";
 import { registerServerCommand } from "./commands/server.js";
+import { registerValidateCommand } from "./commands/validate.js";
 import type { CliIo, CommandContext } from "./context.js";
 import { ApiRequestError, CliError, ServerUnreachableError } from "./errors.js";
 import type { Issue } from "./errors.js";
@@ -40,6 +41,7 @@ export function createProgram(io: CliIo): Command {
     .exitOverride();
   registerServerCommand(program, ctx);
   registerAgentsCommand(program, ctx);
+  registerValidateCommand(program, ctx);
   const fault = program.command("fault").description("start, list, show and stop ad-hoc faults");
   registerFaultStartCommand(fault, ctx);
   registerFaultListCommand(fault, ctx);

@@ -20,3 +20,20 @@ export { JOIN_TOKEN_FILE } from "./join-token.js";
 export { DATABASE_FILE } from "./store/store.js";
 export type { AgentJson, ErrorJson, FaultEventJson, FaultJson } from "./api-types.js";
 export type { FaultState } from "./store/types.js";
+export { parseExperiment, ExperimentSpecError, formatSpecIssue } from "./experiments/spec.js";
+export type {
+  Experiment,
+  GuardrailsSpec,
+  SpecIssue,
+  Step,
+  StopConditionSpec,
+  TargetMode,
+  TargetSpec,
+  WindowSpec,
+} from "./experiments/types.js";
+export { resolveTargets, seededRandom } from "./experiments/targets.js";
+export type { ResolveTargetsOptions, TargetResolution } from "./experiments/targets.js";
+export { evaluateGuardrails, mergeGuardrails, GUARDRAIL_RULES } from "./experiments/guardrails.js";
+export type { GuardrailInput, GuardrailRule, GuardrailVerdict, MergedGuardrails } from "./experiments/guardrails.js";
+export { DEFAULT_OPT_IN_LABEL, DEFAULT_POLICY, GuardrailPolicyError, loadPolicy, parsePolicy } from "./experiments/policy.js";
+export { experimentJsonSchema, policyJsonSchema, renderJsonSchema, SCHEMA_FILES } from "./experiments/json-schema.js";
