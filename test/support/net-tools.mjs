@@ -9,6 +9,8 @@
 //                                               N datagrams (numbered) paced by interval; counts the echoes
 //                                               that came back within wait after the last: {sent, received, lossPercent}
 //   udp-send --host H --port P --count N        N datagrams, no replies expected: {sent}
+//   udp-rtt --host H --port P --count N [--timeout MS]
+//                                               N sequential echo round trips: {ok, lost, rttsMs}
 import { createSocket } from "node:dgram";
 import { createServer, connect } from "node:net";
 
@@ -93,7 +95,37 @@ async function udpSend() {
   console.log(JSON.stringify({ sent: count }));
 }
 
-const commands = { serve, "tcp-connect": tcpConnect, "udp-echo": udpEcho, "udp-send": udpSend };
+async function udpRtt() {
+  const count = Math.min(num("count", 10), 1000);
+  const timeout = Math.min(num("timeout", 2000), 30_000);
+  const sock = createSocket(family(opts.host));
+  await new Promise((r) => sock.bind(0, r));
+  const rtts = [];
+  let lost = 0;
+  for (let i = 0; i < count; i++) {
+    const started = performance.now();
+    const got = await new Promise((resolve) => {
+      const onMessage = (msg) => {
+        if (msg.toString() !== `rtt-${i}`) return;
+        clearTimeout(timer);
+        sock.off("message", onMessage);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        sock.off("message", onMessage);
+        resolve(false);
+      }, timeout);
+      sock.on("message", onMessage);
+      sock.send(`rtt-${i}`, num("port"), opts.host);
+    });
+    if (got) rtts.push(Math.round((performance.now() - started) * 10) / 10);
+    else lost++;
+  }
+  sock.close();
+  console.log(JSON.stringify({ ok: rtts.length, lost, rttsMs: rtts }));
+}
+
+const commands = { serve, "tcp-connect": tcpConnect, "udp-echo": udpEcho, "udp-send": udpSend, "udp-rtt": udpRtt };
 if (!commands[command]) {
   console.error(`unknown command ${command}; use one of: ${Object.keys(commands).join(", ")}`);
   process.exit(2);
