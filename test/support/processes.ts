@@ -149,6 +149,7 @@ export async function startServer(opts: {
   httpPort?: number;
   leaseTtl?: string;
   heartbeatInterval?: string;
+  extraArgs?: string[];
 }): Promise<ServerHandle> {
   const grpcPort = opts.grpcPort ?? (await freePort());
   const httpPort = opts.httpPort ?? (await freePort());
@@ -157,6 +158,7 @@ export async function startServer(opts: {
   const args = ["server", "--data-dir", opts.dataDir, "--grpc-addr", grpcAddr, "--http-addr", `127.0.0.1:${httpPort}`];
   if (opts.leaseTtl) args.push("--lease-ttl", opts.leaseTtl);
   if (opts.heartbeatInterval) args.push("--heartbeat-interval", opts.heartbeatInterval);
+  args.push(...(opts.extraArgs ?? []));
   const proc = spawnNode(CLI_BIN, args, { FIREDRILL_LOG_LEVEL: "debug" });
   await waitFor(
     `the control plane at ${httpUrl} (output: ${proc.output().slice(-2000)})`,
@@ -207,31 +209,47 @@ export async function connectedAgentId(server: ServerHandle, timeoutMs = 20_000)
   );
 }
 
-/** A control plane with one connected agent, in fresh temp dirs. */
+/** A control plane with connected agents, in fresh temp dirs. */
 export interface TestCluster {
   server: ServerHandle;
+  /** The first agent (most tests need one). */
   agent: TestProcess;
   agentId: string;
   stateDir: string;
+  /** Every agent, in start order. */
+  agents: { proc: TestProcess; id: string; stateDir: string }[];
   /** Kills every process the tests started and removes the temp dirs. */
   close: () => Promise<void>;
 }
 
-export async function startCluster(opts: { leaseTtl?: string; labels?: string } = {}): Promise<TestCluster> {
+export async function startCluster(
+  opts: { leaseTtl?: string; labels?: string; agents?: number; serverArgs?: string[] } = {},
+): Promise<TestCluster> {
   const cp = tempDir("cp");
-  const st = tempDir("agent");
-  const server = await startServer({ dataDir: cp.path, ...(opts.leaseTtl ? { leaseTtl: opts.leaseTtl } : {}) });
-  const agent = startAgentProcess({ server: server.grpcAddr, token: server.token, stateDir: st.path, ...(opts.labels ? { labels: opts.labels } : {}) });
-  const agentId = await connectedAgentId(server);
+  const dirs = [cp];
+  const server = await startServer({ dataDir: cp.path, ...(opts.leaseTtl ? { leaseTtl: opts.leaseTtl } : {}), ...(opts.serverArgs ? { extraArgs: opts.serverArgs } : {}) });
+  const agents: TestCluster["agents"] = [];
+  for (let i = 0; i < (opts.agents ?? 1); i++) {
+    const st = tempDir(`agent${i}`);
+    dirs.push(st);
+    const proc = startAgentProcess({ server: server.grpcAddr, token: server.token, stateDir: st.path, ...(opts.labels ? { labels: opts.labels } : {}) });
+    agents.push({ proc, id: "", stateDir: st.path });
+  }
+  await waitFor(`${agents.length} agents connected`, async () => {
+    const res = await fetch(`${server.httpUrl}/api/v1/agents`);
+    const list = ((await res.json()) as { agents: { id: string; connected: boolean }[] }).agents.filter((a) => a.connected);
+    return list.length === agents.length;
+  }, 30_000);
+  for (const a of agents) a.id = readFileSync(join(a.stateDir, "agent-id"), "utf8").trim();
   return {
     server,
-    agent,
-    agentId,
-    stateDir: st.path,
+    agent: agents[0]!.proc,
+    agentId: agents[0]!.id,
+    stateDir: agents[0]!.stateDir,
+    agents,
     close: async () => {
       await killAll();
-      cp.cleanup();
-      st.cleanup();
+      for (const d of dirs) d.cleanup();
     },
   };
 }

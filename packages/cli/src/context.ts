@@ -12,6 +12,8 @@ export interface CommandContext {
   io: CliIo;
   /** The API client for the global `--server` (or FIREDRILL_SERVER). */
   client(): ApiClient;
+  /** Sets the process exit code for a command that succeeded in talking to the server (e.g. run: 2 = aborted). */
+  setExitCode(code: number): void;
 }
 
 /** Prints a value as indented JSON. */

@@ -7,6 +7,12 @@ import { registerFaultStartCommand } from "./commands/fault-start.js";
 import { registerFaultStopCommand } from "./commands/fault-stop.js";
 import { registerServerCommand } from "./commands/server.js";
 import { registerValidateCommand } from "./commands/validate.js";
+import { registerAbortCommand } from "./commands/abort.js";
+import { registerHaltCommands } from "./commands/halt.js";
+import { registerPlanCommand } from "./commands/plan.js";
+import { registerReportCommand } from "./commands/report.js";
+import { registerRunCommand } from "./commands/run.js";
+import { registerRunsCommand } from "./commands/runs.js";
 import type { CliIo, CommandContext } from "./context.js";
 import { ApiRequestError, CliError, ServerUnreachableError } from "./errors.js";
 import type { Issue } from "./errors.js";
@@ -20,7 +26,7 @@ export const CLI_VERSION = "0.1.0";
 export const DEFAULT_SERVER = "http://127.0.0.1:7080";
 
 /** Builds the `firedrill` program writing to `io`. */
-export function createProgram(io: CliIo): Command {
+export function createProgram(io: CliIo, onExitCode: (code: number) => void = () => {}): Command {
   const program = new Command("firedrill");
   let client: ApiClient | undefined;
   const ctx: CommandContext = {
@@ -29,6 +35,7 @@ export function createProgram(io: CliIo): Command {
       client ??= createApiClient({ server: program.opts<{ server: string }>().server });
       return client;
     },
+    setExitCode: onExitCode,
   };
   program
     .description("chaos engineering for VM fleets: run and inspect faults through the firedrill control plane")
@@ -47,6 +54,12 @@ export function createProgram(io: CliIo): Command {
   registerFaultListCommand(fault, ctx);
   registerFaultShowCommand(fault, ctx);
   registerFaultStopCommand(fault, ctx);
+  registerPlanCommand(program, ctx);
+  registerRunCommand(program, ctx);
+  registerRunsCommand(program, ctx);
+  registerAbortCommand(program, ctx);
+  registerHaltCommands(program, ctx);
+  registerReportCommand(program, ctx);
   for (const command of [program, fault, ...program.commands, ...fault.commands]) command.exitOverride();
   return program;
 }
@@ -75,10 +88,13 @@ export function printError(io: CliIo, err: unknown): void {
 
 /** Runs the CLI with `argv` (as process.argv: node, script, args...). Resolves with the exit code. */
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
-  const program = createProgram(io);
+  let exitCode = 0;
+  const program = createProgram(io, (code) => {
+    exitCode = code;
+  });
   try {
     await program.parseAsync([...argv]);
-    return 0;
+    return exitCode;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode;
     printError(io, err);

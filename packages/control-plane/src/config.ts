@@ -68,6 +68,14 @@ export const controlPlaneOptionsSchema = z
     tlsKeyFile: z.string().min(1).optional(),
     /** Where the one-time join token notice is printed. @default process.stdout */
     out: writable.optional(),
+    /**
+     * Guardrail policy file (YAML, the shape of an experiment's `guardrails` plus
+     * `maxConcurrentRuns`). Where it and an experiment both set a rule, the stricter wins.
+     * @default { optInLabel: "firedrill:opt-in=true" }
+     */
+    policyFile: z.string().min(1).optional(),
+    /** How long an abort waits for revert acks before recording them unconfirmed. @default 20000 */
+    revertWaitMs: z.number().int().min(1000).max(600_000).default(20_000),
   })
   .superRefine((value, ctx) => {
     const heartbeat = value.heartbeatIntervalMs ?? Math.floor(value.leaseTtlMs / 3);

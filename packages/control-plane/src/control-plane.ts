@@ -10,7 +10,12 @@ import { createAgentHub } from "./hub/agent-hub.js";
 import type { AgentHub } from "./hub/agent-hub.js";
 import { ensureJoinToken } from "./join-token.js";
 import { createMetrics } from "./metrics.js";
+import { createRunner } from "./experiments/runner.js";
+import type { Runner } from "./experiments/runner.js";
+import { DEFAULT_POLICY, loadPolicy } from "./experiments/policy.js";
+import { createRunStore } from "./store/run-store.js";
 import { createStore } from "./store/store.js";
+import { createAlertReceiver } from "./stop-conditions/alert-receiver.js";
 import { CONTROL_PLANE_VERSION } from "./version.js";
 
 /** A running control plane. */
@@ -37,8 +42,10 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   let hub: AgentHub | undefined;
   let grpcServer: GrpcServer | undefined;
   let http: FastifyInstance | undefined;
+  let runner: Runner | undefined;
 
   const shutdown = async (): Promise<void> => {
+    await runner?.close();
     hub?.close();
     await Promise.allSettled([grpcServer?.close(), http?.close()]);
     store.markAllAgentsDisconnected();
@@ -72,6 +79,21 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       ackTimeoutMs: config.ackTimeoutMs,
       leaseTtlMs: config.leaseTtlMs,
     });
+    const policy = config.policyFile ? loadPolicy(config.policyFile) : DEFAULT_POLICY;
+    const runs = createRunStore(store.db);
+    const alerts = createAlertReceiver({ log: config.logger.child({ component: "alerts" }) });
+    runner = createRunner({
+      store,
+      runs,
+      hub,
+      faults,
+      logger: config.logger.child({ component: "runner" }),
+      policy,
+      alerts,
+      ackTimeoutMs: config.ackTimeoutMs,
+      leaseTtlMs: config.leaseTtlMs,
+      revertWaitMs: config.revertWaitMs,
+    });
     grpcServer = await startGrpcServer({
       addr: config.grpcAddr,
       hub,
@@ -80,7 +102,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
         ? { tls: { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile } }
         : {}),
     });
-    http = createHttpApp({ store, faults, metrics, logger: config.logger.child({ component: "http" }) });
+    http = createHttpApp({ store, faults, metrics, runs, runner, alerts, logger: config.logger.child({ component: "http" }) });
     const httpUrl = await listenHttp(http, config.httpAddr);
     log.info(
       {

@@ -20,6 +20,8 @@ export { JOIN_TOKEN_FILE } from "./join-token.js";
 export { DATABASE_FILE } from "./store/store.js";
 export type { AgentJson, ErrorJson, FaultEventJson, FaultJson } from "./api-types.js";
 export type { FaultState } from "./store/types.js";
+export type { RunPlan, PlannedStep, PlannedHost } from "./experiments/plan.js";
+export type { RunReport, Verdict } from "./experiments/report.js";
 export { parseExperiment, ExperimentSpecError, formatSpecIssue } from "./experiments/spec.js";
 export type {
   Experiment,

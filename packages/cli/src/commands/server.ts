@@ -17,6 +17,8 @@ interface ServerOptions {
   logLevel: "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent";
   tlsCert?: string;
   tlsKey?: string;
+  policy?: string;
+  revertWait: string;
 }
 
 /** Which flag sets each control-plane option, for error messages. */
@@ -29,6 +31,8 @@ const FLAGS: Record<string, string> = {
   ackTimeoutMs: "--ack-timeout",
   tlsCertFile: "--tls-cert",
   tlsKeyFile: "--tls-key",
+  policyFile: "--policy",
+  revertWaitMs: "--revert-wait",
 };
 
 function duration(flag: string, value: string): number {
@@ -97,6 +101,14 @@ export function registerServerCommand(program: Command, ctx: CommandContext): vo
     )
     .addOption(new Option("--tls-cert <file>", "TLS certificate (PEM) for the gRPC port").env("FIREDRILL_TLS_CERT"))
     .addOption(new Option("--tls-key <file>", "TLS private key (PEM) for the gRPC port").env("FIREDRILL_TLS_KEY"))
+    .addOption(
+      new Option("--policy <file>", "guardrail policy (YAML); the stricter of it and each experiment's guardrails wins").env("FIREDRILL_POLICY"),
+    )
+    .addOption(
+      new Option("--revert-wait <duration>", "how long an abort waits for revert acks before recording them unconfirmed")
+        .env("FIREDRILL_REVERT_WAIT")
+        .default("20s"),
+    )
     .action(async (options: ServerOptions) => {
       if (!options.dataDir) {
         throw new CliError(
@@ -116,6 +128,8 @@ export function registerServerCommand(program: Command, ctx: CommandContext): vo
           : {}),
         ...(options.tlsCert !== undefined ? { tlsCertFile: options.tlsCert } : {}),
         ...(options.tlsKey !== undefined ? { tlsKeyFile: options.tlsKey } : {}),
+        ...(options.policy !== undefined ? { policyFile: options.policy } : {}),
+        revertWaitMs: duration("--revert-wait", options.revertWait),
       };
       let cp;
       try {

@@ -9,6 +9,11 @@ import type { Metrics } from "../metrics.js";
 import type { Store } from "../store/store.js";
 import { installErrorHandlers } from "./errors.js";
 import { registerRoutes } from "./routes.js";
+import { registerRunRoutes } from "./run-routes.js";
+import type { Runner } from "../experiments/runner.js";
+import type { RunStore } from "../store/run-store.js";
+import { registerAlertRoutes } from "../stop-conditions/alert-receiver.js";
+import type { AlertReceiver } from "../stop-conditions/alert-receiver.js";
 
 /** Options of {@link createHttpApp}. */
 export interface HttpAppOptions {
@@ -16,6 +21,11 @@ export interface HttpAppOptions {
   faults: FaultService;
   metrics: Metrics;
   logger: Logger;
+  /** Experiment runs; without them the run routes are not served (unit tests of the fault API). */
+  runs?: RunStore;
+  runner?: Runner;
+  /** The Alertmanager webhook receiver. */
+  alerts?: AlertReceiver;
 }
 
 /** Builds the fastify app (not listening yet; tests may use `app.inject`). */
@@ -39,6 +49,8 @@ export function createHttpApp(options: HttpAppOptions): FastifyInstance {
     return reply.type(options.metrics.registry.contentType).send(text);
   });
   registerRoutes(app, options);
+  if (options.runs && options.runner) registerRunRoutes(app, { store: options.store, runs: options.runs, runner: options.runner });
+  if (options.alerts) registerAlertRoutes(app, options.alerts);
   return app;
 }
 

@@ -1,0 +1,54 @@
+/** `firedrill report RUN_ID`: hypothesis, verdict, what was hit, what broke, timeline. */
+import type { Command } from "commander";
+import type { RunReport } from "@firedrill/control-plane";
+import type { CommandContext } from "../context.js";
+import { printJson } from "../context.js";
+import { formatMeasurements, renderTable } from "../format.js";
+import { segment } from "../http-client.js";
+import type { RunEventJson } from "./run.js";
+import { renderRunEvent } from "./run.js";
+
+type ReportJson = Omit<RunReport, "timeline"> & { timeline: RunEventJson[] };
+
+/** Renders a report as text. */
+export function renderReport(r: ReportJson): string {
+  const out: string[] = [];
+  out.push(`Run         ${r.run.id}  ${r.run.name}`);
+  out.push(`State       ${r.run.state}${r.run.reason ? `: ${r.run.reason}` : ""}`);
+  out.push(`Started by  ${r.run.actor}`);
+  out.push(`Hypothesis  ${r.hypothesis}`);
+  out.push(`Verdict     ${r.verdict.toUpperCase()}: ${r.summary}`);
+  out.push("", "What was hit");
+  out.push(
+    r.hits.length
+      ? renderTable(
+          ["STEP", "AGENT", "FAULT", "KIND", "STATE", "REASON", "LAST MEASURED"],
+          r.hits.map((h) => [h.step ?? "-", h.agentId, h.faultId, h.kind, h.state, h.reason ?? h.error ?? "", formatMeasurements(h.measurements)]),
+        ).trimEnd()
+      : "  nothing: no fault was started",
+  );
+  out.push("", "What broke");
+  if (r.broke.length === 0) out.push("  nothing");
+  for (const b of r.broke) out.push(`  ${new Date(b.time).toISOString()}  ${b.type}: ${b.message}`);
+  if (r.unconfirmed.length > 0) {
+    out.push("", "Reverts not confirmed");
+    for (const u of r.unconfirmed) out.push(`  ${u.message}`);
+  }
+  out.push("", `Timeline (${r.measurements} measurements not shown)`);
+  for (const e of r.timeline) out.push(`  ${renderRunEvent(e).trimEnd()}`);
+  return `${out.join("\n")}\n`;
+}
+
+/** Registers `report`. */
+export function registerReportCommand(program: Command, ctx: CommandContext): void {
+  program
+    .command("report")
+    .description("the report of a run: hypothesis, verdict, timeline, what was hit, what broke")
+    .argument("<run-id>", "the run (see firedrill runs)")
+    .option("--json", "print the report as JSON")
+    .action(async (runId: string, options: { json?: boolean }) => {
+      const { body } = await ctx.client().get<{ report: ReportJson }>(`/api/v1/runs/${segment(runId)}/report`);
+      if (options.json) return printJson(ctx.io, body.report);
+      ctx.io.out(renderReport(body.report));
+    });
+}

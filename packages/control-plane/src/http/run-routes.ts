@@ -1,0 +1,166 @@
+/**
+ * Experiment routes: plan, run, follow (server-sent events), abort, report, and the global halt.
+ */
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import { ApiError } from "../errors.js";
+import { buildReport } from "../experiments/report.js";
+import type { Runner } from "../experiments/runner.js";
+import type { RunEvent, RunRecord, RunStore } from "../store/run-store.js";
+import { isTerminalRunState } from "../store/run-store.js";
+import type { Store } from "../store/store.js";
+
+/** What the run routes need. */
+export interface RunRoutesOptions {
+  store: Store;
+  runs: RunStore;
+  runner: Runner;
+}
+
+type RunParams = { Params: { id: string } };
+
+/** JSON of a run (without the spec text, which `GET /runs/:id` adds). */
+export function toRunJson(run: RunRecord) {
+  return {
+    id: run.id,
+    name: run.name,
+    state: run.state,
+    reason: run.reason,
+    actor: run.actor,
+    createdAt: new Date(run.createdAt).toISOString(),
+    startedAt: run.startedAt === null ? null : new Date(run.startedAt).toISOString(),
+    endedAt: run.endedAt === null ? null : new Date(run.endedAt).toISOString(),
+  };
+}
+
+/** JSON of a run event. */
+export function toRunEventJson(event: RunEvent) {
+  return { ...event, time: new Date(event.time).toISOString() };
+}
+
+function body(request: FastifyRequest): Record<string, unknown> {
+  const value = request.body ?? {};
+  if (typeof value !== "object" || Array.isArray(value)) {
+    throw new ApiError(400, "invalid_request", "the request body must be a JSON object");
+  }
+  return value as Record<string, unknown>;
+}
+
+function stringField(b: Record<string, unknown>, name: string, opts: { required?: boolean; max?: number } = {}): string | undefined {
+  const v = b[name];
+  if (v === undefined || v === null) {
+    if (opts.required) throw new ApiError(400, "invalid_request", `${name} is required`, [{ field: name, message: "is required" }]);
+    return undefined;
+  }
+  if (typeof v !== "string" || v.trim() === "" || v.length > (opts.max ?? 1_000_000)) {
+    throw new ApiError(400, "invalid_request", `${name} must be a non-empty string`, [{ field: name, message: "must be a non-empty string" }]);
+  }
+  return v;
+}
+
+function actorOf(request: FastifyRequest, b: Record<string, unknown>): string {
+  const header = request.headers["x-firedrill-actor"];
+  return stringField(b, "actor", { max: 200 }) ?? (typeof header === "string" && header !== "" ? header.slice(0, 200) : "api");
+}
+
+/** Registers the experiment and halt routes. */
+export function registerRunRoutes(app: FastifyInstance, options: RunRoutesOptions): void {
+  const { store, runs, runner } = options;
+
+  const requireRun = (id: string): RunRecord => {
+    const run = runs.getRun(id);
+    if (!run) throw new ApiError(404, "run_not_found", `run ${JSON.stringify(id)} does not exist; list runs with GET /api/v1/runs (firedrill runs)`);
+    return run;
+  };
+
+  app.post("/api/v1/plan", async (request) => {
+    const spec = stringField(body(request), "spec", { required: true })!;
+    const { experiment, plan } = runner.plan(spec);
+    return { experiment: { name: experiment.metadata.name, hypothesis: experiment.spec.hypothesis }, plan };
+  });
+
+  app.post("/api/v1/runs", async (request, reply) => {
+    const b = body(request);
+    const spec = stringField(b, "spec", { required: true })!;
+    const run = runner.start(spec, actorOf(request, b));
+    return reply.code(201).send({ run: toRunJson(run), plan: run.plan });
+  });
+
+  app.get<{ Querystring: { limit?: string; state?: string } }>("/api/v1/runs", async (request) => {
+    const limit = request.query.limit === undefined ? 100 : Number(request.query.limit);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
+      throw new ApiError(400, "invalid_request", "limit must be a whole number from 1 to 1000", [{ field: "limit", message: "must be 1-1000" }]);
+    }
+    const active = request.query.state === "active";
+    return { runs: runs.listRuns({ limit, active }).map(toRunJson) };
+  });
+
+  app.get<RunParams>("/api/v1/runs/:id", async (request) => {
+    const run = requireRun(request.params.id);
+    return { run: { ...toRunJson(run), spec: run.specYaml, plan: run.plan }, events: runs.listEvents(run.id).map(toRunEventJson) };
+  });
+
+  app.get<RunParams>("/api/v1/runs/:id/report", async (request) => {
+    const run = requireRun(request.params.id);
+    const report = buildReport(run, runs.listEvents(run.id), store.listFaults({ runId: run.id, limit: 10_000 }));
+    return { report: { ...report, timeline: report.timeline.map(toRunEventJson) } };
+  });
+
+  // Server-sent events: the run's timeline so far, then live events until the run ends.
+  app.get<RunParams & { Querystring: { after?: string } }>("/api/v1/runs/:id/events", async (request, reply) => {
+    const run = requireRun(request.params.id);
+    const after = Number(request.query.after ?? 0) || 0;
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
+    let lastId = after;
+    const send = (event: RunEvent) => {
+      if (event.id <= lastId) return;
+      lastId = event.id;
+      res.write(`id: ${event.id}\nevent: run-event\ndata: ${JSON.stringify(toRunEventJson(event))}\n\n`);
+    };
+    const finish = () => {
+      const current = runs.getRun(run.id)!;
+      res.write(`event: end\ndata: ${JSON.stringify(toRunJson(current))}\n\n`);
+      cleanup();
+      res.end();
+    };
+    const onEvent = (event: RunEvent) => {
+      if (event.runId !== run.id) return;
+      send(event);
+      if (event.type === "state" && isTerminalRunState(runs.getRun(run.id)!.state)) finish();
+    };
+    const keepAlive = setInterval(() => res.write(": keep-alive\n\n"), 15_000);
+    const cleanup = () => {
+      clearInterval(keepAlive);
+      runner.events.off("event", onEvent);
+    };
+    // Subscribe first, then replay: nothing falls between the two (send() skips duplicates).
+    runner.events.on("event", onEvent);
+    request.raw.on("close", cleanup);
+    for (const event of runs.listEvents(run.id, after)) send(event);
+    if (isTerminalRunState(runs.getRun(run.id)!.state)) finish();
+  });
+
+  app.post<RunParams>("/api/v1/runs/:id/abort", async (request) => {
+    const b = body(request);
+    const run = await runner.abort(request.params.id, stringField(b, "reason", { max: 1000 }) ?? "no reason given", actorOf(request, b));
+    return { run: toRunJson(run) };
+  });
+
+  app.get("/api/v1/halt", async () => {
+    const halt = runner.haltState();
+    return { halt: halt ? { ...halt, at: new Date(halt.at).toISOString() } : null };
+  });
+
+  app.post("/api/v1/halt", async (request) => {
+    const b = body(request);
+    const reason = stringField(b, "reason", { required: true, max: 1000 })!;
+    const halt = await runner.halt(reason, actorOf(request, b));
+    return { halt: { ...halt, at: new Date(halt.at).toISOString() } };
+  });
+
+  app.delete("/api/v1/halt", async (request) => {
+    const lifted = runner.unhalt(actorOf(request, {}));
+    return { lifted: lifted ? { ...lifted, at: new Date(lifted.at).toISOString() } : null };
+  });
+}
