@@ -3,8 +3,8 @@
  * control plane in `cp`, a real agent in `host`, echo servers in `tgt`. Probes run inside `host`.
  * Nothing here touches the root namespace's qdiscs or nftables.
  */
-import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -19,6 +19,16 @@ const DRIVER = join(ROOT, "test/support/fault-driver.ts");
 const GRPC_PORT = 7443;
 const HTTP_PORT = 8080;
 const LEASE_TTL_MS = 3000;
+
+/** The state letter of a process (R, S, T, Z...) from /proc. */
+function processState(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0];
+  } catch {
+    return undefined;
+  }
+}
 
 const skipReason = netnsSkipReason();
 if (skipReason) console.log(`skipping the network fault tests: ${skipReason}`);
@@ -44,6 +54,7 @@ describe.skipIf(!!skipReason)("network faults on namespace hosts", () => {
   let agent: NsProcess;
   let agentId: string;
   let agentStateDir: string;
+  let token: string;
   let netem = false;
 
   const tempDir = (prefix: string) => {
@@ -116,7 +127,8 @@ describe.skipIf(!!skipReason)("network faults on namespace hosts", () => {
     }, 30_000);
     const echo = lab.spawnNode(hosts.tgt, NET_TOOLS, ["serve", "--tcp", "8080,9090", "--udp", "7000"], { tsx: false });
     await waitFor("the echo servers in tgt", () => echo.output().includes("ready"), 10_000);
-    agent = startAgent(readFileSync(join(dataDir, "join-token"), "utf8").trim());
+    token = readFileSync(join(dataDir, "join-token"), "utf8").trim();
+    agent = startAgent(token);
     agentId = await waitFor(`the agent in ${hosts.host} to connect`, async () => {
       if (agent.child.exitCode !== null) throw new Error(`agent exited: ${agent.output()}`);
       const { agents } = (await api(httpUrl, "GET", "/api/v1/agents")).body as { agents: { id: string; connected: boolean }[] };
@@ -322,14 +334,58 @@ describe.skipIf(!!skipReason)("network faults on namespace hosts", () => {
     nothingLeft();
   });
 
-  it("agent SIGKILLed mid-blackhole: its guard deletes the table from the journal record alone", async () => {
-    await startRunning("network-blackhole", { destinations: [hosts.addr.tgt] });
-    expect(tcp(9090, 1, 700).ok).toBe(0);
-    agent.kill("SIGKILL");
-    const killedAt = Date.now();
-    await waitFor("the guard to delete the firedrill table", () => nftTables(hosts.host).length === 0, 10_000, 100);
-    console.log(`guard reverted the blackhole ${Date.now() - killedAt} ms after the agent was SIGKILLed`);
-    expect(Date.now() - killedAt).toBeLessThan(5000);
-    expect(tcp(9090).ok).toBe(3);
-  }, 30_000);
+  it("agent SIGKILLed mid-fault (fill + blackhole + stopped process): the guard reverts all of it within 5 s; a restarted agent finds nothing left", async () => {
+    // A tmpfs to fill (never the real disk) and a process of our own to stop.
+    const mnt = tempDir("guard-fill");
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=64m", "tmpfs", mnt]);
+    const sleeper = spawn("sleep", ["600"], { stdio: "ignore" });
+    // `ip netns exec` gives the agent its own mount namespace, copied at its start (/ is private
+    // here): restart the agent so that its view includes the tmpfs.
+    const restartAgent = async () => {
+      agent = lab.spawnNode(hosts.host, AGENT_BIN, [
+        "--server", cpGrpc, "--token", token, "--state-dir", agentStateDir, "--imds", "off", "--reconnect-max", "1s", "--log-level", "debug",
+      ]);
+      await waitFor("the agent to connect", async () => agent.output().includes("connected to the control plane") && (await agentJson()).connected, 30_000);
+    };
+    agent.kill("SIGTERM");
+    await agent.exited;
+    await restartAgent();
+    try {
+      const fill = await startRunning("disk-fill", { path: mnt, targetPercent: 60, keepFreeBytes: "8MiB" });
+      const fillFile = join(mnt, ".firedrill-fill", `${fill}.fill`);
+      expect(existsSync(fillFile)).toBe(true);
+      await startRunning("network-blackhole", { destinations: [hosts.addr.tgt] });
+      expect(tcp(9090, 1, 700).ok).toBe(0);
+      await startRunning("process-stop", { pid: sleeper.pid! });
+      expect(processState(sleeper.pid!)).toBe("T");
+      expect(readdirSync(join(agentStateDir, "journal"))).toHaveLength(3);
+
+      agent.kill("SIGKILL");
+      const killedAt = Date.now();
+      await waitFor("the guard to revert everything", () =>
+        !existsSync(fillFile) && nftTables(hosts.host).length === 0 && processState(sleeper.pid!) !== "T", 10_000, 50);
+      const revertMs = Date.now() - killedAt;
+      console.log(`guard reverted fill + blackhole + stopped process ${revertMs} ms after the agent was SIGKILLed`);
+      expect(revertMs).toBeLessThan(5000);
+      expect(tcp(9090).ok).toBe(3);
+      await waitFor("the guard to empty the journal", () => readdirSync(join(agentStateDir, "journal")).length === 0, 5000, 50);
+
+      // A restarted agent (same state dir) finds nothing left to revert, and reports the guard's work.
+      await restartAgent();
+      expect(agent.output()).not.toContain("reverted faults left in the journal");
+      const faults = (await api(httpUrl, "GET", `/api/v1/agents/${agentId}/faults?state=all`)).body.faults as any[];
+      await waitFor("the recovery reports", async () => {
+        const all = (await api(httpUrl, "GET", `/api/v1/agents/${agentId}/faults?state=all`)).body.faults as any[];
+        return all.filter((f) => ["disk-fill", "network-blackhole", "process-stop"].includes(f.kind) && f.reason === "recovery").length === 3;
+      });
+      expect(faults.length).toBeGreaterThan(0);
+    } finally {
+      sleeper.kill("SIGKILL");
+      try {
+        execFileSync("umount", [mnt]);
+      } catch {
+        execFileSync("umount", ["-l", mnt]);
+      }
+    }
+  }, 60_000);
 });

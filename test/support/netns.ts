@@ -225,3 +225,20 @@ export function nftTables(ns: string): string[] {
 export function qdiscs(ns: string, dev: string): { kind: string; handle: string; root?: boolean; parent?: string }[] {
   return JSON.parse(inNs(ns, ["tc", "-j", "qdisc", "show", "dev", dev]).stdout || "[]");
 }
+
+/**
+ * Waits (at most 5 s) until the IPv6 addresses of `dev` in `ns` have passed duplicate address
+ * detection: a tentative link-local address cannot send yet, and packets to it are lost.
+ */
+export async function waitIpv6Ready(ns: string, dev: string): Promise<void> {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const info = JSON.parse(inNs(ns, ["ip", "-j", "-6", "addr", "show", "dev", dev]).stdout || "[]") as {
+      addr_info?: { local: string; tentative?: boolean }[];
+    }[];
+    const addrs = info.flatMap((i) => i.addr_info ?? []);
+    if (addrs.length > 0 && addrs.every((a) => !a.tentative)) return;
+    if (Date.now() > deadline) throw new Error(`IPv6 on ${dev} in ${ns} is still tentative after 5 s`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}

@@ -158,9 +158,12 @@ function guessQdisc(kind: ProbedQdisc): QdiscSupport {
   return guess(false, `${module} is neither loaded, built in nor installed as a module`);
 }
 
-/** Whether the running kernel provides sch_netem (see kernelQdiscSupport). */
+/**
+ * Whether the running kernel can run network-delay: sch_netem, and sch_prio that carries it (see
+ * kernelQdiscSupport). Reported as the `netem` capability.
+ */
 export function kernelHasNetem(): boolean {
-  return kernelQdiscSupport("netem").available;
+  return kernelQdiscSupport("netem").available && kernelQdiscSupport("prio").available;
 }
 
 /** What this host can run. */

@@ -9,7 +9,7 @@ export type HostCapability = "root" | "netem" | "nftables" | "tc";
 /** Why each capability matters, and how to get it. */
 export const CAPABILITY_HINTS: Record<HostCapability, string> = {
   root: "the agent must run as root",
-  netem: "the kernel lacks sch_netem (install the distribution's extra kernel modules, e.g. linux-modules-extra-$(uname -r), and modprobe sch_netem)",
+  netem: "the kernel lacks sch_netem or sch_prio (install the distribution's extra kernel modules, e.g. linux-modules-extra-$(uname -r), and run modprobe -a sch_netem sch_prio)",
   nftables: "the nft binary is missing (install nftables)",
   tc: "the tc binary is missing (install iproute2)",
 };

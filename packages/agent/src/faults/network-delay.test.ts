@@ -1,7 +1,7 @@
 import type { JsonObject } from "@firedrill/protocol";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NET_TOOLS, NetnsLab, inNs, netnsSkipReason, qdiscs } from "../../../../test/support/netns.js";
+import { NET_TOOLS, NetnsLab, inNs, netnsSkipReason, qdiscs, waitIpv6Ready } from "../../../../test/support/netns.js";
 import { kernelQdiscSupport } from "../facts.js";
 import { runCommand } from "./net-common.js";
 import type { CommandResult, CommandRunner, NetTool } from "./net-common.js";
@@ -195,12 +195,15 @@ describe.skipIf(!!skipReason)("network-delay in a throwaway network namespace (r
     defaultDevice: () => dev,
   };
 
-  beforeAll(() => {
+  beforeAll(async () => {
     ns = lab.namespace("a");
     peer = lab.namespace("b");
-    lab.link({ ns, name: dev, addr: "10.213.255.1/30" }, { ns: peer, name: `fdt${lab.id}b`, addr: "10.213.255.2/30" });
     // For IPv6 the veth's link-local addresses are enough; skip duplicate address detection.
     for (const n of [ns, peer]) inNs(n, ["sysctl", "-q", "-w", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"]);
+    lab.link({ ns, name: dev, addr: "10.213.255.1/30" }, { ns: peer, name: `fdt${lab.id}b`, addr: "10.213.255.2/30" });
+    // A link-local address still in detection cannot send: wait until both ends are ready.
+    await waitIpv6Ready(ns, dev);
+    await waitIpv6Ready(peer, `fdt${lab.id}b`);
   });
   afterAll(() => lab.cleanup());
 

@@ -455,7 +455,7 @@ ${second}`);
         rule: "capabilities",
         ok: false,
         message:
-          "web-2 cannot run network-delay (step slow): the kernel lacks sch_netem (install the distribution's extra kernel modules, e.g. linux-modules-extra-$(uname -r), and modprobe sch_netem); web-3 cannot run network-delay (step slow): its agent does not offer it (offers cpu-burn); upgrade the agent",
+          "web-2 cannot run network-delay (step slow): the kernel lacks sch_netem or sch_prio (install the distribution's extra kernel modules, e.g. linux-modules-extra-$(uname -r), and run modprobe -a sch_netem sch_prio); web-3 cannot run network-delay (step slow): its agent does not offer it (offers cpu-burn); upgrade the agent",
       });
       expect(plan(delay, { agents: web(3) }).rule("capabilities")).toEqual({
         rule: "capabilities",
