@@ -3,8 +3,12 @@ import type { Server } from "node:http";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { api } from "./support/api.js";
 import { burnerThreads } from "./support/cpu.js";
-import { runCli, startCluster, waitFor } from "./support/processes.js";
+import { runCli, startCluster, startServer, waitFor } from "./support/processes.js";
 import type { TestCluster } from "./support/processes.js";
+import { PROMETHEUS_MISSING, findPrometheus, startPrometheus } from "./support/prometheus.js";
+
+const prometheusMissing = findPrometheus() === undefined;
+if (prometheusMissing) console.log(`skipping the Prometheus abort test: ${PROMETHEUS_MISSING}`);
 
 /** A health endpoint the test flips between healthy (200) and broken (500). */
 async function flippableHealth(): Promise<{ url: string; setStatus: (s: number) => void; close: () => Promise<void> }> {
@@ -172,6 +176,33 @@ describe("experiment runs on three real agents", () => {
     await api(url(), "POST", "/api/v1/alerts/alertmanager", payload("resolved"));
   });
 
+  it.skipIf(prometheusMissing)("a real Prometheus query returning a sample aborts the run; every host reverted", async () => {
+    const prom = await startPrometheus({ metrics: { checkout_errors_ratio: 0 } });
+    if (!prom) throw new Error(PROMETHEUS_MISSING);
+    try {
+      const id = await startRun(
+        experiment({
+          steps: LONG_BURN,
+          stopConditions: `    - { prometheus: { url: "${prom.url}", query: "checkout_errors_ratio > 0.01", intervalMs: 200 } }`,
+        }),
+      );
+      await waitFor("3 burns running", async () => (await runFaults(id)).filter((f: any) => f.state === "running").length === 3, 20_000);
+      const flippedAt = Date.now();
+      prom.target.set("checkout_errors_ratio", 0.05);
+      const { run, events } = await settled(id);
+      expect(run.state).toBe("aborted");
+      expect(run.reason).toMatch(/stop condition breached: prometheus/);
+      expect(run.reason).toContain("checkout_errors_ratio");
+      for (const f of await runFaults(id)) expect(f).toMatchObject({ state: "reverted", reason: "aborted" });
+      expect(noBurnAnywhere()).toBe(true);
+      const breach = (events as any[]).find((e) => e.type === "breach");
+      const lastRevert = Math.max(...(events as any[]).filter((e) => e.type === "fault-reverted").map((e) => Date.parse(e.time)));
+      console.log(`[measure] prometheus breach: flip→breach ${Date.parse(breach.time) - flippedAt} ms (1 s scrape), breach→last revert ack ${lastRevert - Date.parse(breach.time)} ms`);
+    } finally {
+      await prom.stop();
+    }
+  });
+
   it("preflight refuses to start when a stop condition is already breached", async () => {
     health.setStatus(500);
     const id = await startRun(experiment({ steps: LONG_BURN, stopConditions: `    - { http: { url: "${health.url}" } }` }));
@@ -236,5 +267,33 @@ describe("experiment runs on three real agents", () => {
     const res = await api(url(), "POST", "/api/v1/runs", { spec });
     expect(res.status).toBe(422);
     expect(res.body.error.code).toBe("guardrail_refused");
+  });
+});
+
+describe("a control plane restart mid-run", () => {
+  it("marks the run failed with the reason at start-up, and the agents' leases clean the hosts", async () => {
+    const cluster = await startCluster({ agents: 1, labels: LABELS, leaseTtl: "3s" });
+    try {
+      const { server } = cluster;
+      const res = await api(server.httpUrl, "POST", "/api/v1/runs", { spec: experiment({ steps: LONG_BURN }), actor: "test" });
+      expect(res.status).toBe(201);
+      const id = res.body.run.id as string;
+      await waitFor("the burn to run", () => burnerThreads(cluster.agent.pid).length === 1, 20_000);
+      server.proc.kill("SIGKILL");
+      await server.proc.exited;
+      await waitFor("the lease to clean the host", () => burnerThreads(cluster.agent.pid).length === 0, 10_000);
+      const [grpcPort, httpPort] = [server.grpcAddr, server.httpUrl].map((a) => Number(a.split(":").at(-1)));
+      const again = await startServer({ dataDir: server.dataDir, grpcPort: grpcPort!, httpPort: httpPort!, leaseTtl: "3s" });
+      const { body } = await api(again.httpUrl, "GET", `/api/v1/runs/${id}`);
+      expect(body.run.state).toBe("failed");
+      expect(body.run.reason).toMatch(/the control plane restarted during the run/);
+      const fault = await waitFor("the agent's lease report", async () => {
+        const f = (await api(again.httpUrl, "GET", "/api/v1/faults?state=all")).body.faults.find((x: any) => x.runId === id);
+        return f?.state === "reverted" ? f : undefined;
+      });
+      expect(fault.reason).toBe("lease");
+    } finally {
+      await cluster.close();
+    }
   });
 });
