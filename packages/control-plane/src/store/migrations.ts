@@ -95,6 +95,42 @@ const MIGRATIONS: readonly string[] = [
   CREATE INDEX run_events_run ON run_events(run_id, id);
   CREATE INDEX faults_run ON faults(run_id);
   `,
+  `
+  -- Schedules: experiments on a cron, and Chaos-Monkey terminations (config: group, region,
+  -- meanWorkdays, minWorkdays, window, leashed). active_since: when the schedule was created or
+  -- last resumed; slots before it are not the scheduler's to run or to count as missed.
+  CREATE TABLE schedules (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('experiment', 'chaos-monkey')),
+    name TEXT NOT NULL,
+    spec_yaml TEXT,
+    cron TEXT,
+    tz TEXT NOT NULL,
+    config TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('active', 'paused')),
+    active_since INTEGER NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+  );
+
+  -- One row per slot: the primary key is what makes a slot run at most once, across restarts and
+  -- across schedulers sharing the database (the row is inserted, in a transaction, before acting).
+  -- planned: a Chaos-Monkey day that will kill at planned_at; claimed: a scheduler is acting on it.
+  CREATE TABLE schedule_slots (
+    schedule_id TEXT NOT NULL REFERENCES schedules(id) ON DELETE CASCADE,
+    slot_key TEXT NOT NULL,
+    planned_at INTEGER NOT NULL,
+    outcome TEXT NOT NULL CHECK (outcome IN ('planned', 'claimed', 'started', 'skipped', 'killed', 'would-kill', 'refused', 'failed', 'missed')),
+    detail TEXT,
+    run_id TEXT,
+    instance_id TEXT,
+    decided_at INTEGER NOT NULL,
+    PRIMARY KEY (schedule_id, slot_key)
+  );
+  CREATE INDEX schedule_slots_planned ON schedule_slots(schedule_id, planned_at);
+  CREATE INDEX schedule_slots_outcome ON schedule_slots(outcome);
+  `,
 ];
 
 /** Brings the database schema up to date. Returns the number of migrations applied. */
