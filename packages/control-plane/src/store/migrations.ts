@@ -131,6 +131,40 @@ const MIGRATIONS: readonly string[] = [
   CREATE INDEX schedule_slots_planned ON schedule_slots(schedule_id, planned_at);
   CREATE INDEX schedule_slots_outcome ON schedule_slots(outcome);
   `,
+  `
+  -- The AWS action ledger: one row per terminate / stop / start decided by firedrill, inserted in
+  -- the same (IMMEDIATE) transaction as the guardrail checks, before the API call, then updated
+  -- with the outcome. A terminate counts (for min time between terminations, min healthy and max
+  -- percent of group) while its outcome is pending, ok or unknown; 'failed' means AWS refused the
+  -- call, so nothing happened.
+  CREATE TABLE termination_ledger (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    group_name TEXT,
+    instance_id TEXT NOT NULL,
+    region TEXT NOT NULL,
+    action TEXT NOT NULL CHECK (action IN ('terminate', 'stop', 'start')),
+    call TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    run_id TEXT,
+    schedule_id TEXT,
+    decided_at INTEGER NOT NULL,
+    completed_at INTEGER,
+    outcome TEXT NOT NULL CHECK (outcome IN ('pending', 'ok', 'failed', 'unknown')),
+    error TEXT,
+    -- Terminations in an Auto Scaling group form a chain: each names the group's latest counting
+    -- termination when it was decided (0 for the first). The unique index below lets only one
+    -- decision extend the chain from a given point, so two schedulers that read the same state can
+    -- never both kill, whatever the transaction isolation.
+    prev_id INTEGER
+  );
+  CREATE INDEX termination_ledger_group ON termination_ledger(region, group_name, decided_at);
+  CREATE INDEX termination_ledger_run ON termination_ledger(run_id);
+  CREATE UNIQUE INDEX termination_ledger_chain ON termination_ledger(region, group_name, prev_id)
+    WHERE action = 'terminate' AND group_name IS NOT NULL AND outcome IN ('pending', 'ok', 'unknown');
+  -- An instance is terminated at most once: a retry of a step or a slot can't record it again.
+  CREATE UNIQUE INDEX termination_ledger_once ON termination_ledger(region, instance_id)
+    WHERE action = 'terminate' AND outcome IN ('pending', 'ok', 'unknown');
+  `,
 ];
 
 /** Brings the database schema up to date. Returns the number of migrations applied. */
