@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { api } from "./support/api.js";
-import { NET_TOOLS, NetnsLab, ROOT, buildHosts, inNs, netnsSkipReason, nftTables, qdiscs } from "./support/netns.js";
+import { NET_TOOLS, NetnsLab, ROOT, buildHosts, inNs, netnsSkipReason, nftTables, qdiscConfig, qdiscs } from "./support/netns.js";
 import type { NsProcess, TestHosts } from "./support/netns.js";
 import { sleep, waitFor } from "./support/processes.js";
 
@@ -211,7 +211,7 @@ describe.skipIf(!!skipReason)("network faults on namespace hosts", () => {
   }, 60_000);
 
   it("network-delay on this kernel: refused plainly, nothing left on the device", async () => {
-    const before = JSON.stringify(qdiscs(hosts.host, hosts.hostIf));
+    const before = qdiscConfig(hosts.host, hosts.hostIf);
     if (netem) {
       console.log("this kernel has sch_netem: the missing-netem refusal cannot happen here");
       return;
@@ -225,7 +225,7 @@ describe.skipIf(!!skipReason)("network faults on namespace hosts", () => {
     const failed = out.find((e) => e.type === "failed");
     console.log(`agent-side refusal: ${failed?.error}`);
     expect(failed?.error).toMatch(/^could not start: network-delay needs the sch_netem (and sch_prio )?kernel modules?, which this kernel \(.+\) does not have: install your distribution's extra kernel modules \(Ubuntu: linux-modules-extra-.+\) and run `modprobe/);
-    expect(JSON.stringify(qdiscs(hosts.host, hosts.hostIf))).toBe(before);
+    expect(qdiscConfig(hosts.host, hosts.hostIf)).toBe(before);
     nothingLeft();
   });
 

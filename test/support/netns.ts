@@ -242,3 +242,17 @@ export async function waitIpv6Ready(ns: string, dev: string): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
+
+/**
+ * The configuration of a device's qdiscs, without the counters that traffic moves (e.g. htb's
+ * direct_packets_stat), for "left exactly as it was" comparisons.
+ */
+export function qdiscConfig(ns: string, dev: string): string {
+  return JSON.stringify(
+    qdiscs(ns, dev).map((q) => {
+      const { options, ...rest } = q as typeof q & { options?: Record<string, unknown> };
+      const kept = Object.fromEntries(Object.entries(options ?? {}).filter(([k]) => !k.endsWith("_stat")));
+      return { ...rest, options: kept };
+    }),
+  );
+}

@@ -1,7 +1,7 @@
 import type { JsonObject } from "@firedrill/protocol";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NET_TOOLS, NetnsLab, inNs, netnsSkipReason, qdiscs, waitIpv6Ready } from "../../../../test/support/netns.js";
+import { NET_TOOLS, NetnsLab, inNs, netnsSkipReason, qdiscConfig, qdiscs, waitIpv6Ready } from "../../../../test/support/netns.js";
 import { kernelQdiscSupport } from "../facts.js";
 import { runCommand } from "./net-common.js";
 import type { CommandResult, CommandRunner, NetTool } from "./net-common.js";
@@ -241,11 +241,11 @@ describe.skipIf(!!skipReason)("network-delay in a throwaway network namespace (r
   it("a foreign root qdisc (htb 5:) is refused and stays exactly as it was", async () => {
     inNs(ns, ["tc", "qdisc", "add", "dev", dev, "root", "handle", "5:", "htb", "default", "1"]);
     try {
-      const before = JSON.stringify(qdiscs(ns, dev));
+      const before = qdiscConfig(ns, dev);
       const kind = createNetworkDelay({ run: nsRun, interfaces: nsInterfaces });
       const { started } = await startWith(kind, { delayMs: 100 });
       await expect(started).rejects.toThrow(`${dev} has a root qdisc someone configured (htb 5:)`);
-      expect(JSON.stringify(qdiscs(ns, dev))).toBe(before);
+      expect(qdiscConfig(ns, dev)).toBe(before);
     } finally {
       inNs(ns, ["tc", "qdisc", "del", "dev", dev, "root"], { allowFail: true });
     }
