@@ -49,6 +49,11 @@ export interface AwsGroupState {
 export interface AwsGuardrails {
   /** Tag every instance must carry, "key=value". @default "firedrill:opt-in=true" */
   optInTag: string;
+  /**
+   * Further "key=value" tags every instance must carry (the experiment's own optInTag when it names
+   * another than the policy's: both apply, the stricter wins). @default []
+   */
+  requiredTags?: string[];
   /** Instances carrying any of these tags ("key=value" or "key") are never touched. */
   excludeTags: string[];
   /** Never leave an ASG with fewer InService instances than max(MinSize, minHealthy). @default 1 */
@@ -72,6 +77,11 @@ export interface InstanceActionResult {
   autoScalingGroup?: string;
   /** The API call made, e.g. "TerminateInstanceInAutoScalingGroup". */
   call?: string;
+  /**
+   * What the result does not prove, in plain words; e.g. with dryRun on an ASG member:
+   * TerminateInstanceInAutoScalingGroup has no DryRun, so its permission was not checked.
+   */
+  note?: string;
 }
 
 /** Who or what asked for an action, for the termination ledger. */

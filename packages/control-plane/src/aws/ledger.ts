@@ -1,0 +1,263 @@
+/**
+ * The termination ledger (table `termination_ledger`): every terminate / stop / start firedrill
+ * decides, recorded BEFORE the API call, in the same IMMEDIATE transaction as the guardrail checks
+ * that depend on history (min time between terminations, the InService floor minus kills still in
+ * flight, max percent of group), as Chaos Monkey does. A write that fails blocks the kill.
+ *
+ * A terminate counts while its outcome is `pending` (in flight, or the process died mid-call),
+ * `ok` or `unknown` (AWS may have acted: a timeout, a 5xx); `failed` means AWS refused the call.
+ */
+import type Database from "better-sqlite3";
+import { floorRefusal, intervalRefusal, percentRefusal } from "./rules.js";
+import type { AwsGuardrails } from "./types.js";
+
+/** What happened to a ledger entry's call. */
+export type LedgerOutcome = "pending" | "ok" | "failed" | "unknown";
+
+/** One row of the ledger. Times are epoch ms. */
+export interface LedgerEntry {
+  id: number;
+  /** The Auto Scaling group, null for an instance outside one. */
+  groupName: string | null;
+  instanceId: string;
+  region: string;
+  action: "terminate" | "stop" | "start";
+  /** The API call, e.g. "TerminateInstanceInAutoScalingGroup". */
+  call: string;
+  actor: string;
+  runId: string | null;
+  scheduleId: string | null;
+  decidedAt: number;
+  completedAt: number | null;
+  outcome: LedgerOutcome;
+  error: string | null;
+}
+
+/** The group as read right before the kill. */
+export interface GroupAtKillTime {
+  name: string;
+  minSize: number;
+  desiredCapacity: number;
+  /** Ids of the InService (and Healthy) instances. */
+  inService: readonly string[];
+}
+
+/** Inputs of {@link TerminationLedger.decideTermination}. */
+export interface TerminationDecision {
+  instanceId: string;
+  region: string;
+  call: string;
+  actor: string;
+  runId?: string;
+  scheduleId?: string;
+  now: number;
+  guardrails: AwsGuardrails;
+  /** The instance's group as described right before; absent for an instance outside an ASG. */
+  group?: GroupAtKillTime;
+  /** Kills in this group earlier in the same call, counted for max percent when there is no runId. */
+  earlierKillsWithoutRun?: number;
+}
+
+/** The ledger's answer: recorded (go ahead) or refused by a rule (do not call AWS). */
+export type DecisionResult =
+  | { ok: true; id: number }
+  | { ok: false; rule: "min-time-between-terminations" | "min-healthy" | "max-percent-of-group" | "already-terminated" | "concurrent-termination"; reason: string };
+
+/** Which rows {@link TerminationLedger.list} returns. */
+export interface LedgerQuery {
+  runId?: string;
+  scheduleId?: string;
+  groupName?: string;
+  region?: string;
+  /** @default 100 */
+  limit?: number;
+}
+
+/** The ledger's operations. */
+export interface TerminationLedger {
+  /**
+   * Checks the history-dependent guardrails and, when they pass, records the termination as
+   * `pending`, all in one IMMEDIATE transaction.
+   * Thrown when the database fails (busy, full, read-only): the caller must not kill.
+   */
+  decideTermination(input: TerminationDecision): DecisionResult;
+  /**
+   * Records a stop or start as `pending` before its call.
+   * Thrown when the database fails: the caller must not act.
+   */
+  recordAction(input: { action: "stop" | "start"; instanceId: string; region: string; groupName?: string; call: string; actor: string; runId?: string; scheduleId?: string; now: number }): number;
+  /** Sets the outcome of a recorded call. */
+  complete(id: number, outcome: Exclude<LedgerOutcome, "pending">, error: string | undefined, now: number): void;
+  /** The group's latest counting termination. */
+  lastTermination(region: string, groupName: string): LedgerEntry | undefined;
+  list(query?: LedgerQuery): LedgerEntry[];
+}
+
+interface LedgerRow {
+  id: number;
+  group_name: string | null;
+  instance_id: string;
+  region: string;
+  action: LedgerEntry["action"];
+  call: string;
+  actor: string;
+  run_id: string | null;
+  schedule_id: string | null;
+  decided_at: number;
+  completed_at: number | null;
+  outcome: LedgerOutcome;
+  error: string | null;
+  prev_id: number | null;
+}
+
+function toEntry(row: LedgerRow): LedgerEntry {
+  return {
+    id: row.id,
+    groupName: row.group_name,
+    instanceId: row.instance_id,
+    region: row.region,
+    action: row.action,
+    call: row.call,
+    actor: row.actor,
+    runId: row.run_id,
+    scheduleId: row.schedule_id,
+    decidedAt: row.decided_at,
+    completedAt: row.completed_at,
+    outcome: row.outcome,
+    error: row.error,
+  };
+}
+
+const COUNTING = "action = 'terminate' AND outcome IN ('pending', 'ok', 'unknown')";
+
+/** Whether an error is SQLite refusing a row for a unique index. */
+function isUniqueViolation(err: unknown): boolean {
+  return (err as { code?: unknown }).code === "SQLITE_CONSTRAINT_UNIQUE";
+}
+
+/** The ledger on the control plane's database (the migration creates the table). */
+export function createTerminationLedger(db: Database.Database): TerminationLedger {
+  const stmt = {
+    latestInGroup: db.prepare<[string, string], LedgerRow>(
+      `SELECT * FROM termination_ledger WHERE region = ? AND group_name = ? AND ${COUNTING} ORDER BY id DESC LIMIT 1`,
+    ),
+    instanceCounted: db.prepare<[string, string], LedgerRow>(
+      `SELECT * FROM termination_ledger WHERE region = ? AND instance_id = ? AND ${COUNTING} ORDER BY id DESC LIMIT 1`,
+    ),
+    killedAmong: db.prepare<[string, string], { instance_id: string }>(
+      `SELECT instance_id FROM termination_ledger WHERE region = ? AND ${COUNTING} AND instance_id IN (SELECT value FROM json_each(?))`,
+    ),
+    runKillsInGroup: db.prepare<[string, string, string], { n: number }>(
+      `SELECT COUNT(*) AS n FROM termination_ledger WHERE region = ? AND group_name = ? AND run_id = ? AND ${COUNTING}`,
+    ),
+    insert: db.prepare(`
+      INSERT INTO termination_ledger (group_name, instance_id, region, action, call, actor, run_id, schedule_id, decided_at, outcome, prev_id)
+      VALUES (@groupName, @instanceId, @region, @action, @call, @actor, @runId, @scheduleId, @now, 'pending', @prevId)`),
+    complete: db.prepare<[LedgerOutcome, string | null, number, number]>(
+      "UPDATE termination_ledger SET outcome = ?, error = ?, completed_at = ? WHERE id = ?",
+    ),
+  };
+
+  const decide = db.transaction((input: TerminationDecision): DecisionResult => {
+    const { region, instanceId, guardrails, group, now } = input;
+    const already = stmt.instanceCounted.get(region, instanceId);
+    if (already) {
+      return {
+        ok: false,
+        rule: "already-terminated",
+        reason: `firedrill already terminated ${instanceId} (ledger #${already.id}, ${new Date(already.decided_at).toISOString()}, by ${already.actor}, outcome ${already.outcome})`,
+      };
+    }
+    let prevId: number | null = null;
+    if (group) {
+      const latest = stmt.latestInGroup.get(region, group.name);
+      prevId = latest?.id ?? 0;
+      const interval = intervalRefusal(group.name, latest?.decided_at, now, guardrails);
+      if (interval) return { ok: false, rule: "min-time-between-terminations", reason: interval };
+      // Kills this ledger knows of may still show as InService (AWS takes a moment to move them
+      // to Terminating), and a concurrent scheduler's kill may be in flight: neither counts.
+      const killed = new Set(stmt.killedAmong.all(region, JSON.stringify(group.inService)).map((r) => r.instance_id));
+      const effective = group.inService.filter((id) => !killed.has(id));
+      const after = effective.filter((id) => id !== instanceId).length;
+      const floor = floorRefusal(group.name, effective.length, after, group.minSize, guardrails);
+      if (floor) {
+        const inFlight = killed.size > 0 ? ` (not counting ${killed.size} instance${killed.size === 1 ? "" : "s"} firedrill already terminated that still show${killed.size === 1 ? "s" : ""} as InService)` : "";
+        return { ok: false, rule: "min-healthy", reason: `${floor}${inFlight}` };
+      }
+      const prior = input.runId !== undefined ? (stmt.runKillsInGroup.get(region, group.name, input.runId)?.n ?? 0) : (input.earlierKillsWithoutRun ?? 0);
+      const percent = percentRefusal(group.name, prior, group.desiredCapacity, guardrails);
+      if (percent) return { ok: false, rule: "max-percent-of-group", reason: percent };
+    }
+    try {
+      const inserted = stmt.insert.run({
+        groupName: group?.name ?? null,
+        instanceId,
+        region,
+        action: "terminate",
+        call: input.call,
+        actor: input.actor,
+        runId: input.runId ?? null,
+        scheduleId: input.scheduleId ?? null,
+        now,
+        prevId,
+      });
+      return { ok: true, id: Number(inserted.lastInsertRowid) };
+    } catch (err) {
+      // Only reachable when another writer slipped in between the reads and this insert (a
+      // database shared without IMMEDIATE transactions): the chain's unique index keeps one.
+      if (isUniqueViolation(err)) {
+        return {
+          ok: false,
+          rule: "concurrent-termination",
+          reason: `another firedrill recorded a termination in ${group?.name ?? instanceId} at the same moment; only one may proceed`,
+        };
+      }
+      throw err;
+    }
+  });
+
+  return {
+    decideTermination: (input) => decide.immediate(input),
+    recordAction(input) {
+      const inserted = stmt.insert.run({
+        groupName: input.groupName ?? null,
+        instanceId: input.instanceId,
+        region: input.region,
+        action: input.action,
+        call: input.call,
+        actor: input.actor,
+        runId: input.runId ?? null,
+        scheduleId: input.scheduleId ?? null,
+        now: input.now,
+        prevId: null,
+      });
+      return Number(inserted.lastInsertRowid);
+    },
+    complete(id, outcome, error, now) {
+      stmt.complete.run(outcome, error ?? null, now, id);
+    },
+    lastTermination(region, groupName) {
+      const row = stmt.latestInGroup.get(region, groupName);
+      return row ? toEntry(row) : undefined;
+    },
+    list(query = {}) {
+      const where: string[] = [];
+      const args: (string | number)[] = [];
+      for (const [column, value] of [
+        ["run_id", query.runId],
+        ["schedule_id", query.scheduleId],
+        ["group_name", query.groupName],
+        ["region", query.region],
+      ] as const) {
+        if (value === undefined) continue;
+        where.push(`${column} = ?`);
+        args.push(value);
+      }
+      const sql = `SELECT * FROM termination_ledger ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY id DESC LIMIT ?`;
+      return db
+        .prepare<(string | number)[], LedgerRow>(sql)
+        .all(...args, query.limit ?? 100)
+        .map(toEntry);
+    },
+  };
+}
