@@ -12,11 +12,12 @@ const specs: StopConditionSpec[] = [
   },
   { kind: "prometheus", prometheus: { url: "http://prom:9090", query: "job:errors:ratio1m > 0.01", intervalMs: 5000, timeoutMs: 3000 } },
   { kind: "alert", alert: { matchLabels: { severity: "page" } } },
+  { kind: "cloudwatchAlarm", cloudwatchAlarm: { names: ["checkout-5xx"], intervalMs: 5000 } },
 ];
 
 describe("stop-condition registry", () => {
   it("maps every spec kind to its module", () => {
-    expect(Object.keys(STOP_CONDITION_KINDS).sort()).toEqual(["alert", "http", "prometheus"]);
+    expect(Object.keys(STOP_CONDITION_KINDS).sort()).toEqual(["alert", "cloudwatchAlarm", "http", "prometheus"]);
     for (const [name, kind] of Object.entries(STOP_CONDITION_KINDS)) expect(kind.kind).toBe(name);
   });
 
@@ -25,6 +26,7 @@ describe("stop-condition registry", () => {
       "http GET http://web/health",
       "prometheus job:errors:ratio1m > 0.01",
       'alert {severity="page"}',
+      "cloudwatchAlarm checkout-5xx",
     ]);
   });
 
@@ -39,8 +41,8 @@ describe("stop-condition registry", () => {
   });
 
   it("refuses a kind it has no module for, naming the known ones", () => {
-    const spec = { kind: "cloudwatchAlarm", cloudwatchAlarm: { names: ["checkout-5xx"] } } as unknown as StopConditionSpec;
+    const spec = { kind: "datadogMonitor", datadogMonitor: { id: 1 } } as unknown as StopConditionSpec;
     expect(() => describeStopCondition(spec)).toThrow(UnknownStopConditionError);
-    expect(() => describeStopCondition(spec)).toThrow('unknown stop condition kind "cloudwatchAlarm"; this control plane knows: http, prometheus, alert');
+    expect(() => describeStopCondition(spec)).toThrow('unknown stop condition kind "datadogMonitor"; this control plane knows: http, prometheus, alert, cloudwatchAlarm');
   });
 });

@@ -5,11 +5,12 @@
  */
 import type { StopConditionSpec } from "../experiments/types.js";
 import { alertStopCondition } from "./alert.js";
+import { cloudwatchAlarmStopCondition } from "./cloudwatch-alarm.js";
 import { httpStopCondition } from "./http.js";
 import { prometheusStopCondition } from "./prometheus.js";
 import type { StopConditionContext, StopConditionKind, StopConditionWatcher } from "./types.js";
 
-/** The names of the stop-condition kinds: "http" | "prometheus" | "alert". */
+/** The names of the stop-condition kinds: "http" | "prometheus" | "alert" | "cloudwatchAlarm". */
 export type StopConditionKindName = StopConditionSpec["kind"];
 
 /** The kind-specific part of a spec entry, e.g. `HttpStopConditionSpec` for "http". */
@@ -21,6 +22,7 @@ export const STOP_CONDITION_KINDS = {
   http: httpStopCondition,
   prometheus: prometheusStopCondition,
   alert: alertStopCondition,
+  cloudwatchAlarm: cloudwatchAlarmStopCondition,
 } as const satisfies { [K in StopConditionKindName]: StopConditionKind<StopConditionSpecOf<K>> };
 
 /** Thrown when a spec names a kind this control plane has no module for. */
@@ -70,6 +72,7 @@ export {
   registerAlertRoutes,
 } from "./alert-receiver.js";
 export type { AlertReceiver, AlertReceiverOptions, AlertmanagerPayload } from "./alert-receiver.js";
+export { CLOUDWATCH_ERRORS_TO_ABORT, cloudwatchAlarmStopCondition } from "./cloudwatch-alarm.js";
 export { httpStopCondition } from "./http.js";
 export { PROMETHEUS_ERRORS_TO_ABORT, prometheusStopCondition } from "./prometheus.js";
 export type {
