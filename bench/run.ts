@@ -3,7 +3,9 @@
  *   pnpm bench              all
  *   pnpm bench burn         cpu-burn accuracy (asked vs measured)
  *   pnpm bench lease        revert time after the control plane is SIGKILLed
+ *   pnpm bench abort        breach → last revert ack on a run of 3 agents (http, webhook, prometheus)
  */
+import { benchAbortLatency } from "./abort-latency.js";
 import { benchBurnAccuracy } from "./burn-accuracy.js";
 import { benchLeaseRevert } from "./lease-revert.js";
 import { killAll } from "../test/support/processes.js";
@@ -12,6 +14,7 @@ const which = process.argv[2] ?? "all";
 try {
   if (which === "all" || which === "burn") await benchBurnAccuracy();
   if (which === "all" || which === "lease") await benchLeaseRevert();
+  if (which === "all" || which === "abort") await benchAbortLatency();
 } finally {
   await killAll();
 }
