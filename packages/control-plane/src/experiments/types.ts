@@ -3,6 +3,9 @@
  * Durations are milliseconds; every field has its default filled in.
  */
 import type { JsonObject } from "@firedrill/protocol";
+import type { AwsSelector } from "../aws/types.js";
+
+export type { AwsSelector } from "../aws/types.js";
 
 /** Which agents a target group may contain. All given criteria must match. */
 export interface AgentSelector {
@@ -15,6 +18,12 @@ export interface AgentSelector {
   facts?: Record<string, string>;
   /** Explicit agent ids. */
   agentIds?: string[];
+  /**
+   * EC2 instances (resolved with DescribeInstances / DescribeAutoScalingGroups at run start).
+   * Instances are matched to agents by the instance id agents report, so one target can take
+   * host faults (on the matched agents) and ec2-terminate / ec2-stop (on the instances).
+   */
+  aws?: AwsSelector;
 }
 
 /** How many of the matching agents to take (picked at random, once, at run start). */
@@ -80,11 +89,21 @@ export interface AlertStopConditionSpec {
   matchLabels: Record<string, string>;
 }
 
+/** `cloudwatchAlarm` stop condition: any of the named (metric or composite) alarms in ALARM is a breach. */
+export interface CloudWatchAlarmStopConditionSpec {
+  names: string[];
+  /** The SDK's default region when absent. */
+  region?: string;
+  /** Poll interval. @default 5000 */
+  intervalMs: number;
+}
+
 /** A stop condition: exactly one kind per entry. */
 export type StopConditionSpec =
   | { kind: "http"; http: HttpStopConditionSpec }
   | { kind: "prometheus"; prometheus: PrometheusStopConditionSpec }
-  | { kind: "alert"; alert: AlertStopConditionSpec };
+  | { kind: "alert"; alert: AlertStopConditionSpec }
+  | { kind: "cloudwatchAlarm"; cloudwatchAlarm: CloudWatchAlarmStopConditionSpec };
 
 /** An allowed time window. */
 export interface WindowSpec {
@@ -118,6 +137,16 @@ export interface GuardrailsSpec {
   maxDurationMs?: number;
   /** Most runs at once on this control plane (policy only). */
   maxConcurrentRuns?: number;
+  /** Tag every EC2 instance acted on must carry, "key=value". Policy default: "firedrill:opt-in=true". */
+  optInTag?: string;
+  /** Instances carrying any of these tags ("key=value" or "key") are never touched. */
+  excludeTags?: string[];
+  /** Never take an ASG below max(MinSize, minHealthy) InService instances. @default 1 */
+  minHealthy?: number;
+  /** Most percent of an ASG's InService instances one run may act on. */
+  maxPercentOfGroup?: number;
+  /** Least time between two terminations in one ASG. */
+  minTimeBetweenTerminationsMs?: number;
 }
 
 /** A parsed, valid experiment. */

@@ -4,6 +4,7 @@
  * CloudWatch alarm) plug in without touching the runner.
  */
 import type { Logger } from "pino";
+import type { AwsService } from "../aws/types.js";
 
 /** What one check found. */
 export interface StopConditionStatus {
@@ -40,6 +41,8 @@ export interface StopConditionContext {
   log: Logger;
   /** Alertmanager webhook state (for `alert` conditions). */
   alerts: AlertSource;
+  /** AWS (for `cloudwatchAlarm` conditions); absent when the control plane has no AWS access configured. */
+  aws?: AwsService;
   /** Clock, injectable for tests. @default Date.now */
   now?: () => number;
 }
