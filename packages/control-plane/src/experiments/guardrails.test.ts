@@ -3,7 +3,7 @@ import type { AgentRecord } from "../store/types.js";
 import { FULL_CAPABILITIES, testAgent } from "../test-support/agent-records.js";
 import { evaluateGuardrails, GUARDRAIL_RULES, mergeGuardrails } from "./guardrails.js";
 import type { GuardrailVerdict } from "./guardrails.js";
-import { DEFAULT_POLICY } from "./policy.js";
+import { awsGuardrailsFrom, DEFAULT_POLICY } from "./policy.js";
 import { parseExperiment } from "./spec.js";
 import { resolveTargets, seededRandom } from "./targets.js";
 import type { Experiment, GuardrailsSpec } from "./types.js";
@@ -479,7 +479,37 @@ describe("mergeGuardrails", () => {
       maxConcurrentRuns: 2,
       windowSets: [],
       blackoutDates: [],
+      optInTags: [],
+      excludeTags: [],
+      minHealthy: 1,
       from: { maxTargets: "experiment", maxPercent: "policy", maxDurationMs: "policy", maxConcurrentRuns: "policy" },
     });
+  });
+
+  it("merges the AWS guardrails: both opt-in tags, all exclusion tags, the higher minHealthy, the lower maxPercentOfGroup, the longer interval", () => {
+    const policy: GuardrailsSpec = { ...DEFAULT_POLICY, excludeTags: ["tier=db"], maxPercentOfGroup: 30, minTimeBetweenTerminationsMs: 3_600_000 };
+    const own: GuardrailsSpec = { optInTag: "gameday=q4", excludeTags: ["pci", "tier=db"], minHealthy: 3, maxPercentOfGroup: 50, minTimeBetweenTerminationsMs: 7_200_000 };
+    const merged = mergeGuardrails(policy, own);
+    expect(merged).toMatchObject({
+      optInTags: ["firedrill:opt-in=true", "gameday=q4"],
+      excludeTags: ["tier=db", "pci"],
+      minHealthy: 3,
+      maxPercentOfGroup: 30,
+      minTimeBetweenTerminationsMs: 7_200_000,
+    });
+    expect(merged.from).toMatchObject({ minHealthy: "experiment", maxPercentOfGroup: "policy", minTimeBetweenTerminationsMs: "experiment" });
+    expect(awsGuardrailsFrom(merged)).toEqual({
+      optInTag: "firedrill:opt-in=true",
+      requiredTags: ["gameday=q4"],
+      excludeTags: ["tier=db", "pci"],
+      minHealthy: 3,
+      maxPercentOfGroup: 30,
+      minTimeBetweenTerminationsMs: 7_200_000,
+    });
+    // An experiment may not lower the policy's floor; the policy may (explicitly) go to 0.
+    expect(mergeGuardrails(DEFAULT_POLICY, { minHealthy: 0 }).minHealthy).toBe(1);
+    expect(mergeGuardrails({ ...DEFAULT_POLICY, minHealthy: 0 }, {}).minHealthy).toBe(0);
+    expect(awsGuardrailsFrom(mergeGuardrails(DEFAULT_POLICY, {}))).toEqual({ optInTag: "firedrill:opt-in=true", excludeTags: [], minHealthy: 1 });
+    expect(awsGuardrailsFrom(mergeGuardrails({}, {})).optInTag).toBe("firedrill:opt-in=true");
   });
 });

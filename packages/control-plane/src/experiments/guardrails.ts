@@ -4,6 +4,7 @@
  * A run may start only when every verdict is ok.
  */
 import { CAPABILITY_HINTS, formatDuration, missingCapabilities } from "@firedrill/protocol";
+import { DEFAULT_MIN_HEALTHY } from "../aws/rules.js";
 import type { AgentRecord } from "../store/types.js";
 import { ancestorsOf, criticalPath, mayOverlap } from "./dag.js";
 import { formatDays, formatMinute, hasLabel } from "./spec-values.js";
@@ -44,9 +45,21 @@ export interface MergedGuardrails {
   maxDurationMs?: number;
   /** From the policy. */
   maxConcurrentRuns?: number;
+  /** EC2 tags every instance acted on must carry: the policy's, plus the experiment's when it names another. */
+  optInTags: string[];
+  /** EC2 exclusion tags: union of both lists. */
+  excludeTags: string[];
+  /** The higher of both; the policy's counts as 1 when it sets none. */
+  minHealthy: number;
+  /** The lower of both. */
+  maxPercentOfGroup?: number;
+  /** The longer of both. */
+  minTimeBetweenTerminationsMs?: number;
   /** Which side set each numeric limit (for messages). */
-  from: Partial<Record<"maxTargets" | "maxPercent" | "maxDurationMs" | "maxConcurrentRuns", GuardrailSource>>;
+  from: Partial<Record<Limit | "minHealthy" | "minTimeBetweenTerminationsMs", GuardrailSource>>;
 }
+
+export { DEFAULT_MIN_HEALTHY };
 
 /** The rules, in the order {@link evaluateGuardrails} reports them. */
 export const GUARDRAIL_RULES = [
@@ -67,13 +80,14 @@ export const GUARDRAIL_RULES = [
 /** A guardrail rule name. */
 export type GuardrailRule = (typeof GUARDRAIL_RULES)[number];
 
-type Limit = "maxTargets" | "maxPercent" | "maxDurationMs" | "maxConcurrentRuns";
+type Limit = "maxTargets" | "maxPercent" | "maxDurationMs" | "maxConcurrentRuns" | "maxPercentOfGroup";
 
 /**
  * Merges the server policy with an experiment's guardrails (pass the experiment or its
  * `spec.guardrails`). The stricter wins: the lower of each limit, the union of exclusion labels and
  * blackout dates, both sets of windows, and the policy's opt-in label always (the experiment may
- * require one more).
+ * require one more). The same for AWS: both opt-in tags, the union of exclusion tags, the higher
+ * minHealthy, the lower maxPercentOfGroup and the longer minTimeBetweenTerminations.
  */
 export function mergeGuardrails(policy: GuardrailsSpec, experiment: Experiment | GuardrailsSpec): MergedGuardrails {
   const own: GuardrailsSpec = "spec" in experiment ? experiment.spec.guardrails : experiment;
@@ -82,9 +96,23 @@ export function mergeGuardrails(policy: GuardrailsSpec, experiment: Experiment |
     excludeLabels: [...new Set([...(policy.excludeLabels ?? []), ...(own.excludeLabels ?? [])])],
     windowSets: [],
     blackoutDates: [...new Set([...(policy.blackoutDates ?? []), ...(own.blackoutDates ?? [])])].sort(),
+    optInTags: [...new Set([policy.optInTag, own.optInTag].filter((t): t is string => t !== undefined))],
+    excludeTags: [...new Set([...(policy.excludeTags ?? []), ...(own.excludeTags ?? [])])],
+    minHealthy: Math.max(policy.minHealthy ?? DEFAULT_MIN_HEALTHY, own.minHealthy ?? 0),
     from: {},
   };
-  for (const key of ["maxTargets", "maxPercent", "maxDurationMs", "maxConcurrentRuns"] as Limit[]) {
+  if (own.minHealthy !== undefined || policy.minHealthy !== undefined) {
+    merged.from.minHealthy = own.minHealthy !== undefined && own.minHealthy > (policy.minHealthy ?? DEFAULT_MIN_HEALTHY) ? "experiment" : "policy";
+  }
+  // For the time between terminations, the longer is the stricter.
+  const pt = policy.minTimeBetweenTerminationsMs;
+  const et = own.minTimeBetweenTerminationsMs;
+  if (pt !== undefined || et !== undefined) {
+    const fromPolicy = et === undefined || (pt !== undefined && pt >= et);
+    merged.minTimeBetweenTerminationsMs = fromPolicy ? pt! : et;
+    merged.from.minTimeBetweenTerminationsMs = fromPolicy ? "policy" : "experiment";
+  }
+  for (const key of ["maxTargets", "maxPercent", "maxDurationMs", "maxConcurrentRuns", "maxPercentOfGroup"] as Limit[]) {
     const p = policy[key];
     const e = own[key];
     if (p === undefined && e === undefined) continue;

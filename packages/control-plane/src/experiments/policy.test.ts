@@ -33,6 +33,7 @@ maxDuration: 2h
 `);
     expect(policy).toEqual({
       optInLabel: "firedrill:opt-in=true",
+      optInTag: "firedrill:opt-in=true",
       excludeLabels: ["tier=db", "pci"],
       maxTargets: 10,
       maxPercent: 25,
@@ -42,6 +43,11 @@ maxDuration: 2h
       maxConcurrentRuns: 2,
     });
     expect(parsePolicy("optInLabel: chaos=yes\n").optInLabel).toBe("chaos=yes");
+    expect(parsePolicy("optInTag: chaos=yes\nminHealthy: 2\nminTimeBetweenTerminations: 24h\n")).toMatchObject({
+      optInTag: "chaos=yes",
+      minHealthy: 2,
+      minTimeBetweenTerminationsMs: 86_400_000,
+    });
     expect(parsePolicy("")).toEqual(DEFAULT_POLICY);
   });
 
@@ -58,7 +64,7 @@ optInLabel: opted-in
         path: "maxTarget",
         line: 2,
         message:
-          'unknown field "maxTarget"; allowed: optInLabel, excludeLabels, maxTargets, maxPercent, window, windows, blackoutDates, maxDuration, maxConcurrentRuns',
+          'unknown field "maxTarget"; allowed: optInLabel, excludeLabels, maxTargets, maxPercent, window, windows, blackoutDates, maxDuration, optInTag, excludeTags, minHealthy, maxPercentOfGroup, minTimeBetweenTerminations, maxConcurrentRuns',
       },
       { path: "window.hours", line: 3, message: '"9:00-17:00" is not an hour range; use HH:MM-HH:MM in 24-hour time, e.g. "10:00-16:00"' },
       { path: "optInLabel", line: 4, message: '"opted-in" is not a label; use key=value, e.g. "firedrill:opt-in=true"' },
@@ -70,7 +76,7 @@ optInLabel: opted-in
     dirs.push(dir);
     const file = join(dir, "policy.yaml");
     writeFileSync(file, "maxConcurrentRuns: 1\n");
-    expect(loadPolicy(file)).toEqual({ optInLabel: "firedrill:opt-in=true", maxConcurrentRuns: 1 });
+    expect(loadPolicy(file)).toEqual({ optInLabel: "firedrill:opt-in=true", optInTag: "firedrill:opt-in=true", maxConcurrentRuns: 1 });
     expect(() => loadPolicy(join(dir, "nope.yaml"))).toThrow(/cannot read the guardrail policy file .*nope\.yaml: it does not exist; fix the path given to --policy/);
     writeFileSync(file, "maxTargets: many\n");
     expect(() => loadPolicy(file)).toThrow(`${file} is not a valid guardrail policy (1 problem):\n  ${file}:1: maxTargets: "many" is not a number`);

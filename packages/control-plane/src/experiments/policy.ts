@@ -4,6 +4,9 @@
  * (see guardrails.ts).
  */
 import { readFileSync } from "node:fs";
+import { DEFAULT_OPT_IN_TAG } from "../aws/rules.js";
+import type { AwsGuardrails } from "../aws/types.js";
+import type { MergedGuardrails } from "./guardrails.js";
 import { checkGuardrailFields, toGuardrailsSpec } from "./spec.js";
 import { policySchema, specErrorMap } from "./spec-schema.js";
 import type { GuardrailsSpec, SpecIssue } from "./types.js";
@@ -12,8 +15,31 @@ import { formatSpecIssue, fromZodIssues, readYaml, toSpecIssues } from "./yaml-s
 /** The opt-in label required when the policy names none. */
 export const DEFAULT_OPT_IN_LABEL = "firedrill:opt-in=true";
 
-/** The policy in force without a policy file: targets must carry {@link DEFAULT_OPT_IN_LABEL}. */
-export const DEFAULT_POLICY: Readonly<GuardrailsSpec> = Object.freeze({ optInLabel: DEFAULT_OPT_IN_LABEL });
+export { DEFAULT_OPT_IN_TAG } from "../aws/rules.js";
+
+/**
+ * The policy in force without a policy file: targets must carry {@link DEFAULT_OPT_IN_LABEL}, EC2
+ * instances {@link DEFAULT_OPT_IN_TAG} (and Auto Scaling groups keep at least 1 InService instance,
+ * the merge's default).
+ */
+export const DEFAULT_POLICY: Readonly<GuardrailsSpec> = Object.freeze({ optInLabel: DEFAULT_OPT_IN_LABEL, optInTag: DEFAULT_OPT_IN_TAG });
+
+/**
+ * The AWS guardrails of merged guardrails (see mergeGuardrails), as the AWS service takes them:
+ * the first opt-in tag (the policy's; {@link DEFAULT_OPT_IN_TAG} when none is set) and the others
+ * as further required tags.
+ */
+export function awsGuardrailsFrom(merged: MergedGuardrails): AwsGuardrails {
+  const [optInTag = DEFAULT_OPT_IN_TAG, ...requiredTags] = merged.optInTags;
+  return {
+    optInTag,
+    excludeTags: [...merged.excludeTags],
+    minHealthy: merged.minHealthy,
+    ...(requiredTags.length > 0 ? { requiredTags } : {}),
+    ...(merged.maxPercentOfGroup !== undefined ? { maxPercentOfGroup: merged.maxPercentOfGroup } : {}),
+    ...(merged.minTimeBetweenTerminationsMs !== undefined ? { minTimeBetweenTerminationsMs: merged.minTimeBetweenTerminationsMs } : {}),
+  };
+}
 
 /** Thrown when the policy file cannot be read or is invalid: `issues` lists every problem. */
 export class GuardrailPolicyError extends Error {
@@ -34,7 +60,8 @@ export class GuardrailPolicyError extends Error {
 }
 
 /**
- * Parses policy YAML. The opt-in label defaults to {@link DEFAULT_OPT_IN_LABEL}.
+ * Parses policy YAML. The opt-in label defaults to {@link DEFAULT_OPT_IN_LABEL}, the opt-in tag to
+ * {@link DEFAULT_OPT_IN_TAG}.
  * Thrown when invalid: {@link GuardrailPolicyError} with every issue's path and line.
  */
 export function parsePolicy(text: string, file = "<policy>"): GuardrailsSpec {
@@ -47,6 +74,7 @@ export function parsePolicy(text: string, file = "<policy>"): GuardrailsSpec {
   if (issues.length > 0 || !result.success) throw new GuardrailPolicyError(file, toSpecIssues(source, issues));
   const policy = toGuardrailsSpec(result.data);
   policy.optInLabel ??= DEFAULT_OPT_IN_LABEL;
+  policy.optInTag ??= DEFAULT_OPT_IN_TAG;
   return policy;
 }
 

@@ -9,17 +9,23 @@
 import { z } from "zod";
 import { FAULT_KINDS, MAX_FAULT_DURATION_MS, MIN_FAULT_DURATION_MS } from "@firedrill/protocol";
 import type { FaultKind } from "@firedrill/protocol";
+import { CLOUD_FAULT_KINDS } from "../aws/faults.js";
 import {
+  AWS_REGION_PATTERN,
   DATE_PATTERN,
   DURATION_EXAMPLES,
   DURATION_PATTERN,
   HOURS_PATTERN,
+  INSTANCE_ID_PATTERN,
+  parseAwsRegion,
   parseDate,
   parseDays,
   parseDurationText,
   parseHours,
   parseHttpUrl,
+  parseInstanceId,
   parseLabelTerm,
+  parseTagTerm,
   parseTimeZone,
   WEEKDAYS,
 } from "./spec-values.js";
@@ -155,19 +161,73 @@ function urlSchema(description: string) {
   return checkedString(parseHttpUrl, "an http(s) URL").meta({ description, format: "uri", pattern: "^https?://" });
 }
 
+/** Every step kind: the agents' host faults and the control plane's cloud faults. */
+type StepFaultKind = FaultKind | (typeof CLOUD_FAULT_KINDS)[number];
+const STEP_FAULT_KINDS = [...FAULT_KINDS, ...CLOUD_FAULT_KINDS] as StepFaultKind[] as [StepFaultKind, ...StepFaultKind[]];
+
 const faultKindSchema = z
-  .enum(FAULT_KINDS as [FaultKind, ...FaultKind[]], {
+  .enum(STEP_FAULT_KINDS, {
     error: (issue) =>
       issue.input === undefined
-        ? `is required; use one of: ${FAULT_KINDS.join(", ")}`
-        : `${describeValue(issue.input)} is not a known fault kind; use one of: ${FAULT_KINDS.join(", ")}`,
+        ? `is required; use one of: ${STEP_FAULT_KINDS.join(", ")}`
+        : `${describeValue(issue.input)} is not a known fault kind; use one of: ${STEP_FAULT_KINDS.join(", ")}`,
   })
-  .meta({ description: "The fault to inject; see docs/faults/<kind>.md for its parameters." });
+  .meta({
+    description:
+      "The fault to inject: a host fault run by the agents (see docs/faults/<kind>.md for its parameters), or ec2-terminate / ec2-stop, run by the control plane on the group's EC2 instances (see docs/aws.md).",
+  });
 
 /** Host facts a selector may match, exactly or with `*` globs. */
 export const SELECTOR_FACTS = ["hostname", "osPlatform", "osDistro", "arch", "instanceId", "availabilityZone", "region"] as const;
 
 const factValueSchema = z.string().min(1).meta({ description: "An exact value, or a glob where * matches any characters (e.g. web-*)." });
+
+/** A tag value: always a string (YAML reads `8080` and `true` as other types). */
+const tagValueSchema = z.string({
+  error: (issue) =>
+    issue.input === undefined
+      ? "is required"
+      : typeof issue.input === "number" || typeof issue.input === "boolean"
+        ? `${String(issue.input)} is a ${typeof issue.input}, but tag values are strings: quote it ("${String(issue.input)}")`
+        : `${describeValue(issue.input)} is not a tag value; use a string`,
+});
+
+/** EC2 filters firedrill sets itself. */
+export const RESERVED_AWS_FILTERS = ["instance-state-name"] as const;
+
+const awsSelectorSchema = strict({
+  region: checkedString(parseAwsRegion, "an AWS region such as eu-west-1")
+    .optional()
+    .meta({ description: "The region; the control plane's default (AWS_REGION, its profile) when absent.", pattern: AWS_REGION_PATTERN }),
+  tags: z
+    .record(z.string().min(1).max(128), tagValueSchema)
+    .optional()
+    .meta({ description: "Tags the instance must carry, with exactly these values (sent as tag:KEY filters)." }),
+  autoScalingGroups: z
+    .array(z.string().min(1).max(255))
+    .min(1)
+    .optional()
+    .meta({ description: "Auto Scaling group names: instances in any of them (each must exist)." }),
+  instanceIds: z
+    .array(checkedString(parseInstanceId, "an EC2 instance id such as i-0abc123def4567890").meta({ pattern: INSTANCE_ID_PATTERN }))
+    .min(1)
+    .optional()
+    .meta({ description: "Explicit instance ids." }),
+  filters: z
+    .array(
+      strict({
+        name: z.string().min(1).meta({ description: "An EC2 DescribeInstances filter name, e.g. instance-type, availability-zone, tag:team." }),
+        values: z.array(z.string()).min(1).meta({ description: "Values; any of them matches." }),
+      }).meta({ description: "A raw EC2 DescribeInstances filter." }),
+    )
+    .min(1)
+    .optional()
+    .meta({ description: "Raw EC2 DescribeInstances filters (instance-state-name is set by firedrill: running instances only)." }),
+}).meta({
+  description:
+    "EC2 instances (running only), resolved with DescribeInstances and DescribeAutoScalingGroups at run start. Every criterion given must match; give at least one besides region. Instances are matched to agents by instance id, so the group can take host faults and ec2-terminate / ec2-stop.",
+  anyOf: [{ required: ["tags"] }, { required: ["autoScalingGroups"] }, { required: ["instanceIds"] }, { required: ["filters"] }],
+});
 
 const selectorSchema = strict({
   labels: labelsSchema.optional().meta({ description: "Labels the agent must carry, with exactly these values." }),
@@ -175,6 +235,7 @@ const selectorSchema = strict({
     .optional()
     .meta({ description: "Host facts the agent must match; values are exact or globs with *." }),
   agentIds: z.array(z.string().min(1)).min(1).optional().meta({ description: "Explicit agent ids (see `firedrill agents`)." }),
+  aws: awsSelectorSchema.optional(),
 }).meta({
   description: "Which agents the group may contain. Every criterion given must match; give at least one.",
   minProperties: 1,
@@ -199,7 +260,10 @@ const stepSchema = strict({
   fault: faultKindSchema.optional(),
   target: z.string().min(1).optional().meta({ description: "The target group the fault runs on (a key of spec.targets)." }),
   params: z.record(z.string(), z.unknown()).optional().meta({ description: "The fault's parameters; see docs/faults/<kind>.md." }),
-  duration: durationSchema({ min: MIN_FAULT_DURATION_MS, max: MAX_FAULT_DURATION_MS }, "How long the fault lasts: 1s to 12h.").optional(),
+  duration: durationSchema(
+    { min: MIN_FAULT_DURATION_MS, max: MAX_FAULT_DURATION_MS },
+    "How long the fault lasts: 1s to 12h (optional for ec2-terminate: how long the step lasts after the kill).",
+  ).optional(),
   wait: durationSchema({ min: MIN_FAULT_DURATION_MS, max: MAX_FAULT_DURATION_MS }, "A wait step: how long to wait, 1s to 12h.").optional(),
   startAfter: z
     .array(z.string().min(1))
@@ -208,7 +272,11 @@ const stepSchema = strict({
 }).meta({
   description: "A step: either a fault (fault, target, params, duration) or a wait (wait).",
   oneOf: [
-    { required: ["fault", "target", "duration"], not: { required: ["wait"] } },
+    {
+      required: ["fault", "target"],
+      not: { required: ["wait"] },
+      anyOf: [{ required: ["duration"] }, { properties: { fault: { const: "ec2-terminate" } } }],
+    },
     { required: ["wait"], not: { anyOf: [{ required: ["fault"] }, { required: ["target"] }, { required: ["params"] }, { required: ["duration"] }] } },
   ],
 });
@@ -238,11 +306,26 @@ const alertStopSchema = strict({
   matchLabels: labelsSchema.meta({ description: "Labels a firing alert must carry (at least one).", minProperties: 1 }),
 }).meta({ description: "Abort when Alertmanager pushes a firing alert carrying all of matchLabels." });
 
+const cloudwatchAlarmStopSchema = strict({
+  names: z
+    .array(z.string().min(1).max(255))
+    .min(1)
+    .max(100)
+    .meta({ description: "Names of CloudWatch metric or composite alarms (at most 100)." }),
+  region: checkedString(parseAwsRegion, "an AWS region such as eu-west-1")
+    .optional()
+    .meta({ description: "The alarms' region; the control plane's default (AWS_REGION, its profile) when absent.", pattern: AWS_REGION_PATTERN }),
+  intervalMs: z.number().int().min(1000).max(3_600_000).default(5000).meta({ description: "How often the alarms are read (ms)." }),
+}).meta({
+  description: "Abort when any of the alarms is in ALARM. A missing alarm or a failed DescribeAlarms 3 times in a row aborts too.",
+});
+
 const stopConditionSchema = strict({
   http: httpStopSchema.optional(),
   prometheus: prometheusStopSchema.optional(),
   alert: alertStopSchema.optional(),
-}).meta({ description: "A stop condition: exactly one of http, prometheus, alert.", minProperties: 1, maxProperties: 1 });
+  cloudwatchAlarm: cloudwatchAlarmStopSchema.optional(),
+}).meta({ description: "A stop condition: exactly one of http, prometheus, alert, cloudwatchAlarm.", minProperties: 1, maxProperties: 1 });
 
 const daysSchema = z
   .union([z.string(), z.array(z.string()).min(1)])
@@ -280,6 +363,29 @@ const guardrailsShape = {
     .optional()
     .meta({ description: "Dates (YYYY-MM-DD, in the windows' time zone, else UTC) on which no run may start." }),
   maxDuration: durationSchema({ min: MIN_FAULT_DURATION_MS }, "Longest total duration: the critical path of the step DAG.").optional(),
+  optInTag: checkedString((t) => parseTagTerm(t, { keyOnly: false }), `a tag key=value, e.g. "firedrill:opt-in=true"`)
+    .optional()
+    .meta({ description: "An EC2 tag (key=value) every instance acted on must carry, in addition to the server policy's (default firedrill:opt-in=true)." }),
+  excludeTags: z
+    .array(checkedString((t) => parseTagTerm(t, { keyOnly: true }), "a tag: key=value, or a key alone"))
+    .optional()
+    .meta({ description: "EC2 instances carrying any of these tags (key=value, or key for any value) are never acted on." }),
+  minHealthy: z
+    .number()
+    .int()
+    .min(0)
+    .optional()
+    .meta({ description: "Never leave an Auto Scaling group with fewer InService instances than max(MinSize, minHealthy), counted at each kill (policy default 1)." }),
+  maxPercentOfGroup: z
+    .number()
+    .min(1)
+    .max(100)
+    .optional()
+    .meta({ description: "Most percent of an Auto Scaling group's desired capacity one run may terminate." }),
+  minTimeBetweenTerminations: durationSchema(
+    { min: MIN_FAULT_DURATION_MS },
+    "Least time between two terminations in one Auto Scaling group, by any run or schedule (recorded before each kill).",
+  ).optional(),
 };
 
 /** `spec.guardrails` of an experiment. */

@@ -195,3 +195,25 @@ export function hasLabel(labels: Readonly<Record<string, string>>, term: string)
   const key = term.slice(0, eq);
   return Object.hasOwn(labels, key) && labels[key] === term.slice(eq + 1);
 }
+
+/** The AWS region syntax, for JSON Schema: `eu-west-1`, `us-gov-west-1`. */
+export const AWS_REGION_PATTERN = "^[a-z]{2}(-[a-z]+)+-\\d+$";
+
+/** Checks an AWS region name (syntax only: AWS answers for whether it exists). */
+export function parseAwsRegion(text: string): Parsed<string> {
+  return new RegExp(AWS_REGION_PATTERN).test(text) ? ok(text) : fail(`${JSON.stringify(text)} is not an AWS region; use a region name such as eu-west-1 or us-east-2`);
+}
+
+/** The EC2 instance id syntax, for JSON Schema: `i-` and 8 or 17 hex digits. */
+export const INSTANCE_ID_PATTERN = "^i-([0-9a-f]{8}|[0-9a-f]{17})$";
+
+/** Checks an EC2 instance id. */
+export function parseInstanceId(text: string): Parsed<string> {
+  return new RegExp(INSTANCE_ID_PATTERN).test(text) ? ok(text) : fail(`${JSON.stringify(text)} is not an EC2 instance id; use i- and 8 or 17 hex digits, e.g. i-0abc123def4567890`);
+}
+
+/** Parses an EC2 tag term: `key=value`, or (for exclusions) `key` for any value. */
+export function parseTagTerm(text: string, opts: { keyOnly: boolean }): Parsed<LabelTerm> {
+  const parsed = parseLabelTerm(text, opts);
+  return parsed.ok ? parsed : fail(parsed.message.replace(" is not a label;", " is not a tag;"));
+}

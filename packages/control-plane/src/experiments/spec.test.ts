@@ -45,7 +45,8 @@ function issuesOf(text: string): SpecIssue[] {
 }
 
 const STEP0 = (fields: string) => `    - { name: burn, fault: cpu-burn, target: web, ${fields} }`;
-const KINDS = "cpu-burn, disk-fill, process-kill, process-stop, network-delay, network-loss, network-blackhole";
+const KINDS = "cpu-burn, disk-fill, process-kill, process-stop, network-delay, network-loss, network-blackhole, ec2-terminate, ec2-stop";
+const AWS_WEB = "      selector: { aws: { autoScalingGroups: [web-asg] } }";
 
 interface Case {
   name: string;
@@ -54,6 +55,100 @@ interface Case {
 }
 
 const CASES: Case[] = [
+  {
+    name: "aws selector: bad region",
+    text: edit({ 9: "      selector: { aws: { region: eu-west, tags: { app: web } } }" }),
+    issues: [{ path: "targets.web.selector.aws.region", line: 9, message: '"eu-west" is not an AWS region; use a region name such as eu-west-1 or us-east-2' }],
+  },
+  {
+    name: "aws selector: a region alone",
+    text: edit({ 9: "      selector: { aws: { region: eu-west-1 } }" }),
+    issues: [
+      {
+        path: "targets.web.selector.aws",
+        line: 9,
+        message: "needs at least one of tags, autoScalingGroups, instanceIds, filters; region alone would match every running instance in the region",
+      },
+    ],
+  },
+  {
+    name: "aws selector: unknown field",
+    text: edit({ 9: "      selector: { aws: { asg: web-asg } }" }),
+    issues: [
+      {
+        path: "targets.web.selector.aws",
+        line: 9,
+        message: "needs at least one of tags, autoScalingGroups, instanceIds, filters (an empty aws selector would match every running instance)",
+      },
+      { path: "targets.web.selector.aws.asg", line: 9, message: 'unknown field "asg"; allowed: region, tags, autoScalingGroups, instanceIds, filters' },
+    ],
+  },
+  {
+    name: "aws selector: bad instance id",
+    text: edit({ 9: "      selector: { aws: { instanceIds: [i-123] } }" }),
+    issues: [{ path: "targets.web.selector.aws.instanceIds[0]", line: 9, message: '"i-123" is not an EC2 instance id; use i- and 8 or 17 hex digits, e.g. i-0abc123def4567890' }],
+  },
+  {
+    name: "aws selector: a filter firedrill sets itself",
+    text: edit({ 9: "      selector: { aws: { filters: [{ name: instance-state-name, values: [stopped] }] } }" }),
+    issues: [{ path: "targets.web.selector.aws.filters[0].name", line: 9, message: '"instance-state-name" is set by firedrill (running instances only); remove this filter' }],
+  },
+  {
+    name: "aws selector: a filter without values",
+    text: edit({ 9: "      selector: { aws: { filters: [{ name: instance-type, values: [] }] } }" }),
+    issues: [{ path: "targets.web.selector.aws.filters[0].values", line: 9, message: "must not be empty; list at least one entry" }],
+  },
+  {
+    name: "aws selector: a tag value that YAML reads as a number",
+    text: edit({ 9: "      selector: { aws: { tags: { port: 8080 } } }" }),
+    issues: [{ path: "targets.web.selector.aws.tags.port", line: 9, message: '8080 is a number, but tag values are strings: quote it ("8080")' }],
+  },
+  {
+    name: "ec2-terminate on a group without an aws selector",
+    text: edit({ 12: "    - { name: burn, fault: ec2-terminate, target: web }" }),
+    issues: [
+      {
+        path: "steps[0].target",
+        line: 12,
+        message:
+          'ec2-terminate acts on EC2 instances, but target group "web" has no aws selector; add selector.aws (e.g. aws: { autoScalingGroups: [web-asg] }) or target a group that has one',
+      },
+    ],
+  },
+  {
+    name: "ec2-terminate with params",
+    text: edit({ 9: AWS_WEB, 12: "    - { name: burn, fault: ec2-terminate, target: web, params: { force: true } }" }),
+    issues: [{ path: "steps[0].params", line: 12, message: "ec2-terminate takes no params; remove params (it acts on every instance the target group resolves to)" }],
+  },
+  {
+    name: "ec2-stop without duration",
+    text: edit({ 9: AWS_WEB, 12: "    - { name: burn, fault: ec2-stop, target: web }" }),
+    issues: [{ path: "steps[0].duration", line: 12, message: "is required for ec2-stop: how long the instances stay stopped before they are started again, e.g. duration: 5m" }],
+  },
+  {
+    name: "cloudwatchAlarm without names",
+    text: edit({ 16: "    - { cloudwatchAlarm: { region: eu-west-1 } }" }),
+    issues: [{ path: "stopConditions[0].cloudwatchAlarm.names", line: 16, message: "is required (a list)" }],
+  },
+  {
+    name: "cloudwatchAlarm: interval too short, bad region",
+    text: edit({ 16: "    - { cloudwatchAlarm: { names: [a], intervalMs: 100, region: eu-west } }" }),
+    issues: [
+      { path: "stopConditions[0].cloudwatchAlarm.intervalMs", line: 16, message: "100 is below the minimum 1000" },
+      { path: "stopConditions[0].cloudwatchAlarm.region", line: 16, message: '"eu-west" is not an AWS region; use a region name such as eu-west-1 or us-east-2' },
+    ],
+  },
+  {
+    name: "bad AWS guardrails",
+    text: edit({ 17: '  guardrails: { optInTag: chaos, excludeTags: ["tier=db", "a b"], minHealthy: -1, maxPercentOfGroup: 0, minTimeBetweenTerminations: 1d }' }),
+    issues: [
+      { path: "guardrails.optInTag", line: 17, message: '"chaos" is not a tag; use key=value, e.g. "firedrill:opt-in=true"' },
+      { path: "guardrails.excludeTags[1]", line: 17, message: '"a b" is not a tag; use key=value (e.g. "tier=db") or a key alone for any value (e.g. "pci")' },
+      { path: "guardrails.minHealthy", line: 17, message: "-1 is below the minimum 0" },
+      { path: "guardrails.maxPercentOfGroup", line: 17, message: "0 is below the minimum 1" },
+      { path: "guardrails.minTimeBetweenTerminations", line: 17, message: '"1d" is not a duration; use a number with a unit (ms, s, m, h), e.g. 30s, 2m, 1h30m' },
+    ],
+  },
   {
     name: "unknown top-level field",
     text: edit({ 17: `  guardrails: {}\nstatus: done` }),
@@ -190,7 +285,7 @@ const CASES: Case[] = [
       {
         path: "targets.web.selector",
         line: 9,
-        message: "is empty; give at least one of labels, facts, agentIds (an empty selector would match every host)",
+        message: "is empty; give at least one of labels, facts, agentIds, aws (an empty selector would match every host)",
       },
     ],
   },
@@ -262,7 +357,7 @@ const CASES: Case[] = [
       {
         path: "stopConditions[0]",
         line: 16,
-        message: "has http and alert; each entry holds exactly one of http, prometheus, alert: split it into 2 entries",
+        message: "has http and alert; each entry holds exactly one of http, prometheus, alert, cloudwatchAlarm: split it into 2 entries",
       },
     ],
   },
@@ -478,6 +573,69 @@ spec:
       const exp = parseExperiment(readFileSync(join(dir, file), "utf8"), `examples/${file}`);
       expect(exp.spec.steps.length).toBeGreaterThan(0);
     }
+  });
+
+  it("parses AWS targets, ec2-terminate without a duration, ec2-stop, the cloudwatchAlarm condition and the AWS guardrails", () => {
+    const exp = parseExperiment(`apiVersion: firedrill/v1
+kind: Experiment
+metadata: { name: aws }
+spec:
+  hypothesis: the group heals
+  targets:
+    fleet:
+      selector:
+        labels: { app: web }
+        aws:
+          region: eu-west-1
+          tags: { app: web, "team": checkout }
+          autoScalingGroups: [web-asg, web-asg-canary]
+          instanceIds: [i-0abc123def4567890, i-12345678]
+          filters: [{ name: instance-type, values: [t3.micro, t3.small] }]
+      mode: { percent: 30 }
+  steps:
+    - { name: burn, fault: cpu-burn, target: fleet, params: { load: 50 }, duration: 1m }
+    - { name: kill, fault: ec2-terminate, target: fleet, startAfter: [burn] }
+    - { name: nap, fault: ec2-stop, target: fleet, duration: 5m, startAfter: [kill] }
+  stopConditions:
+    - { cloudwatchAlarm: { names: [checkout-5xx, checkout-health] } }
+    - { cloudwatchAlarm: { names: [db-cpu], region: us-east-1, intervalMs: 10000 } }
+  guardrails: { optInTag: "chaos=yes", excludeTags: [pci, "tier=db"], minHealthy: 2, maxPercentOfGroup: 25, minTimeBetweenTerminations: 2h30m }
+`);
+    expect(exp.spec.targets["fleet"]!.selector).toEqual({
+      labels: { app: "web" },
+      aws: {
+        region: "eu-west-1",
+        tags: { app: "web", team: "checkout" },
+        autoScalingGroups: ["web-asg", "web-asg-canary"],
+        instanceIds: ["i-0abc123def4567890", "i-12345678"],
+        filters: [{ name: "instance-type", values: ["t3.micro", "t3.small"] }],
+      },
+    });
+    expect(exp.spec.steps.map((s) => [s.name, s.type === "fault" ? s.fault : s.type, s.durationMs])).toEqual([
+      ["burn", "cpu-burn", 60_000],
+      ["kill", "ec2-terminate", 0],
+      ["nap", "ec2-stop", 300_000],
+    ]);
+    expect(exp.spec.steps[1]).toMatchObject({ params: {} });
+    expect(exp.spec.stopConditions).toEqual([
+      { kind: "cloudwatchAlarm", cloudwatchAlarm: { names: ["checkout-5xx", "checkout-health"], intervalMs: 5000 } },
+      { kind: "cloudwatchAlarm", cloudwatchAlarm: { names: ["db-cpu"], region: "us-east-1", intervalMs: 10_000 } },
+    ]);
+    expect(exp.spec.guardrails).toEqual({
+      optInTag: "chaos=yes",
+      excludeTags: ["pci", "tier=db"],
+      minHealthy: 2,
+      maxPercentOfGroup: 25,
+      minTimeBetweenTerminationsMs: 9_000_000,
+    });
+  });
+
+  it("examples/aws-asg-terminate.yaml targets an ASG by name and tags, with one ec2-terminate step, a cloudwatchAlarm stop condition and AWS guardrails", () => {
+    const exp = parseExperiment(readFileSync(join(ROOT, "examples/aws-asg-terminate.yaml"), "utf8"));
+    expect(exp.spec.targets["web-fleet"]!.selector.aws).toEqual({ region: "eu-west-1", autoScalingGroups: ["web-asg"], tags: { app: "web", env: "prod" } });
+    expect(exp.spec.steps).toEqual([{ type: "fault", name: "kill-one", fault: "ec2-terminate", target: "web-fleet", params: {}, durationMs: 600_000, startAfter: [] }]);
+    expect(exp.spec.stopConditions.map((c) => c.kind)).toEqual(["cloudwatchAlarm"]);
+    expect(exp.spec.guardrails).toMatchObject({ optInTag: "firedrill:opt-in=true", minHealthy: 2, maxPercentOfGroup: 34, minTimeBetweenTerminationsMs: 14_400_000 });
   });
 
   it("examples/full-game-day.yaml has a DAG with a wait step, all three stop condition kinds and a windowed guardrail", () => {

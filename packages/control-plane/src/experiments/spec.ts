@@ -5,8 +5,10 @@
  */
 import { InvalidFaultRequestError, isFaultKind, parseFaultParams } from "@firedrill/protocol";
 import type { JsonObject } from "@firedrill/protocol";
+import { isCloudFaultKind } from "../aws/faults.js";
+import type { AwsSelector } from "../aws/types.js";
 import { findCycles } from "./dag.js";
-import { experimentSchema, specErrorMap } from "./spec-schema.js";
+import { experimentSchema, RESERVED_AWS_FILTERS, specErrorMap } from "./spec-schema.js";
 import type { ExperimentInput, GuardrailsInput } from "./spec-schema.js";
 import { parseDays, parseDurationText, parseHours } from "./spec-values.js";
 import type {
@@ -55,9 +57,30 @@ function present(obj: Raw, key: string): boolean {
   return Object.hasOwn(obj, key) && obj[key] !== undefined;
 }
 
-const STOP_KINDS = ["http", "prometheus", "alert"] as const;
+const STOP_KINDS = ["http", "prometheus", "alert", "cloudwatchAlarm"] as const;
 const MODE_KEYS = ["count", "percent", "all"] as const;
-const SELECTOR_KEYS = ["labels", "facts", "agentIds"] as const;
+const SELECTOR_KEYS = ["labels", "facts", "agentIds", "aws"] as const;
+const AWS_CRITERIA = ["tags", "autoScalingGroups", "instanceIds", "filters"] as const;
+
+/** Checks of a target's `selector.aws` that span fields. */
+function checkAwsSelector(raw: unknown, at: SourcePath): SourceIssue[] {
+  const aws = rec(raw);
+  if (!aws) return [];
+  const issues: SourceIssue[] = [];
+  if (!AWS_CRITERIA.some((k) => present(aws, k))) {
+    issues.push({
+      path: at,
+      message: `needs at least one of ${AWS_CRITERIA.join(", ")}${present(aws, "region") ? "; region alone would match every running instance in the region" : " (an empty aws selector would match every running instance)"}`,
+    });
+  }
+  list(aws["filters"])?.forEach((value, j) => {
+    const name = rec(value)?.["name"];
+    if (typeof name === "string" && (RESERVED_AWS_FILTERS as readonly string[]).includes(name)) {
+      issues.push({ path: [...at, "filters", j, "name"], message: `${JSON.stringify(name)} is set by firedrill (running instances only); remove this filter` });
+    }
+  });
+  return issues;
+}
 
 /** Cross-field checks of `guardrails` (or a policy file) at `at`. */
 export function checkGuardrailFields(raw: unknown, at: SourcePath): SourceIssue[] {
@@ -92,6 +115,7 @@ function crossCheck(data: unknown): SourceIssue[] {
         message: `is empty; give at least one of ${SELECTOR_KEYS.join(", ")} (an empty selector would match every host)`,
       });
     }
+    issues.push(...checkAwsSelector(selector?.["aws"], ["spec", "targets", name, "selector", "aws"]));
     const mode = rec(target?.["mode"]);
     if (mode) {
       const given = MODE_KEYS.filter((k) => present(mode, k));
@@ -132,9 +156,31 @@ function crossCheck(data: unknown): SourceIssue[] {
         if (!present(step, "target")) {
           issues.push({ path: [...at, "target"], message: `is required for a fault step; name a target group${targetNames?.length ? ` (${targetNames.join(", ")})` : ""}` });
         }
-        if (!present(step, "duration")) issues.push({ path: [...at, "duration"], message: "is required for a fault step: how long the fault lasts, e.g. duration: 2m" });
         const kind = step["fault"];
+        if (!present(step, "duration") && kind !== "ec2-terminate") {
+          issues.push({
+            path: [...at, "duration"],
+            message:
+              kind === "ec2-stop"
+                ? "is required for ec2-stop: how long the instances stay stopped before they are started again, e.g. duration: 5m"
+                : "is required for a fault step: how long the fault lasts, e.g. duration: 2m",
+          });
+        }
         const params = step["params"] ?? {};
+        if (typeof kind === "string" && isCloudFaultKind(kind)) {
+          const given = rec(params);
+          if (given === undefined || Object.keys(given).length > 0) {
+            issues.push({ path: [...at, "params"], message: `${kind} takes no params; remove params (it acts on every instance the target group resolves to)` });
+          }
+          const target = step["target"];
+          const group = typeof target === "string" && targets && Object.hasOwn(targets, target) ? rec(rec(targets[target])?.["selector"]) : undefined;
+          if (group && !present(group, "aws")) {
+            issues.push({
+              path: [...at, "target"],
+              message: `${kind} acts on EC2 instances, but target group ${JSON.stringify(target)} has no aws selector; add selector.aws (e.g. aws: { autoScalingGroups: [web-asg] }) or target a group that has one`,
+            });
+          }
+        }
         if (typeof kind === "string" && isFaultKind(kind) && rec(params)) {
           const prefix = formatPath([...at.slice(1), "params"]);
           try {
@@ -228,6 +274,23 @@ export function toGuardrailsSpec(input: GuardrailsInput & { maxConcurrentRuns?: 
   if (input.blackoutDates !== undefined) out.blackoutDates = [...input.blackoutDates];
   if (input.maxDuration !== undefined) out.maxDurationMs = mustParse(parseDurationText(input.maxDuration, {}));
   if (input.maxConcurrentRuns !== undefined) out.maxConcurrentRuns = input.maxConcurrentRuns;
+  if (input.optInTag !== undefined) out.optInTag = input.optInTag;
+  if (input.excludeTags !== undefined) out.excludeTags = [...input.excludeTags];
+  if (input.minHealthy !== undefined) out.minHealthy = input.minHealthy;
+  if (input.maxPercentOfGroup !== undefined) out.maxPercentOfGroup = input.maxPercentOfGroup;
+  if (input.minTimeBetweenTerminations !== undefined) {
+    out.minTimeBetweenTerminationsMs = mustParse(parseDurationText(input.minTimeBetweenTerminations, {}));
+  }
+  return out;
+}
+
+function toAwsSelector(aws: NonNullable<ExperimentInput["spec"]["targets"][string]["selector"]["aws"]>): AwsSelector {
+  const out: AwsSelector = {};
+  if (aws.region !== undefined) out.region = aws.region;
+  if (aws.tags) out.tags = { ...aws.tags };
+  if (aws.autoScalingGroups) out.autoScalingGroups = [...aws.autoScalingGroups];
+  if (aws.instanceIds) out.instanceIds = [...aws.instanceIds];
+  if (aws.filters) out.filters = aws.filters.map((f) => ({ name: f.name, values: [...f.values] }));
   return out;
 }
 
@@ -246,6 +309,7 @@ function toModel(input: ExperimentInput): Experiment {
       selector.facts = Object.fromEntries(Object.entries(t.selector.facts).filter((e): e is [string, string] => e[1] !== undefined));
     }
     if (t.selector.agentIds) selector.agentIds = [...t.selector.agentIds];
+    if (t.selector.aws) selector.aws = toAwsSelector(t.selector.aws);
     targets[name] = { selector, mode: toMode(t.mode) };
   }
   const steps = input.spec.steps.map((s): Step => {
@@ -257,7 +321,8 @@ function toModel(input: ExperimentInput): Experiment {
         fault: s.fault,
         target: s.target!,
         params: (s.params ?? {}) as JsonObject,
-        durationMs: mustParse(parseDurationText(s.duration!)),
+        // ec2-terminate needs no duration: the step ends once the kill is done.
+        durationMs: s.duration === undefined ? 0 : mustParse(parseDurationText(s.duration)),
         startAfter,
       };
     }
@@ -269,6 +334,10 @@ function toModel(input: ExperimentInput): Experiment {
       return { kind: "http", http: { ...rest, expectStatus: Array.isArray(expectStatus) ? [...expectStatus] : [expectStatus] } };
     }
     if (c.prometheus) return { kind: "prometheus", prometheus: { ...c.prometheus } };
+    if (c.cloudwatchAlarm) {
+      const { region, names, intervalMs } = c.cloudwatchAlarm;
+      return { kind: "cloudwatchAlarm", cloudwatchAlarm: { names: [...names], intervalMs, ...(region !== undefined ? { region } : {}) } };
+    }
     return { kind: "alert", alert: { matchLabels: { ...c.alert!.matchLabels } } };
   });
   return {
