@@ -13,6 +13,7 @@ import { registerPlanCommand } from "./commands/plan.js";
 import { registerReportCommand } from "./commands/report.js";
 import { registerRunCommand } from "./commands/run.js";
 import { registerRunsCommand } from "./commands/runs.js";
+import { registerSpofCommand } from "./commands/spof.js";
 import type { CliIo, CommandContext } from "./context.js";
 import { ApiRequestError, CliError, ServerUnreachableError } from "./errors.js";
 import type { Issue } from "./errors.js";
@@ -60,6 +61,7 @@ export function createProgram(io: CliIo, onExitCode: (code: number) => void = ()
   registerAbortCommand(program, ctx);
   registerHaltCommands(program, ctx);
   registerReportCommand(program, ctx);
+  registerSpofCommand(program, ctx);
   for (const command of [program, fault, ...program.commands, ...fault.commands]) command.exitOverride();
   return program;
 }

@@ -39,3 +39,31 @@ export { evaluateGuardrails, mergeGuardrails, GUARDRAIL_RULES } from "./experime
 export type { GuardrailInput, GuardrailRule, GuardrailVerdict, MergedGuardrails } from "./experiments/guardrails.js";
 export { DEFAULT_OPT_IN_LABEL, DEFAULT_POLICY, GuardrailPolicyError, loadPolicy, parsePolicy } from "./experiments/policy.js";
 export { experimentJsonSchema, policyJsonSchema, renderJsonSchema, SCHEMA_FILES } from "./experiments/json-schema.js";
+export { awsGuardrailsFrom, DEFAULT_OPT_IN_TAG } from "./experiments/policy.js";
+export { createAwsClients } from "./aws/clients.js";
+export type { AwsClients, AwsClientsOptions } from "./aws/clients.js";
+export { createAwsService, AWS_CALLS } from "./aws/service.js";
+export type { AwsCall, AwsServiceOptions, AwsServiceWithLedger } from "./aws/service.js";
+export type { RetryOptions } from "./aws/retry.js";
+export { createTerminationLedger } from "./aws/ledger.js";
+export type { LedgerEntry, LedgerOutcome, LedgerQuery, TerminationLedger } from "./aws/ledger.js";
+export { AwsCallError, AwsRegionError, AwsSelectorError } from "./aws/errors.js";
+export { CLOUD_FAULT_KINDS, isCloudFaultKind } from "./aws/faults.js";
+export type { CloudFaultKind } from "./aws/faults.js";
+export { tagRefusal } from "./aws/rules.js";
+export { awsPlanVerdicts, AWS_PLAN_RULES } from "./aws/plan-checks.js";
+export type { AwsPlanOptions } from "./aws/plan-checks.js";
+export { DEFAULT_SPOF_LABEL_KEYS, findSpofs } from "./aws/spof.js";
+export type { FindSpofsOptions, Spof, SpofKind } from "./aws/spof.js";
+export { registerSpofRoutes } from "./aws/routes.js";
+export type { SpofReportJson, SpofRoutesOptions } from "./aws/routes.js";
+export type {
+  ActionContext,
+  AlarmState,
+  AwsGroupState,
+  AwsGuardrails,
+  AwsInstance,
+  AwsSelector,
+  AwsService,
+  InstanceActionResult,
+} from "./aws/types.js";
