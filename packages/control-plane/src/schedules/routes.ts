@@ -1,0 +1,147 @@
+/**
+ * Schedule routes: create (experiment on a cron, or Chaos-Monkey), list with next slots, show with
+ * recent slots, pause, resume, remove.
+ */
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import { ApiError } from "../errors.js";
+import { formatWindow } from "./calendar.js";
+import { killChance } from "./scheduler.js";
+import type { Scheduler, ScheduleSummary } from "./scheduler.js";
+import type { SlotRecord } from "./types.js";
+
+/** What the schedule routes need. */
+export interface ScheduleRoutesOptions {
+  scheduler: Scheduler;
+}
+
+/** A slot as the API returns it. */
+export interface SlotJson {
+  slot: string;
+  plannedAt: string;
+  outcome: SlotRecord["outcome"];
+  detail: string | null;
+  runId: string | null;
+  instanceId: string | null;
+  decidedAt: string;
+}
+
+/** A schedule as the API returns it. */
+export interface ScheduleJson {
+  id: string;
+  kind: "experiment" | "chaos-monkey";
+  name: string;
+  state: "active" | "paused";
+  tz: string;
+  /** Experiment schedules. */
+  cron: string | null;
+  /** Chaos-Monkey: `mon-fri 10:00-16:00`. */
+  window: string | null;
+  group: string | null;
+  region: string | null;
+  meanWorkdays: number | null;
+  minWorkdays: number | null;
+  /** Chaos-Monkey: the chance of a kill on an eligible workday. */
+  killChance: number | null;
+  leashed: boolean | null;
+  createdBy: string;
+  createdAt: string;
+  updatedAt: string;
+  /** Since when the schedule has been active (created or resumed). */
+  activeSince: string;
+  nextSlot: { at: string; note: string } | null;
+  lastSlot: SlotJson | null;
+}
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+/** Renders a slot as API JSON. */
+export function toSlotJson(slot: SlotRecord): SlotJson {
+  return {
+    slot: slot.slotKey,
+    plannedAt: iso(slot.plannedAt),
+    outcome: slot.outcome,
+    detail: slot.detail,
+    runId: slot.runId,
+    instanceId: slot.instanceId,
+    decidedAt: iso(slot.decidedAt),
+  };
+}
+
+/** Renders a schedule summary as API JSON. */
+export function toScheduleJson({ schedule: s, next, last }: ScheduleSummary): ScheduleJson {
+  const c = s.chaos;
+  return {
+    id: s.id,
+    kind: s.kind,
+    name: s.name,
+    state: s.state,
+    tz: s.tz,
+    cron: s.cron,
+    window: c ? formatWindow(c.window) : null,
+    group: c?.group ?? null,
+    region: c?.region ?? null,
+    meanWorkdays: c?.meanWorkdays ?? null,
+    minWorkdays: c?.minWorkdays ?? null,
+    killChance: c ? killChance(c.meanWorkdays, c.minWorkdays) : null,
+    leashed: c?.leashed ?? null,
+    createdBy: s.createdBy,
+    createdAt: iso(s.createdAt),
+    updatedAt: iso(s.updatedAt),
+    activeSince: iso(s.activeSince),
+    nextSlot: next ? { at: iso(next.at), note: next.note } : null,
+    lastSlot: last ? toSlotJson(last) : null,
+  };
+}
+
+type IdParams = { Params: { id: string } };
+
+function actorOf(request: FastifyRequest): string {
+  const body = request.body;
+  const fromBody = typeof body === "object" && body !== null ? (body as Record<string, unknown>).actor : undefined;
+  if (typeof fromBody === "string" && fromBody.trim() !== "") return fromBody.slice(0, 200);
+  const header = request.headers["x-firedrill-actor"];
+  return typeof header === "string" && header !== "" ? header.slice(0, 200) : "api";
+}
+
+function slotLimit(query: unknown): number {
+  const raw = (typeof query === "object" && query !== null ? (query as Record<string, unknown>) : {}).slots;
+  if (raw === undefined) return 20;
+  const n = typeof raw === "string" && /^\d+$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isInteger(n) || n < 1 || n > 1000) {
+    throw new ApiError(400, "invalid_request", `slots ${JSON.stringify(raw)} is not valid; use a whole number from 1 to 1000`, [
+      { field: "query.slots", message: "must be a whole number from 1 to 1000" },
+    ]);
+  }
+  return n;
+}
+
+/** Registers the schedule routes under /api/v1/schedules. */
+export function registerScheduleRoutes(app: FastifyInstance, options: ScheduleRoutesOptions): void {
+  const { scheduler } = options;
+
+  app.post("/api/v1/schedules", async (request, reply) => {
+    const summary = scheduler.create(request.body ?? {}, actorOf(request));
+    return reply.code(201).send({ schedule: toScheduleJson(summary) });
+  });
+
+  app.get("/api/v1/schedules", async () => ({ schedules: scheduler.list().map(toScheduleJson) }));
+
+  app.get<IdParams>("/api/v1/schedules/:id", async (request) => {
+    const limit = slotLimit(request.query);
+    const summary = scheduler.get(request.params.id);
+    return { schedule: toScheduleJson(summary), slots: scheduler.slots(request.params.id, limit).map(toSlotJson) };
+  });
+
+  app.post<IdParams>("/api/v1/schedules/:id/pause", async (request) => ({
+    schedule: toScheduleJson(scheduler.pause(request.params.id, actorOf(request))),
+  }));
+
+  app.post<IdParams>("/api/v1/schedules/:id/resume", async (request) => ({
+    schedule: toScheduleJson(scheduler.resume(request.params.id, actorOf(request))),
+  }));
+
+  app.delete<IdParams>("/api/v1/schedules/:id", async (request) => {
+    const removed = scheduler.remove(request.params.id, actorOf(request));
+    return { removed: { id: removed.id, name: removed.name, kind: removed.kind } };
+  });
+}
