@@ -56,6 +56,7 @@ export type { AwsPlanOptions } from "./aws/plan-checks.js";
 export { DEFAULT_SPOF_LABEL_KEYS, findSpofs } from "./aws/spof.js";
 export type { FindSpofsOptions, Spof, SpofKind } from "./aws/spof.js";
 export { registerSpofRoutes } from "./aws/routes.js";
+export { agentInstanceId, matchAgentsToInstances } from "./aws/match.js";
 export type { SpofReportJson, SpofRoutesOptions } from "./aws/routes.js";
 export type {
   ActionContext,
