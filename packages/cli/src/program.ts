@@ -14,6 +14,7 @@ import { registerReportCommand } from "./commands/report.js";
 import { registerRunCommand } from "./commands/run.js";
 import { registerRunsCommand } from "./commands/runs.js";
 import { registerSpofCommand } from "./commands/spof.js";
+import { registerScheduleCommands } from "./commands/schedule.js";
 import type { CliIo, CommandContext } from "./context.js";
 import { ApiRequestError, CliError, ServerUnreachableError } from "./errors.js";
 import type { Issue } from "./errors.js";
@@ -62,6 +63,7 @@ export function createProgram(io: CliIo, onExitCode: (code: number) => void = ()
   registerHaltCommands(program, ctx);
   registerReportCommand(program, ctx);
   registerSpofCommand(program, ctx);
+  registerScheduleCommands(program, ctx);
   for (const command of [program, fault, ...program.commands, ...fault.commands]) command.exitOverride();
   return program;
 }
