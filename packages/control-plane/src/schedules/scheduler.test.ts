@@ -555,3 +555,91 @@ describe("experiment schedules", () => {
     expect(s.get(schedule.id).last).toMatchObject({ outcome: "started" });
   });
 });
+
+/**
+ * Two scheduler processes on one database file, acting on the same slots at the same wall-clock
+ * moments (each step at START + k·STEP_MS): SQLite's locking, not JavaScript's single thread,
+ * decides who gets each slot.
+ */
+const RACER = `
+import { appendFileSync } from "node:fs";
+import { setTimeout as sleep } from "node:timers/promises";
+import { pino } from "pino";
+import { createStore } from "./src/store/store.ts";
+import { createScheduler } from "./src/schedules/scheduler.ts";
+import { seededRandom } from "./src/experiments/targets.ts";
+
+const { DATA_DIR, OUT, SEED, START, STEP_MS, STEPS } = process.env;
+const store = createStore({ dataDir: DATA_DIR });
+let now = 0;
+const aws = {
+  async resolveInstances() {
+    return ["i-0a", "i-0b", "i-0c"].map((instanceId) => ({ instanceId, region: "us-east-1", availabilityZone: "us-east-1a", state: "running", tags: {} }));
+  },
+  async terminate(list) {
+    appendFileSync(OUT, "kill " + list[0].instanceId + " " + now + "\\n");
+    await sleep(5);
+    return list.map((i) => ({ instanceId: i.instanceId, action: "terminate", ok: true }));
+  },
+};
+const runner = { start(spec, actor) { appendFileSync(OUT, "run " + actor + " " + now + "\\n"); return { id: "run_" + SEED + "_" + now }; } };
+const scheduler = createScheduler({ db: store.db, runner, aws, policy: {}, log: pino({ level: "silent" }), now: () => new Date(now), random: seededRandom(Number(SEED)) });
+const planned = store.db.prepare("SELECT planned_at FROM schedule_slots WHERE slot_key = ? AND outcome IN ('planned', 'claimed', 'killed')");
+for (const [k, step] of JSON.parse(STEPS).entries()) {
+  const wait = Number(START) + k * Number(STEP_MS) - Date.now();
+  if (wait > 0) await sleep(wait);
+  // "kill:<day>" steps tick at the minute the day's decision planned (read from the store).
+  now = typeof step === "number" ? step : (planned.get("day:" + step.slice(5))?.planned_at ?? 0);
+  if (now) await scheduler.tick(new Date(now));
+}
+store.close();
+`;
+
+describe("two scheduler processes on one database file", () => {
+  it("each Chaos-Monkey kill and each experiment slot happens exactly once", async () => {
+    const { spawn } = await import("node:child_process");
+    const { readFileSync, existsSync } = await import("node:fs");
+    const dataDir = tempDir();
+    const store = openStore(dataDir);
+    const monday = Date.parse("2026-03-02T05:00:00Z");
+    const clock = simClock(monday - MINUTE);
+    const s = scheduler({ store, clock });
+    const monkey = s.create(chaosBody({ meanWorkdays: 1 }), "sre@test").schedule;
+    clock.t = monday + 10 * DAY - MINUTE; // the experiment's slots begin after the Chaos-Monkey week
+    const exp = s.create({ kind: "experiment", spec: EXPERIMENT, cron: "* * * * *", tz: "UTC" }, "sre@test").schedule;
+    const steps: (number | string)[] = [];
+    for (let d = 0; d < 5; d++) {
+      const day = new Date(monday + d * DAY + 12 * 3_600_000).toISOString().slice(0, 10);
+      steps.push(monday + d * DAY, `kill:${day}`);
+    }
+    for (let m = 0; m < 10; m++) steps.push(monday + 10 * DAY + m * MINUTE);
+    const start = Date.now() + 4000;
+    const cwd = join(import.meta.dirname, "../..");
+    const outs = [1, 2].map((n) => join(dataDir, `racer-${n}.log`));
+    const exits = outs.map(
+      (out, i) =>
+        new Promise<number | null>((resolve, reject) => {
+          const child = spawn(process.execPath, ["--conditions=@firedrill/source", "--import", "tsx", "--input-type=module", "-e", RACER], {
+            cwd,
+            env: { ...process.env, DATA_DIR: dataDir, OUT: out, SEED: String(i + 1), START: String(start), STEP_MS: "60", STEPS: JSON.stringify(steps) },
+            stdio: ["ignore", "inherit", "inherit"],
+          });
+          child.on("error", reject);
+          child.on("close", resolve);
+        }),
+    );
+    expect(await Promise.all(exits)).toEqual([0, 0]);
+    const lines = outs.flatMap((f) => (existsSync(f) ? readFileSync(f, "utf8").trim().split("\n").filter(Boolean) : []));
+    const kills = lines.filter((l) => l.startsWith("kill "));
+    const runs = lines.filter((l) => l.startsWith("run "));
+    expect(kills).toHaveLength(5);
+    expect(new Set(kills.map((l) => localTime(Number(l.split(" ")[2]), NY).date)).size).toBe(5);
+    expect(runs).toHaveLength(10);
+    expect(new Set(runs.map((l) => l.split(" ")[2])).size).toBe(10);
+    expect(runs.every((l) => l.startsWith(`run schedule:${exp.id} `))).toBe(true);
+    expect(slotsOf(store, monkey.id).slice(0, 5).map((sl) => sl.outcome)).toEqual(["killed", "killed", "killed", "killed", "killed"]);
+    expect(slotsOf(store, exp.id).filter((sl) => sl.outcome === "started")).toHaveLength(10);
+    // Both processes did act: neither simply sat it out.
+    expect(outs.every((f) => existsSync(f))).toBe(true);
+  }, 60_000);
+});
