@@ -125,9 +125,8 @@ const MAX_CATCH_UP_DAYS = 31;
 
 const iso = (ms: number): string => new Date(ms).toISOString().replace(".000Z", "Z");
 
-/** The guardrails for terminations, from the policy's AWS fields (when it has them). */
-function awsGuardrailsFrom(policy: GuardrailsSpec): AwsGuardrails {
-  const p = policy as GuardrailsSpec & Partial<AwsGuardrails>;
+/** The guardrails for terminations, from the policy's AWS fields. */
+function awsGuardrailsFrom(p: GuardrailsSpec): AwsGuardrails {
   return {
     optInTag: p.optInTag ?? DEFAULT_OPT_IN_LABEL,
     excludeTags: p.excludeTags ?? [],
