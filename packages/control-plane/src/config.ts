@@ -74,6 +74,10 @@ export const controlPlaneOptionsSchema = z
      * @default { optInLabel: "firedrill:opt-in=true" }
      */
     policyFile: z.string().min(1).optional(),
+    /** AWS region for selectors and alarms that name none; else the SDK's default chain. */
+    awsRegion: z.string().min(1).optional(),
+    /** AWS endpoint override (e.g. a local emulator); AWS_ENDPOINT_URL works too. */
+    awsEndpoint: z.string().url({ error: "must be a URL, e.g. http://127.0.0.1:4566" }).optional(),
     /** How long an abort waits for revert acks before recording them unconfirmed. @default 20000 */
     revertWaitMs: z.number().int().min(1000).max(600_000).default(20_000),
   })

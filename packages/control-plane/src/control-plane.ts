@@ -16,6 +16,9 @@ import { DEFAULT_POLICY, loadPolicy } from "./experiments/policy.js";
 import { createRunStore } from "./store/run-store.js";
 import { createStore } from "./store/store.js";
 import { createAlertReceiver } from "./stop-conditions/alert-receiver.js";
+import { createAwsClients } from "./aws/clients.js";
+import type { AwsClients } from "./aws/clients.js";
+import { createAwsService } from "./aws/service.js";
 import { CONTROL_PLANE_VERSION } from "./version.js";
 
 /** A running control plane. */
@@ -43,9 +46,11 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   let grpcServer: GrpcServer | undefined;
   let http: FastifyInstance | undefined;
   let runner: Runner | undefined;
+  let awsClients: AwsClients | undefined;
 
   const shutdown = async (): Promise<void> => {
     await runner?.close();
+    awsClients?.destroy();
     hub?.close();
     await Promise.allSettled([grpcServer?.close(), http?.close()]);
     store.markAllAgentsDisconnected();
@@ -82,6 +87,12 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     const policy = config.policyFile ? loadPolicy(config.policyFile) : DEFAULT_POLICY;
     const runs = createRunStore(store.db);
     const alerts = createAlertReceiver({ log: config.logger.child({ component: "alerts" }) });
+    // Nothing is contacted until an experiment, plan or schedule uses AWS.
+    awsClients = createAwsClients({
+      ...(config.awsRegion !== undefined ? { region: config.awsRegion } : {}),
+      ...(config.awsEndpoint !== undefined ? { endpoint: config.awsEndpoint } : {}),
+    });
+    const aws = createAwsService({ clients: awsClients, db: store.db, log: config.logger });
     runner = createRunner({
       store,
       runs,
@@ -93,6 +104,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       ackTimeoutMs: config.ackTimeoutMs,
       leaseTtlMs: config.leaseTtlMs,
       revertWaitMs: config.revertWaitMs,
+      aws,
     });
     grpcServer = await startGrpcServer({
       addr: config.grpcAddr,
@@ -102,7 +114,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
         ? { tls: { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile } }
         : {}),
     });
-    http = createHttpApp({ store, faults, metrics, runs, runner, alerts, logger: config.logger.child({ component: "http" }) });
+    http = createHttpApp({ store, faults, metrics, runs, runner, alerts, aws, logger: config.logger.child({ component: "http" }) });
     const httpUrl = await listenHttp(http, config.httpAddr);
     log.info(
       {

@@ -19,6 +19,8 @@ interface ServerOptions {
   tlsKey?: string;
   policy?: string;
   revertWait: string;
+  awsRegion?: string;
+  awsEndpoint?: string;
 }
 
 /** Which flag sets each control-plane option, for error messages. */
@@ -32,6 +34,8 @@ const FLAGS: Record<string, string> = {
   tlsCertFile: "--tls-cert",
   tlsKeyFile: "--tls-key",
   policyFile: "--policy",
+  awsRegion: "--aws-region",
+  awsEndpoint: "--aws-endpoint",
   revertWaitMs: "--revert-wait",
 };
 
@@ -104,6 +108,8 @@ export function registerServerCommand(program: Command, ctx: CommandContext): vo
     .addOption(
       new Option("--policy <file>", "guardrail policy (YAML); the stricter of it and each experiment's guardrails wins").env("FIREDRILL_POLICY"),
     )
+    .addOption(new Option("--aws-region <region>", "AWS region for selectors and alarms that name none (default: the SDK's chain)").env("FIREDRILL_AWS_REGION"))
+    .addOption(new Option("--aws-endpoint <url>", "AWS endpoint override, e.g. a local emulator (AWS_ENDPOINT_URL works too)").env("FIREDRILL_AWS_ENDPOINT"))
     .addOption(
       new Option("--revert-wait <duration>", "how long an abort waits for revert acks before recording them unconfirmed")
         .env("FIREDRILL_REVERT_WAIT")
@@ -130,6 +136,8 @@ export function registerServerCommand(program: Command, ctx: CommandContext): vo
         ...(options.tlsKey !== undefined ? { tlsKeyFile: options.tlsKey } : {}),
         ...(options.policy !== undefined ? { policyFile: options.policy } : {}),
         revertWaitMs: duration("--revert-wait", options.revertWait),
+        ...(options.awsRegion !== undefined ? { awsRegion: options.awsRegion } : {}),
+        ...(options.awsEndpoint !== undefined ? { awsEndpoint: options.awsEndpoint } : {}),
       };
       let cp;
       try {

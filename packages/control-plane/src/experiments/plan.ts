@@ -2,6 +2,7 @@
  * The plan of a run: targets resolved once, every guardrail evaluated, hosts per step. `firedrill
  * plan` shows it without acting; `firedrill run` computes it the same way and then executes it.
  */
+import type { AwsInstance } from "../aws/types.js";
 import type { AgentRecord } from "../store/types.js";
 import { describeStopCondition } from "../stop-conditions/index.js";
 import { evaluateGuardrails, mergeGuardrails } from "./guardrails.js";
@@ -15,7 +16,7 @@ export interface PlannedHost {
   hostname: string;
 }
 
-/** One step of a plan. */
+/** One step of a plan. Cloud steps (ec2-*) list instances as hosts, with `instances` in full. */
 export interface PlannedStep {
   name: string;
   type: Step["type"];
@@ -25,6 +26,7 @@ export interface PlannedStep {
   durationMs: number;
   startAfter: string[];
   hosts: PlannedHost[];
+  instances?: AwsInstance[];
 }
 
 /** The plan of a run. */
@@ -41,6 +43,8 @@ export interface RunPlan {
   allowed: boolean;
   /** Length of the longest chain of steps (the DAG's critical path). */
   estimatedDurationMs: number;
+  /** Instances selected per aws target group (absent without aws targets). */
+  awsInstances?: Record<string, AwsInstance[]>;
 }
 
 /** Inputs of {@link createPlan}. */

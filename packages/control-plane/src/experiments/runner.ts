@@ -23,7 +23,12 @@ import type { Store } from "../store/store.js";
 import type { FaultRecord } from "../store/types.js";
 import { createWatcher, describeStopCondition } from "../stop-conditions/index.js";
 import type { AlertSource, StopConditionWatcher } from "../stop-conditions/types.js";
+import { isCloudFaultKind } from "../aws/faults.js";
+import type { AwsInstance, AwsService, InstanceActionResult } from "../aws/types.js";
+import { planAws } from "./aws-plan.js";
+import { mergeGuardrails } from "./guardrails.js";
 import { createPlan } from "./plan.js";
+import { awsGuardrailsFrom } from "./policy.js";
 import type { PlannedStep, RunPlan } from "./plan.js";
 import { ExperimentSpecError, parseExperiment } from "./spec.js";
 import type { Experiment, GuardrailsSpec } from "./types.js";
@@ -44,17 +49,19 @@ export interface RunnerOptions {
   revertWaitMs?: number;
   /** Clock, injectable for tests of windows. @default () => new Date() */
   now?: () => Date;
+  /** AWS, for aws targets, ec2-terminate / ec2-stop and cloudwatchAlarm stop conditions. */
+  aws?: AwsService;
 }
 
 /** Runs experiments. */
 export interface Runner {
   /** Parses and plans an experiment without acting. Thrown: ApiError 400 with the spec's issues. */
-  plan(specYaml: string): { experiment: Experiment; plan: RunPlan };
+  plan(specYaml: string): Promise<{ experiment: Experiment; plan: RunPlan }>;
   /**
    * Starts a run and returns it (pending); it proceeds in the background.
    * Thrown: ApiError 400 (spec), 409 (halted), 422 (a guardrail refused; the verdicts are attached).
    */
-  start(specYaml: string, actor: string): RunRecord;
+  start(specYaml: string, actor: string): Promise<RunRecord>;
   /** Aborts a run; resolves when it has ended. Thrown: ApiError 404/409. */
   abort(runId: string, reason: string, actor: string): Promise<RunRecord>;
   /** Sets the global halt: aborts every run, reverts every fault everywhere, refuses new runs. */
@@ -126,24 +133,49 @@ export function createRunner(options: RunnerOptions): Runner {
     return map;
   }
 
-  function plan(specYaml: string): { experiment: Experiment; plan: RunPlan } {
+  async function plan(specYaml: string): Promise<{ experiment: Experiment; plan: RunPlan }> {
     const experiment = parse(specYaml);
+    const agents = store.listAgents();
+    const aws = await planAws({ experiment, agents, policy: options.policy, aws: options.aws });
+    const hostPlan = createPlan({
+      experiment: aws.hostView,
+      agents,
+      policy: options.policy,
+      activeRuns: runs.countActiveRuns(),
+      hostFaults: hostFaults(),
+      now: now(),
+    });
+    // Put the cloud steps back where the host half saw waits of the same length.
+    const steps = hostPlan.steps.map((planned) => {
+      const step = experiment.spec.steps.find((s) => s.name === planned.name);
+      if (!step || step.type !== "fault" || !isCloudFaultKind(step.fault)) return planned;
+      const instances = aws.instances[step.target] ?? [];
+      return {
+        ...planned,
+        type: "fault" as const,
+        fault: step.fault,
+        target: step.target,
+        params: step.params,
+        hosts: instances.map((i) => ({ id: i.instanceId, hostname: `${i.instanceId} (${i.availabilityZone}${i.autoScalingGroup ? `, ${i.autoScalingGroup}` : ""})` })),
+        instances,
+      };
+    });
+    const guardrails = [...hostPlan.guardrails, ...aws.verdicts];
     return {
       experiment,
-      plan: createPlan({
-        experiment,
-        agents: store.listAgents(),
-        policy: options.policy,
-        activeRuns: runs.countActiveRuns(),
-        hostFaults: hostFaults(),
-        now: now(),
-      }),
+      plan: {
+        ...hostPlan,
+        steps,
+        guardrails,
+        allowed: guardrails.every((v) => v.ok),
+        ...(Object.keys(aws.instances).length > 0 ? { awsInstances: aws.instances } : {}),
+      },
     };
   }
 
   const haltState = (): HaltState | undefined => readHalt(store);
 
-  function start(specYaml: string, actor: string): RunRecord {
+  async function start(specYaml: string, actor: string): Promise<RunRecord> {
     const halted = haltState();
     if (halted) {
       throw new ApiError(
@@ -152,7 +184,7 @@ export function createRunner(options: RunnerOptions): Runner {
         `${describeHalt(halted)}; no run can start until the halt is lifted (firedrill unhalt)`,
       );
     }
-    const planned = plan(specYaml);
+    const planned = await plan(specYaml);
     if (!planned.plan.allowed) {
       const refused = planned.plan.guardrails.filter((v) => !v.ok);
       throw new ApiError(
@@ -238,7 +270,11 @@ export function createRunner(options: RunnerOptions): Runner {
 
     private async preflight(): Promise<void> {
       transition(this.run.id, "preflight", "checking the steady state: every stop condition must be healthy");
-      const ctx = { log: this.log.child({ component: "stop-condition" }), alerts: options.alerts };
+      const ctx = {
+        log: this.log.child({ component: "stop-condition" }),
+        alerts: options.alerts,
+        ...(options.aws ? { aws: options.aws } : {}),
+      };
       for (const spec of this.experiment.spec.stopConditions) {
         this.watchers.push({ desc: describeStopCondition(spec), watcher: createWatcher(spec, ctx) });
       }
@@ -347,6 +383,7 @@ export function createRunner(options: RunnerOptions): Runner {
         if (!this.aborting) this.event({ type: "step-ended", step: step.name, message: "wait over" });
         return;
       }
+      if (step.fault && isCloudFaultKind(step.fault)) return this.runCloudStep(step);
       const ids = await Promise.all(step.hosts.map((host) => this.startFault(step, host.id)));
       const faultIds = ids.filter((id): id is string => id !== undefined);
       if (this.aborting) return;
@@ -365,6 +402,74 @@ export function createRunner(options: RunnerOptions): Runner {
         );
       } else {
         this.event({ type: "step-ended", step: step.name, message: `${step.fault} ended on ${faultIds.length} hosts; all reverted` });
+      }
+    }
+
+    /** Instances this run stopped and has not started again. */
+    private readonly stopped: AwsInstance[] = [];
+    /** Instances this run terminated: nothing can undo that. */
+    private readonly terminated: AwsInstance[] = [];
+
+    private recordCloud(step: PlannedStep, results: InstanceActionResult[]): InstanceActionResult[] {
+      for (const r of results) {
+        this.event({
+          type: "cloud-action",
+          step: step.name,
+          message: `${r.call ?? r.action} ${r.instanceId}${r.autoScalingGroup ? ` (${r.autoScalingGroup})` : ""}: ${r.ok ? "done" : `${r.refusedBy === "guardrail" ? "refused by a guardrail" : "failed"}: ${r.error ?? "unknown error"}`}`,
+          data: r,
+        });
+      }
+      return results.filter((r) => !r.ok);
+    }
+
+    private async runCloudStep(step: PlannedStep): Promise<void> {
+      const aws = options.aws;
+      const instances = step.instances ?? [];
+      if (!aws) return void (await this.abort(`step ${step.name}: the control plane has no AWS access configured`, "failure"));
+      const ctx = {
+        actor: `${this.run.actor} (run ${this.run.id})`,
+        runId: this.run.id,
+        guardrails: awsGuardrailsFrom(mergeGuardrails(options.policy, this.experiment.spec.guardrails)),
+      };
+      const byId = new Map(instances.map((i) => [i.instanceId, i]));
+      if (step.fault === "ec2-terminate") {
+        const results = await aws.terminate(instances, ctx);
+        for (const r of results) if (r.ok && byId.has(r.instanceId)) this.terminated.push(byId.get(r.instanceId)!);
+        const failed = this.recordCloud(step, results);
+        if (failed.length > 0) {
+          return void (await this.abort(`step ${step.name}: ${failed.map((r) => `${r.instanceId}: ${r.error ?? "failed"}`).join("; ")}`, "failure"));
+        }
+        // A duration keeps the step (and the stop conditions' watch) open while the groups replace them.
+        if (step.durationMs > 0) await this.sleep(step.durationMs);
+        if (this.aborting) return;
+        this.event({ type: "step-ended", step: step.name, message: `terminated ${results.length} instances; their Auto Scaling groups replace them` });
+        return;
+      }
+      // ec2-stop: stop, hold for the duration, start again (also on abort).
+      const results = await aws.stop(instances, ctx);
+      for (const r of results) if (r.ok && byId.has(r.instanceId)) this.stopped.push(byId.get(r.instanceId)!);
+      const failed = this.recordCloud(step, results);
+      if (failed.length > 0) {
+        return void (await this.abort(`step ${step.name}: ${failed.map((r) => `${r.instanceId}: ${r.error ?? "failed"}`).join("; ")}`, "failure"));
+      }
+      await this.sleep(step.durationMs);
+      if (this.aborting) return; // the abort starts them
+      await this.startStopped(step.name);
+      this.event({ type: "step-ended", step: step.name, message: `stopped ${results.length} instances for ${formatDuration(step.durationMs)} and started them again` });
+    }
+
+    private async startStopped(stepName: string | null): Promise<void> {
+      const aws = options.aws;
+      const instances = this.stopped.splice(0);
+      if (!aws || instances.length === 0) return;
+      const results = await aws.start(instances, { actor: `${this.run.actor} (run ${this.run.id})`, runId: this.run.id });
+      for (const r of results) {
+        this.event({
+          type: r.ok ? "cloud-action" : "unconfirmed",
+          step: stepName,
+          message: r.ok ? `StartInstances ${r.instanceId}: started again` : `could not start ${r.instanceId} again: ${r.error ?? "unknown error"}; start it by hand`,
+          data: r,
+        });
       }
     }
 
@@ -455,6 +560,10 @@ export function createRunner(options: RunnerOptions): Runner {
               message: `revert of ${fault.kind} on ${fault.agentId} not confirmed within ${formatDuration(revertWaitMs)}${connected ? "" : ` (agent disconnected: its lease reverts it within ${formatDuration(options.leaseTtlMs)})`}`,
             });
           }
+        }
+        await this.startStopped(null);
+        for (const i of this.terminated) {
+          this.event({ type: "irreversible", message: `${i.instanceId} was terminated and cannot be brought back${i.autoScalingGroup ? ` (${i.autoScalingGroup} replaces it)` : ""}`, data: i });
         }
         transition(this.run.id, "aborted", reason);
       })();

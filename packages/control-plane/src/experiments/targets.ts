@@ -68,7 +68,7 @@ export function wantedCount(mode: TargetMode, eligible: number): number {
 }
 
 /** Picks `n` of `items` at random (partial Fisher-Yates), keeping their original order. */
-function pick<T>(items: readonly T[], n: number, random: () => number): T[] {
+export function pick<T>(items: readonly T[], n: number, random: () => number): T[] {
   const indexes = items.map((_, i) => i);
   const take = Math.min(n, items.length);
   for (let i = 0; i < take; i++) {

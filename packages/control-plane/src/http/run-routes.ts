@@ -74,14 +74,14 @@ export function registerRunRoutes(app: FastifyInstance, options: RunRoutesOption
 
   app.post("/api/v1/plan", async (request) => {
     const spec = stringField(body(request), "spec", { required: true })!;
-    const { experiment, plan } = runner.plan(spec);
+    const { experiment, plan } = await runner.plan(spec);
     return { experiment: { name: experiment.metadata.name, hypothesis: experiment.spec.hypothesis }, plan };
   });
 
   app.post("/api/v1/runs", async (request, reply) => {
     const b = body(request);
     const spec = stringField(b, "spec", { required: true })!;
-    const run = runner.start(spec, actorOf(request, b));
+    const run = await runner.start(spec, actorOf(request, b));
     return reply.code(201).send({ run: toRunJson(run), plan: run.plan });
   });
 

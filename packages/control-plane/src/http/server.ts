@@ -14,6 +14,8 @@ import type { Runner } from "../experiments/runner.js";
 import type { RunStore } from "../store/run-store.js";
 import { registerAlertRoutes } from "../stop-conditions/alert-receiver.js";
 import type { AlertReceiver } from "../stop-conditions/alert-receiver.js";
+import { registerSpofRoutes } from "../aws/routes.js";
+import type { AwsService } from "../aws/types.js";
 
 /** Options of {@link createHttpApp}. */
 export interface HttpAppOptions {
@@ -26,6 +28,8 @@ export interface HttpAppOptions {
   runner?: Runner;
   /** The Alertmanager webhook receiver. */
   alerts?: AlertReceiver;
+  /** AWS, for the SPOF finder. */
+  aws?: AwsService;
 }
 
 /** Builds the fastify app (not listening yet; tests may use `app.inject`). */
@@ -51,6 +55,7 @@ export function createHttpApp(options: HttpAppOptions): FastifyInstance {
   registerRoutes(app, options);
   if (options.runs && options.runner) registerRunRoutes(app, { store: options.store, runs: options.runs, runner: options.runner });
   if (options.alerts) registerAlertRoutes(app, options.alerts);
+  if (options.aws) registerSpofRoutes(app, { aws: options.aws, store: options.store });
   return app;
 }
 

@@ -49,7 +49,9 @@ export type RunEventType =
   | "breach"
   | "abort"
   | "unconfirmed"
-  | "agent-lost";
+  | "agent-lost"
+  | "cloud-action"
+  | "irreversible";
 
 /** One entry of a run's timeline. */
 export interface RunEvent {
