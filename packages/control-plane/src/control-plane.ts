@@ -19,6 +19,10 @@ import { createAlertReceiver } from "./stop-conditions/alert-receiver.js";
 import { createAwsClients } from "./aws/clients.js";
 import type { AwsClients } from "./aws/clients.js";
 import { createAwsService } from "./aws/service.js";
+import { createScheduler } from "./schedules/scheduler.js";
+import type { Scheduler } from "./schedules/scheduler.js";
+import { awsGuardrailsFrom } from "./experiments/policy.js";
+import { mergeGuardrails } from "./experiments/guardrails.js";
 import { CONTROL_PLANE_VERSION } from "./version.js";
 
 /** A running control plane. */
@@ -46,9 +50,11 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   let grpcServer: GrpcServer | undefined;
   let http: FastifyInstance | undefined;
   let runner: Runner | undefined;
+  let scheduler: Scheduler | undefined;
   let awsClients: AwsClients | undefined;
 
   const shutdown = async (): Promise<void> => {
+    await scheduler?.stop();
     await runner?.close();
     awsClients?.destroy();
     hub?.close();
@@ -106,6 +112,14 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       revertWaitMs: config.revertWaitMs,
       aws,
     });
+    scheduler = createScheduler({
+      db: store.db,
+      runner,
+      aws,
+      policy,
+      awsGuardrails: awsGuardrailsFrom(mergeGuardrails(policy, {})),
+      log: config.logger.child({ component: "scheduler" }),
+    });
     grpcServer = await startGrpcServer({
       addr: config.grpcAddr,
       hub,
@@ -114,8 +128,9 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
         ? { tls: { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile } }
         : {}),
     });
-    http = createHttpApp({ store, faults, metrics, runs, runner, alerts, aws, logger: config.logger.child({ component: "http" }) });
+    http = createHttpApp({ store, faults, metrics, runs, runner, alerts, aws, scheduler, logger: config.logger.child({ component: "http" }) });
     const httpUrl = await listenHttp(http, config.httpAddr);
+    scheduler.start();
     log.info(
       {
         version: CONTROL_PLANE_VERSION,

@@ -15,6 +15,8 @@ import type { RunStore } from "../store/run-store.js";
 import { registerAlertRoutes } from "../stop-conditions/alert-receiver.js";
 import type { AlertReceiver } from "../stop-conditions/alert-receiver.js";
 import { registerSpofRoutes } from "../aws/routes.js";
+import { registerScheduleRoutes } from "../schedules/routes.js";
+import type { Scheduler } from "../schedules/scheduler.js";
 import type { AwsService } from "../aws/types.js";
 
 /** Options of {@link createHttpApp}. */
@@ -30,6 +32,8 @@ export interface HttpAppOptions {
   alerts?: AlertReceiver;
   /** AWS, for the SPOF finder. */
   aws?: AwsService;
+  /** Schedules (experiments on a cron, Chaos-Monkey mode). */
+  scheduler?: Scheduler;
 }
 
 /** Builds the fastify app (not listening yet; tests may use `app.inject`). */
@@ -56,6 +60,7 @@ export function createHttpApp(options: HttpAppOptions): FastifyInstance {
   if (options.runs && options.runner) registerRunRoutes(app, { store: options.store, runs: options.runs, runner: options.runner });
   if (options.alerts) registerAlertRoutes(app, options.alerts);
   if (options.aws) registerSpofRoutes(app, { aws: options.aws, store: options.store });
+  if (options.scheduler) registerScheduleRoutes(app, { scheduler: options.scheduler });
   return app;
 }
 

@@ -41,7 +41,7 @@ export interface ScheduleRunner {
    * Starts a run. Thrown: ApiError 409 (halted) or 422 (a guardrail refused) — recorded as
    * `refused`; anything else — recorded as `failed`.
    */
-  start(specYaml: string, actor: string): { id: string };
+  start(specYaml: string, actor: string): { id: string } | Promise<{ id: string }>;
   /** The global halt, if set: Chaos-Monkey kills are refused while it is. */
   haltState?(): HaltState | undefined;
 }
@@ -307,15 +307,15 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       if (!store.claimSlot({ scheduleId: s.id, slotKey: key, plannedAt: at, outcome: "claimed", detail: "starting the run", decidedAt: now })) {
         continue; // another scheduler has this slot
       }
-      const update = startRun(s, at, now);
+      const update = await startRun(s, at, now);
       store.updateSlot(s.id, key, ["claimed"], update);
       log.info({ scheduleId: s.id, slot: key, outcome: update.outcome, runId: update.runId, detail: update.detail }, "experiment slot");
     }
   }
 
-  function startRun(s: ScheduleRecord, at: number, now: number): SlotUpdate {
+  async function startRun(s: ScheduleRecord, at: number, now: number): Promise<SlotUpdate> {
     try {
-      const run = options.runner.start(s.specYaml!, `schedule:${s.id}`);
+      const run = await options.runner.start(s.specYaml!, `schedule:${s.id}`);
       return { outcome: "started", runId: run.id, detail: `run ${run.id} started for the slot at ${iso(at)}`, decidedAt: now };
     } catch (err) {
       if (err instanceof ApiError && (err.statusCode === 409 || err.statusCode === 422)) {
