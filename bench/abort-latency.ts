@@ -4,6 +4,7 @@
  * broke the system to the breach. One row per breach kind and trial.
  */
 import { createServer } from "node:http";
+import { alertmanagerPayload } from "../test/support/alerts.js";
 import { api } from "../test/support/api.js";
 import { startCluster, waitFor } from "../test/support/processes.js";
 import { startPrometheus } from "../test/support/prometheus.js";
@@ -107,26 +108,5 @@ export async function benchAbortLatency(trials = 3): Promise<void> {
 }
 
 function alert(status: "firing" | "resolved") {
-  return {
-    version: "4",
-    groupKey: "{}:{alertname=\"Errors\"}",
-    truncatedAlerts: 0,
-    status,
-    receiver: "firedrill",
-    groupLabels: { alertname: "Errors" },
-    commonLabels: { alertname: "Errors", severity: "page" },
-    commonAnnotations: {},
-    externalURL: "http://alertmanager.invalid",
-    alerts: [
-      {
-        status,
-        labels: { alertname: "Errors", severity: "page" },
-        annotations: {},
-        startsAt: new Date().toISOString(),
-        endsAt: status === "resolved" ? new Date().toISOString() : "0001-01-01T00:00:00Z",
-        generatorURL: "http://prometheus.invalid/graph",
-        fingerprint: "bench000000000001",
-      },
-    ],
-  };
+  return alertmanagerPayload(status, { alertname: "Errors", labels: { severity: "page" }, fingerprint: "bench000000000001" });
 }

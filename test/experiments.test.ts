@@ -1,6 +1,7 @@
 import { createServer } from "node:http";
 import type { Server } from "node:http";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { alertmanagerPayload } from "./support/alerts.js";
 import { api } from "./support/api.js";
 import { burnerThreads } from "./support/cpu.js";
 import { runCli, startCluster, startServer, waitFor } from "./support/processes.js";
@@ -141,28 +142,8 @@ describe("experiment runs on three real agents", () => {
   it("an Alertmanager webhook alert aborts the run at once", async () => {
     const id = await startRun(experiment({ steps: LONG_BURN, stopConditions: `    - { alert: { matchLabels: { severity: page } } }` }));
     await waitFor("3 burns running", async () => (await runFaults(id)).filter((f: any) => f.state === "running").length === 3, 20_000);
-    const payload = (status: string) => ({
-      version: "4",
-      groupKey: "{}:{alertname=\"CheckoutErrors\"}",
-      truncatedAlerts: 0,
-      status,
-      receiver: "firedrill",
-      groupLabels: { alertname: "CheckoutErrors" },
-      commonLabels: { alertname: "CheckoutErrors", severity: "page" },
-      commonAnnotations: {},
-      externalURL: "http://alertmanager.invalid",
-      alerts: [
-        {
-          status,
-          labels: { alertname: "CheckoutErrors", severity: "page" },
-          annotations: { summary: "checkout 5xx above 1%" },
-          startsAt: new Date().toISOString(),
-          endsAt: "0001-01-01T00:00:00Z",
-          generatorURL: "http://prometheus.invalid/graph",
-          fingerprint: "c0ffee0000000001",
-        },
-      ],
-    });
+    const payload = (status: "firing" | "resolved") =>
+      alertmanagerPayload(status, { alertname: "CheckoutErrors", labels: { severity: "page" }, fingerprint: "c0ffee0000000001", summary: "checkout 5xx above 1%" });
     const sentAt = Date.now();
     const res = await api(url(), "POST", "/api/v1/alerts/alertmanager", payload("firing"));
     expect(res.status).toBe(200);

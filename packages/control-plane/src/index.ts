@@ -68,3 +68,4 @@ export type {
   AwsService,
   InstanceActionResult,
 } from "./aws/types.js";
+export type { ScheduleJson, SlotJson } from "./schedules/routes.js";

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { runCli } from "../program.js";
 import { renderScheduleList } from "./schedule.js";
-import type { ScheduleJson, SlotJson } from "./schedule.js";
+import type { ScheduleJson, SlotJson } from "@firedrill/control-plane";
 
 /** A stand-in control plane: answers with `answer`, recording each request. */
 let server: Server;

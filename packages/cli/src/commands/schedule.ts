@@ -3,46 +3,13 @@
  * control plane. `add`, `chaos-monkey`, `list`, `show`, `pause`, `resume`, `rm`.
  */
 import type { Command } from "commander";
+import type { ScheduleJson, SlotJson } from "@firedrill/control-plane";
 import type { CommandContext } from "../context.js";
 import { printJson } from "../context.js";
 import { ApiRequestError, CliError } from "../errors.js";
 import { EMPTY, formatRelativeTime, renderTable } from "../format.js";
 import { segment } from "../http-client.js";
 import { actor, readExperimentFile } from "./experiment-io.js";
-
-/** A slot as the API returns it. */
-export interface SlotJson {
-  slot: string;
-  plannedAt: string;
-  outcome: string;
-  detail: string | null;
-  runId: string | null;
-  instanceId: string | null;
-  decidedAt: string;
-}
-
-/** A schedule as the API returns it. */
-export interface ScheduleJson {
-  id: string;
-  kind: "experiment" | "chaos-monkey";
-  name: string;
-  state: "active" | "paused";
-  tz: string;
-  cron: string | null;
-  window: string | null;
-  group: string | null;
-  region: string | null;
-  meanWorkdays: number | null;
-  minWorkdays: number | null;
-  killChance: number | null;
-  leashed: boolean | null;
-  createdBy: string;
-  createdAt: string;
-  updatedAt: string;
-  activeSince: string;
-  nextSlot: { at: string; note: string } | null;
-  lastSlot: SlotJson | null;
-}
 
 /** API field → the flag that sets it, so the API's issues name what the user typed. */
 const FLAGS: Record<string, string> = {

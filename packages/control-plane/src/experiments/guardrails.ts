@@ -209,11 +209,14 @@ function inside(w: WindowSpec, now: Date): boolean {
   return w.days.includes(t.weekday) && t.minute >= w.startMinute && t.minute < w.endMinute;
 }
 
-/** The instant at local wall-clock `minute` of a local date in `tz`. */
-function zonedInstant(year: number, month: number, day: number, minute: number, tz: string): number {
+/**
+ * The instant at local wall-clock `minute` of a local date in `tz`. A wall time skipped or repeated
+ * by a DST change resolves to the instant the same distance after the change.
+ */
+export function zonedInstant(year: number, month: number, day: number, minute: number, tz: string): number {
   const wall = Date.UTC(year, month - 1, day, 0, minute);
   let utc = wall;
-  for (let i = 0; i < 3; i++) {
+  for (let i = 0; i < 4; i++) {
     const t = localTime(utc, tz);
     const offset = Date.UTC(t.year, t.month - 1, t.day, 0, t.minute) - utc;
     const next = wall - offset;

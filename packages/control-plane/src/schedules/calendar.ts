@@ -3,7 +3,7 @@
  * in a zone comes from the guardrails' `localTime`, so windows mean the same thing to a schedule
  * as to an experiment's guardrails.
  */
-import { localTime } from "../experiments/guardrails.js";
+import { localTime, zonedInstant } from "../experiments/guardrails.js";
 import { formatDays, parseDays, parseHours, WEEKDAYS } from "../experiments/spec-values.js";
 import type { Parsed } from "../experiments/spec-values.js";
 import type { ChaosWindow } from "./types.js";
@@ -78,16 +78,8 @@ export function localDate(instant: Date | number, tz: string): string {
  * by a DST change resolves to the instant the same distance after the change.
  */
 export function localInstant(date: string, minute: number, tz: string): number {
-  const wall = dayNumber(date) * 86_400_000 + minute * 60_000;
-  let utc = wall;
-  for (let i = 0; i < 4; i++) {
-    const t = localTime(utc, tz);
-    const offset = Date.UTC(t.year, t.month - 1, t.day, 0, t.minute) - utc;
-    const next = wall - offset;
-    if (next === utc) break;
-    utc = next;
-  }
-  return utc;
+  const [year, month, day] = date.split("-").map(Number) as [number, number, number];
+  return zonedInstant(year, month, day, minute, tz);
 }
 
 /** Which days count as workdays: the window's days, less the blackout dates. */

@@ -184,7 +184,6 @@ describe("alert stop condition", () => {
     receiver.receive(payload([{ labels: PAGE, fingerprint: "a1" }]));
     // The breach was delivered synchronously inside receive(): no interval could have elapsed.
     expect(rec.breaches).toHaveLength(1);
-    expect(rec.breachedAt! - sent).toBeLessThan(5);
     console.log(`alert stop condition: breach ${(rec.breachedAt! - sent).toFixed(3)} ms after receive()`);
     expect(rec.breaches[0]).toMatchObject({
       condition: 'alert {service="checkout",severity="page"}',
