@@ -20,6 +20,7 @@ import type { ChildProcess } from "node:child_process";
 import { randomBytes, randomInt } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { captureProcess } from "./processes.js";
 
 export const ROOT = resolve(import.meta.dirname, "../..");
 const NODE_ARGS = ["--conditions=@firedrill/source", "--import", "tsx"];
@@ -103,21 +104,9 @@ export class NetnsLab {
       env: { ...process.env, FORCE_COLOR: "0", NO_COLOR: "1", ...opts.env },
       stdio: ["ignore", "pipe", "pipe"],
     });
-    let out = "";
-    child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
-    const exited = new Promise<number | null>((res) => child.once("exit", (code) => res(code)));
-    const proc: NsProcess = {
-      child,
-      pid: child.pid!,
-      output: () => out,
-      exited,
-      kill: (signal = "SIGTERM") => {
-        if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      },
-    };
+    const proc: NsProcess = captureProcess(child);
     this.procs.add(proc);
-    void exited.then(() => this.procs.delete(proc));
+    void proc.exited.then(() => this.procs.delete(proc));
     return proc;
   }
 

@@ -34,6 +34,14 @@ export function spawnNode(script: string, args: string[], env: Record<string, st
     env: { ...process.env, FORCE_COLOR: "0", NO_COLOR: "1", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
+  const proc = captureProcess(child);
+  started.add(proc);
+  void proc.exited.then(() => started.delete(proc));
+  return proc;
+}
+
+/** Wraps a spawned child (stdout and stderr piped): its output, its exit, a kill that is safe to repeat. */
+export function captureProcess(child: ChildProcess): TestProcess {
   let out = "";
   child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
   child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
@@ -47,8 +55,6 @@ export function spawnNode(script: string, args: string[], env: Record<string, st
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     },
   };
-  started.add(proc);
-  void exited.then(() => started.delete(proc));
   return proc;
 }
 
