@@ -1,13 +1,16 @@
 /**
  * The demo game day: a control plane, one local agent, and a 20 s cpu-burn at 50% of one core,
- * showing the load the agent measures while it runs and proving it is gone afterwards. Every step
- * runs the real `firedrill` and `firedrill-agent` commands; nothing is simulated.
+ * showing the load the agent measures while it runs and proving it is gone afterwards; then an
+ * experiment run twice — once with the service healthy (completed), once with its health check
+ * breaking mid-run (aborted, reverted) — with plan, live timeline and report. Every step runs the
+ * real `firedrill` and `firedrill-agent` commands; nothing is simulated.
  *
  *   pnpm demo
  */
 import { spawn, spawnSync } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { createServer as createHttpServer } from "node:http";
 import { createServer } from "node:net";
 import { cpus, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -40,6 +43,29 @@ function cli(args: string[], env: Record<string, string>): string {
   if (r.status !== 0) throw new Error(`firedrill ${args.join(" ")} failed (exit ${r.status}):\n${r.stderr}`);
   process.stdout.write(r.stdout);
   return r.stdout.trim();
+}
+
+/** Runs the CLI without blocking this process (the demo's health endpoint must keep answering). */
+function cliLive(args: string[], env: Record<string, string>): Promise<number | null> {
+  console.log(`$ firedrill ${args.join(" ")}`);
+  const child = spawn(NODE[0]!, [...NODE.slice(1), CLI, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "inherit", "inherit"] });
+  return new Promise((resolve) => child.once("exit", resolve));
+}
+
+function gameDay(healthUrl: string): string {
+  return `apiVersion: firedrill/v1
+kind: Experiment
+metadata: { name: demo-game-day }
+spec:
+  hypothesis: "the demo service stays healthy while its host burns CPU"
+  targets:
+    demo: { selector: { labels: { app: demo } }, mode: { all: true } }
+  steps:
+    - { name: burn, fault: cpu-burn, target: demo, params: { load: 30, cores: 1 }, duration: 8s }
+    - { name: cool-down, wait: 2s, startAfter: [burn] }
+  stopConditions:
+    - { http: { url: "${healthUrl}", intervalMs: 500, failuresToAbort: 2 } }
+`;
 }
 
 function burnerThreads(pid: number): number {
@@ -75,7 +101,7 @@ async function main(): Promise<void> {
     say(`Starting the control plane (gRPC 127.0.0.1:${grpcPort}, HTTP ${httpUrl}, data in ${work}/cp)`);
     const server = spawn(
       NODE[0]!,
-      [...NODE.slice(1), CLI, "server", "--data-dir", join(work, "cp"), "--grpc-addr", `127.0.0.1:${grpcPort}`, "--http-addr", `127.0.0.1:${httpPort}`, "--log-level", "warn"],
+      [...NODE.slice(1), CLI, "server", "--data-dir", join(work, "cp"), "--grpc-addr", `127.0.0.1:${grpcPort}`, "--http-addr", `127.0.0.1:${httpPort}`, "--log-level", "error"],
       { cwd: ROOT, stdio: ["ignore", "inherit", "inherit"] },
     );
     children.push(server);
@@ -142,6 +168,44 @@ async function main(): Promise<void> {
     const left = burnerThreads(agent.pid!);
     console.log(`\n  asked ${LOAD}% of one core · measured ${avg.toFixed(1)}% on average · reverted (${reason}) · burner threads left: ${left}`);
     if (left !== 0) throw new Error("burner threads are still running after the revert");
+
+    // Part two: a game day as an experiment file, with a stop condition.
+    let healthy = true;
+    const health = createHttpServer((_req, res) => {
+      res.statusCode = healthy ? 200 : 500;
+      res.end(healthy ? "ok" : "broken");
+    });
+    children.push({ kill: () => health.close(), exitCode: null } as unknown as ChildProcess);
+    await new Promise<void>((r) => health.listen(0, "127.0.0.1", r));
+    const healthUrl = `http://127.0.0.1:${(health.address() as { port: number }).port}/health`;
+    const file = join(work, "demo-game-day.yaml");
+    writeFileSync(file, gameDay(healthUrl));
+    say(`A game day as an experiment file (${file}), with an HTTP health check as stop condition`);
+    console.log(readFileSync(file, "utf8"));
+    cli(["validate", file], env);
+    await cliLive(["plan", file], env);
+
+    say("Run it: the hypothesis holds, the run completes");
+    const first = await cliLive(["run", file, "--follow"], env);
+    if (first !== 0) throw new Error(`the first run should have completed (exit ${first})`);
+
+    say("Run it again, and break the service 3 s in: the stop condition aborts the run and everything is reverted");
+    const following = cliLive(["run", file, "--follow"], env);
+    let runId = "";
+    for (let i = 0; i < 150 && !runId; i++) {
+      await sleep(200);
+      const { runs } = (await (await fetch(`${httpUrl}/api/v1/runs?state=active`)).json()) as { runs: { id: string; state: string }[] };
+      runId = runs.find((r) => r.state === "running")?.id ?? "";
+    }
+    await sleep(3000);
+    healthy = false;
+    console.log("  (demo: the health endpoint now answers 500)");
+    const second = await following;
+    healthy = true;
+    if (second !== 2) throw new Error(`the second run should have been aborted (exit ${second})`);
+    await cliLive(["report", runId], env);
+    if (burnerThreads(agent.pid!) !== 0) throw new Error("burner threads are still running after the abort");
+    health.close();
 
     say("Shutting down the agent and the control plane");
     for (const c of [agent, server]) {
