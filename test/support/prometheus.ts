@@ -7,7 +7,7 @@ import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer as createHttpServer } from "node:http";
-import { freePort } from "./processes.js";
+import { captureProcess, freePort } from "./processes.js";
 
 export { freePort };
 import type { Server } from "node:http";
@@ -112,7 +112,7 @@ async function getJson(url: string): Promise<unknown> {
 }
 
 /** SIGTERM, then SIGKILL after 5 s; waits (bounded) for the exit. */
-async function killChild(child: ChildProcess, exited: Promise<void>): Promise<void> {
+async function killChild(child: ChildProcess, exited: Promise<unknown>): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   child.kill("SIGTERM");
   const gone = await Promise.race([exited.then(() => true), sleep(5000).then(() => false)]);
@@ -171,11 +171,7 @@ export async function startPrometheus(options: StartPrometheusOptions = {}): Pro
     ],
     { cwd: dir, stdio: ["ignore", "pipe", "pipe"] },
   );
-  let out = "";
-  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
-  child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  const output = () => out;
+  const { exited, output } = captureProcess(child);
   const url = `http://127.0.0.1:${port}`;
 
   let stopped = false;
@@ -260,11 +256,7 @@ export async function startAlertmanager(webhookUrl: string, readyTimeoutMs = 30_
     ],
     { cwd: dir, stdio: ["ignore", "pipe", "pipe"] },
   );
-  let out = "";
-  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
-  child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  const output = () => out;
+  const { exited, output } = captureProcess(child);
   const url = `http://127.0.0.1:${port}`;
   let stopped = false;
   const stop = async (): Promise<void> => {

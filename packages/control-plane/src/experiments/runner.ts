@@ -221,8 +221,8 @@ export function createRunner(options: RunnerOptions): Runner {
   class ActiveRun {
     private aborting: { reason: string; kind: "breach" | "operator" | "halt" | "failure" } | undefined;
     private readonly watchers: { desc: string; watcher: StopConditionWatcher }[] = [];
-    /** Every fault this run started, by id. */
-    private readonly faultIds = new Set<string>();
+    /** Every fault this run started, by id, with the step that started it. */
+    private readonly stepByFault = new Map<string, string>();
     private readonly inFlight = new Set<Promise<unknown>>();
     private readonly abortWaiters = new Set<() => void>();
     private readonly log: Logger;
@@ -313,7 +313,7 @@ export function createRunner(options: RunnerOptions): Runner {
       hub.events.on("fault", onFault);
       this.unsubscribe.push(() => hub.events.off("fault", onFault));
       const onDisconnected = (agentId: string) => {
-        const holds = [...this.faultIds].some((id) => {
+        const holds = [...this.stepByFault.keys()].some((id) => {
           const f = store.getFault(id);
           return f && f.agentId === agentId && f.endedAt === null;
         });
@@ -327,8 +327,8 @@ export function createRunner(options: RunnerOptions): Runner {
     }
 
     private onFault({ fault, cause }: FaultUpdate): void {
-      if (!this.faultIds.has(fault.id)) return;
-      const base = { step: stepOf(fault), agentId: fault.agentId, faultId: fault.id };
+      if (!this.stepByFault.has(fault.id)) return;
+      const base = { step: this.stepByFault.get(fault.id) ?? null, agentId: fault.agentId, faultId: fault.id };
       if (cause === "progress" && fault.measurements) {
         this.event({ ...base, type: "measurement", message: formatMeasurements(fault.measurements), data: fault.measurements });
       } else if (cause === "started") {
@@ -478,8 +478,7 @@ export function createRunner(options: RunnerOptions): Runner {
       this.inFlight.add(attempt);
       try {
         const { fault, acknowledged } = await attempt;
-        this.faultIds.add(fault.id);
-        stepByFault.set(fault.id, step.name);
+        this.stepByFault.set(fault.id, step.name);
         this.event({
           type: acknowledged ? "fault-acked" : "fault-sent",
           step: step.name,
@@ -493,8 +492,7 @@ export function createRunner(options: RunnerOptions): Runner {
         const message = err instanceof ApiError ? err.message : (err as Error).message;
         const refused = err instanceof ApiError ? (err.details?.fault as FaultRecord | undefined) : undefined;
         if (refused) {
-          this.faultIds.add(refused.id);
-          stepByFault.set(refused.id, step.name);
+          this.stepByFault.set(refused.id, step.name);
         }
         this.event({ type: "fault-refused", step: step.name, agentId, ...(refused ? { faultId: refused.id } : {}), message: `${step.fault} refused by ${agentId}: ${message}` });
         void this.abort(`step ${step.name}: ${step.fault} refused by ${agentId}: ${message}`, "failure");
@@ -546,7 +544,7 @@ export function createRunner(options: RunnerOptions): Runner {
         for (const w of this.watchers) w.watcher.stop();
         // Starts still waiting for their ack are stopped as soon as they are known.
         await Promise.race([Promise.allSettled([...this.inFlight]), sleep(options.ackTimeoutMs + 1000)]);
-        const pending = [...this.faultIds].map((id) => store.getFault(id)).filter((f): f is FaultRecord => f !== undefined && f.endedAt === null);
+        const pending = [...this.stepByFault.keys()].map((id) => store.getFault(id)).filter((f): f is FaultRecord => f !== undefined && f.endedAt === null);
         for (const fault of pending) this.stopFault(fault);
         const ended = await this.waitForEnd(pending.map((f) => f.id), revertWaitMs, false);
         if (!ended) {
@@ -554,7 +552,7 @@ export function createRunner(options: RunnerOptions): Runner {
             const connected = hub.isConnected(fault.agentId);
             this.event({
               type: "unconfirmed",
-              step: stepOf(fault),
+              step: this.stepByFault.get(fault.id) ?? null,
               agentId: fault.agentId,
               faultId: fault.id,
               message: `revert of ${fault.kind} on ${fault.agentId} not confirmed within ${formatDuration(revertWaitMs)}${connected ? "" : ` (agent disconnected: its lease reverts it within ${formatDuration(options.leaseTtlMs)})`}`,
@@ -571,8 +569,6 @@ export function createRunner(options: RunnerOptions): Runner {
     }
   }
 
-  const stepByFault = new Map<string, string>();
-  const stepOf = (fault: FaultRecord): string | null => stepByFault.get(fault.id) ?? null;
 
   async function abort(runId: string, reason: string, actor: string): Promise<RunRecord> {
     const run = runs.getRun(runId);
