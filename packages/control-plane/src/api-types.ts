@@ -38,6 +38,10 @@ export interface FaultJson {
   endedAt: string | null;
   /** The last measurements the agent reported, e.g. `{ cpu_percent: 79.5 }`. */
   measurements: Record<string, number> | null;
+  /** Who started it (the authenticated principal, or the run's actor). */
+  actor: string | null;
+  /** Why an admin overrode the server policy for this ad-hoc fault. */
+  policyOverride: string | null;
 }
 
 /** One step on a fault's timeline. */
@@ -101,6 +105,8 @@ export function toFaultJson(fault: FaultRecord): FaultJson {
     startedAt: isoOrNull(fault.startedAt),
     endedAt: isoOrNull(fault.endedAt),
     measurements: fault.measurements,
+    actor: fault.actor,
+    policyOverride: fault.policyOverride,
   };
 }
 

@@ -165,6 +165,76 @@ const MIGRATIONS: readonly string[] = [
   CREATE UNIQUE INDEX termination_ledger_once ON termination_ledger(region, instance_id)
     WHERE action = 'terminate' AND outcome IN ('pending', 'ok', 'unknown');
   `,
+  `
+  -- Identity: principals (people and service accounts), each with one role, and their API tokens.
+  -- A token is stored only as the SHA-256 of its secret; the id (public) finds the row, the hash is
+  -- compared in constant time. scope: an optional label selector bounding what the token can target.
+  CREATE TABLE principals (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL CHECK (kind IN ('person', 'service')),
+    role TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin', 'alertmanager')),
+    created_at INTEGER NOT NULL,
+    created_by TEXT NOT NULL
+  );
+
+  CREATE TABLE api_tokens (
+    id TEXT PRIMARY KEY,
+    principal_id TEXT NOT NULL REFERENCES principals(id),
+    secret_hash TEXT NOT NULL,
+    scope TEXT,
+    created_at INTEGER NOT NULL,
+    created_by TEXT NOT NULL,
+    expires_at INTEGER,
+    last_used_at INTEGER,
+    last_used_from TEXT,
+    revoked_at INTEGER,
+    revoked_by TEXT,
+    bootstrap INTEGER NOT NULL DEFAULT 0
+  );
+  CREATE INDEX api_tokens_principal ON api_tokens(principal_id);
+
+  -- The audit log: append-only, each row chained to the previous by hash (prev_hash, hash), so an
+  -- edited or deleted row is found by firedrill audit verify. The triggers stop accidental edits;
+  -- the chain (and the head kept in settings) catches deliberate ones.
+  CREATE TABLE audit_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time INTEGER NOT NULL,
+    principal TEXT,
+    role TEXT,
+    token_id TEXT,
+    source TEXT NOT NULL,
+    method TEXT NOT NULL,
+    route TEXT NOT NULL,
+    path TEXT NOT NULL,
+    targets TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    detail TEXT,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+  );
+  CREATE INDEX audit_log_time ON audit_log(time);
+  CREATE INDEX audit_log_principal ON audit_log(principal, time);
+  CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+  CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+
+  -- Alerts Alertmanager reported firing, so a restart does not forget one (bounded by the receiver).
+  CREATE TABLE firing_alerts (
+    fingerprint TEXT PRIMARY KEY,
+    labels TEXT NOT NULL,
+    annotations TEXT NOT NULL,
+    starts_at TEXT NOT NULL,
+    ends_at INTEGER,
+    received_at INTEGER NOT NULL
+  );
+
+  -- Who started an ad-hoc fault (runs keep theirs in runs.actor), and why an admin overrode the policy.
+  ALTER TABLE faults ADD COLUMN actor TEXT;
+  ALTER TABLE faults ADD COLUMN policy_override TEXT;
+  `,
 ];
 
 /** Brings the database schema up to date. Returns the number of migrations applied. */

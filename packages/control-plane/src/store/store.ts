@@ -106,6 +106,8 @@ interface FaultRow {
   ended_at: number | null;
   measurements: string | null;
   updated_at: number;
+  actor: string | null;
+  policy_override: string | null;
 }
 
 interface FaultEventRow {
@@ -157,6 +159,8 @@ function toFault(row: FaultRow): FaultRecord {
     endedAt: row.ended_at,
     measurements: row.measurements === null ? null : (JSON.parse(row.measurements) as Record<string, number>),
     updatedAt: row.updated_at,
+    actor: row.actor,
+    policyOverride: row.policy_override,
   };
 }
 
@@ -211,8 +215,8 @@ export function createStore(options: StoreOptions): Store {
     listAgents: db.prepare<[], AgentRow>(`${agentSelect} ORDER BY a.id`),
     countConnected: db.prepare<[], { n: number }>("SELECT COUNT(*) AS n FROM agents WHERE connected = 1"),
     insertFault: db.prepare(`
-      INSERT INTO faults (id, agent_id, run_id, kind, params, duration_ms, state, created_at, updated_at)
-      VALUES (@id, @agentId, @runId, @kind, @params, @durationMs, 'pending', @createdAt, @createdAt)`),
+      INSERT INTO faults (id, agent_id, run_id, kind, params, duration_ms, state, created_at, updated_at, actor, policy_override)
+      VALUES (@id, @agentId, @runId, @kind, @params, @durationMs, 'pending', @createdAt, @createdAt, @actor, @policyOverride)`),
     getFault: db.prepare<[string], FaultRow>("SELECT * FROM faults WHERE id = ?"),
     activeFaults: db.prepare<[string], FaultRow>(
       `SELECT * FROM faults WHERE agent_id = ? AND ${ACTIVE_SQL} ORDER BY created_at, rowid`,
@@ -288,7 +292,7 @@ export function createStore(options: StoreOptions): Store {
     listAgents: () => stmt.listAgents.all().map(toAgent),
     countConnectedAgents: () => stmt.countConnected.get()?.n ?? 0,
     insertFault(fault) {
-      stmt.insertFault.run({ ...fault, params: JSON.stringify(fault.params) });
+      stmt.insertFault.run({ ...fault, params: JSON.stringify(fault.params), actor: fault.actor ?? null, policyOverride: fault.policyOverride ?? null });
       return toFault(stmt.getFault.get(fault.id)!);
     },
     getFault(id) {

@@ -89,6 +89,10 @@ export interface FaultRecord {
   /** The last measurements the agent reported. */
   measurements: Record<string, number> | null;
   updatedAt: number;
+  /** Who started it: the authenticated principal (ad-hoc faults), or the run's actor; null for faults from before authentication. */
+  actor: string | null;
+  /** Why an admin overrode the server policy for this ad-hoc fault; null when the policy was applied. */
+  policyOverride: string | null;
 }
 
 /** A new fault, before it is sent. */
@@ -100,6 +104,10 @@ export interface NewFault {
   params: JsonObject;
   durationMs: number;
   createdAt: number;
+  /** Who started it (the authenticated principal). @default null */
+  actor?: string | null;
+  /** Why an admin overrode the server policy. @default null */
+  policyOverride?: string | null;
 }
 
 /** One step in a fault's life, as reported by its agent (or decided by the control plane). */
