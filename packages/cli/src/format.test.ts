@@ -75,6 +75,8 @@ describe("format helpers", () => {
       startedAt: ago(64_000),
       endedAt: ago(4_000),
       measurements: { cpu_percent: 79.52 },
+      actor: "alice",
+      policyOverride: null,
     };
     expect(renderFaults([fault], NOW)).toBe(
       [
@@ -93,6 +95,7 @@ describe("format helpers", () => {
     );
     expect(shown).toContain("State     reverted (stopped)");
     expect(shown).toContain("Params    load=80");
+    expect(shown).toContain("By        alice");
     expect(shown).toContain(`Ended     ${ago(4_000)} (4s ago)`);
     expect(shown).toMatch(/Timeline\n {2}TIME +EVENT +DETAILS\n {2}\S+ +started +burning 1 core\n {2}\S+ +reverted +reason=stopped; cpu_percent=79.5\n/);
   });

@@ -80,6 +80,26 @@ export const controlPlaneOptionsSchema = z
     awsEndpoint: z.string().url({ error: "must be a URL, e.g. http://127.0.0.1:4566" }).optional(),
     /** How long an abort waits for revert acks before recording them unconfirmed. @default 20000 */
     revertWaitMs: z.number().int().min(1000).max(600_000).default(20_000),
+    /**
+     * Names and addresses clients use to reach this server (`--advertise`): accepted in the HTTP
+     * `Host` header and put in the certificate the server's CA issues. The bind address, localhost
+     * and loopback addresses are always accepted. @default []
+     */
+    advertise: z
+      .array(z.string().min(1).max(253).regex(/^[A-Za-z0-9.:_\[\]-]+$/, { error: "must be a DNS name or an IP address" }))
+      .max(64)
+      .default([]),
+    /** TLS certificate chain (PEM) for the HTTP API; with httpTlsKeyFile the API serves HTTPS. */
+    httpTlsCertFile: z.string().min(1).optional(),
+    /** TLS private key (PEM) for the HTTP API. */
+    httpTlsKeyFile: z.string().min(1).optional(),
+    /**
+     * Serve plain HTTP on a non-loopback address (tokens then cross the network in clear text).
+     * Without it, a non-loopback API serves HTTPS with a certificate from the server's own CA. @default false
+     */
+    insecureHttp: z.boolean().default(false),
+    /** Failed authentications allowed per source address per minute before 429. @default 20 */
+    authFailuresPerMinute: z.number().int().min(1).max(1_000_000).default(20),
   })
   .superRefine((value, ctx) => {
     const heartbeat = value.heartbeatIntervalMs ?? Math.floor(value.leaseTtlMs / 3);
@@ -89,6 +109,16 @@ export const controlPlaneOptionsSchema = z
         path: ["heartbeatIntervalMs"],
         message: `${heartbeat}ms is more than half the lease TTL (${value.leaseTtlMs}ms): one late renewal would expire every agent's lease; use at most ${Math.floor(value.leaseTtlMs / 2)}ms or raise the lease TTL`,
       });
+    }
+    if ((value.httpTlsCertFile === undefined) !== (value.httpTlsKeyFile === undefined)) {
+      ctx.addIssue({
+        code: "custom",
+        path: [value.httpTlsCertFile === undefined ? "httpTlsCertFile" : "httpTlsKeyFile"],
+        message: "HTTPS needs both a certificate and a key file (--http-tls-cert and --http-tls-key); give both, or neither to use a certificate from the server's own CA",
+      });
+    }
+    if (value.insecureHttp && value.httpTlsCertFile !== undefined) {
+      ctx.addIssue({ code: "custom", path: ["insecureHttp"], message: "--insecure-http and --http-tls-cert contradict each other; give one" });
     }
     if ((value.tlsCertFile === undefined) !== (value.tlsKeyFile === undefined)) {
       ctx.addIssue({

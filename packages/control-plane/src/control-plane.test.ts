@@ -45,9 +45,9 @@ describe("control plane start-up", () => {
   it("keeps agents and faults across a restart, and marks agents disconnected at start-up", async () => {
     tcp = await startTestControlPlane();
     agent = connectTestAgent({ address: tcp.cp.grpcAddress, token: tcp.token() });
-    agent.hello({ labels: { app: "checkout", az: "a" } });
+    agent.hello({ labels: { app: "checkout", az: "a", "firedrill:opt-in": "true" } });
     await agent.next("welcome");
-    const res = await fetch(`${tcp.cp.httpUrl}/api/v1/agents/agent-1/faults`, {
+    const res = await tcp.fetch(`${tcp.cp.httpUrl}/api/v1/agents/agent-1/faults`, {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ kind: "cpu-burn", params: { load: 40 }, duration: "1m", runId: "run-7" }),
@@ -57,13 +57,13 @@ describe("control plane start-up", () => {
 
     // A control plane that dies without closing the stream cleanly: the agent row still says connected.
     await tcp.restart();
-    const agents = (await (await fetch(`${tcp.cp.httpUrl}/api/v1/agents`)).json()) as {
+    const agents = (await (await tcp.fetch(`${tcp.cp.httpUrl}/api/v1/agents`)).json()) as {
       agents: { id: string; connected: boolean; labels: Record<string, string>; activeFaults: number }[];
     };
     expect(agents.agents).toEqual([
-      expect.objectContaining({ id: "agent-1", connected: false, labels: { app: "checkout", az: "a" }, activeFaults: 1 }),
+      expect.objectContaining({ id: "agent-1", connected: false, labels: { app: "checkout", az: "a", "firedrill:opt-in": "true" }, activeFaults: 1 }),
     ]);
-    const shown = (await (await fetch(`${tcp.cp.httpUrl}/api/v1/faults/${fault.id}`)).json()) as {
+    const shown = (await (await tcp.fetch(`${tcp.cp.httpUrl}/api/v1/faults/${fault.id}`)).json()) as {
       fault: { id: string; runId: string; params: unknown; durationMs: number; state: string };
     };
     expect(shown.fault).toMatchObject({ id: fault.id, runId: "run-7", params: { load: 40 }, durationMs: 60_000, state: "pending" });
@@ -116,7 +116,7 @@ describe("control plane start-up", () => {
     expect(wrongStatus.details).toMatch(/^invalid join token: .*start firedrill-agent with --token \(the token is in .*join-token/);
     expect(wrong.received).toEqual([]);
 
-    const agents = (await (await fetch(`${tcp.cp.httpUrl}/api/v1/agents`)).json()) as { agents: unknown[] };
+    const agents = (await (await tcp.fetch(`${tcp.cp.httpUrl}/api/v1/agents`)).json()) as { agents: unknown[] };
     expect(agents.agents).toEqual([]);
   });
 });

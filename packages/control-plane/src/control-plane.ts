@@ -1,11 +1,11 @@
 /** `firedrill server`: store, join token, agent hub (gRPC) and HTTP API wired together. */
-import type { FastifyInstance } from "fastify";
 import type { ControlPlaneOptions } from "./config.js";
 import { resolveConfig } from "./config.js";
 import { createFaultService } from "./fault-service.js";
 import { startGrpcServer } from "./grpc-server.js";
 import type { GrpcServer } from "./grpc-server.js";
 import { createHttpApp, listenHttp } from "./http/server.js";
+import type { HttpApp } from "./http/server.js";
 import { createAgentHub } from "./hub/agent-hub.js";
 import type { AgentHub } from "./hub/agent-hub.js";
 import { ensureJoinToken } from "./join-token.js";
@@ -24,6 +24,20 @@ import type { Scheduler } from "./schedules/scheduler.js";
 import { awsGuardrailsFrom } from "./experiments/policy.js";
 import { mergeGuardrails } from "./experiments/guardrails.js";
 import { CONTROL_PLANE_VERSION } from "./version.js";
+import { readFileSync } from "node:fs";
+import { hostname, networkInterfaces } from "node:os";
+import { isLoopbackHost, parseHostPort } from "./address.js";
+import { ListenError } from "./errors.js";
+import { createAuditLog } from "./auth/audit.js";
+import { ensureBootstrapAdmin, ADMIN_TOKEN_FILE } from "./auth/bootstrap.js";
+import { createHostPolicy } from "./auth/hosts.js";
+import { createIdentityStore } from "./auth/identity-store.js";
+import { ensureCa, ensureServerCert } from "./pki/index.js";
+import { join } from "node:path";
+import type { ControlPlaneConfig } from "./config.js";
+import type { Logger } from "pino";
+import type { Writable } from "node:stream";
+import type { RouteEntry } from "./auth/http.js";
 
 /** A running control plane. */
 export interface ControlPlane {
@@ -33,6 +47,12 @@ export interface ControlPlane {
   readonly httpUrl: string;
   /** Where the join token was written on the first start (`<dataDir>/join-token`). */
   readonly joinTokenFile: string;
+  /** Where the bootstrap admin token was written on the first start (`<dataDir>/admin-token`). */
+  readonly adminTokenFile: string;
+  /** The SHA-256 fingerprint (`sha256:…`) of the CA whose certificate the HTTPS API serves; undefined on plain HTTP or a certificate of your own. */
+  readonly caFingerprint: string | undefined;
+  /** Every HTTP route served, with the permission it requires. */
+  httpRoutes(): RouteEntry[];
   /** Ends every agent stream, stops both listeners and closes the store. Idempotent. */
   close(): Promise<void>;
 }
@@ -48,7 +68,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const store = createStore({ dataDir: config.dataDir });
   let hub: AgentHub | undefined;
   let grpcServer: GrpcServer | undefined;
-  let http: FastifyInstance | undefined;
+  let http: HttpApp | undefined;
   let runner: Runner | undefined;
   let scheduler: Scheduler | undefined;
   let awsClients: AwsClients | undefined;
@@ -83,16 +103,17 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       heartbeatIntervalMs: config.heartbeatIntervalMs,
       reconcileGraceMs: config.reconcileGraceMs,
     });
+    const policy = config.policyFile ? loadPolicy(config.policyFile) : DEFAULT_POLICY;
     const faults = createFaultService({
       store,
       hub,
+      policy,
       logger: config.logger.child({ component: "faults" }),
       ackTimeoutMs: config.ackTimeoutMs,
       leaseTtlMs: config.leaseTtlMs,
     });
-    const policy = config.policyFile ? loadPolicy(config.policyFile) : DEFAULT_POLICY;
     const runs = createRunStore(store.db);
-    const alerts = createAlertReceiver({ log: config.logger.child({ component: "alerts" }) });
+    const alerts = createAlertReceiver({ log: config.logger.child({ component: "alerts" }), db: store.db });
     // Nothing is contacted until an experiment, plan or schedule uses AWS.
     awsClients = createAwsClients({
       ...(config.awsRegion !== undefined ? { region: config.awsRegion } : {}),
@@ -128,7 +149,26 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
         ? { tls: { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile } }
         : {}),
     });
-    http = createHttpApp({ store, faults, metrics, runs, runner, alerts, aws, scheduler, logger: config.logger.child({ component: "http" }) });
+    const identities = createIdentityStore(store.db);
+    const audit = createAuditLog(store.db);
+    ensureBootstrapAdmin({ identities, dataDir: config.dataDir, out: config.out ?? process.stdout, log });
+    const bindHost = parseHostPort(config.httpAddr)!.host;
+    const tls = await httpTls(config, bindHost, log, config.out ?? process.stdout);
+    http = createHttpApp({
+      store,
+      faults,
+      metrics,
+      runs,
+      runner,
+      alerts,
+      aws,
+      scheduler,
+      logger: config.logger.child({ component: "http" }),
+      auth: { identities, audit, hosts: createHostPolicy({ bindHost, advertise: config.advertise }), maxFailures: config.authFailuresPerMinute },
+      ...(tls.https ? { https: tls.https } : {}),
+      warnings: tls.warnings,
+    });
+    const app = http;
     const httpUrl = await listenHttp(http, config.httpAddr);
     scheduler.start();
     log.info(
@@ -137,6 +177,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
         grpc: grpcServer.address,
         tls: grpcServer.secure,
         http: httpUrl,
+        ...(tls.caFingerprint ? { caFingerprint: tls.caFingerprint } : {}),
         dataDir: config.dataDir,
         leaseTtlMs: config.leaseTtlMs,
         heartbeatIntervalMs: config.heartbeatIntervalMs,
@@ -148,6 +189,9 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       grpcAddress: grpcServer.address,
       httpUrl,
       joinTokenFile: token.file,
+      adminTokenFile: join(config.dataDir, ADMIN_TOKEN_FILE),
+      caFingerprint: tls.caFingerprint,
+      httpRoutes: () => app.auth.routes(),
       close() {
         closing ??= shutdown().then(() => log.info("control plane stopped"));
         return closing;
@@ -157,4 +201,44 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     await shutdown();
     throw err;
   }
+}
+
+/** How the HTTP API is served: HTTPS with the operator's certificate, HTTPS from the server's CA, or plain HTTP. */
+async function httpTls(
+  config: ControlPlaneConfig,
+  bindHost: string,
+  log: Logger,
+  out: Writable,
+): Promise<{ https?: { cert: string; key: string }; caFingerprint?: string; warnings: string[] }> {
+  if (config.httpTlsCertFile !== undefined && config.httpTlsKeyFile !== undefined) {
+    try {
+      return { https: { cert: readFileSync(config.httpTlsCertFile, "utf8"), key: readFileSync(config.httpTlsKeyFile, "utf8") }, warnings: [] };
+    } catch (err) {
+      throw new ListenError(`cannot read the HTTPS certificate or key (--http-tls-cert / --http-tls-key): ${(err as Error).message}`, { cause: err });
+    }
+  }
+  if (isLoopbackHost(bindHost)) return { warnings: [] };
+  if (config.insecureHttp) {
+    const warning = `the HTTP API on ${config.httpAddr} is plain HTTP (--insecure-http): API tokens cross the network in clear text; drop --insecure-http to serve HTTPS`;
+    log.warn(warning);
+    out.write(`\nfiredrill: WARNING: ${warning}\n\n`);
+    return { warnings: [warning] };
+  }
+  const ca = await ensureCa(config.dataDir);
+  const names = new Set<string>(["localhost", "127.0.0.1", "::1", hostname(), ...config.advertise]);
+  if (bindHost === "0.0.0.0" || bindHost === "::") {
+    for (const list of Object.values(networkInterfaces())) for (const info of list ?? []) if (!info.address.includes("%")) names.add(info.address);
+  } else names.add(bindHost);
+  const cert = await ensureServerCert(config.dataDir, ca, [...names].sort());
+  out.write(
+    [
+      "",
+      `firedrill: the HTTP API serves HTTPS with a certificate from this server's own CA (${join(config.dataDir, "pki", "ca.crt")}).`,
+      `CA fingerprint: ${ca.fingerprint}`,
+      `Clients pin it with: firedrill login --server https://<name>:<port> --token-file <file> --ca-fingerprint ${ca.fingerprint}`,
+      "",
+      "",
+    ].join("\n"),
+  );
+  return { https: { cert: cert.certPem, key: cert.keyPem }, caFingerprint: ca.fingerprint, warnings: [] };
 }

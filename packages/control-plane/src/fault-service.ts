@@ -1,6 +1,7 @@
 /**
- * Ad-hoc faults: validate, send to the agent over its stream, and wait (bounded) for the agent's
- * acknowledgement. The HTTP routes are thin wrappers around this.
+ * Ad-hoc faults: validate, check the caller's token scope and the server's guardrail policy, send
+ * to the agent over its stream, and wait (bounded) for the agent's acknowledgement. The HTTP
+ * routes are thin wrappers around this; the runner starts its steps' faults through it too.
  */
 import { randomBytes } from "node:crypto";
 import {
@@ -14,7 +15,12 @@ import {
 } from "@firedrill/protocol";
 import type { FieldIssue, JsonObject } from "@firedrill/protocol";
 import type { Logger } from "pino";
+import { formatLabels, scopeViolation } from "./auth/scope.js";
+import type { Scope } from "./auth/scope.js";
 import { ApiError } from "./errors.js";
+import { describeAgent, evaluateFaultGuardrails, mergeGuardrails } from "./experiments/guardrails.js";
+import type { GuardrailVerdict } from "./experiments/guardrails.js";
+import type { GuardrailsSpec } from "./experiments/types.js";
 import { describeHalt, readHalt } from "./halt.js";
 import type { AgentHub } from "./hub/agent-hub.js";
 import type { Store } from "./store/store.js";
@@ -29,6 +35,34 @@ export interface FaultServiceOptions {
   ackTimeoutMs: number;
   /** For messages about what happens to faults on a disconnected agent. */
   leaseTtlMs: number;
+  /**
+   * The server's guardrail policy (`firedrill server --policy`, else DEFAULT_POLICY). Ad-hoc faults
+   * obey it as runs do: opt-in and exclusion labels, windows, blackout dates, maxDuration, one
+   * network fault and one fault of a kind per host.
+   */
+  policy: GuardrailsSpec;
+  /** Clock for the policy's windows and blackout dates. @default () => new Date() */
+  now?: () => Date;
+}
+
+/** Who starts a fault, and under which limits. */
+export interface StartFaultOptions {
+  /** The authenticated principal, recorded on the fault. */
+  actor: string;
+  /** The caller's token scope; the agent's labels must match it. Null or absent: unscoped. */
+  scope?: Scope | null;
+  /**
+   * An admin's reason to skip the policy for this one call (recorded on the fault). Never skips
+   * the scope, the halt, capabilities or validation. The route allows it to admins only.
+   */
+  overridePolicy?: string;
+  /**
+   * Set by the runner only (never from a request): the id of the run whose step this fault is.
+   * The run's plan passed the policy merged with the experiment's guardrails when it started, so
+   * only the per-host rules that can change while it runs (one network fault and one fault of a
+   * kind per host) are checked again; a run that started inside its window finishes its steps.
+   */
+  fromRun?: string;
 }
 
 /** The outcome of a start or stop: the fault and whether the agent acknowledged in time. */
@@ -39,8 +73,15 @@ export interface FaultOutcome {
 
 /** Ad-hoc fault operations. Each throws ApiError for the caller's mistakes. */
 export interface FaultService {
-  /** Starts a fault from a request body `{ kind, params?, duration, runId? }`. */
-  start(agentId: string, body: unknown): Promise<FaultOutcome>;
+  /**
+   * Starts a fault from a request body `{ kind, params?, duration, runId? }`. Nothing is sent
+   * unless every check passes.
+   * Thrown (ApiError): 400 invalid body; 409 halted or agent not connected; 404 unknown agent;
+   * 403 `out_of_scope` (the agent's labels are outside `options.scope`); 422 unsupported kind or
+   * missing capability; 422 `policy_refused` (the server policy refuses it: `issues` name each
+   * refusing rule, `verdicts` has them all); 422 `fault_refused` (the agent refused it).
+   */
+  start(agentId: string, body: unknown, options: StartFaultOptions): Promise<FaultOutcome>;
   /** Stops one fault. Already-ended faults are returned unchanged. */
   stop(agentId: string, faultId: string): Promise<FaultOutcome>;
   /** Stops every fault the agent holds; returns the faults that were active. */
@@ -60,6 +101,9 @@ export function newFaultId(): string {
 export function createFaultService(options: FaultServiceOptions): FaultService {
   const { store, hub, ackTimeoutMs } = options;
   const log = options.logger;
+  const now = options.now ?? (() => new Date());
+  // Ad-hoc faults have no experiment: the server policy alone.
+  const policy = mergeGuardrails(options.policy, {});
 
   function requireAgent(agentId: string): AgentRecord {
     const agent = store.getAgent(agentId);
@@ -142,13 +186,53 @@ export function createFaultService(options: FaultServiceOptions): FaultService {
     return { kind: valid.kind, params: valid.params, durationMs: valid.durationMs, runId };
   }
 
-  async function start(agentId: string, body: unknown): Promise<FaultOutcome> {
+  function requireInScope(agent: AgentRecord, scope: Scope | null | undefined): void {
+    if (!scope) return;
+    const refused = scopeViolation(scope, agent.labels);
+    if (refused === undefined) return;
+    throw new ApiError(
+      403,
+      "out_of_scope",
+      `${describeAgent(agent)} is outside your token's scope: rule ${JSON.stringify(refused)} refuses it (labels ${formatLabels(agent.labels)}); ask an admin for a token whose scope includes it`,
+      [{ field: "scope", message: `rule ${JSON.stringify(refused)} refuses ${describeAgent(agent)}` }],
+      { scope: scope.text, rule: refused },
+    );
+  }
+
+  /** The policy's verdicts on this fault; throws 422 policy_refused when one refuses. */
+  function requirePolicy(agent: AgentRecord, request: { kind: string; durationMs: number }, fromRun: string | undefined): void {
+    const active = store.listActiveFaults(agent.id).map((f) => ({ id: f.id, kind: f.kind, runId: f.runId }));
+    let verdicts: GuardrailVerdict[] = evaluateFaultGuardrails({ agent, kind: request.kind, durationMs: request.durationMs, guardrails: policy, activeFaults: active, now: now() });
+    if (fromRun !== undefined) {
+      // The run's plan passed the rest; its own earlier faults have ended before a later step starts.
+      verdicts = verdicts.filter((v) => v.rule === "one-network-fault-per-host" || v.rule === "one-fault-per-kind-per-host");
+    }
+    const refused = verdicts.filter((v) => !v.ok);
+    if (refused.length === 0) return;
+    const fix = fromRun !== undefined ? "wait for the other fault to end or stop it" : 'fix the host\'s labels or the policy, or (admins only) retry with --override-policy "why"';
+    throw new ApiError(
+      422,
+      "policy_refused",
+      `the server policy refuses this fault: ${refused.map((v) => `${v.rule}: ${v.message}`).join("; ")}; ${fix}`,
+      refused.map((v) => ({ field: v.rule, message: v.message })),
+      { verdicts },
+    );
+  }
+
+  async function start(agentId: string, body: unknown, startOptions: StartFaultOptions): Promise<FaultOutcome> {
     const request = parseStartBody(body);
+    const override = startOptions.overridePolicy?.trim();
+    if (startOptions.overridePolicy !== undefined && !override) {
+      throw new ApiError(400, "invalid_request", 'overridePolicy must say why the policy is overridden, e.g. --override-policy "INC-123: reproduce on the excluded db host"', [
+        { field: "overridePolicy", message: "is empty; give the reason" },
+      ]);
+    }
     const halted = readHalt(store);
     if (halted) {
       throw new ApiError(409, "halted", `${describeHalt(halted)}; no fault can start until the halt is lifted (firedrill unhalt)`);
     }
     const agent = requireAgent(agentId);
+    requireInScope(agent, startOptions.scope);
     if (!hub.isConnected(agentId)) {
       throw new ApiError(
         409,
@@ -172,8 +256,25 @@ export function createFaultService(options: FaultServiceOptions): FaultService {
         `agent ${JSON.stringify(agentId)} (${agent.hostname}) cannot run ${request.kind}: ${missing.map((c) => CAPABILITY_HINTS[c]).join("; ")}. The fault was not sent`,
       );
     }
+    // A run's faults are never overridden: the run passed the policy at its start.
+    const policyOverride = override && startOptions.fromRun === undefined ? override : null;
+    if (policyOverride !== null) {
+      log.warn({ agentId, kind: request.kind, actor: startOptions.actor, reason: policyOverride }, "server policy overridden for an ad-hoc fault");
+    } else {
+      requirePolicy(agent, request, startOptions.fromRun);
+    }
     const id = newFaultId();
-    const created = store.insertFault({ id, agentId, runId: request.runId, kind: request.kind, params: request.params, durationMs: request.durationMs, createdAt: Date.now() });
+    const created = store.insertFault({
+      id,
+      agentId,
+      runId: request.runId,
+      kind: request.kind,
+      params: request.params,
+      durationMs: request.durationMs,
+      createdAt: Date.now(),
+      actor: startOptions.actor,
+      policyOverride,
+    });
     const sent = hub.send(agentId, {
       case: "startFault",
       value: {
@@ -192,7 +293,7 @@ export function createFaultService(options: FaultServiceOptions): FaultService {
       );
       throw new ApiError(409, "agent_not_connected", `agent ${JSON.stringify(agentId)} disconnected just now; the fault was not sent. Retry once it has reconnected`);
     }
-    log.info({ faultId: id, agentId, kind: request.kind, durationMs: request.durationMs }, "fault sent to agent");
+    log.info({ faultId: id, agentId, kind: request.kind, durationMs: request.durationMs, actor: startOptions.actor }, "fault sent to agent");
     const acked = await waitFor(
       agentId,
       () => {

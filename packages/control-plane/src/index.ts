@@ -69,3 +69,32 @@ export type {
   InstanceActionResult,
 } from "./aws/types.js";
 export type { ScheduleJson, SlotJson } from "./schedules/routes.js";
+export * from "./auth/index.js";
+export { createStore } from "./store/store.js";
+export type { Store } from "./store/store.js";
+export {
+  CA_CERT_FILE,
+  CA_KEY_FILE,
+  HTTP_CERT_FILE,
+  HTTP_KEY_FILE,
+  PkiError,
+  certificateFingerprint,
+  ensureCa,
+  ensureServerCert,
+  formatFingerprint,
+  issueCertificate,
+  normalizeFingerprint,
+} from "./pki/index.js";
+export type { CertificateAuthority, IssueCertificateOptions, IssuedCertificate, ServerCertificate } from "./pki/index.js";
+export {
+  ALERTMANAGER_BODY_LIMIT,
+  ALERTMANAGER_WEBHOOK_PATH,
+  MAX_ALERTS_PER_PAYLOAD,
+  MAX_FIRING_ALERTS,
+  MAX_LABELS_PER_ALERT,
+  MAX_ANNOTATIONS_PER_ALERT,
+  MAX_LABEL_NAME_LENGTH,
+  MAX_LABEL_VALUE_LENGTH,
+  MAX_ANNOTATION_VALUE_LENGTH,
+  MAX_ALERT_SIZE_BYTES,
+} from "./stop-conditions/index.js";

@@ -3,7 +3,6 @@ import type { Command } from "commander";
 import type { CommandContext } from "../context.js";
 import { printJson } from "../context.js";
 import { segment } from "../http-client.js";
-import { actor } from "./experiment-io.js";
 import type { RunJson } from "./run.js";
 
 /** Registers `abort`. */
@@ -15,7 +14,7 @@ export function registerAbortCommand(program: Command, ctx: CommandContext): voi
     .option("--reason <text>", "why, for the timeline and the report", "aborted from the CLI")
     .option("--json", "print the run as JSON")
     .action(async (runId: string, options: { reason: string; json?: boolean }) => {
-      const { body } = await ctx.client().post<{ run: RunJson }>(`/api/v1/runs/${segment(runId)}/abort`, { reason: options.reason, actor: actor() });
+      const { body } = await ctx.client().post<{ run: RunJson }>(`/api/v1/runs/${segment(runId)}/abort`, { reason: options.reason });
       if (options.json) return printJson(ctx.io, body.run);
       ctx.io.out(`run ${body.run.id} ${body.run.state}${body.run.reason ? `: ${body.run.reason}` : ""}\n`);
     });

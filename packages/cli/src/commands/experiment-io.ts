@@ -1,6 +1,5 @@
-/** Shared by the experiment commands: reading the experiment file, the actor, exit codes. */
+/** Shared by the experiment commands: reading the experiment file, exit codes. */
 import { readFileSync } from "node:fs";
-import { hostname, userInfo } from "node:os";
 import { CliError } from "../errors.js";
 
 /** Reads an experiment file. Thrown when unreadable: CliError naming the file. */
@@ -9,16 +8,6 @@ export function readExperimentFile(file: string): string {
     return readFileSync(file, "utf8");
   } catch (err) {
     throw new CliError(`cannot read the experiment file ${file}: ${(err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message}`);
-  }
-}
-
-/** Who is acting, for the run's timeline: user@host, or FIREDRILL_ACTOR. */
-export function actor(): string {
-  if (process.env.FIREDRILL_ACTOR) return process.env.FIREDRILL_ACTOR;
-  try {
-    return `${userInfo().username}@${hostname()}`;
-  } catch {
-    return `cli@${hostname()}`;
   }
 }
 

@@ -41,6 +41,8 @@ export function renderFault(fault: FaultJson, events: readonly FaultEventJson[],
     ["Ended", when(fault.endedAt, now)],
     ["Measured", formatMeasurements(fault.measurements)],
   ];
+  if (fault.actor) fields.push(["By", fault.actor]);
+  if (fault.policyOverride) fields.push(["Override", `server policy overridden: ${fault.policyOverride}`]);
   if (fault.runId) fields.push(["Run", fault.runId]);
   if (fault.error) fields.push(["Error", fault.error]);
   const width = Math.max(...fields.map(([k]) => k.length));

@@ -2,6 +2,7 @@
 import type { Command } from "commander";
 import type { FaultJson } from "@firedrill/control-plane";
 import type { CommandContext } from "../context.js";
+import { CliError } from "../errors.js";
 import { printJson } from "../context.js";
 import { segment } from "../http-client.js";
 import { parseParams } from "../params.js";
@@ -12,6 +13,7 @@ interface StartOptions {
   param: string[];
   duration: string;
   runId?: string;
+  overridePolicy?: string;
   json?: boolean;
 }
 
@@ -27,13 +29,21 @@ export function registerFaultStartCommand(fault: Command, ctx: CommandContext): 
     .option("--param <name=value>", "a fault parameter; repeat for more (50 is a number, true/false booleans)", collect, [])
     .requiredOption("--duration <duration>", "how long the fault lasts, e.g. 30s, 5m, 1h (max 12h)")
     .option("--run-id <id>", "tag the fault with an experiment run id")
+    .option("--override-policy <why>", "admins only: skip the server's guardrail policy for this fault, recording why (never skips the token scope, the halt or capabilities)")
     .option("--json", "print the fault as JSON instead of its id")
     .action(async (options: StartOptions) => {
       const params = parseParams(options.param);
-      const { status, body } = await ctx.client().post<{ fault: FaultJson }>(
-        `/api/v1/agents/${segment(options.agent)}/faults`,
-        { kind: options.kind, params, duration: options.duration, ...(options.runId ? { runId: options.runId } : {}) },
-      );
+      const overridePolicy = options.overridePolicy?.trim();
+      if (options.overridePolicy !== undefined && !overridePolicy) {
+        throw new CliError('--override-policy needs the reason, e.g. --override-policy "INC-123: reproduce on the excluded db host"');
+      }
+      const { status, body } = await ctx.client().post<{ fault: FaultJson }>(`/api/v1/agents/${segment(options.agent)}/faults`, {
+        kind: options.kind,
+        params,
+        duration: options.duration,
+        ...(options.runId ? { runId: options.runId } : {}),
+        ...(overridePolicy ? { overridePolicy } : {}),
+      });
       if (status === 202) {
         ctx.io.err(
           `warning: agent ${options.agent} has not acknowledged ${body.fault.id} yet (state ${body.fault.state}); follow it with: firedrill fault show ${body.fault.id}\n`,

@@ -2,7 +2,6 @@
 import type { Command } from "commander";
 import type { CommandContext } from "../context.js";
 import { printJson } from "../context.js";
-import { actor } from "./experiment-io.js";
 
 interface HaltJson {
   reason: string;
@@ -18,7 +17,7 @@ export function registerHaltCommands(program: Command, ctx: CommandContext): voi
     .requiredOption("--reason <text>", "why (recorded with your name)")
     .option("--json", "print the halt as JSON")
     .action(async (options: { reason: string; json?: boolean }) => {
-      const { body } = await ctx.client().post<{ halt: HaltJson }>("/api/v1/halt", { reason: options.reason, actor: actor() });
+      const { body } = await ctx.client().post<{ halt: HaltJson }>("/api/v1/halt", { reason: options.reason });
       if (options.json) return printJson(ctx.io, body.halt);
       ctx.io.out(`halted by ${body.halt.actor} at ${body.halt.at}: ${body.halt.reason}\nevery run was aborted; new runs and faults are refused until firedrill unhalt\n`);
     });

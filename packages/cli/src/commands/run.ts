@@ -11,7 +11,7 @@ import { printJson } from "../context.js";
 import { CliError } from "../errors.js";
 import { segment } from "../http-client.js";
 import { readEventStream } from "../sse.js";
-import { actor, clock, exitCodeFor, readExperimentFile } from "./experiment-io.js";
+import { clock, exitCodeFor, readExperimentFile } from "./experiment-io.js";
 
 /** A run as the API returns it. */
 export interface RunJson {
@@ -108,7 +108,7 @@ export function registerRunCommand(program: Command, ctx: CommandContext): void 
       }
       if (runId !== undefined) throw new CliError(`unexpected argument ${JSON.stringify(runId)}: run takes one experiment file`);
       const spec = readExperimentFile(first);
-      const { body } = await ctx.client().post<{ run: RunJson; plan: RunPlan }>("/api/v1/runs", { spec, actor: actor() });
+      const { body } = await ctx.client().post<{ run: RunJson; plan: RunPlan }>("/api/v1/runs", { spec });
       if (!options.follow) {
         if (options.json) return printJson(ctx.io, body.run);
         ctx.io.out(`${body.run.id}\n`);

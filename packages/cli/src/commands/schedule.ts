@@ -9,7 +9,7 @@ import { printJson } from "../context.js";
 import { ApiRequestError, CliError } from "../errors.js";
 import { EMPTY, formatRelativeTime, renderTable } from "../format.js";
 import { segment } from "../http-client.js";
-import { actor, readExperimentFile } from "./experiment-io.js";
+import { readExperimentFile } from "./experiment-io.js";
 
 /** API field → the flag that sets it, so the API's issues name what the user typed. */
 const FLAGS: Record<string, string> = {
@@ -27,7 +27,7 @@ const FLAGS: Record<string, string> = {
 /** Posts a new schedule; the API's field names in errors become the flags. */
 async function createSchedule(ctx: CommandContext, body: Record<string, unknown>, file?: string): Promise<ScheduleJson> {
   try {
-    const { body: answer } = await ctx.client().post<{ schedule: ScheduleJson }>("/api/v1/schedules", { ...body, actor: actor() });
+    const { body: answer } = await ctx.client().post<{ schedule: ScheduleJson }>("/api/v1/schedules", body);
     return answer.schedule;
   } catch (err) {
     if (!(err instanceof ApiRequestError) || err.issues.length === 0) throw err;
@@ -234,7 +234,7 @@ export function registerScheduleCommands(program: Command, ctx: CommandContext):
       .argument("<id>", "the schedule (see firedrill schedule list)")
       .option("--json", "print the schedule as JSON")
       .action(async (id: string, options: { json?: boolean }) => {
-        const { body } = await ctx.client().post<{ schedule: ScheduleJson }>(`/api/v1/schedules/${segment(id)}/${verb}`, { actor: actor() });
+        const { body } = await ctx.client().post<{ schedule: ScheduleJson }>(`/api/v1/schedules/${segment(id)}/${verb}`, {});
         if (options.json) return printJson(ctx.io, body.schedule);
         const s = body.schedule;
         ctx.io.out(`schedule ${s.id} (${s.name}) ${done}${s.nextSlot ? `; next slot ${formatZoned(s.nextSlot.at, s.tz)} ${s.tz}` : ""}\n`);

@@ -1,7 +1,9 @@
 /** `firedrill server`: run the control plane until SIGINT/SIGTERM. */
 import { Option } from "commander";
 import type { Command } from "commander";
-import { InvalidConfigError, createLogger, startControlPlane } from "@firedrill/control-plane";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { DATABASE_FILE, InvalidConfigError, createIdentityStore, createLogger, createStore, resetAdminToken, startControlPlane } from "@firedrill/control-plane";
 import type { ControlPlaneOptions } from "@firedrill/control-plane";
 import { parseDuration } from "@firedrill/protocol";
 import type { CommandContext } from "../context.js";
@@ -21,6 +23,11 @@ interface ServerOptions {
   revertWait: string;
   awsRegion?: string;
   awsEndpoint?: string;
+  advertise?: string;
+  httpTlsCert?: string;
+  httpTlsKey?: string;
+  insecureHttp?: boolean;
+  authFailureLimit: string;
 }
 
 /** Which flag sets each control-plane option, for error messages. */
@@ -37,7 +44,20 @@ const FLAGS: Record<string, string> = {
   awsRegion: "--aws-region",
   awsEndpoint: "--aws-endpoint",
   revertWaitMs: "--revert-wait",
+  advertise: "--advertise",
+  httpTlsCertFile: "--http-tls-cert",
+  httpTlsKeyFile: "--http-tls-key",
+  insecureHttp: "--insecure-http",
+  authFailuresPerMinute: "--auth-failure-limit",
 };
+
+/** `--advertise a,b` → ["a", "b"]. */
+function names(text: string | undefined): string[] {
+  return (text ?? "")
+    .split(",")
+    .map((n) => n.trim())
+    .filter((n) => n !== "");
+}
 
 function duration(flag: string, value: string): number {
   const ms = parseDuration(value);
@@ -66,7 +86,7 @@ function untilSignal(ctx: CommandContext): Promise<NodeJS.Signals> {
 
 /** Registers `server`. */
 export function registerServerCommand(program: Command, ctx: CommandContext): void {
-  program
+  const server = program
     .command("server")
     .description("run the control plane: the gRPC port agents connect to, the HTTP JSON API and /metrics")
     .addOption(
@@ -80,8 +100,23 @@ export function registerServerCommand(program: Command, ctx: CommandContext): vo
         .default("127.0.0.1:7070"),
     )
     .addOption(
-      new Option("--http-addr <host:port>", "where the HTTP API and /metrics listen").env("FIREDRILL_HTTP_ADDR").default("127.0.0.1:7080"),
+      new Option("--http-addr <host:port>", "where the HTTP API and /metrics listen (a non-loopback address serves HTTPS)")
+        .env("FIREDRILL_HTTP_ADDR")
+        .default("127.0.0.1:7080"),
     )
+    .addOption(
+      new Option("--advertise <names>", "comma-separated DNS names and addresses clients use to reach this server (accepted as Host, put in the certificate)").env(
+        "FIREDRILL_ADVERTISE",
+      ),
+    )
+    .addOption(new Option("--http-tls-cert <file>", "TLS certificate chain (PEM) for the HTTP API (default on non-loopback: one from the server's own CA)").env("FIREDRILL_HTTP_TLS_CERT"))
+    .addOption(new Option("--http-tls-key <file>", "TLS private key (PEM) for the HTTP API").env("FIREDRILL_HTTP_TLS_KEY"))
+    .addOption(
+      new Option("--auth-failure-limit <n>", "failed authentications allowed per source address per minute before 429")
+        .env("FIREDRILL_AUTH_FAILURE_LIMIT")
+        .default("20"),
+    )
+    .addOption(new Option("--insecure-http", "serve plain HTTP on a non-loopback --http-addr (tokens travel in clear text; warned at start and in /healthz)"))
     .addOption(
       new Option("--lease-ttl <duration>", "how long agents keep faults without hearing from the control plane (min 3s)")
         .env("FIREDRILL_LEASE_TTL")
@@ -138,6 +173,11 @@ export function registerServerCommand(program: Command, ctx: CommandContext): vo
         revertWaitMs: duration("--revert-wait", options.revertWait),
         ...(options.awsRegion !== undefined ? { awsRegion: options.awsRegion } : {}),
         ...(options.awsEndpoint !== undefined ? { awsEndpoint: options.awsEndpoint } : {}),
+        advertise: names(options.advertise),
+        ...(options.httpTlsCert !== undefined ? { httpTlsCertFile: options.httpTlsCert } : {}),
+        ...(options.httpTlsKey !== undefined ? { httpTlsKeyFile: options.httpTlsKey } : {}),
+        insecureHttp: options.insecureHttp === true,
+        authFailuresPerMinute: Number(options.authFailureLimit),
       };
       let cp;
       try {
@@ -160,11 +200,34 @@ export function registerServerCommand(program: Command, ctx: CommandContext): vo
           `  HTTP API:       ${cp.httpUrl}/api/v1`,
           `  metrics:        ${cp.httpUrl}/metrics`,
           `  join token:     ${cp.joinTokenFile}`,
+          `  admin token:    ${cp.adminTokenFile} (created on the first start; firedrill login --server ${cp.httpUrl} --token-file ${cp.adminTokenFile}${cp.caFingerprint ? ` --ca-fingerprint ${cp.caFingerprint}` : ""})`,
+          ...(cp.caFingerprint ? [`  CA:             ${cp.caFingerprint}`] : []),
           "",
         ].join("\n"),
       );
       const received = await signal;
       logger.info({ signal: received }, "shutting down");
       await cp.close();
+    });
+
+  server
+    .command("reset-admin-token")
+    .description("offline: revoke the bootstrap admin token and write a new one to DATA_DIR/admin-token (for a lost token)")
+    .addOption(new Option("--data-dir <dir>", "the control plane's data dir").env("FIREDRILL_DATA_DIR"))
+    .action((options: { dataDir?: string }) => {
+      if (!options.dataDir) throw new CliError("--data-dir is required: the control plane's data dir, e.g. --data-dir /var/lib/firedrill");
+      if (!existsSync(join(options.dataDir, DATABASE_FILE))) {
+        throw new CliError(`${options.dataDir} holds no firedrill database (${DATABASE_FILE}); give the --data-dir the server runs with`);
+      }
+      const store = createStore({ dataDir: options.dataDir });
+      try {
+        const result = resetAdminToken(createIdentityStore(store.db), options.dataDir);
+        ctx.io.out(
+          `revoked ${result.revoked} earlier admin token${result.revoked === 1 ? "" : "s"}; the new admin token ${result.tokenId} is in ${result.file} (mode 0600)\n` +
+            `log in with: firedrill login --server URL --token-file ${result.file}\n`,
+        );
+      } finally {
+        store.close();
+      }
     });
 }

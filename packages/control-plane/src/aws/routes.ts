@@ -34,7 +34,7 @@ export interface SpofReportJson {
 /** Registers `GET /api/v1/spof?region=R`. */
 export function registerSpofRoutes(app: FastifyInstance, options: SpofRoutesOptions): void {
   const labelKeys = [...(options.labelKeys ?? DEFAULT_SPOF_LABEL_KEYS)];
-  app.get("/api/v1/spof", async (request): Promise<SpofReportJson> => {
+  app.get("/api/v1/spof", { config: { permission: "read" } }, async (request): Promise<SpofReportJson> => {
     const query = (request.query ?? {}) as Record<string, unknown>;
     for (const key of Object.keys(query)) {
       if (key !== "region") throw new ApiError(400, "invalid_request", `unknown query parameter ${JSON.stringify(key)}; allowed: region`, [{ field: `query.${key}`, message: "unknown parameter; allowed: region" }]);

@@ -23,6 +23,8 @@ import type { Experiment, GuardrailsSpec } from "./types.js";
 export interface AwsPlanPart {
   /** Selected instances per aws target group. */
   instances: Record<string, AwsInstance[]>;
+  /** Instances each aws target group could pick from (running, allowed by the tag guardrails); the token scope must include them all. */
+  candidates: Record<string, AwsInstance[]>;
   /** The experiment as the host half of the plan sees it. */
   hostView: Experiment;
   verdicts: GuardrailVerdict[];
@@ -39,9 +41,10 @@ export async function planAws(input: {
   const { experiment, agents, aws } = input;
   const random = input.random ?? Math.random;
   const instances: Record<string, AwsInstance[]> = {};
+  const candidates: Record<string, AwsInstance[]> = {};
   const verdicts: GuardrailVerdict[] = [];
   const awsTargets = Object.entries(experiment.spec.targets).filter(([, t]) => t.selector.aws !== undefined);
-  if (awsTargets.length === 0) return { instances, hostView: experiment, verdicts };
+  if (awsTargets.length === 0) return { instances, candidates, hostView: experiment, verdicts };
 
   const awsGuardrails = awsGuardrailsFrom(mergeGuardrails(input.policy, experiment.spec.guardrails));
   for (const [name, target] of awsTargets) {
@@ -54,6 +57,7 @@ export async function planAws(input: {
       const all = await aws.resolveInstances(target.selector.aws!);
       // Only instances the tag guardrails allow are candidates (as agents without the opt-in label).
       const eligible = all.filter((i) => tagRefusal(i, awsGuardrails) === undefined);
+      candidates[name] = eligible;
       instances[name] = pick(eligible, wantedCount(target.mode, eligible.length), random);
       const skipped = all.length - eligible.length;
       verdicts.push({
@@ -96,5 +100,5 @@ export async function planAws(input: {
       verdicts.push({ rule: "aws-permissions", ok: false, message: `could not check the cloud steps: ${(err as Error).message}` });
     }
   }
-  return { instances, hostView, verdicts };
+  return { instances, candidates, hostView, verdicts };
 }

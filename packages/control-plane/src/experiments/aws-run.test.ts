@@ -62,6 +62,7 @@ describe("AWS experiments (mocked SDK, real agents)", () => {
   const cw = mockClient(CloudWatchClient);
   let alarm = "OK";
   let cp: ControlPlane;
+  let adminToken = "";
   const dirs: string[] = [];
   const imds: Server[] = [];
   const agents: { pid: number; id: string }[] = [];
@@ -87,6 +88,7 @@ describe("AWS experiments (mocked SDK, real agents)", () => {
       revertWaitMs: 10_000,
     });
     const token = readFileSync(cp.joinTokenFile, "utf8").trim();
+    adminToken = readFileSync(cp.adminTokenFile, "utf8").trim();
     for (const instanceId of INSTANCES) {
       const fake = await fakeImds(instanceId);
       imds.push(fake.server);
@@ -96,7 +98,7 @@ describe("AWS experiments (mocked SDK, real agents)", () => {
       agents.push({ pid: proc.pid, id: "" });
     }
     await waitFor("3 agents with instance ids", async () => {
-      const list = ((await (await fetch(`${cp.httpUrl}/api/v1/agents`)).json()) as { agents: { connected: boolean; instanceId: string | null }[] }).agents;
+      const list = ((await (await fetch(`${cp.httpUrl}/api/v1/agents`, { headers: { authorization: `Bearer ${adminToken}` } })).json()) as { agents: { connected: boolean; instanceId: string | null }[] }).agents;
       return list.filter((a) => a.connected && a.instanceId?.startsWith("i-")).length === 3;
     }, 30_000);
   }, 60_000);
@@ -112,7 +114,11 @@ describe("AWS experiments (mocked SDK, real agents)", () => {
   });
 
   const api = async (method: string, path: string, body?: unknown) => {
-    const res = await fetch(`${cp.httpUrl}${path}`, { method, headers: body ? { "content-type": "application/json" } : {}, body: body ? JSON.stringify(body) : null });
+    const res = await fetch(`${cp.httpUrl}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${adminToken}`, ...(body ? { "content-type": "application/json" } : {}) },
+      body: body ? JSON.stringify(body) : null,
+    });
     return { status: res.status, body: (await res.json()) as any };
   };
 
@@ -134,7 +140,7 @@ describe("AWS experiments (mocked SDK, real agents)", () => {
     expect(rules).toEqual(expect.arrayContaining(["aws-targets", "aws-instances", "aws-permissions", "aws-opt-in-tag", "aws-min-healthy", "opt-in"]));
     expect(body.plan.allowed, JSON.stringify(body.plan.guardrails.filter((v: any) => !v.ok))).toBe(true);
 
-    const cli = await runCli(["plan", join(import.meta.dirname, "../../../../examples/aws-asg-terminate.yaml")], { FIREDRILL_SERVER: cp.httpUrl });
+    const cli = await runCli(["plan", join(import.meta.dirname, "../../../../examples/aws-asg-terminate.yaml")], { FIREDRILL_SERVER: cp.httpUrl, FIREDRILL_TOKEN: adminToken });
     console.log(`firedrill plan examples/aws-asg-terminate.yaml (mocked AWS):\n${cli.stdout}${cli.stderr}`);
     expect(cli.stdout).toContain("aws-permissions");
     expect(cli.stdout).toMatch(/i-0aaa00000000000\d/);
@@ -142,7 +148,7 @@ describe("AWS experiments (mocked SDK, real agents)", () => {
 
   it("a CloudWatch alarm flipped to ALARM mid-run aborts it and reverts the host faults of the same run", async () => {
     alarm = "OK";
-    const started = await api("POST", "/api/v1/runs", { spec: experiment, actor: "test" });
+    const started = await api("POST", "/api/v1/runs", { spec: experiment });
     expect(started.status, JSON.stringify(started.body)).toBe(201);
     const id = started.body.run.id as string;
     await waitFor("3 burns running", async () => {

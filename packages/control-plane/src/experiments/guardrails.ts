@@ -4,7 +4,10 @@
  * A run may start only when every verdict is ok.
  */
 import { CAPABILITY_HINTS, formatDuration, missingCapabilities } from "@firedrill/protocol";
+import { formatScope, scopeViolation } from "../auth/scope.js";
+import type { Scope } from "../auth/scope.js";
 import { DEFAULT_MIN_HEALTHY } from "../aws/rules.js";
+import type { AwsInstance } from "../aws/types.js";
 import type { AgentRecord } from "../store/types.js";
 import { ancestorsOf, criticalPath, mayOverlap } from "./dag.js";
 import { formatDays, formatMinute, hasLabel } from "./spec-values.js";
@@ -64,6 +67,7 @@ export { DEFAULT_MIN_HEALTHY };
 /** The rules, in the order {@link evaluateGuardrails} reports them. */
 export const GUARDRAIL_RULES = [
   "targets",
+  "scope",
   "opt-in",
   "exclusion-labels",
   "max-targets",
@@ -137,9 +141,20 @@ export interface GuardrailInput {
   /** Fault kinds already active on each host (other runs, ad-hoc faults), by agent id. */
   hostFaults: ReadonlyMap<string, readonly string[]>;
   now: Date;
+  /**
+   * The caller's token scope: every host that may be targeted (each group's eligible agents) and
+   * every candidate EC2 instance must be within it. Null or absent: no scope applies.
+   */
+  scope?: Scope | null;
+  /** EC2 instances each aws target group may pick from (running, allowed by the tag guardrails), for the scope. */
+  awsCandidates?: Readonly<Record<string, readonly AwsInstance[]>>;
 }
 
 const hostName = (agent: AgentRecord): string => agent.hostname || agent.id;
+/** An agent for messages: `agent agt_1 (web-2)`. */
+export function describeAgent(agent: Pick<AgentRecord, "id" | "hostname">): string {
+  return `agent ${agent.id}${agent.hostname ? ` (${agent.hostname})` : ""}`;
+}
 const plural = (n: number, one: string, many = `${one}s`): string => `${n} ${n === 1 ? one : many}`;
 const source = (from: GuardrailSource | undefined): string => (from === "experiment" ? "the experiment's" : "the policy's");
 
@@ -264,6 +279,41 @@ function checkTargets(input: GuardrailInput): GuardrailVerdict {
   return { rule: "targets", ok: true, message: fine.length ? fine.join("; ") : "the experiment has no target groups" };
 }
 
+function checkScope(input: GuardrailInput): GuardrailVerdict {
+  const scope = input.scope;
+  if (!scope) return { rule: "scope", ok: true, message: "no token scope applies: any host or instance the other rules allow may be targeted" };
+  const problems: string[] = [];
+  let hosts = 0;
+  let instances = 0;
+  for (const [name, t] of Object.entries(input.targets)) {
+    for (const agent of t.eligible) {
+      hosts++;
+      const refused = scopeViolation(scope, agent.labels);
+      if (refused !== undefined) problems.push(`${name}: ${describeAgent(agent)} is outside the token's scope: rule ${JSON.stringify(refused)} refuses it`);
+    }
+  }
+  for (const [name, list] of Object.entries(input.awsCandidates ?? {})) {
+    for (const instance of list) {
+      instances++;
+      const refused = scopeViolation(scope, instance.tags);
+      if (refused !== undefined) {
+        const group = instance.autoScalingGroup ? ` (${instance.autoScalingGroup})` : "";
+        problems.push(`${name}: instance ${instance.instanceId}${group} is outside the token's scope: rule ${JSON.stringify(refused)} refuses its tags`);
+      }
+    }
+  }
+  const shown = formatScope(scope);
+  if (problems.length > 0) {
+    return {
+      rule: "scope",
+      ok: false,
+      message: `${listed(problems)}; narrow the selector to hosts and instances within ${shown}, or ask an admin for a token whose scope includes them`,
+    };
+  }
+  const what = [plural(hosts, "host"), ...(input.awsCandidates && Object.keys(input.awsCandidates).length > 0 ? [plural(instances, "instance")] : [])].join(" and ");
+  return { rule: "scope", ok: true, message: `every target that may be picked (${what}) is within the token's scope ${shown}` };
+}
+
 function checkOptIn(input: GuardrailInput): GuardrailVerdict {
   const labels = input.guardrails.optInLabels;
   if (labels.length === 0) return { rule: "opt-in", ok: true, message: "no opt-in label is required" };
@@ -347,9 +397,12 @@ function checkMaxPercent(input: GuardrailInput): GuardrailVerdict {
   return { rule: "max-percent", ok: true, message: `${fine.length ? `${fine.join("; ")}: ` : ""}within ${limit}` };
 }
 
-function checkWindows(input: GuardrailInput): GuardrailVerdict {
+/** What the time rules look at. */
+type TimeInput = Pick<GuardrailInput, "guardrails" | "now">;
+
+function checkWindows(input: TimeInput, what: "run" | "fault" = "run"): GuardrailVerdict {
   const sets = input.guardrails.windowSets;
-  if (sets.length === 0) return { rule: "windows", ok: true, message: "no time window is set: a run may start at any time" };
+  if (sets.length === 0) return { rule: "windows", ok: true, message: `no time window is set: a ${what} may start at any time` };
   const problems: string[] = [];
   const fine: string[] = [];
   for (const set of sets) {
@@ -368,7 +421,7 @@ function checkWindows(input: GuardrailInput): GuardrailVerdict {
   return { rule: "windows", ok: true, message: fine.join("; ") };
 }
 
-function checkBlackout(input: GuardrailInput): GuardrailVerdict {
+function checkBlackout(input: TimeInput, what: "run" | "fault" = "run"): GuardrailVerdict {
   const dates = input.guardrails.blackoutDates;
   if (dates.length === 0) return { rule: "blackout-dates", ok: true, message: "no blackout dates are set" };
   const zones = [...new Set(input.guardrails.windowSets.flatMap((s) => s.windows.map((w) => w.tz)))];
@@ -379,7 +432,7 @@ function checkBlackout(input: GuardrailInput): GuardrailVerdict {
     return {
       rule: "blackout-dates",
       ok: false,
-      message: `today is ${hit.date} in ${hit.tz}, a blackout date: no run may start until the day is over there`,
+      message: `today is ${hit.date} in ${hit.tz}, a blackout date: no ${what} may start until the day is over there`,
     };
   }
   return {
@@ -483,6 +536,7 @@ function checkCapabilities(input: GuardrailInput): GuardrailVerdict {
 export function evaluateGuardrails(input: GuardrailInput): GuardrailVerdict[] {
   return [
     checkTargets(input),
+    checkScope(input),
     checkOptIn(input),
     checkExclusions(input),
     checkMaxTargets(input),
@@ -494,5 +548,103 @@ export function evaluateGuardrails(input: GuardrailInput): GuardrailVerdict[] {
     checkFaultOverlap(input, "one-fault-per-kind-per-host"),
     checkMaxDuration(input),
     checkCapabilities(input),
+  ];
+}
+
+/** The rules {@link evaluateFaultGuardrails} reports for one ad-hoc fault, in order. */
+export const FAULT_GUARDRAIL_RULES = [
+  "opt-in",
+  "exclusion-labels",
+  "windows",
+  "blackout-dates",
+  "one-network-fault-per-host",
+  "one-fault-per-kind-per-host",
+  "max-duration",
+] as const satisfies readonly GuardrailRule[];
+
+/** A fault already active on a host, as {@link evaluateFaultGuardrails} weighs it. */
+export interface ActiveFaultInfo {
+  id: string;
+  kind: string;
+  /** The run it belongs to; null for an ad-hoc fault. */
+  runId: string | null;
+}
+
+/** Inputs of {@link evaluateFaultGuardrails}: one fault on one host. */
+export interface FaultGuardrailInput {
+  agent: AgentRecord;
+  kind: string;
+  durationMs: number;
+  /** The server policy, merged on its own: `mergeGuardrails(policy, {})`. */
+  guardrails: MergedGuardrails;
+  /** Faults active on the host now: ad-hoc ones and those of runs. */
+  activeFaults: readonly ActiveFaultInfo[];
+  now: Date;
+}
+
+function faultOptIn(input: FaultGuardrailInput): GuardrailVerdict {
+  const labels = input.guardrails.optInLabels;
+  if (labels.length === 0) return { rule: "opt-in", ok: true, message: "no opt-in label is required" };
+  const missing = labels.filter((l) => !hasLabel(input.agent.labels, l));
+  if (missing.length > 0) {
+    return {
+      rule: "opt-in",
+      ok: false,
+      message: `${describeAgent(input.agent)} lacks the label ${missing.join(" and ")}; label the host if it may take faults (firedrill-agent --labels ${missing[0]!})`,
+    };
+  }
+  return { rule: "opt-in", ok: true, message: `${describeAgent(input.agent)} carries ${labels.join(" and ")}` };
+}
+
+function faultExclusions(input: FaultGuardrailInput): GuardrailVerdict {
+  const labels = input.guardrails.excludeLabels;
+  if (labels.length === 0) return { rule: "exclusion-labels", ok: true, message: "no exclusion labels are set" };
+  const carried = labels.filter((l) => hasLabel(input.agent.labels, l));
+  if (carried.length > 0) {
+    return { rule: "exclusion-labels", ok: false, message: `${describeAgent(input.agent)} carries the exclusion label ${carried.join(", ")}: the policy keeps faults off it` };
+  }
+  return { rule: "exclusion-labels", ok: true, message: `${describeAgent(input.agent)} carries none of ${labels.join(", ")}` };
+}
+
+function faultOverlap(input: FaultGuardrailInput, rule: "one-network-fault-per-host" | "one-fault-per-kind-per-host"): GuardrailVerdict {
+  const clash = rule === "one-network-fault-per-host" ? (other: string) => isNetwork(input.kind) && isNetwork(other) : (other: string) => other === input.kind;
+  const clashing = input.activeFaults.filter((f) => clash(f.kind));
+  const what = rule === "one-network-fault-per-host" ? "network fault" : `${input.kind} fault`;
+  if (clashing.length > 0) {
+    const shown = clashing.map((f) => `${f.kind} (${f.id}, ${f.runId ? `run ${f.runId}` : "ad-hoc"})`).join(", ");
+    return {
+      rule,
+      ok: false,
+      message: `${describeAgent(input.agent)} already has ${shown} active, and a host takes one ${what} at a time; stop it first (firedrill fault stop --agent ${input.agent.id} ${clashing[0]!.id}) or wait for it to end`,
+    };
+  }
+  if (rule === "one-network-fault-per-host" && !isNetwork(input.kind)) return { rule, ok: true, message: `${input.kind} is not a network fault` };
+  return { rule, ok: true, message: `no other ${what} is active on ${describeAgent(input.agent)}` };
+}
+
+function faultMaxDuration(input: FaultGuardrailInput): GuardrailVerdict {
+  const max = input.guardrails.maxDurationMs;
+  const lasts = `the fault lasts ${formatDuration(input.durationMs)}`;
+  if (max === undefined) return { rule: "max-duration", ok: true, message: `no maxDuration is set; ${lasts}` };
+  const limit = `${source(input.guardrails.from.maxDurationMs)} maxDuration ${formatDuration(max)}`;
+  if (input.durationMs > max) return { rule: "max-duration", ok: false, message: `${lasts}, longer than ${limit}; ask for at most ${formatDuration(max)}` };
+  return { rule: "max-duration", ok: true, message: `${lasts}, within ${limit}` };
+}
+
+/**
+ * Evaluates the server policy for one ad-hoc fault on one host, the way runs are checked: the
+ * opt-in and exclusion labels, the time windows and blackout dates (at `now`), one network fault
+ * and one fault of a kind per host (against the faults active there), and maxDuration (the
+ * fault's own). One verdict per rule, in {@link FAULT_GUARDRAIL_RULES} order.
+ */
+export function evaluateFaultGuardrails(input: FaultGuardrailInput): GuardrailVerdict[] {
+  return [
+    faultOptIn(input),
+    faultExclusions(input),
+    checkWindows(input, "fault"),
+    checkBlackout(input, "fault"),
+    faultOverlap(input, "one-network-fault-per-host"),
+    faultOverlap(input, "one-fault-per-kind-per-host"),
+    faultMaxDuration(input),
   ];
 }

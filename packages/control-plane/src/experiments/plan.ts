@@ -2,6 +2,7 @@
  * The plan of a run: targets resolved once, every guardrail evaluated, hosts per step. `firedrill
  * plan` shows it without acting; `firedrill run` computes it the same way and then executes it.
  */
+import type { Scope } from "../auth/scope.js";
 import type { AwsInstance } from "../aws/types.js";
 import type { AgentRecord } from "../store/types.js";
 import { describeStopCondition } from "../stop-conditions/index.js";
@@ -58,6 +59,10 @@ export interface PlanInput {
   hostFaults: Map<string, string[]>;
   now: Date;
   random?: () => number;
+  /** The caller's token scope: every host (and EC2 instance) the plan may pick must be within it. */
+  scope?: Scope | null;
+  /** EC2 instances each aws target group may pick from (from planAws), checked against the scope. */
+  awsCandidates?: Readonly<Record<string, readonly AwsInstance[]>>;
 }
 
 /** Longest path through the step DAG, in ms. */
@@ -91,6 +96,8 @@ export function createPlan(input: PlanInput): RunPlan {
     activeRuns: input.activeRuns,
     hostFaults: input.hostFaults,
     now: input.now,
+    scope: input.scope ?? null,
+    ...(input.awsCandidates ? { awsCandidates: input.awsCandidates } : {}),
   });
   const host = (a: AgentRecord): PlannedHost => ({ id: a.id, hostname: a.hostname });
   return {

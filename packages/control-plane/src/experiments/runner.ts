@@ -12,6 +12,7 @@ import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { RevertReason, formatDuration } from "@firedrill/protocol";
 import type { Logger } from "pino";
+import type { Scope } from "../auth/scope.js";
 import { ApiError } from "../errors.js";
 import { describeHalt, readHalt, writeHalt } from "../halt.js";
 import type { HaltState } from "../halt.js";
@@ -53,15 +54,27 @@ export interface RunnerOptions {
   aws?: AwsService;
 }
 
+/** Options of {@link Runner.plan} and {@link Runner.start}. */
+export interface RunScopeOptions {
+  /**
+   * The caller's token scope. Every host the plan may pick (by its labels) and every EC2 instance
+   * (by its tags) must be within it, else the `scope` guardrail refuses. Null or absent: unscoped.
+   */
+  scope?: Scope | null;
+}
+
 /** Runs experiments. */
 export interface Runner {
   /** Parses and plans an experiment without acting. Thrown: ApiError 400 with the spec's issues. */
-  plan(specYaml: string): Promise<{ experiment: Experiment; plan: RunPlan }>;
+  plan(specYaml: string, options?: RunScopeOptions): Promise<{ experiment: Experiment; plan: RunPlan }>;
   /**
-   * Starts a run and returns it (pending); it proceeds in the background.
-   * Thrown: ApiError 400 (spec), 409 (halted), 422 (a guardrail refused; the verdicts are attached).
+   * Starts a run and returns it (pending); it proceeds in the background. Its faults are started
+   * with `actor` and the scope (a host whose labels left the scope mid-run refuses its fault, which
+   * aborts the run).
+   * Thrown: ApiError 400 (spec), 409 (halted), 422 (a guardrail refused, the scope included; the
+   * verdicts are attached).
    */
-  start(specYaml: string, actor: string): Promise<RunRecord>;
+  start(specYaml: string, actor: string, options?: RunScopeOptions): Promise<RunRecord>;
   /** Aborts a run; resolves when it has ended. Thrown: ApiError 404/409. */
   abort(runId: string, reason: string, actor: string): Promise<RunRecord>;
   /** Sets the global halt: aborts every run, reverts every fault everywhere, refuses new runs. */
@@ -133,7 +146,7 @@ export function createRunner(options: RunnerOptions): Runner {
     return map;
   }
 
-  async function plan(specYaml: string): Promise<{ experiment: Experiment; plan: RunPlan }> {
+  async function plan(specYaml: string, planOptions: RunScopeOptions = {}): Promise<{ experiment: Experiment; plan: RunPlan }> {
     const experiment = parse(specYaml);
     const agents = store.listAgents();
     const aws = await planAws({ experiment, agents, policy: options.policy, aws: options.aws });
@@ -144,6 +157,8 @@ export function createRunner(options: RunnerOptions): Runner {
       activeRuns: runs.countActiveRuns(),
       hostFaults: hostFaults(),
       now: now(),
+      scope: planOptions.scope ?? null,
+      awsCandidates: aws.candidates,
     });
     // Put the cloud steps back where the host half saw waits of the same length.
     const steps = hostPlan.steps.map((planned) => {
@@ -175,7 +190,7 @@ export function createRunner(options: RunnerOptions): Runner {
 
   const haltState = (): HaltState | undefined => readHalt(store);
 
-  async function start(specYaml: string, actor: string): Promise<RunRecord> {
+  async function start(specYaml: string, actor: string, startOptions: RunScopeOptions = {}): Promise<RunRecord> {
     const halted = haltState();
     if (halted) {
       throw new ApiError(
@@ -184,7 +199,8 @@ export function createRunner(options: RunnerOptions): Runner {
         `${describeHalt(halted)}; no run can start until the halt is lifted (firedrill unhalt)`,
       );
     }
-    const planned = await plan(specYaml);
+    const scope = startOptions.scope ?? null;
+    const planned = await plan(specYaml, { scope });
     if (!planned.plan.allowed) {
       const refused = planned.plan.guardrails.filter((v) => !v.ok);
       throw new ApiError(
@@ -212,7 +228,7 @@ export function createRunner(options: RunnerOptions): Runner {
       message: `${planned.plan.steps.length} steps on ${new Set(planned.plan.steps.flatMap((s) => s.hosts.map((h) => h.id))).size} hosts; guardrails passed`,
       data: planned.plan,
     });
-    const activeRun = new ActiveRun(run, planned.experiment, planned.plan);
+    const activeRun = new ActiveRun(run, planned.experiment, planned.plan, scope);
     active.set(id, activeRun);
     void activeRun.execute().finally(() => active.delete(id));
     return runs.getRun(id)!;
@@ -235,6 +251,7 @@ export function createRunner(options: RunnerOptions): Runner {
       readonly run: RunRecord,
       readonly experiment: Experiment,
       readonly plan: RunPlan,
+      readonly scope: Scope | null,
     ) {
       this.log = log.child({ runId: run.id, experiment: run.name });
       this.done = new Promise((resolve) => {
@@ -474,7 +491,11 @@ export function createRunner(options: RunnerOptions): Runner {
     }
 
     private async startFault(step: PlannedStep, agentId: string): Promise<string | undefined> {
-      const attempt = faults.start(agentId, { kind: step.fault, params: step.params ?? {}, duration: step.durationMs, runId: this.run.id });
+      const attempt = faults.start(
+        agentId,
+        { kind: step.fault, params: step.params ?? {}, duration: step.durationMs, runId: this.run.id },
+        { actor: this.run.actor, scope: this.scope, fromRun: this.run.id },
+      );
       this.inFlight.add(attempt);
       try {
         const { fault, acknowledged } = await attempt;

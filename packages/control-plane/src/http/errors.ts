@@ -43,6 +43,8 @@ export function installErrorHandlers(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
     const api = error instanceof ApiError ? error : fromFastify(error);
     if (api) {
+      request.auditOutcome ??= api.code;
+      if (api.statusCode >= 400) request.auditDetail ??= api.message;
       request.log.debug({ code: api.code, statusCode: api.statusCode, url: request.url }, api.message);
       return reply.code(api.statusCode).send(errorBody(api));
     }

@@ -15,9 +15,9 @@ describe("HTTP API", () => {
   const extra: TestAgent[] = [];
 
   const call = async <T = unknown>(method: string, path: string, body?: unknown, raw?: string): Promise<Reply<T>> => {
-    const init: RequestInit = { method };
+    const init: RequestInit = { method, headers: { authorization: `Bearer ${tcp.adminToken()}` } };
     if (body !== undefined || raw !== undefined) {
-      init.headers = { "content-type": "application/json" };
+      init.headers = { authorization: `Bearer ${tcp.adminToken()}`, "content-type": "application/json" };
       init.body = raw ?? JSON.stringify(body);
     }
     const res = await fetch(`${tcp.cp.httpUrl}${path}`, init);
@@ -187,10 +187,13 @@ describe("HTTP API", () => {
   it("stops every fault of an agent with StopAll", async () => {
     const ids: string[] = [];
     for (let i = 0; i < 2; i++) {
-      const response = post({ kind: "cpu-burn", duration: "10m" });
+      // The policy allows one fault of a kind per host: the second burn is an admin's override.
+      const response = post({ kind: "cpu-burn", duration: "10m", ...(i === 1 ? { overridePolicy: "two burns for the stop-all test" } : {}) });
       const start = await agent.next("startFault");
       agent.event(start.faultId, FaultEventType.ACCEPTED);
-      expect((await response).status).toBe(201);
+      const res = await response;
+      expect(res.status).toBe(201);
+      expect(res.body.fault).toMatchObject({ actor: "admin", policyOverride: i === 1 ? "two burns for the stop-all test" : null });
       ids.push(start.faultId);
     }
     const stopping = call<{ faults: FaultJson[] }>("DELETE", "/api/v1/agents/agent-1/faults");

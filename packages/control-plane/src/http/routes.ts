@@ -5,6 +5,27 @@ import { ApiError } from "../errors.js";
 import type { FaultService } from "../fault-service.js";
 import type { Store } from "../store/store.js";
 import { parseListQuery } from "./query.js";
+import { callerOf } from "../auth/http.js";
+import { parseScope } from "../auth/scope.js";
+
+const READ = { config: { permission: "read" as const } };
+const WRITE = { config: { permission: "fault:write" as const } };
+
+/** The longest reason an admin may give for overriding the policy. */
+const MAX_OVERRIDE_REASON = 1000;
+
+/** Takes `overridePolicy` (an admin's reason) out of a fault-start body. */
+function splitOverride(raw: unknown): { body: unknown; overridePolicy?: string } {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw) || !("overridePolicy" in raw)) return { body: raw };
+  const { overridePolicy, ...body } = raw as Record<string, unknown>;
+  if (overridePolicy === undefined || overridePolicy === null) return { body };
+  if (typeof overridePolicy !== "string" || overridePolicy.trim() === "" || overridePolicy.length > MAX_OVERRIDE_REASON) {
+    throw new ApiError(400, "invalid_request", `overridePolicy must say why, in 1-${MAX_OVERRIDE_REASON} characters`, [
+      { field: "overridePolicy", message: `must be a reason of 1-${MAX_OVERRIDE_REASON} characters` },
+    ]);
+  }
+  return { body, overridePolicy: overridePolicy.trim() };
+}
 
 /** What the routes need. */
 export interface RoutesOptions {
@@ -19,33 +40,46 @@ type AgentFaultParams = { Params: { id: string; faultId: string } };
 export function registerRoutes(app: FastifyInstance, options: RoutesOptions): void {
   const { store, faults } = options;
 
-  app.get("/api/v1/agents", async () => ({ agents: store.listAgents().map(toAgentJson) }));
+  app.get("/api/v1/agents", READ, async () => ({ agents: store.listAgents().map(toAgentJson) }));
 
-  app.get<AgentParams>("/api/v1/agents/:id", async (request) => ({
+  app.get<AgentParams>("/api/v1/agents/:id", READ, async (request) => ({
     agent: toAgentJson(faults.requireAgent(request.params.id)),
   }));
 
-  app.post<AgentParams>("/api/v1/agents/:id/faults", async (request, reply) => {
-    const outcome = await faults.start(request.params.id, request.body);
+  app.post<AgentParams>("/api/v1/agents/:id/faults", { config: { permission: "fault:write" } }, async (request, reply) => {
+    const caller = callerOf(request);
+    const { body, overridePolicy } = splitOverride(request.body);
+    if (overridePolicy !== undefined) {
+      if (caller.role !== "admin") {
+        throw new ApiError(403, "forbidden", `${caller.name} (${caller.role}) may not override the server policy: only admins may (--override-policy); ask an admin, or change the host's labels or the policy`);
+      }
+      request.auditDetail = `policy overridden: ${overridePolicy}`;
+    }
+    const outcome = await faults.start(request.params.id, body, {
+      actor: caller.name,
+      scope: caller.scope === null ? null : parseScope(caller.scope),
+      ...(overridePolicy !== undefined ? { overridePolicy } : {}),
+    });
+    request.auditTargets.push(outcome.fault.id);
     return reply.code(outcome.acknowledged ? 201 : 202).send({ fault: toFaultJson(outcome.fault) });
   });
 
-  app.get<AgentParams>("/api/v1/agents/:id/faults", async (request) => {
+  app.get<AgentParams>("/api/v1/agents/:id/faults", READ, async (request) => {
     const agent = faults.requireAgent(request.params.id);
     const query = parseListQuery(request.query, false);
     return { faults: store.listFaults({ agentId: agent.id, state: query.state, limit: query.limit }).map(toFaultJson) };
   });
 
-  app.delete<AgentFaultParams>("/api/v1/agents/:id/faults/:faultId", async (request, reply) => {
+  app.delete<AgentFaultParams>("/api/v1/agents/:id/faults/:faultId", WRITE, async (request, reply) => {
     const outcome = await faults.stop(request.params.id, request.params.faultId);
     return reply.code(outcome.acknowledged ? 200 : 202).send({ fault: toFaultJson(outcome.fault) });
   });
 
-  app.delete<AgentParams>("/api/v1/agents/:id/faults", async (request) => ({
+  app.delete<AgentParams>("/api/v1/agents/:id/faults", WRITE, async (request) => ({
     faults: (await faults.stopAll(request.params.id)).map(toFaultJson),
   }));
 
-  app.get("/api/v1/faults", async (request) => {
+  app.get("/api/v1/faults", READ, async (request) => {
     const query = parseListQuery(request.query, true);
     if (query.agentId !== undefined) faults.requireAgent(query.agentId);
     return {
@@ -55,7 +89,7 @@ export function registerRoutes(app: FastifyInstance, options: RoutesOptions): vo
     };
   });
 
-  app.get<{ Params: { faultId: string } }>("/api/v1/faults/:faultId", async (request) => {
+  app.get<{ Params: { faultId: string } }>("/api/v1/faults/:faultId", READ, async (request) => {
     const fault = store.getFault(request.params.faultId);
     if (!fault) {
       throw new ApiError(

@@ -3,6 +3,9 @@
  */
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { ApiError } from "../errors.js";
+import { callerOf } from "../auth/http.js";
+import { parseScope } from "../auth/scope.js";
+import type { Scope } from "../auth/scope.js";
 import { buildReport } from "../experiments/report.js";
 import type { Runner } from "../experiments/runner.js";
 import type { RunEvent, RunRecord, RunStore } from "../store/run-store.js";
@@ -17,6 +20,8 @@ export interface RunRoutesOptions {
 }
 
 type RunParams = { Params: { id: string } };
+
+const READ = { config: { permission: "read" as const } };
 
 /** JSON of a run (without the spec text, which `GET /runs/:id` adds). */
 export function toRunJson(run: RunRecord) {
@@ -57,9 +62,10 @@ function stringField(b: Record<string, unknown>, name: string, opts: { required?
   return v;
 }
 
-function actorOf(request: FastifyRequest, b: Record<string, unknown>): string {
-  const header = request.headers["x-firedrill-actor"];
-  return stringField(b, "actor", { max: 200 }) ?? (typeof header === "string" && header !== "" ? header.slice(0, 200) : "api");
+/** The token's scope, parsed (null when the token has none). */
+function scopeOf(request: FastifyRequest): Scope | null {
+  const text = callerOf(request).scope;
+  return text === null ? null : parseScope(text);
 }
 
 /** Registers the experiment and halt routes. */
@@ -72,20 +78,21 @@ export function registerRunRoutes(app: FastifyInstance, options: RunRoutesOption
     return run;
   };
 
-  app.post("/api/v1/plan", async (request) => {
+  app.post("/api/v1/plan", { config: { permission: "run:write" } }, async (request) => {
     const spec = stringField(body(request), "spec", { required: true })!;
-    const { experiment, plan } = await runner.plan(spec);
+    const { experiment, plan } = await runner.plan(spec, { scope: scopeOf(request) });
     return { experiment: { name: experiment.metadata.name, hypothesis: experiment.spec.hypothesis }, plan };
   });
 
-  app.post("/api/v1/runs", async (request, reply) => {
+  app.post("/api/v1/runs", { config: { permission: "run:write" } }, async (request, reply) => {
     const b = body(request);
     const spec = stringField(b, "spec", { required: true })!;
-    const run = await runner.start(spec, actorOf(request, b));
+    const run = await runner.start(spec, callerOf(request).name, { scope: scopeOf(request) });
+    request.auditTargets.push(run.id);
     return reply.code(201).send({ run: toRunJson(run), plan: run.plan });
   });
 
-  app.get<{ Querystring: { limit?: string; state?: string } }>("/api/v1/runs", async (request) => {
+  app.get<{ Querystring: { limit?: string; state?: string } }>("/api/v1/runs", READ, async (request) => {
     const limit = request.query.limit === undefined ? 100 : Number(request.query.limit);
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
       throw new ApiError(400, "invalid_request", "limit must be a whole number from 1 to 1000", [{ field: "limit", message: "must be 1-1000" }]);
@@ -94,19 +101,19 @@ export function registerRunRoutes(app: FastifyInstance, options: RunRoutesOption
     return { runs: runs.listRuns({ limit, active }).map(toRunJson) };
   });
 
-  app.get<RunParams>("/api/v1/runs/:id", async (request) => {
+  app.get<RunParams>("/api/v1/runs/:id", READ, async (request) => {
     const run = requireRun(request.params.id);
     return { run: { ...toRunJson(run), spec: run.specYaml, plan: run.plan }, events: runs.listEvents(run.id).map(toRunEventJson) };
   });
 
-  app.get<RunParams>("/api/v1/runs/:id/report", async (request) => {
+  app.get<RunParams>("/api/v1/runs/:id/report", READ, async (request) => {
     const run = requireRun(request.params.id);
     const report = buildReport(run, runs.listEvents(run.id), store.listFaults({ runId: run.id, limit: 10_000 }));
     return { report: { ...report, timeline: report.timeline.map(toRunEventJson) } };
   });
 
   // Server-sent events: the run's timeline so far, then live events until the run ends.
-  app.get<RunParams & { Querystring: { after?: string } }>("/api/v1/runs/:id/events", async (request, reply) => {
+  app.get<RunParams & { Querystring: { after?: string } }>("/api/v1/runs/:id/events", READ, async (request, reply) => {
     const run = requireRun(request.params.id);
     const after = Number(request.query.after ?? 0) || 0;
     reply.hijack();
@@ -141,26 +148,28 @@ export function registerRunRoutes(app: FastifyInstance, options: RunRoutesOption
     if (isTerminalRunState(runs.getRun(run.id)!.state)) finish();
   });
 
-  app.post<RunParams>("/api/v1/runs/:id/abort", async (request) => {
+  app.post<RunParams>("/api/v1/runs/:id/abort", { config: { permission: "run:write" } }, async (request) => {
     const b = body(request);
-    const run = await runner.abort(request.params.id, stringField(b, "reason", { max: 1000 }) ?? "no reason given", actorOf(request, b));
+    const run = await runner.abort(request.params.id, stringField(b, "reason", { max: 1000 }) ?? "no reason given", callerOf(request).name);
     return { run: toRunJson(run) };
   });
 
-  app.get("/api/v1/halt", async () => {
+  app.get("/api/v1/halt", READ, async () => {
     const halt = runner.haltState();
     return { halt: halt ? { ...halt, at: new Date(halt.at).toISOString() } : null };
   });
 
-  app.post("/api/v1/halt", async (request) => {
+  app.post("/api/v1/halt", { config: { permission: "halt" } }, async (request) => {
     const b = body(request);
     const reason = stringField(b, "reason", { required: true, max: 1000 })!;
-    const halt = await runner.halt(reason, actorOf(request, b));
+    request.auditDetail = `halt: ${reason}`;
+    const halt = await runner.halt(reason, callerOf(request).name);
     return { halt: { ...halt, at: new Date(halt.at).toISOString() } };
   });
 
-  app.delete("/api/v1/halt", async (request) => {
-    const lifted = runner.unhalt(actorOf(request, {}));
+  app.delete("/api/v1/halt", { config: { permission: "admin" } }, async (request) => {
+    const lifted = runner.unhalt(callerOf(request).name);
+    request.auditDetail = lifted ? `lifted the halt set by ${lifted.actor} (${lifted.reason})` : "no halt was set";
     return { lifted: lifted ? { ...lifted, at: new Date(lifted.at).toISOString() } : null };
   });
 }

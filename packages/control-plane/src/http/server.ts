@@ -18,6 +18,12 @@ import { registerSpofRoutes } from "../aws/routes.js";
 import { registerScheduleRoutes } from "../schedules/routes.js";
 import type { Scheduler } from "../schedules/scheduler.js";
 import type { AwsService } from "../aws/types.js";
+import { installAuth } from "../auth/http.js";
+import type { AuthHooks } from "../auth/http.js";
+import type { AuditLog } from "../auth/audit.js";
+import type { HostPolicy } from "../auth/hosts.js";
+import type { IdentityStore } from "../auth/identity-store.js";
+import { registerAuthRoutes } from "../auth/routes.js";
 
 /** Options of {@link createHttpApp}. */
 export interface HttpAppOptions {
@@ -34,15 +40,25 @@ export interface HttpAppOptions {
   aws?: AwsService;
   /** Schedules (experiments on a cron, Chaos-Monkey mode). */
   scheduler?: Scheduler;
+  /** Who may call: tokens and principals, the audit log, and the names the server answers to. */
+  auth: { identities: IdentityStore; audit: AuditLog; hosts: HostPolicy; now?: () => number; maxFailures?: number };
+  /** Serve HTTPS with this certificate chain and key (PEM). */
+  https?: { cert: string; key: string };
+  /** Said in `/healthz` (e.g. plain HTTP on a non-loopback address). */
+  warnings?: string[];
 }
 
+/** The HTTP app and the routes it serves (every one with its permission). */
+export type HttpApp = FastifyInstance & { readonly auth: AuthHooks };
+
 /** Builds the fastify app (not listening yet; tests may use `app.inject`). */
-export function createHttpApp(options: HttpAppOptions): FastifyInstance {
+export function createHttpApp(options: HttpAppOptions): HttpApp {
   const app = Fastify({
     loggerInstance: options.logger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
     return503OnClosing: true,
+    ...(options.https ? { https: { cert: options.https.cert, key: options.https.key } } : {}),
   }) as unknown as FastifyInstance;
   app.addHook("onResponse", async (request, reply) => {
     request.log.debug(
@@ -51,8 +67,10 @@ export function createHttpApp(options: HttpAppOptions): FastifyInstance {
     );
   });
   installErrorHandlers(app);
-  app.get("/healthz", async () => ({ ok: true }));
-  app.get("/metrics", async (_request, reply) => {
+  const auth = installAuth(app, { ...options.auth, log: options.logger });
+  const warnings = options.warnings ?? [];
+  app.get("/healthz", { config: { permission: "public" } }, async () => (warnings.length > 0 ? { ok: true, warnings } : { ok: true }));
+  app.get("/metrics", { config: { permission: "read" } }, async (_request, reply) => {
     const text = await options.metrics.registry.metrics();
     return reply.type(options.metrics.registry.contentType).send(text);
   });
@@ -61,10 +79,11 @@ export function createHttpApp(options: HttpAppOptions): FastifyInstance {
   if (options.alerts) registerAlertRoutes(app, options.alerts);
   if (options.aws) registerSpofRoutes(app, { aws: options.aws, store: options.store });
   if (options.scheduler) registerScheduleRoutes(app, { scheduler: options.scheduler });
-  return app;
+  registerAuthRoutes(app, { identities: options.auth.identities, audit: options.auth.audit, ...(options.auth.now ? { now: options.auth.now } : {}) });
+  return Object.assign(app, { auth });
 }
 
-/** Starts listening on `addr` (`host:port`) and returns the actual `http://host:port`. */
+/** Starts listening on `addr` (`host:port`) and returns the actual `http(s)://host:port`. */
 export async function listenHttp(app: FastifyInstance, addr: string): Promise<string> {
   const parsed = parseHostPort(addr);
   if (!parsed) throw new ListenError(`${JSON.stringify(addr)} is not a host:port address`);
@@ -78,5 +97,6 @@ export async function listenHttp(app: FastifyInstance, addr: string): Promise<st
   }
   const address = app.server.address();
   const port = typeof address === "object" && address !== null ? address.port : parsed.port;
-  return `http://${formatHostPort(parsed.host, port)}`;
+  const scheme = (app.initialConfig as { https?: unknown }).https ? "https" : "http";
+  return `${scheme}://${formatHostPort(parsed.host, port)}`;
 }

@@ -5,8 +5,8 @@ import type { AgentJson, FaultEventJson, FaultJson } from "../api-types.js";
 import { connectTestAgent, startTestControlPlane } from "../test-support/test-agent.js";
 import type { TestAgent, TestControlPlane } from "../test-support/test-agent.js";
 
-async function getJson<T>(url: string): Promise<T> {
-  const res = await fetch(url);
+async function getJson<T>(tcp: TestControlPlane, url: string): Promise<T> {
+  const res = await tcp.fetch(url);
   return (await res.json()) as T;
 }
 
@@ -38,14 +38,15 @@ describe("agent hub", () => {
     agents.push(agent);
     return agent;
   };
-  const agentJson = async (id: string) => (await getJson<{ agent: AgentJson }>(`${tcp!.cp.httpUrl}/api/v1/agents/${id}`)).agent;
+  const agentJson = async (id: string) => (await getJson<{ agent: AgentJson }>(tcp!, `${tcp!.cp.httpUrl}/api/v1/agents/${id}`)).agent;
   const faultJson = async (id: string) =>
-    getJson<{ fault: FaultJson; events: FaultEventJson[] }>(`${tcp!.cp.httpUrl}/api/v1/faults/${id}`);
+    getJson<{ fault: FaultJson; events: FaultEventJson[] }>(tcp!, `${tcp!.cp.httpUrl}/api/v1/faults/${id}`);
   const startFault = async (agentId: string, agent: TestAgent, accept = true) => {
-    const response = fetch(`${tcp!.cp.httpUrl}/api/v1/agents/${agentId}/faults`, {
+    const response = tcp!.fetch(`${tcp!.cp.httpUrl}/api/v1/agents/${agentId}/faults`, {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ kind: "cpu-burn", params: { load: 30 }, duration: "5m" }),
+      // Several burns on one host: the policy allows one per kind, so the (admin) test overrides it.
+      body: JSON.stringify({ kind: "cpu-burn", params: { load: 30 }, duration: "5m", overridePolicy: "hub test: stacked faults" }),
     });
     const start = await agent.next("startFault");
     if (accept) {
@@ -195,7 +196,7 @@ describe("agent hub", () => {
     agent.hello();
     await agent.next("welcome");
     await startFault("agent-1", agent);
-    const res = await fetch(`${tcp.cp.httpUrl}/metrics`);
+    const res = await tcp.fetch(`${tcp.cp.httpUrl}/metrics`);
     expect(res.headers.get("content-type")).toContain("text/plain");
     const text = await res.text();
     expect(text).toMatch(/^firedrill_agents_connected 1$/m);
@@ -205,6 +206,6 @@ describe("agent hub", () => {
     expect(text).toMatch(/^process_cpu_user_seconds_total /m);
     agent.close();
     await until("disconnect", async () => ((await agentJson("agent-1")).connected ? undefined : true));
-    expect(await (await fetch(`${tcp.cp.httpUrl}/metrics`)).text()).toMatch(/^firedrill_agents_connected 0$/m);
+    expect(await (await tcp.fetch(`${tcp.cp.httpUrl}/metrics`)).text()).toMatch(/^firedrill_agents_connected 0$/m);
   });
 });

@@ -6,6 +6,10 @@ import type { FastifyInstance } from "fastify";
 import { pino } from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { installErrorHandlers } from "../http/errors.js";
+import { createAuditLog } from "../auth/audit.js";
+import { createHostPolicy } from "../auth/hosts.js";
+import { installAuth } from "../auth/http.js";
+import { createIdentityStore } from "../auth/identity-store.js";
 import { createStore } from "../store/store.js";
 import type { Store } from "../store/store.js";
 import { registerScheduleRoutes } from "./routes.js";
@@ -31,6 +35,7 @@ let store: Store;
 let scheduler: Scheduler;
 let app: FastifyInstance;
 let clock = NOW;
+let auth: { authorization: string };
 
 beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), "firedrill-schedule-routes-"));
@@ -45,6 +50,9 @@ beforeEach(async () => {
   });
   app = Fastify();
   installErrorHandlers(app);
+  const identities = createIdentityStore(store.db);
+  installAuth(app, { identities, audit: createAuditLog(store.db), hosts: createHostPolicy({ bindHost: "127.0.0.1" }), log: pino({ level: "silent" }) });
+  auth = { authorization: `Bearer ${identities.createToken({ name: "sre@test", role: "operator", createdBy: "test" }, Date.now()).text}` };
   registerScheduleRoutes(app, { scheduler });
   await app.ready();
 });
@@ -56,7 +64,7 @@ afterEach(async () => {
 });
 
 async function post(body: unknown) {
-  const res = await app.inject({ method: "POST", url: "/api/v1/schedules", payload: body as object, headers: { "x-firedrill-actor": "sre@test" } });
+  const res = await app.inject({ method: "POST", url: "/api/v1/schedules", payload: body as object, headers: auth });
   return { status: res.statusCode, body: res.json() as { schedule: ScheduleJson; error: { code: string; message: string; issues: { field: string; message: string }[] } } };
 }
 
@@ -138,9 +146,9 @@ describe("POST /api/v1/schedules: precise 400s", () => {
     ]);
     const unknown = await post({ kind: "experiment", spec: EXPERIMENT, cron: "0 10 * * *", tz: "UTC", group: "web-asg" });
     expect(unknown.body.error.issues).toEqual([
-      { field: "group", message: "is not a field of an experiment schedule; allowed: kind, spec, cron, tz, name, actor" },
+      { field: "group", message: "is not a field of an experiment schedule; allowed: kind, spec, cron, tz, name" },
     ]);
-    const notObject = await app.inject({ method: "POST", url: "/api/v1/schedules", payload: "[1]", headers: { "content-type": "application/json" } });
+    const notObject = await app.inject({ method: "POST", url: "/api/v1/schedules", payload: "[1]", headers: { ...auth, "content-type": "application/json" } });
     expect(notObject.statusCode).toBe(400);
     expect(notObject.json().error.issues).toEqual([{ field: "body", message: "must be a JSON object with kind: experiment or chaos-monkey" }]);
     const missing = await post({ kind: "experiment" });
@@ -179,12 +187,12 @@ describe("schedule routes", () => {
       nextSlot: { at: "2026-03-02T09:00:00.000Z", note: expect.stringContaining("chance 1 in 2") },
     });
 
-    const list = await app.inject({ method: "GET", url: "/api/v1/schedules" });
+    const list = await app.inject({ method: "GET", url: "/api/v1/schedules", headers: auth });
     expect((list.json().schedules as ScheduleJson[]).map((s) => s.id)).toEqual([exp.body.schedule.id, monkey.body.schedule.id]);
 
     clock = Date.parse("2026-03-02T09:00:10Z");
     await scheduler.tick(new Date(clock));
-    const shown = await app.inject({ method: "GET", url: `/api/v1/schedules/${exp.body.schedule.id}` });
+    const shown = await app.inject({ method: "GET", url: `/api/v1/schedules/${exp.body.schedule.id}`, headers: auth });
     expect(shown.statusCode).toBe(200);
     const slots = shown.json().slots as SlotJson[];
     expect(slots).toEqual([
@@ -201,14 +209,14 @@ describe("schedule routes", () => {
     expect(shown.json().schedule.lastSlot).toEqual(slots[0]);
     expect(shown.json().schedule.nextSlot.at).toBe("2026-03-03T09:00:00.000Z");
 
-    const paused = await app.inject({ method: "POST", url: `/api/v1/schedules/${exp.body.schedule.id}/pause` });
+    const paused = await app.inject({ method: "POST", url: `/api/v1/schedules/${exp.body.schedule.id}/pause`, headers: auth });
     expect(paused.json().schedule).toMatchObject({ state: "paused", nextSlot: null });
-    const resumed = await app.inject({ method: "POST", url: `/api/v1/schedules/${exp.body.schedule.id}/resume` });
+    const resumed = await app.inject({ method: "POST", url: `/api/v1/schedules/${exp.body.schedule.id}/resume`, headers: auth });
     expect(resumed.json().schedule).toMatchObject({ state: "active", activeSince: "2026-03-02T09:00:10.000Z" });
 
-    const removed = await app.inject({ method: "DELETE", url: `/api/v1/schedules/${exp.body.schedule.id}` });
+    const removed = await app.inject({ method: "DELETE", url: `/api/v1/schedules/${exp.body.schedule.id}`, headers: auth });
     expect(removed.json()).toEqual({ removed: { id: exp.body.schedule.id, name: "nightly-burn", kind: "experiment" } });
-    const gone = await app.inject({ method: "GET", url: `/api/v1/schedules/${exp.body.schedule.id}` });
+    const gone = await app.inject({ method: "GET", url: `/api/v1/schedules/${exp.body.schedule.id}`, headers: auth });
     expect(gone.statusCode).toBe(404);
     expect(gone.json().error).toEqual({
       code: "schedule_not_found",
@@ -219,7 +227,7 @@ describe("schedule routes", () => {
 
   it("a bad slots query is a 400", async () => {
     const monkey = await post(chaos());
-    const res = await app.inject({ method: "GET", url: `/api/v1/schedules/${monkey.body.schedule.id}?slots=0` });
+    const res = await app.inject({ method: "GET", url: `/api/v1/schedules/${monkey.body.schedule.id}?slots=0`, headers: auth });
     expect(res.statusCode).toBe(400);
     expect(res.json().error.issues).toEqual([{ field: "query.slots", message: "must be a whole number from 1 to 1000" }]);
   });

@@ -4,6 +4,7 @@
  */
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { ApiError } from "../errors.js";
+import { callerOf } from "../auth/http.js";
 import { formatWindow } from "./calendar.js";
 import { killChance } from "./scheduler.js";
 import type { Scheduler, ScheduleSummary } from "./scheduler.js";
@@ -95,13 +96,10 @@ export function toScheduleJson({ schedule: s, next, last }: ScheduleSummary): Sc
 
 type IdParams = { Params: { id: string } };
 
-function actorOf(request: FastifyRequest): string {
-  const body = request.body;
-  const fromBody = typeof body === "object" && body !== null ? (body as Record<string, unknown>).actor : undefined;
-  if (typeof fromBody === "string" && fromBody.trim() !== "") return fromBody.slice(0, 200);
-  const header = request.headers["x-firedrill-actor"];
-  return typeof header === "string" && header !== "" ? header.slice(0, 200) : "api";
-}
+/** The authenticated principal: the actor of every schedule change. */
+const actorOf = (request: FastifyRequest): string => callerOf(request).name;
+const READ = { config: { permission: "read" as const } };
+const WRITE = { config: { permission: "schedule:write" as const } };
 
 function slotLimit(query: unknown): number {
   const raw = (typeof query === "object" && query !== null ? (query as Record<string, unknown>) : {}).slots;
@@ -119,28 +117,29 @@ function slotLimit(query: unknown): number {
 export function registerScheduleRoutes(app: FastifyInstance, options: ScheduleRoutesOptions): void {
   const { scheduler } = options;
 
-  app.post("/api/v1/schedules", async (request, reply) => {
+  app.post("/api/v1/schedules", WRITE, async (request, reply) => {
     const summary = scheduler.create(request.body ?? {}, actorOf(request));
+    request.auditTargets.push(summary.schedule.id);
     return reply.code(201).send({ schedule: toScheduleJson(summary) });
   });
 
-  app.get("/api/v1/schedules", async () => ({ schedules: scheduler.list().map(toScheduleJson) }));
+  app.get("/api/v1/schedules", READ, async () => ({ schedules: scheduler.list().map(toScheduleJson) }));
 
-  app.get<IdParams>("/api/v1/schedules/:id", async (request) => {
+  app.get<IdParams>("/api/v1/schedules/:id", READ, async (request) => {
     const limit = slotLimit(request.query);
     const summary = scheduler.get(request.params.id);
     return { schedule: toScheduleJson(summary), slots: scheduler.slots(request.params.id, limit).map(toSlotJson) };
   });
 
-  app.post<IdParams>("/api/v1/schedules/:id/pause", async (request) => ({
+  app.post<IdParams>("/api/v1/schedules/:id/pause", WRITE, async (request) => ({
     schedule: toScheduleJson(scheduler.pause(request.params.id, actorOf(request))),
   }));
 
-  app.post<IdParams>("/api/v1/schedules/:id/resume", async (request) => ({
+  app.post<IdParams>("/api/v1/schedules/:id/resume", WRITE, async (request) => ({
     schedule: toScheduleJson(scheduler.resume(request.params.id, actorOf(request))),
   }));
 
-  app.delete<IdParams>("/api/v1/schedules/:id", async (request) => {
+  app.delete<IdParams>("/api/v1/schedules/:id", WRITE, async (request) => {
     const removed = scheduler.remove(request.params.id, actorOf(request));
     return { removed: { id: removed.id, name: removed.name, kind: removed.kind } };
   });

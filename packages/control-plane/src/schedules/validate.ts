@@ -16,8 +16,8 @@ export const CRON_EXAMPLE = `"0 10 * * 1-5" (10:00 Monday to Friday)`;
 const CRON_FORMAT = "5 fields: minute hour day-of-month month day-of-week";
 
 const FIELDS = {
-  experiment: ["kind", "spec", "cron", "tz", "name", "actor"],
-  "chaos-monkey": ["kind", "group", "region", "meanWorkdays", "minWorkdays", "window", "tz", "leashed", "name", "actor"],
+  experiment: ["kind", "spec", "cron", "tz", "name"],
+  "chaos-monkey": ["kind", "group", "region", "meanWorkdays", "minWorkdays", "window", "tz", "leashed", "name"],
 } as const;
 
 /**

@@ -78,7 +78,7 @@ function watch(watcher: StopConditionWatcher): Recorder {
 describe("alert receiver", () => {
   it("keeps firing alerts by fingerprint; resolved or ended ones are removed", () => {
     const receiver = createAlertReceiver({ log });
-    expect(receiver.receive(payload([{ labels: PAGE, fingerprint: "a1" }, { labels: TICKET, fingerprint: "b2" }]))).toEqual({ accepted: 2 });
+    expect(receiver.receive(payload([{ labels: PAGE, fingerprint: "a1" }, { labels: TICKET, fingerprint: "b2" }]))).toEqual({ accepted: 2, dropped: 0 });
     expect(receiver.firing().map((a) => a.fingerprint).sort()).toEqual(["a1", "b2"]);
     const page = receiver.firing().find((a) => a.fingerprint === "a1");
     expect(page).toEqual({
@@ -255,7 +255,7 @@ describe("alert routes", () => {
 
     const ok = await app.inject({ method: "POST", url: "/api/v1/alerts/alertmanager", payload: payload([{ labels: PAGE, fingerprint: "a1" }]) });
     expect(ok.statusCode).toBe(200);
-    expect(ok.json()).toEqual({ accepted: 1 });
+    expect(ok.json()).toEqual({ accepted: 1, dropped: 0 });
     expect(heard).toEqual(["a1"]);
 
     const list = await app.inject({ method: "GET", url: "/api/v1/alerts" });

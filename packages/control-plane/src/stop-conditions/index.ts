@@ -70,8 +70,22 @@ export {
   createAlertReceiver,
   parseAlertmanagerPayload,
   registerAlertRoutes,
+  ALERTMANAGER_BODY_LIMIT,
+  MAX_ALERTS_PER_PAYLOAD,
+  MAX_FIRING_ALERTS,
+  MAX_LABELS_PER_ALERT,
+  MAX_ANNOTATIONS_PER_ALERT,
+  MAX_LABEL_NAME_LENGTH,
+  MAX_LABEL_VALUE_LENGTH,
+  MAX_ANNOTATION_VALUE_LENGTH,
+  MAX_ALERT_SIZE_BYTES,
+  MAX_RECEIVER_LENGTH,
+  MAX_FINGERPRINT_LENGTH,
+  MAX_URL_LENGTH,
+  MAX_TIMESTAMP_LENGTH,
+  DEFAULT_ALERT_STALE_AFTER_MS,
 } from "./alert-receiver.js";
-export type { AlertReceiver, AlertReceiverOptions, AlertmanagerPayload } from "./alert-receiver.js";
+export type { AlertReceiver, AlertReceiverOptions, AlertmanagerPayload, AlertReceiveResult, AlertReceiverStats } from "./alert-receiver.js";
 export { CLOUDWATCH_ERRORS_TO_ABORT, cloudwatchAlarmStopCondition } from "./cloudwatch-alarm.js";
 export { httpStopCondition } from "./http.js";
 export { PROMETHEUS_ERRORS_TO_ABORT, prometheusStopCondition } from "./prometheus.js";

@@ -132,7 +132,7 @@ export function connectTestAgent(options: {
           agentId,
           version: "0.1.0-test",
           facts: { hostname: `${agentId}.test`, cpuCount: 2, memoryBytes: 4n * 1024n ** 3n, ...init.facts },
-          labels: init.labels ?? { app: "web" },
+          labels: init.labels ?? { app: "web", "firedrill:opt-in": "true" },
           capabilities: init.capabilities ?? { faultKinds: ["cpu-burn"], root: false },
           heldFaults: init.heldFaults ?? [],
         },
@@ -168,6 +168,17 @@ export interface TestControlPlane {
   output: () => string;
   /** The join token, read from the file the control plane wrote. */
   token: () => string;
+  /** The bootstrap admin API token (`<dataDir>/admin-token`). */
+  adminToken: () => string;
+  /**
+   * An API token for a principal with `role` (created through the API with the admin token; the
+   * same name and role give a new token of the same principal). @default name: the role's name
+   */
+  tokenFor(role: "viewer" | "operator" | "admin" | "alertmanager", options?: { name?: string; scope?: string; kind?: "person" | "service" }): Promise<string>;
+  /** fetch() with the admin token as bearer (the same arguments as fetch). */
+  fetch(url: string, init?: RequestInit): Promise<Response>;
+  /** fetch() on the HTTP API with the admin token (or `token`) as bearer. */
+  api<T = any>(method: string, path: string, body?: unknown, token?: string): Promise<{ status: number; body: T }>;
   /** Closes the control plane (the temp dir stays until cleanup()). */
   close(): Promise<void>;
   /** Starts another control plane on the same data dir. */
@@ -201,6 +212,35 @@ export async function startTestControlPlane(overrides: Partial<ControlPlaneOptio
     dataDir,
     output: () => text,
     token: () => readFileSync(join(dataDir, "join-token"), "utf8").trim(),
+    adminToken: () => readFileSync(join(dataDir, "admin-token"), "utf8").trim(),
+    fetch(url, init = {}) {
+      const headers = new Headers(init.headers);
+      if (!headers.has("authorization")) headers.set("authorization", `Bearer ${handle.adminToken()}`);
+      return fetch(url, { ...init, headers });
+    },
+    async tokenFor(role, options = {}) {
+      const res = await handle.api<{ secret?: string; error?: { message: string } }>("POST", "/api/v1/tokens", {
+        name: options.name ?? role,
+        role,
+        ...(options.scope !== undefined ? { scope: options.scope } : {}),
+        ...(options.kind !== undefined ? { kind: options.kind } : {}),
+      });
+      if (res.status !== 201 || !res.body.secret) throw new Error(`cannot create a ${role} token: ${res.status} ${JSON.stringify(res.body)}`);
+      return res.body.secret;
+    },
+    async api(method, path, body, token) {
+      const res = await fetch(`${handle.cp.httpUrl}${path}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${token ?? handle.adminToken()}`,
+          ...(body === undefined ? {} : { "content-type": "application/json" }),
+        },
+        body: body === undefined ? null : JSON.stringify(body),
+        signal: AbortSignal.timeout(30_000),
+      });
+      const text = await res.text();
+      return { status: res.status, body: text ? JSON.parse(text) : undefined };
+    },
     close: () => handle.cp.close(),
     async restart() {
       await handle.cp.close();
