@@ -29,3 +29,30 @@ export function writeHalt(store: Store, state: HaltState | undefined): void {
 export function describeHalt(halt: HaltState): string {
   return `firedrill is halted (${halt.reason}, by ${halt.actor} at ${new Date(halt.at).toISOString()})`;
 }
+
+/** A lifted halt: the halt, and who lifted it when. */
+export interface LiftedHalt extends HaltState {
+  liftedBy: string;
+  /** Epoch ms. */
+  liftedAt: number;
+}
+
+const LIFTED_SETTING = "halt_last_lifted";
+
+/** The last halt that was lifted, if any. */
+export function readLastLifted(store: Store): LiftedHalt | undefined {
+  const raw = store.getSetting(LIFTED_SETTING);
+  return raw ? ((JSON.parse(raw) as LiftedHalt | null) ?? undefined) : undefined;
+}
+
+/** Lifts the halt, recording who lifted it. Returns the lifted halt, or undefined when none was set. */
+export function liftHalt(store: Store, liftedBy: string, now: number): LiftedHalt | undefined {
+  const current = readHalt(store);
+  if (!current) return undefined;
+  const lifted: LiftedHalt = { ...current, liftedBy, liftedAt: now };
+  store.db.transaction(() => {
+    store.setSetting(LIFTED_SETTING, JSON.stringify(lifted));
+    writeHalt(store, undefined);
+  })();
+  return lifted;
+}

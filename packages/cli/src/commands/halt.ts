@@ -26,8 +26,12 @@ export function registerHaltCommands(program: Command, ctx: CommandContext): voi
     .description("lift the global halt")
     .option("--json", "print the lifted halt as JSON")
     .action(async (options: { json?: boolean }) => {
-      const { body } = await ctx.client().delete<{ lifted: HaltJson | null }>("/api/v1/halt");
+      const { body } = await ctx.client().delete<{ lifted: (HaltJson & { liftedBy: string; liftedAt: string }) | null }>("/api/v1/halt");
       if (options.json) return printJson(ctx.io, body.lifted);
-      ctx.io.out(body.lifted ? `halt lifted (it was set by ${body.lifted.actor} at ${body.lifted.at}: ${body.lifted.reason})\n` : "firedrill was not halted\n");
+      ctx.io.out(
+        body.lifted
+          ? `halt lifted by ${body.lifted.liftedBy} (it was set by ${body.lifted.actor} at ${body.lifted.at}: ${body.lifted.reason})\n`
+          : "firedrill was not halted\n",
+      );
     });
 }

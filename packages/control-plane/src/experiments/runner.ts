@@ -14,8 +14,8 @@ import { RevertReason, formatDuration } from "@firedrill/protocol";
 import type { Logger } from "pino";
 import type { Scope } from "../auth/scope.js";
 import { ApiError } from "../errors.js";
-import { describeHalt, readHalt, writeHalt } from "../halt.js";
-import type { HaltState } from "../halt.js";
+import { describeHalt, liftHalt, readHalt, writeHalt } from "../halt.js";
+import type { HaltState, LiftedHalt } from "../halt.js";
 import type { FaultService } from "../fault-service.js";
 import type { AgentHub, FaultUpdate } from "../hub/agent-hub.js";
 import type { RunEvent, RunRecord, RunStore, NewRunEvent } from "../store/run-store.js";
@@ -80,7 +80,7 @@ export interface Runner {
   /** Sets the global halt: aborts every run, reverts every fault everywhere, refuses new runs. */
   halt(reason: string, actor: string): Promise<HaltState>;
   /** Lifts the halt. Returns the halt that was lifted, if any. */
-  unhalt(actor: string): HaltState | undefined;
+  unhalt(actor: string): LiftedHalt | undefined;
   haltState(): HaltState | undefined;
   /** Every new run event, as it is stored. */
   readonly events: EventEmitter<{ event: [RunEvent] }>;
@@ -616,13 +616,10 @@ export function createRunner(options: RunnerOptions): Runner {
     return state;
   }
 
-  function unhalt(actor: string): HaltState | undefined {
-    const current = haltState();
-    if (current) {
-      writeHalt(store, undefined);
-      log.warn({ actor, halt: current }, "halt lifted");
-    }
-    return current;
+  function unhalt(actor: string): LiftedHalt | undefined {
+    const lifted = liftHalt(store, actor, now().getTime());
+    if (lifted) log.warn({ actor, halt: lifted }, "halt lifted");
+    return lifted;
   }
 
   return {

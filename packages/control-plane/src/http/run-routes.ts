@@ -3,6 +3,8 @@
  */
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { ApiError } from "../errors.js";
+import { readLastLifted } from "../halt.js";
+import type { LiftedHalt } from "../halt.js";
 import { callerOf } from "../auth/http.js";
 import { parseScope } from "../auth/scope.js";
 import type { Scope } from "../auth/scope.js";
@@ -66,6 +68,11 @@ function stringField(b: Record<string, unknown>, name: string, opts: { required?
 function scopeOf(request: FastifyRequest): Scope | null {
   const text = callerOf(request).scope;
   return text === null ? null : parseScope(text);
+}
+
+/** JSON of a lifted halt: who set it and why, who lifted it and when. */
+function liftedJson(lifted: LiftedHalt) {
+  return { ...lifted, at: new Date(lifted.at).toISOString(), liftedAt: new Date(lifted.liftedAt).toISOString() };
 }
 
 /** Registers the experiment and halt routes. */
@@ -156,7 +163,8 @@ export function registerRunRoutes(app: FastifyInstance, options: RunRoutesOption
 
   app.get("/api/v1/halt", READ, async () => {
     const halt = runner.haltState();
-    return { halt: halt ? { ...halt, at: new Date(halt.at).toISOString() } : null };
+    const lifted = readLastLifted(store);
+    return { halt: halt ? { ...halt, at: new Date(halt.at).toISOString() } : null, lastLifted: lifted ? liftedJson(lifted) : null };
   });
 
   app.post("/api/v1/halt", { config: { permission: "halt" } }, async (request) => {
@@ -170,6 +178,6 @@ export function registerRunRoutes(app: FastifyInstance, options: RunRoutesOption
   app.delete("/api/v1/halt", { config: { permission: "admin" } }, async (request) => {
     const lifted = runner.unhalt(callerOf(request).name);
     request.auditDetail = lifted ? `lifted the halt set by ${lifted.actor} (${lifted.reason})` : "no halt was set";
-    return { lifted: lifted ? { ...lifted, at: new Date(lifted.at).toISOString() } : null };
+    return { lifted: lifted ? liftedJson(lifted) : null };
   });
 }
