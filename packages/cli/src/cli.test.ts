@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { createServer } from "node:net";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -42,7 +42,7 @@ function runBin(args: string[], env: Record<string, string> = {}, timeoutMs = 20
   return new Promise((resolvePromise, reject) => {
     const child = spawn(process.execPath, ["--conditions=@firedrill/source", "--import", "tsx", BIN, ...args], {
       cwd: ROOT,
-      env: { ...process.env, FIREDRILL_SERVER: "", ...env },
+      env: { ...process.env, FIREDRILL_SERVER: "", FIREDRILL_TOKEN: process.env.FIREDRILL_TOKEN ?? "", ...env },
       stdio: ["ignore", "pipe", "pipe"],
     });
     let stdout = "";
@@ -106,7 +106,7 @@ function connectAgent(address: string, token: string, agentId: string) {
       agentId,
       version: "0.1.0",
       facts: { hostname: `${agentId}.test` },
-      labels: { app: "web" },
+      labels: { app: "web", "firedrill:opt-in": "true" },
       capabilities: { faultKinds: ["cpu-burn"] },
     }),
   });
@@ -140,8 +140,14 @@ describe("firedrill CLI against a real control plane", () => {
     });
     agent = connectAgent(cp.grpcAddress, readFileSync(cp.joinTokenFile, "utf8").trim(), "web-1");
     await agent.welcomed;
+    // The CLI (in this process and as a child) authenticates with the bootstrap admin token and
+    // reads no config file of whoever runs the tests.
+    process.env.FIREDRILL_TOKEN = readFileSync(cp.adminTokenFile, "utf8").trim();
+    process.env.FIREDRILL_CONFIG = join(dataDir, "cli-config.json");
   });
   afterEach(async () => {
+    delete process.env.FIREDRILL_TOKEN;
+    delete process.env.FIREDRILL_CONFIG;
     agent?.close();
     await cp.close();
     rmSync(dataDir, { recursive: true, force: true });
@@ -152,7 +158,7 @@ describe("firedrill CLI against a real control plane", () => {
     expect(listed.stderr).toBe("");
     expect(listed.code).toBe(0);
     const agents = JSON.parse(listed.stdout) as AgentJson[];
-    expect(agents).toEqual([expect.objectContaining({ id: "web-1", hostname: "web-1.test", connected: true, labels: { app: "web" } })]);
+    expect(agents).toEqual([expect.objectContaining({ id: "web-1", hostname: "web-1.test", connected: true, labels: { app: "web", "firedrill:opt-in": "true" } })]);
 
     const refused = await runBin([
       "--server", cp.httpUrl, "fault", "start", "--agent", "web-1", "--kind", "cpu-burn", "--param", "load=150", "--duration", "30s",
@@ -229,11 +235,25 @@ describe("firedrill server", () => {
         void exited.then(() => fail(new Error(`server exited early: ${stdout}`)));
       });
       expect(stdout).toContain("generated the agent join token");
+      const adminFile = join(dataDir, "data", "admin-token");
+      expect(stdout).toContain(`first admin API token`);
+      expect(stdout).toContain(adminFile);
+      expect(stdout).not.toContain(readFileSync(adminFile, "utf8").trim());
       expect(stdout).toMatch(/agents \(gRPC\): +127\.0\.0\.1:\d+ \(insecure\)/);
       expect(await (await fetch(`${url}/healthz`)).json()).toEqual({ ok: true });
       child.kill("SIGTERM");
       expect(await exited).toBe(0);
       clearTimeout(kill);
+
+      // A lost admin token: reset offline; the new one is written 0600 and never printed.
+      const before = readFileSync(adminFile, "utf8");
+      const reset = await runInProcess(["server", "reset-admin-token", "--data-dir", join(dataDir, "data")]);
+      expect(reset.code).toBe(0);
+      const after = readFileSync(adminFile, "utf8");
+      expect(after).not.toBe(before);
+      expect(statSync(adminFile).mode & 0o777).toBe(0o600);
+      expect(reset.stdout).toMatch(/revoked 1 earlier admin token; the new admin token tok_[0-9a-f]{12} is in .*admin-token \(mode 0600\)/);
+      expect(reset.stdout).not.toContain(after.trim());
     } finally {
       rmSync(dataDir, { recursive: true, force: true });
     }

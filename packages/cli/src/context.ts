@@ -1,4 +1,5 @@
-/** What every command gets: output streams and the API client for `--server`. */
+/** What every command gets: output streams, the resolved credentials and the API client. */
+import type { CliSettings } from "./config.js";
 import type { ApiClient } from "./http-client.js";
 
 /** Where the CLI writes. */
@@ -10,8 +11,14 @@ export interface CliIo {
 /** Shared by all commands. */
 export interface CommandContext {
   io: CliIo;
-  /** The API client for the global `--server` (or FIREDRILL_SERVER). */
+  /** The API client for the resolved server, token and pinned CA (see {@link settings}). */
   client(): ApiClient;
+  /**
+   * The server, token and pinned CA from `--server`, `--token-file`, FIREDRILL_SERVER,
+   * FIREDRILL_TOKEN and the config file.
+   * Thrown when they cannot be resolved (bad URL, unreadable token file, broken config file): CliError.
+   */
+  settings(): CliSettings;
   /** Sets the process exit code for a command that succeeded in talking to the server (e.g. run: 2 = aborted). */
   setExitCode(code: number): void;
 }

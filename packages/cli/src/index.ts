@@ -14,3 +14,5 @@ export {
   formatState,
   renderTable,
 } from "./format.js";
+export { configLocation, readConfig, resolveSettings, writeConfig } from "./config.js";
+export { TlsVerificationError } from "./errors.js";

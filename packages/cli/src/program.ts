@@ -15,8 +15,14 @@ import { registerRunCommand } from "./commands/run.js";
 import { registerRunsCommand } from "./commands/runs.js";
 import { registerSpofCommand } from "./commands/spof.js";
 import { registerScheduleCommands } from "./commands/schedule.js";
+import { registerAuditCommands } from "./commands/audit.js";
+import { registerLoginCommand } from "./commands/login.js";
+import { registerTokenCommands } from "./commands/token.js";
+import { registerWhoamiCommand } from "./commands/whoami.js";
+import { DEFAULT_SERVER, resolveSettings } from "./config.js";
+import type { CliSettings } from "./config.js";
 import type { CliIo, CommandContext } from "./context.js";
-import { ApiRequestError, CliError, ServerUnreachableError } from "./errors.js";
+import { ApiRequestError, CliError, ServerUnreachableError, TlsVerificationError } from "./errors.js";
 import type { Issue } from "./errors.js";
 import { createApiClient } from "./http-client.js";
 import type { ApiClient } from "./http-client.js";
@@ -24,17 +30,37 @@ import type { ApiClient } from "./http-client.js";
 /** The CLI version. */
 export const CLI_VERSION = "0.1.0";
 
-/** The default control plane address. */
-export const DEFAULT_SERVER = "http://127.0.0.1:7080";
+export { DEFAULT_SERVER };
+
+/** The global options. */
+interface GlobalOptions {
+  server?: string;
+  tokenFile?: string;
+}
 
 /** Builds the `firedrill` program writing to `io`. */
 export function createProgram(io: CliIo, onExitCode: (code: number) => void = () => {}): Command {
   const program = new Command("firedrill");
   let client: ApiClient | undefined;
+  let settings: CliSettings | undefined;
   const ctx: CommandContext = {
     io,
+    settings() {
+      const flags = program.opts<GlobalOptions>();
+      settings ??= resolveSettings({ server: flags.server, tokenFile: flags.tokenFile });
+      return settings;
+    },
     client() {
-      client ??= createApiClient({ server: program.opts<{ server: string }>().server });
+      const s = ctx.settings();
+      client ??= createApiClient({
+        server: s.server,
+        token: s.token,
+        tokenFrom: s.tokenFrom,
+        caCert: s.caCert,
+        caFingerprint: s.caFingerprint,
+        caSource: `the config file ${s.location.file}`,
+        savedServer: s.configServer,
+      });
       return client;
     },
     setExitCode: onExitCode,
@@ -43,7 +69,13 @@ export function createProgram(io: CliIo, onExitCode: (code: number) => void = ()
     .description("chaos engineering for VM fleets: run and inspect faults through the firedrill control plane")
     .version(CLI_VERSION)
     .addOption(
-      new Option("--server <url>", "the control plane's HTTP address").env("FIREDRILL_SERVER").default(DEFAULT_SERVER),
+      new Option(
+        "--server <url>",
+        `the control plane's HTTP address (default: FIREDRILL_SERVER, else the server you logged in to, else ${DEFAULT_SERVER})`,
+      ),
+    )
+    .addOption(
+      new Option("--token-file <file>", "read the API token from this file (default: FIREDRILL_TOKEN, else the token saved by firedrill login)"),
     )
     .showHelpAfterError("(run with --help for usage)")
     .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) })
@@ -64,7 +96,11 @@ export function createProgram(io: CliIo, onExitCode: (code: number) => void = ()
   registerReportCommand(program, ctx);
   registerSpofCommand(program, ctx);
   registerScheduleCommands(program, ctx);
-  for (const command of [program, fault, ...program.commands, ...fault.commands]) command.exitOverride();
+  registerLoginCommand(program, ctx);
+  registerWhoamiCommand(program, ctx);
+  const token = registerTokenCommands(program, ctx);
+  const audit = registerAuditCommands(program, ctx);
+  for (const command of [program, fault, token, audit, ...program.commands, ...fault.commands, ...token.commands, ...audit.commands]) command.exitOverride();
   return program;
 }
 
@@ -83,7 +119,7 @@ export function printError(io: CliIo, err: unknown): void {
   if (err instanceof ApiRequestError || err instanceof CliError) {
     io.err(`error: ${headline(err.message, err.issues)}\n`);
     for (const issue of err.issues) io.err(`  ${issue.field}: ${issue.message}\n`);
-  } else if (err instanceof ServerUnreachableError) {
+  } else if (err instanceof ServerUnreachableError || err instanceof TlsVerificationError) {
     io.err(`error: ${err.message}\n`);
   } else {
     io.err(`error: ${err instanceof Error ? err.message : String(err)}\n`);

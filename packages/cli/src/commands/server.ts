@@ -214,7 +214,9 @@ export function registerServerCommand(program: Command, ctx: CommandContext): vo
     .command("reset-admin-token")
     .description("offline: revoke the bootstrap admin token and write a new one to DATA_DIR/admin-token (for a lost token)")
     .addOption(new Option("--data-dir <dir>", "the control plane's data dir").env("FIREDRILL_DATA_DIR"))
-    .action((options: { dataDir?: string }) => {
+    .action((own: { dataDir?: string }, command: Command) => {
+      // `--data-dir` is also an option of `server`, which commander gives to the parent.
+      const options = { dataDir: own.dataDir ?? command.parent?.opts<{ dataDir?: string }>().dataDir };
       if (!options.dataDir) throw new CliError("--data-dir is required: the control plane's data dir, e.g. --data-dir /var/lib/firedrill");
       if (!existsSync(join(options.dataDir, DATABASE_FILE))) {
         throw new CliError(`${options.dataDir} holds no firedrill database (${DATABASE_FILE}); give the --data-dir the server runs with`);

@@ -2,7 +2,7 @@
  * The control plane's embedded store: SQLite (better-sqlite3, WAL) in `<dataDir>/firedrill.db`.
  * Every method is synchronous and each write is one transaction.
  */
-import { mkdirSync } from "node:fs";
+import { chmodSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import type { JsonObject } from "@firedrill/protocol";
@@ -184,6 +184,9 @@ export function createStore(options: StoreOptions): Store {
   mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
   const path = join(options.dataDir, DATABASE_FILE);
   const db = new Database(path);
+  // The database holds token hashes and the audit log: owner-only, like the directory (SQLite
+  // creates the -wal and -shm files with the database file's mode).
+  chmodSync(path, 0o600);
   db.pragma("journal_mode = WAL");
   db.pragma("synchronous = NORMAL");
   db.pragma("foreign_keys = ON");
