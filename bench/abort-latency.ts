@@ -5,7 +5,7 @@
  */
 import { createServer } from "node:http";
 import { alertmanagerPayload } from "../test/support/alerts.js";
-import { api } from "../test/support/api.js";
+import { api, createToken } from "../test/support/api.js";
 import { startCluster, waitFor } from "../test/support/processes.js";
 import { startPrometheus } from "../test/support/prometheus.js";
 import { printTable } from "./table.js";
@@ -38,8 +38,10 @@ export async function benchAbortLatency(trials = 3): Promise<void> {
   const healthUrl = `http://127.0.0.1:${(health.address() as { port: number }).port}/health`;
   const prom = await startPrometheus({ metrics: { errors_ratio: 0 } });
   const rows: (string | number)[][] = [];
-  const url = cluster.server.httpUrl;
+  const cp = cluster.server;
   try {
+    // The webhook takes only a token of the alertmanager role.
+    const alertmanagerToken = await createToken(cp, { name: "alertmanager", role: "alertmanager", kind: "service" });
     const kinds: { kind: string; condition: string; breakIt: () => Promise<void>; heal: () => Promise<void> }[] = [
       {
         kind: "http (200 ms probes, 2 failures)",
@@ -50,8 +52,8 @@ export async function benchAbortLatency(trials = 3): Promise<void> {
       {
         kind: "alertmanager webhook",
         condition: "{ alert: { matchLabels: { severity: page } } }",
-        breakIt: async () => void (await api(url, "POST", "/api/v1/alerts/alertmanager", alert("firing"))),
-        heal: async () => void (await api(url, "POST", "/api/v1/alerts/alertmanager", alert("resolved"))),
+        breakIt: async () => void (await api(cp, "POST", "/api/v1/alerts/alertmanager", alert("firing"), alertmanagerToken)),
+        heal: async () => void (await api(cp, "POST", "/api/v1/alerts/alertmanager", alert("resolved"), alertmanagerToken)),
       },
     ];
     if (prom) {
@@ -73,19 +75,19 @@ export async function benchAbortLatency(trials = 3): Promise<void> {
     }
     for (const k of kinds) {
       for (let trial = 1; trial <= trials; trial++) {
-        const res = await api(url, "POST", "/api/v1/runs", { spec: spec(k.condition), actor: "bench" });
+        const res = await api(cp, "POST", "/api/v1/runs", { spec: spec(k.condition) });
         if (res.status !== 201) throw new Error(JSON.stringify(res.body));
         const id = res.body.run.id as string;
         await waitFor("3 burns running", async () => {
-          const { body } = await api(url, "GET", `/api/v1/runs/${id}`);
+          const { body } = await api(cp, "GET", `/api/v1/runs/${id}`);
           if (["aborted", "completed", "failed"].includes(body.run.state)) throw new Error(`${k.kind} trial ${trial}: run ended ${body.run.state}: ${body.run.reason}`);
-          const faults = (await api(url, "GET", "/api/v1/faults?state=active")).body.faults as { runId: string; state: string }[];
+          const faults = (await api(cp, "GET", "/api/v1/faults?state=active")).body.faults as { runId: string; state: string }[];
           return faults.filter((f) => f.runId === id && f.state === "running").length === 3;
         }, 30_000);
         const brokeAt = Date.now();
         await k.breakIt();
         const { events, run } = await waitFor("the abort", async () => {
-          const { body } = await api(url, "GET", `/api/v1/runs/${id}`);
+          const { body } = await api(cp, "GET", `/api/v1/runs/${id}`);
           return ["aborted", "completed", "failed"].includes(body.run.state) ? body : undefined;
         }, 60_000, 50);
         await k.heal();

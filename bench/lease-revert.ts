@@ -14,9 +14,9 @@ export async function benchLeaseRevert(trials = 3, ttl = "3s"): Promise<void> {
     const st = tempDir("bench-agent");
     try {
       const server = await startServer({ dataDir: cp.path, leaseTtl: ttl });
-      const agent = startAgentProcess({ server: server.grpcAddr, token: server.token, stateDir: st.path });
+      const agent = startAgentProcess({ server: server.grpcAddr, token: server.joinToken, stateDir: st.path });
       const agentId = await connectedAgentId(server);
-      const res = await api(server.httpUrl, "POST", `/api/v1/agents/${agentId}/faults`, { kind: "cpu-burn", params: { load: 50 }, duration: "10m" });
+      const res = await api(server, "POST", `/api/v1/agents/${agentId}/faults`, { kind: "cpu-burn", params: { load: 50 }, duration: "10m" });
       if (res.status !== 201) throw new Error(JSON.stringify(res.body));
       await waitFor("burner", () => burnerThreads(agent.pid).length > 0);
       // Let at least one renewal arrive so the lease was freshly renewed shortly before the kill.

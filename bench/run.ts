@@ -4,8 +4,10 @@
  *   pnpm bench burn         cpu-burn accuracy (asked vs measured)
  *   pnpm bench lease        revert time after the control plane is SIGKILLed
  *   pnpm bench abort        breach → last revert ack on a run of 3 agents (http, webhook, prometheus)
+ *   pnpm bench auth         auth overhead per request; control plane RSS after 1,000 maximal alert webhook posts
  */
 import { benchAbortLatency } from "./abort-latency.js";
+import { benchAuth } from "./auth.js";
 import { benchBurnAccuracy } from "./burn-accuracy.js";
 import { benchLeaseRevert } from "./lease-revert.js";
 import { killAll } from "../test/support/processes.js";
@@ -15,6 +17,7 @@ try {
   if (which === "all" || which === "burn") await benchBurnAccuracy();
   if (which === "all" || which === "lease") await benchLeaseRevert();
   if (which === "all" || which === "abort") await benchAbortLatency();
+  if (which === "all" || which === "auth") await benchAuth();
 } finally {
   await killAll();
 }

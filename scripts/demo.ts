@@ -1,9 +1,11 @@
 /**
- * The demo game day: a control plane, one local agent, and a 20 s cpu-burn at 50% of one core,
- * showing the load the agent measures while it runs and proving it is gone afterwards; then an
- * experiment run twice — once with the service healthy (completed), once with its health check
- * breaking mid-run (aborted, reverted) — with plan, live timeline and report. Every step runs the
- * real `firedrill` and `firedrill-agent` commands; nothing is simulated.
+ * The demo game day: a control plane, a login with its bootstrap admin token, one local agent, and
+ * a 20 s cpu-burn at 50% of one core, showing the load the agent measures while it runs and
+ * proving it is gone afterwards; then an experiment run twice — once with the service healthy
+ * (completed), once with its health check breaking mid-run (aborted, reverted) — with plan, live
+ * timeline and report; last, the audit log of it all and its verification. Every step runs the
+ * real `firedrill` and `firedrill-agent` commands; nothing is simulated. The CLI's config file
+ * lives in the demo's temp dir: your own ~/.config/firedrill is neither read nor written.
  *
  *   pnpm demo
  */
@@ -37,18 +39,29 @@ async function freePort(): Promise<number> {
   });
 }
 
-function cli(args: string[], env: Record<string, string>): string {
+/**
+ * The environment of the demo's CLI calls: the demo's own config file, and none of the caller's
+ * FIREDRILL_SERVER / FIREDRILL_TOKEN, so every call uses what `firedrill login` saved.
+ */
+function cliEnv(configFile: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, FIREDRILL_CONFIG: configFile };
+  delete env.FIREDRILL_SERVER;
+  delete env.FIREDRILL_TOKEN;
+  return env;
+}
+
+function cli(args: string[], env: NodeJS.ProcessEnv): string {
   console.log(`$ firedrill ${args.join(" ")}`);
-  const r = spawnSync(NODE[0]!, [...NODE.slice(1), CLI, ...args], { cwd: ROOT, env: { ...process.env, ...env }, encoding: "utf8" });
+  const r = spawnSync(NODE[0]!, [...NODE.slice(1), CLI, ...args], { cwd: ROOT, env, encoding: "utf8" });
   if (r.status !== 0) throw new Error(`firedrill ${args.join(" ")} failed (exit ${r.status}):\n${r.stderr}`);
   process.stdout.write(r.stdout);
   return r.stdout.trim();
 }
 
 /** Runs the CLI without blocking this process (the demo's health endpoint must keep answering). */
-function cliLive(args: string[], env: Record<string, string>): Promise<number | null> {
+function cliLive(args: string[], env: NodeJS.ProcessEnv): Promise<number | null> {
   console.log(`$ firedrill ${args.join(" ")}`);
-  const child = spawn(NODE[0]!, [...NODE.slice(1), CLI, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "inherit", "inherit"] });
+  const child = spawn(NODE[0]!, [...NODE.slice(1), CLI, ...args], { cwd: ROOT, env, stdio: ["ignore", "inherit", "inherit"] });
   return new Promise((resolve) => child.once("exit", resolve));
 }
 
@@ -96,12 +109,13 @@ async function main(): Promise<void> {
   try {
     const [grpcPort, httpPort] = [await freePort(), await freePort()];
     const httpUrl = `http://127.0.0.1:${httpPort}`;
-    const env = { FIREDRILL_SERVER: httpUrl };
+    const dataDir = join(work, "cp");
+    const env = cliEnv(join(work, "cli", "config.json"));
 
-    say(`Starting the control plane (gRPC 127.0.0.1:${grpcPort}, HTTP ${httpUrl}, data in ${work}/cp)`);
+    say(`Starting the control plane (gRPC 127.0.0.1:${grpcPort}, HTTP ${httpUrl}, data in ${dataDir})`);
     const server = spawn(
       NODE[0]!,
-      [...NODE.slice(1), CLI, "server", "--data-dir", join(work, "cp"), "--grpc-addr", `127.0.0.1:${grpcPort}`, "--http-addr", `127.0.0.1:${httpPort}`, "--log-level", "error"],
+      [...NODE.slice(1), CLI, "server", "--data-dir", dataDir, "--grpc-addr", `127.0.0.1:${grpcPort}`, "--http-addr", `127.0.0.1:${httpPort}`, "--log-level", "error"],
       { cwd: ROOT, stdio: ["ignore", "inherit", "inherit"] },
     );
     children.push(server);
@@ -112,17 +126,31 @@ async function main(): Promise<void> {
       await sleep(200);
     }
 
-    say("Starting one agent on this host (it dials out to the control plane)");
+    // Every API call needs a token. On its first start the server wrote an admin token to the
+    // data dir (mode 0600): log in with it once; every later command uses the saved login.
+    const adminTokenFile = join(dataDir, "admin-token");
+    say(`Logging in with the admin token the server wrote to ${adminTokenFile} (the CLI config goes to ${env.FIREDRILL_CONFIG}, not your ~/.config)`);
+    cli(["login", "--server", httpUrl, "--token-file", adminTokenFile], env);
+    cli(["whoami"], env);
+    const adminToken = readFileSync(adminTokenFile, "utf8").trim();
+    /** The demo's own reads of the API, with the same token. */
+    const getJson = async <T>(path: string): Promise<T> => {
+      const res = await fetch(`${httpUrl}${path}`, { headers: { authorization: `Bearer ${adminToken}` } });
+      if (!res.ok) throw new Error(`GET ${path}: HTTP ${res.status} ${await res.text()}`);
+      return (await res.json()) as T;
+    };
+
+    say("Starting one agent on this host (it dials out to the control plane; the label firedrill:opt-in=true lets faults onto it)");
     const agent = spawn(
       NODE[0]!,
-      [...NODE.slice(1), AGENT, "--server", `127.0.0.1:${grpcPort}`, "--token-file", join(work, "cp", "join-token"), "--state-dir", join(work, "agent"), "--labels", "app=demo,firedrill:opt-in=true", "--imds", "off", "--log-level", "warn"],
+      [...NODE.slice(1), AGENT, "--server", `127.0.0.1:${grpcPort}`, "--token-file", join(dataDir, "join-token"), "--state-dir", join(work, "agent"), "--labels", "app=demo,firedrill:opt-in=true", "--imds", "off", "--log-level", "warn"],
       { cwd: ROOT, stdio: ["ignore", "inherit", "inherit"] },
     );
     children.push(agent);
     let agentId = "";
     for (let i = 0; !agentId; i++) {
       if (i > 100) throw new Error("the agent did not register within 20 s");
-      const list = (await (await fetch(`${httpUrl}/api/v1/agents`)).json()) as { agents: { id: string; connected: boolean }[] };
+      const list = await getJson<{ agents: { id: string; connected: boolean }[] }>("/api/v1/agents");
       agentId = list.agents.find((a) => a.connected)?.id ?? "";
       if (!agentId) await sleep(200);
     }
@@ -141,10 +169,10 @@ async function main(): Promise<void> {
     let printed = 0;
     while (Date.now() - t0 < (DURATION_S + 15) * 1000) {
       await sleep(1000);
-      const detail = (await (await fetch(`${httpUrl}/api/v1/faults/${faultId}`)).json()) as {
+      const detail = await getJson<{
         fault: { state: string; reason: string | null };
         events: { type: string; measurements: Record<string, number> | null }[];
-      };
+      }>(`/api/v1/faults/${faultId}`);
       state = detail.fault.state;
       reason = detail.fault.reason ?? "";
       const progress = detail.events.filter((e) => e.type === "progress" && e.measurements);
@@ -194,7 +222,7 @@ async function main(): Promise<void> {
     let runId = "";
     for (let i = 0; i < 150 && !runId; i++) {
       await sleep(200);
-      const { runs } = (await (await fetch(`${httpUrl}/api/v1/runs?state=active`)).json()) as { runs: { id: string; state: string }[] };
+      const { runs } = await getJson<{ runs: { id: string; state: string }[] }>("/api/v1/runs?state=active");
       runId = runs.find((r) => r.state === "running")?.id ?? "";
     }
     await sleep(3000);
@@ -206,6 +234,10 @@ async function main(): Promise<void> {
     await cliLive(["report", runId], env);
     if (burnerThreads(agent.pid!) !== 0) throw new Error("burner threads are still running after the abort");
     health.close();
+
+    say("The audit log: every change (and every refused call) with who, from where, and the outcome; hash-chained");
+    cli(["audit", "--since", "10m"], env);
+    cli(["audit", "verify"], env);
 
     say("Shutting down the agent and the control plane");
     for (const c of [agent, server]) {

@@ -21,11 +21,11 @@ describe("agent link (real control plane and agent processes, gRPC on loopback)"
     server = await startServer({ dataDir: dir("cp") });
   });
 
-  const agents = async () => (await api(server.httpUrl, "GET", "/api/v1/agents")).body.agents as any[];
+  const agents = async () => (await api(server, "GET", "/api/v1/agents")).body.agents as any[];
 
   it("registers with facts and labels, and comes back with the same id after a server restart", async () => {
     const stateDir = dir("agent");
-    const agent = startAgentProcess({ server: server.grpcAddr, token: server.token, stateDir, labels: "app=web,firedrill:opt-in=true" });
+    const agent = startAgentProcess({ server: server.grpcAddr, token: server.joinToken, stateDir, labels: "app=web,firedrill:opt-in=true" });
     const [registered] = await waitFor("the agent to register", async () => {
       const list = await agents();
       return list.length === 1 && list[0].connected ? list : undefined;

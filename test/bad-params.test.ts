@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { api } from "./support/api.js";
 import { burnerThreads } from "./support/cpu.js";
-import { runCli, startCluster } from "./support/processes.js";
+import { cliEnv, runCli, startCluster } from "./support/processes.js";
 import type { ServerHandle, TestCluster, TestProcess } from "./support/processes.js";
 
 describe("bad fault requests get precise errors and start nothing", () => {
@@ -29,20 +29,20 @@ describe("bad fault requests get precise errors and start nothing", () => {
   ];
 
   it.each(cases)("HTTP API: %s", async (_name, body, issue) => {
-    const res = await api(server.httpUrl, "POST", `/api/v1/agents/${agentId}/faults`, body);
+    const res = await api(server, "POST", `/api/v1/agents/${agentId}/faults`, body);
     expect(res.status).toBe(400);
     expect(res.body.error.issues).toContainEqual(issue);
     expect(res.body.error.message).toContain(`${issue.field}: ${issue.message}`);
   });
 
   it("an agent-side check (more cores than the host has) is refused with the agent's reason", async () => {
-    const res = await api(server.httpUrl, "POST", `/api/v1/agents/${agentId}/faults`, { kind: "cpu-burn", params: { cores: 512 }, duration: "30s" });
+    const res = await api(server, "POST", `/api/v1/agents/${agentId}/faults`, { kind: "cpu-burn", params: { cores: 512 }, duration: "30s" });
     expect(res.status).toBe(422);
     expect(res.body.error.message).toMatch(/^params.cores: 512 is more than the \d+ CPUs of this host/);
   });
 
   it("CLI: says what is wrong and exits 1", async () => {
-    const env = { FIREDRILL_SERVER: server.httpUrl };
+    const env = cliEnv(server);
     const bad = await runCli(["fault", "start", "--agent", agentId, "--kind", "cpu-burn", "--param", "load=150", "--duration", "abc"], env);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain("params.load: 150 is above the maximum 100");
@@ -55,7 +55,7 @@ describe("bad fault requests get precise errors and start nothing", () => {
   it("nothing was started anywhere", async () => {
     expect(burnerThreads(agent.pid)).toEqual([]);
     expect(readdirSync(join(cluster.stateDir, "journal"))).toEqual([]);
-    const active = (await api(server.httpUrl, "GET", "/api/v1/faults?state=active")).body.faults;
+    const active = (await api(server, "GET", "/api/v1/faults?state=active")).body.faults;
     expect(active).toEqual([]);
   });
 });

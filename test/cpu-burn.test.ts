@@ -17,16 +17,18 @@ describe("cpu-burn end to end: measured load appears and disappears on every rev
   });
   // A failed test must not leave its burn running into the next one.
   afterEach(async () => {
-    await api(server.httpUrl, "DELETE", `/api/v1/agents/${agentId}/faults`);
+    await api(server, "DELETE", `/api/v1/agents/${agentId}/faults`);
   });
   afterAll(() => cluster.close());
 
-  const start = async (params: Record<string, unknown>, duration: string) => {
-    const res = await api(server.httpUrl, "POST", `/api/v1/agents/${agentId}/faults`, { kind: "cpu-burn", params, duration });
+  /** Starts a burn as the admin; `overridePolicy` (a reason) lets a second burn past the one-per-kind rule. */
+  const start = async (params: Record<string, unknown>, duration: string, overridePolicy?: string) => {
+    const body = { kind: "cpu-burn", params, duration, ...(overridePolicy ? { overridePolicy } : {}) };
+    const res = await api(server, "POST", `/api/v1/agents/${agentId}/faults`, body);
     expect(res.status, JSON.stringify(res.body)).toBe(201);
     return res.body.fault.id as string;
   };
-  const fault = async (id: string) => (await api(server.httpUrl, "GET", `/api/v1/faults/${id}`)).body.fault;
+  const fault = async (id: string) => (await api(server, "GET", `/api/v1/faults/${id}`)).body.fault;
   const waitReverted = (id: string, ms = 10_000) => waitFor(`fault ${id} reverted`, async () => ((await fault(id)).state === "reverted" ? fault(id) : undefined), ms);
 
   it("raises machine CPU by about what was asked, and it is gone when the duration ends", async () => {
@@ -47,7 +49,7 @@ describe("cpu-burn end to end: measured load appears and disappears on every rev
     expect(burnerThreads(agent.pid)).toEqual([]);
     expect(await processCpu(agent.pid, 1000)).toBeLessThan(15);
     // The agent reported what it measured while burning.
-    const events = (await api(server.httpUrl, "GET", `/api/v1/faults/${id}`)).body.events as any[];
+    const events = (await api(server, "GET", `/api/v1/faults/${id}`)).body.events as any[];
     const measured = events.filter((e) => e.type === "progress").map((e) => e.measurements.burner_percent);
     expect(measured.length).toBeGreaterThan(0);
     expect(Math.max(...measured)).toBeGreaterThan(45);
@@ -57,7 +59,7 @@ describe("cpu-burn end to end: measured load appears and disappears on every rev
     const id = await start({ load: 80, cores: 1 }, "5m");
     await waitFor("burner threads", () => burnerThreads(agent.pid).length === 1);
     expect(await processCpu(agent.pid, 1000)).toBeGreaterThan(50);
-    const res = await api(server.httpUrl, "DELETE", `/api/v1/agents/${agentId}/faults/${id}`);
+    const res = await api(server, "DELETE", `/api/v1/agents/${agentId}/faults/${id}`);
     expect(res.status).toBe(200);
     expect(res.body.fault.state).toBe("reverted");
     expect(res.body.fault.reason).toBe("stopped");
@@ -66,9 +68,18 @@ describe("cpu-burn end to end: measured load appears and disappears on every rev
   });
 
   it("is gone on stop-all, on every core", async () => {
-    const ids = [await start({ load: 50, cores: 1 }, "5m"), await start({ load: 30, cores: "all" }, "5m")];
+    const first = await start({ load: 50, cores: 1 }, "5m");
+    await waitFor("the first burn", () => burnerThreads(agent.pid).length === 1);
+    // The server policy allows one cpu-burn per host at a time: a second is refused, naming the rule...
+    const refused = await api(server, "POST", `/api/v1/agents/${agentId}/faults`, { kind: "cpu-burn", params: { load: 30, cores: "all" }, duration: "5m" });
+    expect(refused.status).toBe(422);
+    expect(refused.body.error.code).toBe("policy_refused");
+    expect(refused.body.error.message).toContain("one-fault-per-kind-per-host");
+    expect(burnerThreads(agent.pid)).toHaveLength(1);
+    // ...unless an admin overrides the policy, saying why.
+    const ids = [first, await start({ load: 30, cores: "all" }, "5m", "test: two burns at once for stop-all")];
     await waitFor("burner threads", () => burnerThreads(agent.pid).length === 1 + cpus().length);
-    const res = await api(server.httpUrl, "DELETE", `/api/v1/agents/${agentId}/faults`);
+    const res = await api(server, "DELETE", `/api/v1/agents/${agentId}/faults`);
     expect(res.status).toBe(200);
     for (const id of ids) expect(await fault(id)).toMatchObject({ state: "reverted", reason: "stopped" });
     expect(burnerThreads(agent.pid)).toEqual([]);

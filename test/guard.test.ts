@@ -33,7 +33,7 @@ describe("the guard: an out-of-process watchdog beside the agent", () => {
     cluster = await startCluster();
     const { server, agent, agentId, stateDir } = cluster;
     const guard = await waitFor("the guard", () => guardOf(stateDir));
-    const res = await api(server.httpUrl, "POST", `/api/v1/agents/${agentId}/faults`, { kind: "cpu-burn", params: { load: 20 }, duration: "10m" });
+    const res = await api(server, "POST", `/api/v1/agents/${agentId}/faults`, { kind: "cpu-burn", params: { load: 20 }, duration: "10m" });
     expect(res.status).toBe(201);
     await waitFor("burner threads", () => burnerThreads(agent.pid).length === 1);
     agent.kill("SIGKILL");
@@ -46,9 +46,9 @@ describe("the guard: an out-of-process watchdog beside the agent", () => {
     expect(readdirSync(join(stateDir, "reports"))).toEqual([`${res.body.fault.id}.json`]);
 
     // The next agent finds nothing to revert and delivers the guard's report.
-    const next = startAgentProcess({ server: server.grpcAddr, token: server.token, stateDir });
+    const next = startAgentProcess({ server: server.grpcAddr, token: server.joinToken, stateDir });
     const fault = await waitFor("the recovery report", async () => {
-      const f = (await api(server.httpUrl, "GET", `/api/v1/faults/${res.body.fault.id}`)).body.fault;
+      const f = (await api(server, "GET", `/api/v1/faults/${res.body.fault.id}`)).body.fault;
       return f.state === "reverted" ? f : undefined;
     });
     expect(fault.reason).toBe("recovery");
@@ -59,19 +59,19 @@ describe("the guard: an out-of-process watchdog beside the agent", () => {
     cluster = await startCluster();
     const { server, agent, agentId, stateDir } = cluster;
     const guard = await waitFor("the guard", () => guardOf(stateDir));
-    const res = await api(server.httpUrl, "POST", `/api/v1/agents/${agentId}/faults`, { kind: "cpu-burn", params: { load: 20 }, duration: "10m" });
+    const res = await api(server, "POST", `/api/v1/agents/${agentId}/faults`, { kind: "cpu-burn", params: { load: 20 }, duration: "10m" });
     expect(res.status).toBe(201);
     // Freeze the guard so that it is still there, undone, when the new agent starts.
     process.kill(guard.pid, "SIGSTOP");
     agent.kill("SIGKILL");
     await agent.exited;
     expect(readdirSync(join(stateDir, "journal"))).toHaveLength(1);
-    const next = startAgentProcess({ server: server.grpcAddr, token: server.token, stateDir });
+    const next = startAgentProcess({ server: server.grpcAddr, token: server.joinToken, stateDir });
     await waitFor("the takeover", () => next.output().includes("took over from the guard of a previous agent"), 15_000);
     await waitFor("the old guard gone", () => !existsSync(`/proc/${guard.pid}`) || readFileSync(`/proc/${guard.pid}/stat`, "utf8").includes(") Z"), 10_000);
     await waitFor("journal emptied by the new agent", () => readdirSync(join(stateDir, "journal")).length === 0);
     const fault = await waitFor("the recovery report", async () => {
-      const f = (await api(server.httpUrl, "GET", `/api/v1/faults/${res.body.fault.id}`)).body.fault;
+      const f = (await api(server, "GET", `/api/v1/faults/${res.body.fault.id}`)).body.fault;
       return f.state === "reverted" ? f : undefined;
     });
     expect(fault.reason).toBe("recovery");

@@ -15,9 +15,9 @@ describe("journal: faults left by a killed agent are reverted before new work", 
 
   async function killedMidBurn(server: ServerHandle, stateDir: string) {
     // Without the guard: this is the journal's own path (restart, recover).
-    const agent = startAgentProcess({ server: server.grpcAddr, token: server.token, stateDir, extraArgs: ["--no-guard"] });
+    const agent = startAgentProcess({ server: server.grpcAddr, token: server.joinToken, stateDir, extraArgs: ["--no-guard"] });
     const agentId = await connectedAgentId(server);
-    const res = await api(server.httpUrl, "POST", `/api/v1/agents/${agentId}/faults`, { kind: "cpu-burn", params: { load: 40 }, duration: "10m" });
+    const res = await api(server, "POST", `/api/v1/agents/${agentId}/faults`, { kind: "cpu-burn", params: { load: 40 }, duration: "10m" });
     expect(res.status).toBe(201);
     await waitFor("burner threads", () => burnerThreads(agent.pid).length === 1);
     const journal = readdirSync(join(stateDir, "journal"));
@@ -26,7 +26,7 @@ describe("journal: faults left by a killed agent are reverted before new work", 
     await agent.exited;
     // Kill -9 leaves the record behind: nothing had a chance to clean up.
     expect(readdirSync(join(stateDir, "journal"))).toEqual(journal);
-    await waitFor("agent disconnected", async () => !(await api(server.httpUrl, "GET", `/api/v1/agents/${agentId}`)).body.agent.connected);
+    await waitFor("agent disconnected", async () => !(await api(server, "GET", `/api/v1/agents/${agentId}`)).body.agent.connected);
     return { agentId, faultId: res.body.fault.id as string };
   }
 
@@ -37,10 +37,10 @@ describe("journal: faults left by a killed agent are reverted before new work", 
     const server = await startServer({ dataDir: cp.path });
     const { faultId } = await killedMidBurn(server, st.path);
 
-    const agent = startAgentProcess({ server: server.grpcAddr, token: server.token, stateDir: st.path });
+    const agent = startAgentProcess({ server: server.grpcAddr, token: server.joinToken, stateDir: st.path });
     await waitFor("journal emptied", () => readdirSync(join(st.path, "journal")).length === 0);
     const fault = await waitFor("recovery reported", async () => {
-      const f = (await api(server.httpUrl, "GET", `/api/v1/faults/${faultId}`)).body.fault;
+      const f = (await api(server, "GET", `/api/v1/faults/${faultId}`)).body.fault;
       return f.state === "reverted" ? f : undefined;
     });
     expect(fault.reason).toBe("recovery");
@@ -64,9 +64,9 @@ describe("journal: faults left by a killed agent are reverted before new work", 
     expect(again.output()).toContain("nothing to revert");
 
     // The next agent start delivers the recovery report.
-    startAgentProcess({ server: server.grpcAddr, token: server.token, stateDir: st.path });
+    startAgentProcess({ server: server.grpcAddr, token: server.joinToken, stateDir: st.path });
     const fault = await waitFor("recovery reported", async () => {
-      const f = (await api(server.httpUrl, "GET", `/api/v1/faults/${faultId}`)).body.fault;
+      const f = (await api(server, "GET", `/api/v1/faults/${faultId}`)).body.fault;
       return f.state === "reverted" ? f : undefined;
     });
     expect(fault.reason).toBe("recovery");
@@ -77,8 +77,8 @@ describe("journal: faults left by a killed agent are reverted before new work", 
     const st = tempDir("agent");
     dirs.push(cp, st);
     const server = await startServer({ dataDir: cp.path });
-    startAgentProcess({ server: server.grpcAddr, token: server.token, stateDir: st.path });
-    await waitFor("agent", async () => (await api(server.httpUrl, "GET", "/api/v1/agents")).body.agents[0]?.connected);
+    startAgentProcess({ server: server.grpcAddr, token: server.joinToken, stateDir: st.path });
+    await waitFor("agent", async () => (await api(server, "GET", "/api/v1/agents")).body.agents[0]?.connected);
     const recover = spawnNode(AGENT_BIN, ["recover", "--state-dir", st.path]);
     expect(await recover.exited).toBe(1);
     expect(recover.output()).toMatch(/is in use by firedrill-agent pid \d+; stop that agent first/);

@@ -15,9 +15,9 @@ describe("lease: the agent reverts on its own when the control plane is gone", (
     const st = tempDir("agent");
     dirs.push(cp, st);
     let server = await startServer({ dataDir: cp.path, leaseTtl: "3s" });
-    const agent = startAgentProcess({ server: server.grpcAddr, token: server.token, stateDir: st.path });
+    const agent = startAgentProcess({ server: server.grpcAddr, token: server.joinToken, stateDir: st.path });
     const agentId = await connectedAgentId(server);
-    const res = await api(server.httpUrl, "POST", `/api/v1/agents/${agentId}/faults`, { kind: "cpu-burn", params: { load: 70, cores: 1 }, duration: "10m" });
+    const res = await api(server, "POST", `/api/v1/agents/${agentId}/faults`, { kind: "cpu-burn", params: { load: 70, cores: 1 }, duration: "10m" });
     expect(res.status).toBe(201);
     const faultId = res.body.fault.id as string;
     await waitFor("burner threads", () => burnerThreads(agent.pid).length === 1);
@@ -33,7 +33,7 @@ describe("lease: the agent reverts on its own when the control plane is gone", (
     const [grpcPort, httpPort] = [server.grpcAddr, server.httpUrl].map((a) => Number(a.split(":").at(-1)));
     server = await startServer({ dataDir: cp.path, grpcPort: grpcPort!, httpPort: httpPort!, leaseTtl: "3s" });
     const fault = await waitFor("the lease revert to be reported", async () => {
-      const f = (await api(server.httpUrl, "GET", `/api/v1/faults/${faultId}`)).body.fault;
+      const f = (await api(server, "GET", `/api/v1/faults/${faultId}`)).body.fault;
       return f.state === "reverted" ? f : undefined;
     });
     expect(fault.reason).toBe("lease");

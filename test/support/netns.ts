@@ -20,7 +20,7 @@ import type { ChildProcess } from "node:child_process";
 import { randomBytes, randomInt } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { captureProcess } from "./processes.js";
+import { captureProcess, childEnv } from "./processes.js";
 
 export const ROOT = resolve(import.meta.dirname, "../..");
 const NODE_ARGS = ["--conditions=@firedrill/source", "--import", "tsx"];
@@ -101,7 +101,7 @@ export class NetnsLab {
     // `ip netns exec` execs the program in place: the child's pid is node's.
     const child = spawn("ip", ["netns", "exec", ns, process.execPath, ...nodeArgs, script, ...args], {
       cwd: ROOT,
-      env: { ...process.env, FORCE_COLOR: "0", NO_COLOR: "1", ...opts.env },
+      env: childEnv(opts.env),
       stdio: ["ignore", "pipe", "pipe"],
     });
     const proc: NsProcess = captureProcess(child);

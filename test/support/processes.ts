@@ -1,7 +1,9 @@
 /**
  * Real processes for end-to-end tests: the control plane and agents, run from source exactly as
  * `pnpm firedrill` and `pnpm firedrill-agent` run them. Every process a test starts is tracked
- * and killed by `killAll()`.
+ * and killed by `killAll()`. The HTTP API needs a token: `startServer` returns the bootstrap
+ * admin's, and CLI children get theirs through `cliEnv` (never the credentials of whoever runs
+ * the tests: FIREDRILL_TOKEN and FIREDRILL_CONFIG are not inherited).
  */
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
@@ -9,9 +11,12 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { api } from "./api.js";
 
 export const ROOT = resolve(import.meta.dirname, "../..");
 const NODE_ARGS = ["--conditions=@firedrill/source", "--import", "tsx"];
+/** Labels an agent gets unless a test says otherwise: the default policy's opt-in label. */
+export const OPT_IN_LABELS = "firedrill:opt-in=true";
 export const CLI_BIN = join(ROOT, "packages/cli/src/bin.ts");
 export const AGENT_BIN = join(ROOT, "packages/agent/src/bin.ts");
 
@@ -27,11 +32,25 @@ export interface TestProcess {
 
 const started = new Set<TestProcess>();
 
+/** Where a CLI child looks for its config file when the test gives none: a path no one writes. */
+const NO_CLI_CONFIG_DIR = join(tmpdir(), `firedrill-test-cli-${process.pid}`);
+
+/**
+ * The environment of a child: this process's, without the credentials of whoever runs the tests
+ * (FIREDRILL_TOKEN, FIREDRILL_CONFIG), then `env`.
+ */
+export function childEnv(env: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const inherited = { ...process.env };
+  delete inherited.FIREDRILL_TOKEN;
+  delete inherited.FIREDRILL_CONFIG;
+  return { ...inherited, FORCE_COLOR: "0", NO_COLOR: "1", FIREDRILL_CONFIG: join(NO_CLI_CONFIG_DIR, "config.json"), ...env };
+}
+
 /** Spawns `node <script> ...args` from the repo root, from source. */
 export function spawnNode(script: string, args: string[], env: Record<string, string> = {}): TestProcess {
   const child = spawn(process.execPath, [...NODE_ARGS, script, ...args], {
     cwd: ROOT,
-    env: { ...process.env, FORCE_COLOR: "0", NO_COLOR: "1", ...env },
+    env: childEnv(env),
     stdio: ["ignore", "pipe", "pipe"],
   });
   const proc = captureProcess(child);
@@ -80,16 +99,20 @@ export async function killAll(): Promise<void> {
   const procs = [...started];
   for (const p of procs) p.kill("SIGKILL");
   await Promise.race([Promise.all(procs.map((p) => p.exited)), sleep(5000)]);
+  rmSync(NO_CLI_CONFIG_DIR, { recursive: true, force: true });
 }
 
-/** Runs a CLI command to completion. */
+/**
+ * Runs a CLI command to completion. `env` is added to the child's environment: give it
+ * {@link cliEnv} (server, token, config file), or the command talks to no server with no token.
+ */
 export async function runCli(
   args: string[],
   env: Record<string, string> = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const child = spawn(process.execPath, [...NODE_ARGS, CLI_BIN, ...args], {
     cwd: ROOT,
-    env: { ...process.env, FORCE_COLOR: "0", NO_COLOR: "1", ...env },
+    env: childEnv(env),
     stdio: ["ignore", "pipe", "pipe"],
   });
   let stdout = "";
@@ -146,7 +169,21 @@ export interface ServerHandle {
   dataDir: string;
   grpcAddr: string;
   httpUrl: string;
-  token: string;
+  /** The agents' join token (`<dataDir>/join-token`). */
+  joinToken: string;
+  /** The bootstrap admin's API token (`<dataDir>/admin-token`), written on the first start. */
+  adminToken: string;
+  /** The CLI config file for this server's tests (inside the test's temp dir; written only by `firedrill login`). */
+  cliConfig: string;
+}
+
+/**
+ * The environment for a CLI child talking to `server`: its URL, a token (the admin's unless
+ * given) and a config file in the test's temp dir, so nothing reads or writes the real
+ * ~/.config/firedrill.
+ */
+export function cliEnv(server: ServerHandle, token: string = server.adminToken): Record<string, string> {
+  return { FIREDRILL_SERVER: server.httpUrl, FIREDRILL_TOKEN: token, FIREDRILL_CONFIG: server.cliConfig };
 }
 
 export async function startServer(opts: {
@@ -156,6 +193,8 @@ export async function startServer(opts: {
   leaseTtl?: string;
   heartbeatInterval?: string;
   extraArgs?: string[];
+  /** Extra environment of the server process (e.g. NODE_OPTIONS for a bench). */
+  env?: Record<string, string>;
 }): Promise<ServerHandle> {
   const grpcPort = opts.grpcPort ?? (await freePort());
   const httpPort = opts.httpPort ?? (await freePort());
@@ -165,7 +204,7 @@ export async function startServer(opts: {
   if (opts.leaseTtl) args.push("--lease-ttl", opts.leaseTtl);
   if (opts.heartbeatInterval) args.push("--heartbeat-interval", opts.heartbeatInterval);
   args.push(...(opts.extraArgs ?? []));
-  const proc = spawnNode(CLI_BIN, args, { FIREDRILL_LOG_LEVEL: "debug" });
+  const proc = spawnNode(CLI_BIN, args, { FIREDRILL_LOG_LEVEL: "debug", ...opts.env });
   await waitFor(
     `the control plane at ${httpUrl} (output: ${proc.output().slice(-2000)})`,
     async () => {
@@ -175,11 +214,15 @@ export async function startServer(opts: {
     },
     20_000,
   );
-  const token = readFileSync(join(opts.dataDir, "join-token"), "utf8").trim();
-  return { proc, dataDir: opts.dataDir, grpcAddr, httpUrl, token };
+  const joinToken = readFileSync(join(opts.dataDir, "join-token"), "utf8").trim();
+  const adminToken = readFileSync(join(opts.dataDir, "admin-token"), "utf8").trim();
+  return { proc, dataDir: opts.dataDir, grpcAddr, httpUrl, joinToken, adminToken, cliConfig: join(opts.dataDir, "cli", "config.json") };
 }
 
-/** An agent process. */
+/**
+ * An agent process. `labels` default to {@link OPT_IN_LABELS} (the policy lets faults onto it);
+ * pass "" for an agent without any label.
+ */
 export function startAgentProcess(opts: {
   server: string;
   token: string;
@@ -196,7 +239,8 @@ export function startAgentProcess(opts: {
     "--progress-interval", "1s",
     "--log-level", "debug",
   ];
-  if (opts.labels) args.push("--labels", opts.labels);
+  const labels = opts.labels ?? OPT_IN_LABELS;
+  if (labels) args.push("--labels", labels);
   args.push(...(opts.extraArgs ?? []));
   agentStateDirs.add(opts.stateDir);
   return spawnNode(AGENT_BIN, args);
@@ -207,15 +251,14 @@ export async function connectedAgentId(server: ServerHandle, timeoutMs = 20_000)
   return waitFor(
     `an agent connected to ${server.httpUrl}`,
     async () => {
-      const res = await fetch(`${server.httpUrl}/api/v1/agents`);
-      const { agents } = (await res.json()) as { agents: { id: string; connected: boolean }[] };
+      const { agents } = (await api(server, "GET", "/api/v1/agents")).body as { agents: { id: string; connected: boolean }[] };
       return agents.find((a) => a.connected)?.id;
     },
     timeoutMs,
   );
 }
 
-/** A control plane with connected agents, in fresh temp dirs. */
+/** A control plane with connected agents (labelled {@link OPT_IN_LABELS} unless `labels` says otherwise), in fresh temp dirs. */
 export interface TestCluster {
   server: ServerHandle;
   /** The first agent (most tests need one). */
@@ -238,12 +281,12 @@ export async function startCluster(
   for (let i = 0; i < (opts.agents ?? 1); i++) {
     const st = tempDir(`agent${i}`);
     dirs.push(st);
-    const proc = startAgentProcess({ server: server.grpcAddr, token: server.token, stateDir: st.path, ...(opts.labels ? { labels: opts.labels } : {}) });
+    const proc = startAgentProcess({ server: server.grpcAddr, token: server.joinToken, stateDir: st.path, ...(opts.labels !== undefined ? { labels: opts.labels } : {}) });
     agents.push({ proc, id: "", stateDir: st.path });
   }
   await waitFor(`${agents.length} agents connected`, async () => {
-    const res = await fetch(`${server.httpUrl}/api/v1/agents`);
-    const list = ((await res.json()) as { agents: { id: string; connected: boolean }[] }).agents.filter((a) => a.connected);
+    const { body } = await api(server, "GET", "/api/v1/agents");
+    const list = (body as { agents: { id: string; connected: boolean }[] }).agents.filter((a) => a.connected);
     return list.length === agents.length;
   }, 30_000);
   for (const a of agents) a.id = readFileSync(join(a.stateDir, "agent-id"), "utf8").trim();

@@ -217,12 +217,29 @@ export interface TestAlertmanager {
   stop(): Promise<void>;
 }
 
+/** Options of {@link startAlertmanager}. */
+export interface StartAlertmanagerOptions {
+  /** How long to wait for readiness. @default 30000 */
+  readyTimeoutMs?: number;
+  /**
+   * A file holding the API token the webhook sends as `Authorization: Bearer` (the receiver's
+   * `http_config.authorization.credentials_file`). Without it, the webhook sends no credentials.
+   */
+  bearerTokenFile?: string;
+}
+
 /**
  * Starts Debian's `prometheus-alertmanager` on a free loopback port, clustering off, routing every
- * alert at once (group_wait 0s, group_interval 1s) to `webhookUrl` with send_resolved.
+ * alert at once (group_wait 0s, group_interval 1s) to `webhookUrl` with send_resolved, with the
+ * bearer token in `bearerTokenFile` if given (a number is the ready timeout, as before).
  * Returns undefined when the binary is not installed (skip with {@link ALERTMANAGER_MISSING}).
  */
-export async function startAlertmanager(webhookUrl: string, readyTimeoutMs = 30_000): Promise<TestAlertmanager | undefined> {
+export async function startAlertmanager(
+  webhookUrl: string,
+  options: StartAlertmanagerOptions | number = {},
+): Promise<TestAlertmanager | undefined> {
+  const opts: StartAlertmanagerOptions = typeof options === "number" ? { readyTimeoutMs: options } : options;
+  const readyTimeoutMs = opts.readyTimeoutMs ?? 30_000;
   const binary = findBinary("prometheus-alertmanager");
   if (!binary) return undefined;
   const dir = mkdtempSync(join(tmpdir(), "firedrill-alertmanager-"));
@@ -241,6 +258,9 @@ export async function startAlertmanager(webhookUrl: string, readyTimeoutMs = 30_
       "    webhook_configs:",
       `      - url: ${JSON.stringify(webhookUrl)}`,
       "        send_resolved: true",
+      ...(opts.bearerTokenFile
+        ? ["        http_config:", "          authorization:", "            type: Bearer", `            credentials_file: ${JSON.stringify(opts.bearerTokenFile)}`]
+        : []),
       "",
     ].join("\n"),
   );

@@ -97,4 +97,5 @@ export {
   MAX_LABEL_VALUE_LENGTH,
   MAX_ANNOTATION_VALUE_LENGTH,
   MAX_ALERT_SIZE_BYTES,
+  MAX_FINGERPRINT_LENGTH,
 } from "./stop-conditions/index.js";

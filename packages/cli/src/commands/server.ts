@@ -2,6 +2,7 @@
 import { Option } from "commander";
 import type { Command } from "commander";
 import { existsSync } from "node:fs";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import { DATABASE_FILE, InvalidConfigError, createIdentityStore, createLogger, createStore, resetAdminToken, startControlPlane } from "@firedrill/control-plane";
 import type { ControlPlaneOptions } from "@firedrill/control-plane";
@@ -192,6 +193,8 @@ export function registerServerCommand(program: Command, ctx: CommandContext): vo
         throw err;
       }
       const signal = untilSignal(ctx);
+      // A wildcard bind is no address to connect to: show a name clients can use.
+      const reachable = cp.httpUrl.replace(/^(https?:\/\/)(0\.0\.0\.0|\[::\])(?=:)/, (_, scheme: string) => `${scheme}${config.advertise?.[0] ?? hostname()}`);
       const tls = options.tlsCert !== undefined ? "TLS" : "insecure";
       ctx.io.out(
         [
@@ -200,7 +203,7 @@ export function registerServerCommand(program: Command, ctx: CommandContext): vo
           `  HTTP API:       ${cp.httpUrl}/api/v1`,
           `  metrics:        ${cp.httpUrl}/metrics`,
           `  join token:     ${cp.joinTokenFile}`,
-          `  admin token:    ${cp.adminTokenFile} (created on the first start; firedrill login --server ${cp.httpUrl} --token-file ${cp.adminTokenFile}${cp.caFingerprint ? ` --ca-fingerprint ${cp.caFingerprint}` : ""})`,
+          `  admin token:    ${cp.adminTokenFile} (created on the first start; firedrill login --server ${reachable} --token-file ${cp.adminTokenFile}${cp.caFingerprint ? ` --ca-fingerprint ${cp.caFingerprint}` : ""})`,
           ...(cp.caFingerprint ? [`  CA:             ${cp.caFingerprint}`] : []),
           "",
         ].join("\n"),

@@ -47,10 +47,10 @@ export const MAX_LABEL_VALUE_LENGTH = 1024;
 export const MAX_ANNOTATION_VALUE_LENGTH = 4096;
 
 /**
- * Largest labels + annotations of one alert, in bytes of their JSON (UTF-8), 16 KiB: with
- * {@link MAX_FIRING_ALERTS}, at most 16 MiB of alert text is kept.
+ * Largest labels + annotations of one alert, in bytes of their JSON (UTF-8), 8 KiB: with
+ * {@link MAX_FIRING_ALERTS}, at most 8 MiB of alert text is kept (real alerts are well under 2 KiB).
  */
-export const MAX_ALERT_SIZE_BYTES = 16 * 1024;
+export const MAX_ALERT_SIZE_BYTES = 8 * 1024;
 
 /** Longest `receiver`, in characters. */
 export const MAX_RECEIVER_LENGTH = 256;
@@ -368,7 +368,7 @@ function validatePayload(payload: unknown): { parsed: AlertmanagerPayload; seria
     const annotations = JSON.stringify(alert.annotations);
     const bytes = Buffer.byteLength(labels) + Buffer.byteLength(annotations);
     if (bytes > MAX_ALERT_SIZE_BYTES) {
-      issues.add(`alerts[${i}]`, `labels and annotations take ${bytes} bytes as JSON; at most ${MAX_ALERT_SIZE_BYTES} (16 KiB)`);
+      issues.add(`alerts[${i}]`, `labels and annotations take ${bytes} bytes as JSON; at most ${MAX_ALERT_SIZE_BYTES} (8 KiB)`);
     }
     return { labels, annotations };
   });
