@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { api } from "./support/api.js";
-import { burnerThreads, processCpu } from "./support/cpu.js";
-import { connectedAgentId, killAll, startAgentProcess, startServer, tempDir, waitFor } from "./support/processes.js";
+import { burnerThreads } from "./support/cpu.js";
+import { connectedAgentId, killAll, sleep, startAgentProcess, startServer, tempDir, waitFor } from "./support/processes.js";
 
 describe("lease: the agent reverts on its own when the control plane is gone", () => {
   const dirs: { cleanup: () => void }[] = [];
@@ -27,7 +27,9 @@ describe("lease: the agent reverts on its own when the control plane is gone", (
     await waitFor("the burn to stop", () => burnerThreads(agent.pid).length === 0, 10_000, 50);
     const revertMs = performance.now() - killedAt;
     expect(revertMs).toBeLessThan(3000 + 1000);
-    expect(await processCpu(agent.pid, 1000)).toBeLessThan(15);
+    // Gone for good: no burner thread comes back (the agent's own CPU use is not the burn's to assert).
+    await sleep(1000);
+    expect(burnerThreads(agent.pid)).toEqual([]);
     expect(agent.child.exitCode).toBeNull();
 
     const [grpcPort, httpPort] = [server.grpcAddr, server.httpUrl].map((a) => Number(a.split(":").at(-1)));
