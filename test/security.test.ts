@@ -8,6 +8,7 @@ import { request } from "node:http";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { DATABASE_FILE } from "@firedrill/control-plane";
+import type { AuditJson } from "@firedrill/control-plane";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { api, createToken } from "./support/api.js";
 import { burnerThreads } from "./support/cpu.js";
@@ -37,22 +38,6 @@ spec:
     - { name: burn, fault: cpu-burn, target: web, params: { load: 5 }, duration: 10s }
 `;
 
-/** An audit entry as `firedrill audit --json` prints it. */
-interface AuditEntry {
-  id: number;
-  time: string;
-  principal: string | null;
-  role: string | null;
-  source: string;
-  method: string;
-  route: string;
-  path: string;
-  targets: string[];
-  status: number;
-  outcome: string;
-  detail: string | null;
-  hash: string;
-}
 
 describe("API security on a real control plane and agent", () => {
   const cp = tempDir("sec-cp");
@@ -81,10 +66,10 @@ describe("API security on a real control plane and agent", () => {
   });
 
   /** `firedrill audit --json ARGS` with the admin token: the entries, an array as every `--json` listing prints (docs/cli/audit.md). */
-  async function auditCli(args: string[] = []): Promise<AuditEntry[]> {
+  async function auditCli(args: string[] = []): Promise<AuditJson[]> {
     const res = await runCli(["audit", "--json", ...args], env);
     expect(res.code, res.stderr).toBe(0);
-    const entries = JSON.parse(res.stdout) as AuditEntry[];
+    const entries = JSON.parse(res.stdout) as AuditJson[];
     expect(Array.isArray(entries), `firedrill audit --json prints the entries as an array, got: ${res.stdout.slice(0, 200)}`).toBe(true);
     return entries;
   }
@@ -156,7 +141,7 @@ describe("API security on a real control plane and agent", () => {
     expect(burnerThreads(agent.pid)).toEqual([]);
     expect(readdirSync(join(st.path, "journal"))).toEqual([]);
     expect((await api(server, "GET", `${faultPath}?state=all`)).body.faults).toEqual([]);
-    const refused = (await api(server, "GET", "/api/v1/audit?actor=admin")).body.entries.find((e: AuditEntry) => e.status === 422);
+    const refused = (await api(server, "GET", "/api/v1/audit?actor=admin")).body.entries.find((e: AuditJson) => e.status === 422);
     expect(refused).toMatchObject({ method: "POST", route: "/api/v1/agents/:id/faults", outcome: "policy_refused", targets: [agentId] });
 
     // An admin may override the policy for one fault, saying why; the reason is audited.
@@ -165,7 +150,7 @@ describe("API security on a real control plane and agent", () => {
     await waitFor("the burn to run", () => burnerThreads(agent.pid).length === 1);
     expect((await api(server, "DELETE", `${faultPath}/${overridden.body.fault.id}`)).status).toBe(200);
     expect(burnerThreads(agent.pid)).toEqual([]);
-    const override = (await api(server, "GET", "/api/v1/audit?actor=admin")).body.entries.find((e: AuditEntry) => e.status === 201 && e.route === "/api/v1/agents/:id/faults");
+    const override = (await api(server, "GET", "/api/v1/audit?actor=admin")).body.entries.find((e: AuditJson) => e.status === 201 && e.route === "/api/v1/agents/:id/faults");
     expect(override).toMatchObject({ route: "/api/v1/agents/:id/faults", detail: "policy overridden: security test: the override path" });
   });
 
@@ -175,7 +160,7 @@ describe("API security on a real control plane and agent", () => {
     expect(intact.stdout).toMatch(/intact/);
 
     // Tamper as someone with the database file would: drop the guard trigger, rewrite who halted.
-    const halt = (await api(server, "GET", "/api/v1/audit?actor=dana")).body.entries.find((e: AuditEntry) => e.route === "/api/v1/halt");
+    const halt = (await api(server, "GET", "/api/v1/audit?actor=dana")).body.entries.find((e: AuditJson) => e.route === "/api/v1/halt");
     expect(halt).toBeDefined();
     const db = new Database(join(server.dataDir, DATABASE_FILE));
     try {
