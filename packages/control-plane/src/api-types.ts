@@ -19,7 +19,18 @@ export interface AgentJson {
   capabilities: AgentRecord["capabilities"];
   /** How many of its faults are pending, accepted or running. */
   activeFaults: number;
+  /** Enrolled with a join token: it authenticates with its own client certificate. */
+  enrolled: boolean;
+  /** When its client certificate expires (renewed over the link well before). */
+  certificateNotAfter: string | null;
+  /** When an admin revoked it; it can never connect again. */
+  revokedAt: string | null;
+  /** Unseen for longer than the server's --agent-stale-after: never targeted. */
+  stale: boolean;
 }
+
+/** Default time after which an unseen agent is stale. */
+export const DEFAULT_AGENT_STALE_AFTER_MS = 24 * 3_600_000;
 
 /** A fault, as the fault routes return it. */
 export interface FaultJson {
@@ -71,7 +82,7 @@ const iso = (ms: number): string => new Date(ms).toISOString();
 const isoOrNull = (ms: number | null): string | null => (ms === null ? null : iso(ms));
 
 /** Renders an agent record as API JSON. */
-export function toAgentJson(agent: AgentRecord): AgentJson {
+export function toAgentJson(agent: AgentRecord, staleAfterMs: number = DEFAULT_AGENT_STALE_AFTER_MS, now: number = Date.now()): AgentJson {
   return {
     id: agent.id,
     hostname: agent.hostname,
@@ -86,6 +97,10 @@ export function toAgentJson(agent: AgentRecord): AgentJson {
     facts: agent.facts,
     capabilities: agent.capabilities,
     activeFaults: agent.activeFaults,
+    enrolled: agent.enrolled,
+    certificateNotAfter: isoOrNull(agent.certificateNotAfter),
+    revokedAt: isoOrNull(agent.revokedAt),
+    stale: !agent.connected && now - agent.lastSeen > staleAfterMs,
   };
 }
 

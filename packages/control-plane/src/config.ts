@@ -5,7 +5,7 @@
 import type { Writable } from "node:stream";
 import type { Logger } from "pino";
 import { z } from "zod";
-import { parseHostPort } from "./address.js";
+import { isLoopbackHost, parseHostPort } from "./address.js";
 import { InvalidConfigError } from "./errors.js";
 
 /** The shortest lease TTL: agents must survive a couple of late renewals. */
@@ -62,10 +62,19 @@ export const controlPlaneOptionsSchema = z
     reconcileGraceMs: z.number().int().min(0).default(DEFAULT_RECONCILE_GRACE_MS),
     /** Root logger; components log through `logger.child({ component })`. */
     logger,
-    /** TLS certificate (PEM) for the gRPC port. With tlsKeyFile, the gRPC port uses TLS. */
-    tlsCertFile: z.string().min(1).optional(),
-    /** TLS private key (PEM) for the gRPC port. */
-    tlsKeyFile: z.string().min(1).optional(),
+    /**
+     * Serve agents plain gRPC, authenticated by the join token alone (no enrollment, no client
+     * certificates). Only on a loopback grpcAddr: for trying firedrill on one machine. @default false
+     */
+    insecureAgents: z.boolean().default(false),
+    /** Lifetime of an agent's client certificate (renewed over the link well before). @default 7 days */
+    agentCertLifetimeMs: z.number().int().min(10_000).max(366 * 86_400_000).default(7 * 86_400_000),
+    /** Most agents this control plane enrolls. @default 20000 */
+    maxAgents: z.number().int().min(1).max(1_000_000).default(20_000),
+    /** Enrollments per second per join token. @default 50 */
+    enrollRatePerToken: z.number().int().min(1).max(100_000).default(50),
+    /** An agent unseen this long is stale: listed as such, never targeted. @default 24 h */
+    agentStaleAfterMs: z.number().int().min(60_000).default(24 * 3_600_000),
     /** Where the one-time join token notice is printed. @default process.stdout */
     out: writable.optional(),
     /**
@@ -120,11 +129,12 @@ export const controlPlaneOptionsSchema = z
     if (value.insecureHttp && value.httpTlsCertFile !== undefined) {
       ctx.addIssue({ code: "custom", path: ["insecureHttp"], message: "--insecure-http and --http-tls-cert contradict each other; give one" });
     }
-    if ((value.tlsCertFile === undefined) !== (value.tlsKeyFile === undefined)) {
+    const grpcHost = parseHostPort(value.grpcAddr)?.host;
+    if (value.insecureAgents && grpcHost !== undefined && !isLoopbackHost(grpcHost)) {
       ctx.addIssue({
         code: "custom",
-        path: [value.tlsCertFile === undefined ? "tlsCertFile" : "tlsKeyFile"],
-        message: "TLS needs both a certificate and a key file (--tls-cert and --tls-key); give both, or neither for an insecure gRPC port",
+        path: ["insecureAgents"],
+        message: `--insecure-agents is only allowed on a loopback --grpc-addr (not ${value.grpcAddr}): remote agents always use TLS pinned to this server's CA and their own certificates`,
       });
     }
   });

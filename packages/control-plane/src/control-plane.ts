@@ -8,7 +8,6 @@ import { createHttpApp, listenHttp } from "./http/server.js";
 import type { HttpApp } from "./http/server.js";
 import { createAgentHub } from "./hub/agent-hub.js";
 import type { AgentHub } from "./hub/agent-hub.js";
-import { ensureJoinToken } from "./join-token.js";
 import { createMetrics } from "./metrics.js";
 import { createRunner } from "./experiments/runner.js";
 import type { Runner } from "./experiments/runner.js";
@@ -33,6 +32,13 @@ import { ensureBootstrapAdmin, ADMIN_TOKEN_FILE } from "./auth/bootstrap.js";
 import { createHostPolicy } from "./auth/hosts.js";
 import { createIdentityStore } from "./auth/identity-store.js";
 import { ensureCa, ensureServerCert } from "./pki/index.js";
+import type { CertificateAuthority } from "./pki/index.js";
+import * as grpc from "@grpc/grpc-js";
+import { AGENT_TOKEN_METADATA_KEY, parseBearer } from "@firedrill/protocol";
+import { createJoinTokenStore } from "./enrollment/join-tokens.js";
+import { createIdentityRegistry } from "./enrollment/identities.js";
+import { createEnrollmentService } from "./enrollment/service.js";
+import { ensureBootstrapJoinToken } from "./enrollment/bootstrap.js";
 import { join } from "node:path";
 import type { ControlPlaneConfig } from "./config.js";
 import type { Logger } from "pino";
@@ -45,8 +51,10 @@ export interface ControlPlane {
   readonly grpcAddress: string;
   /** The HTTP API base, `http://host:port`. */
   readonly httpUrl: string;
-  /** Where the join token was written on the first start (`<dataDir>/join-token`). */
+  /** Where the first join token was written on the first start (`<dataDir>/join-token`). */
   readonly joinTokenFile: string;
+  /** The SHA-256 fingerprint of the CA agents pin (in every join token). */
+  readonly agentCaFingerprint: string;
   /** Where the bootstrap admin token was written on the first start (`<dataDir>/admin-token`). */
   readonly adminTokenFile: string;
   /** The SHA-256 fingerprint (`sha256:…`) of the CA whose certificate the HTTPS API serves; undefined on plain HTTP or a certificate of your own. */
@@ -86,19 +94,69 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   try {
     const stale = store.markAllAgentsDisconnected();
     if (stale > 0) log.info({ agents: stale }, "marked agents from the previous run disconnected until they reconnect");
-    const token = ensureJoinToken({
-      store,
-      dataDir: config.dataDir,
-      logger: config.logger.child({ component: "join-token" }),
-      out: config.out ?? process.stdout,
-    });
+    const out = config.out ?? process.stdout;
+    const ca = await ensureCa(config.dataDir);
+    const caSha256 = ca.fingerprint.replace(/^sha256:/, "");
+    const joinTokens = createJoinTokenStore(store.db);
+    const agentIdentities = createIdentityRegistry(store.db);
+    const joinTokenFile = ensureBootstrapJoinToken({ joinTokens, dataDir: config.dataDir, caSha256, out, log });
+    const identities = createIdentityStore(store.db);
+    const audit = createAuditLog(store.db);
     const metrics = createMetrics(store);
+    const enrollment = createEnrollmentService({
+      ca,
+      caSha256,
+      joinTokens,
+      identities: agentIdentities,
+      audit,
+      log: config.logger,
+      certLifetimeMs: config.agentCertLifetimeMs,
+      maxAgents: config.maxAgents,
+      enrollRatePerToken: config.enrollRatePerToken,
+    });
+    const tokenHint = `start firedrill-agent with --token-file (the first join token is in ${joinTokenFile}; more with firedrill join-token create)`;
     hub = createAgentHub({
       store,
       metrics,
       logger: config.logger.child({ component: "agent-hub" }),
-      verifyToken: token.verify,
-      joinTokenFile: token.file,
+      authenticate(call) {
+        if (config.insecureAgents) {
+          const raw = call.metadata.get(AGENT_TOKEN_METADATA_KEY)[0];
+          const text = parseBearer(typeof raw === "string" ? raw : raw?.toString("utf8"));
+          if (text === undefined) return { code: grpc.status.UNAUTHENTICATED, refusal: "join-token", details: `missing join token: ${tokenHint}` };
+          const checked = joinTokens.check(text, Date.now());
+          if (!checked.ok) return { code: grpc.status.UNAUTHENTICATED, refusal: "join-token", details: `invalid join token: ${checked.reason}; ${tokenHint}` };
+          return { agentId: undefined, labels: checked.token.labels };
+        }
+        const who = enrollment.peer(call);
+        if ("refusal" in who) return who;
+        return { agentId: who.agentId, labels: agentIdentities.get(who.agentId)?.labels ?? {} };
+      },
+      refuseAgent(agentId) {
+        const identity = agentIdentities.get(agentId);
+        if (identity?.revokedAt == null) return undefined;
+        return {
+          code: grpc.status.PERMISSION_DENIED,
+          refusal: "revoked",
+          details: `agent ${agentId} was revoked by ${identity.revokedBy ?? "an admin"} at ${new Date(identity.revokedAt).toISOString()}; it cannot connect again`,
+        };
+      },
+      onRefusedHello({ peer, certificateId, claimedId }) {
+        audit.append({
+          time: Date.now(),
+          principal: `agent:${certificateId}`,
+          role: "agent",
+          tokenId: null,
+          source: peer.replace(/^ipv[46]:/, "").slice(0, 100),
+          method: "GRPC",
+          route: "/firedrill.v1.AgentService/Connect",
+          path: "/firedrill.v1.AgentService/Connect",
+          targets: [claimedId, certificateId],
+          status: 403,
+          outcome: "identity-mismatch",
+          detail: `Hello claimed agent ${claimedId} with agent ${certificateId}'s certificate`,
+        });
+      },
       leaseTtlMs: config.leaseTtlMs,
       heartbeatIntervalMs: config.heartbeatIntervalMs,
       reconcileGraceMs: config.reconcileGraceMs,
@@ -141,19 +199,16 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       awsGuardrails: awsGuardrailsFrom(mergeGuardrails(policy, {})),
       log: config.logger.child({ component: "scheduler" }),
     });
+    const bindHost = parseHostPort(config.httpAddr)!.host;
+    const serverCert = await ensureServerCert(config.dataDir, ca, serverNames(config, [bindHost, parseHostPort(config.grpcAddr)!.host]));
     grpcServer = await startGrpcServer({
       addr: config.grpcAddr,
       hub,
       logger: config.logger.child({ component: "grpc" }),
-      ...(config.tlsCertFile !== undefined && config.tlsKeyFile !== undefined
-        ? { tls: { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile } }
-        : {}),
+      ...(config.insecureAgents ? {} : { enrollment, tls: { certChain: serverCert.certPem, key: serverCert.keyPem, ca: ca.certPem } }),
     });
-    const identities = createIdentityStore(store.db);
-    const audit = createAuditLog(store.db);
-    ensureBootstrapAdmin({ identities, dataDir: config.dataDir, out: config.out ?? process.stdout, log });
-    const bindHost = parseHostPort(config.httpAddr)!.host;
-    const tls = await httpTls(config, bindHost, log, config.out ?? process.stdout);
+    ensureBootstrapAdmin({ identities, dataDir: config.dataDir, out, log });
+    const tls = httpTls(config, bindHost, log, out, ca, serverCert);
     http = createHttpApp({
       store,
       faults,
@@ -163,6 +218,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       alerts,
       aws,
       scheduler,
+      hub,
+      enrollment: { joinTokens, identities: agentIdentities, caFingerprint: ca.fingerprint, caSha256, staleAfterMs: config.agentStaleAfterMs },
       logger: config.logger.child({ component: "http" }),
       auth: { identities, audit, hosts: createHostPolicy({ bindHost, advertise: config.advertise }), maxFailures: config.authFailuresPerMinute },
       ...(tls.https ? { https: tls.https } : {}),
@@ -188,7 +245,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     return {
       grpcAddress: grpcServer.address,
       httpUrl,
-      joinTokenFile: token.file,
+      joinTokenFile,
+      agentCaFingerprint: ca.fingerprint,
       adminTokenFile: join(config.dataDir, ADMIN_TOKEN_FILE),
       caFingerprint: tls.caFingerprint,
       httpRoutes: () => app.auth.routes(),
@@ -203,13 +261,26 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   }
 }
 
+/** The names the server certificate carries: loopback, the host name, --advertise and the bind addresses (every local address for a wildcard). */
+function serverNames(config: ControlPlaneConfig, bindHosts: string[]): string[] {
+  const names = new Set<string>(["localhost", "127.0.0.1", "::1", hostname(), ...config.advertise]);
+  for (const host of bindHosts) {
+    if (host === "0.0.0.0" || host === "::") {
+      for (const list of Object.values(networkInterfaces())) for (const info of list ?? []) if (!info.address.includes("%")) names.add(info.address);
+    } else names.add(host);
+  }
+  return [...names].sort();
+}
+
 /** How the HTTP API is served: HTTPS with the operator's certificate, HTTPS from the server's CA, or plain HTTP. */
-async function httpTls(
+function httpTls(
   config: ControlPlaneConfig,
   bindHost: string,
   log: Logger,
   out: Writable,
-): Promise<{ https?: { cert: string; key: string }; caFingerprint?: string; warnings: string[] }> {
+  ca: CertificateAuthority,
+  cert: { certPem: string; keyPem: string },
+): { https?: { cert: string; key: string }; caFingerprint?: string; warnings: string[] } {
   if (config.httpTlsCertFile !== undefined && config.httpTlsKeyFile !== undefined) {
     try {
       return { https: { cert: readFileSync(config.httpTlsCertFile, "utf8"), key: readFileSync(config.httpTlsKeyFile, "utf8") }, warnings: [] };
@@ -224,12 +295,6 @@ async function httpTls(
     out.write(`\nfiredrill: WARNING: ${warning}\n\n`);
     return { warnings: [warning] };
   }
-  const ca = await ensureCa(config.dataDir);
-  const names = new Set<string>(["localhost", "127.0.0.1", "::1", hostname(), ...config.advertise]);
-  if (bindHost === "0.0.0.0" || bindHost === "::") {
-    for (const list of Object.values(networkInterfaces())) for (const info of list ?? []) if (!info.address.includes("%")) names.add(info.address);
-  } else names.add(bindHost);
-  const cert = await ensureServerCert(config.dataDir, ca, [...names].sort());
   out.write(
     [
       "",

@@ -20,7 +20,7 @@ import type { AgentHub } from "./hub/agent-hub.js";
 import { createMetrics } from "./metrics.js";
 import { createStore } from "./store/store.js";
 import type { Store } from "./store/store.js";
-import { connectTestAgent } from "./test-support/test-agent.js";
+import { connectTestAgent, tokenAuthenticator } from "./test-support/test-agent.js";
 import type { TestAgent } from "./test-support/test-agent.js";
 
 const TOKEN = "test-join-token-0123456789";
@@ -55,8 +55,7 @@ describe("FaultService.start: scope and server policy", () => {
       store,
       metrics: createMetrics(store),
       logger,
-      verifyToken: (t) => t === TOKEN,
-      joinTokenFile: join(dir, "join-token"),
+      authenticate: tokenAuthenticator(TOKEN),
       leaseTtlMs: 3000,
       heartbeatIntervalMs: 200,
       reconcileGraceMs: 300,

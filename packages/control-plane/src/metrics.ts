@@ -9,6 +9,10 @@ export interface Metrics {
   readonly faultEvents: Counter<"type">;
   /** Counts agent connections that completed Hello/Welcome. */
   readonly agentConnections: Counter;
+  /** Counts agent messages dropped, by reason (unknown fault, another agent's fault, rate, size). */
+  readonly agentMessagesDropped: Counter<"reason">;
+  /** Counts refused agent connections and enrollments, by refusal. */
+  readonly agentRefusals: Counter<"refusal">;
 }
 
 /** Creates the registry; gauges read the store when scraped. */
@@ -44,5 +48,17 @@ export function createMetrics(store: Store): Metrics {
     help: "Agent connections accepted (Hello answered with Welcome).",
     registers: [registry],
   });
-  return { registry, faultEvents, agentConnections };
+  const agentMessagesDropped = new Counter({
+    name: "firedrill_agent_messages_dropped_total",
+    help: "Messages from agents that were dropped, by reason (unknown-fault, foreign-fault, rate-limit, hello-bounds).",
+    labelNames: ["reason"] as const,
+    registers: [registry],
+  });
+  const agentRefusals = new Counter({
+    name: "firedrill_agent_refusals_total",
+    help: "Agent connections refused, by reason (not-enrolled, identity-mismatch, revoked, join-token, limit).",
+    labelNames: ["refusal"] as const,
+    registers: [registry],
+  });
+  return { registry, faultEvents, agentConnections, agentMessagesDropped, agentRefusals };
 }

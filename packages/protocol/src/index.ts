@@ -8,7 +8,18 @@ export {
   createServiceDefinition,
 } from "./grpc.js";
 export type { ClientOf, ServiceClient, ServiceClientConstructor, ServiceHandlers } from "./grpc.js";
-export { AGENT_TOKEN_METADATA_KEY, bearer, parseBearer } from "./auth.js";
+export {
+  AGENT_TOKEN_METADATA_KEY,
+  JOIN_TOKEN_PREFIX,
+  REFUSALS,
+  REFUSAL_METADATA_KEY,
+  bearer,
+  formatJoinToken,
+  parseBearer,
+  parseJoinToken,
+  parseRefusal,
+} from "./auth.js";
+export type { JoinTokenParts, Refusal } from "./auth.js";
 export { durationFromMs, durationToMs, timestampFromMs, timestampToMs } from "./time.js";
 export { revertReasonName, revertReasonFromName, faultEventTypeName } from "./names.js";
 export type { RevertReasonName, FaultEventTypeName } from "./names.js";

@@ -1,3 +1,4 @@
+import { tokenAuthenticator } from "../test-support/test-agent.js";
 /**
  * The runner's plan and start under a token scope: a real store (temp dir), run store, hub and
  * fault service; agents known to the store; AWS answered by a stub. Nothing is executed.
@@ -84,8 +85,7 @@ describe("runner: token scopes", () => {
       store,
       metrics: createMetrics(store),
       logger,
-      verifyToken: () => false,
-      joinTokenFile: join(dir, "join-token"),
+      authenticate: tokenAuthenticator("no agent connects in this test"),
       leaseTtlMs: 3000,
       heartbeatIntervalMs: 200,
       reconcileGraceMs: 300,

@@ -31,6 +31,8 @@ function splitOverride(raw: unknown): { body: unknown; overridePolicy?: string }
 export interface RoutesOptions {
   store: Store;
   faults: FaultService;
+  /** An agent unseen this long is listed as stale. */
+  staleAfterMs: number;
 }
 
 type AgentParams = { Params: { id: string } };
@@ -40,10 +42,10 @@ type AgentFaultParams = { Params: { id: string; faultId: string } };
 export function registerRoutes(app: FastifyInstance, options: RoutesOptions): void {
   const { store, faults } = options;
 
-  app.get("/api/v1/agents", READ, async () => ({ agents: store.listAgents().map(toAgentJson) }));
+  app.get("/api/v1/agents", READ, async () => ({ agents: store.listAgents().map((a) => toAgentJson(a, options.staleAfterMs)) }));
 
   app.get<AgentParams>("/api/v1/agents/:id", READ, async (request) => ({
-    agent: toAgentJson(faults.requireAgent(request.params.id)),
+    agent: toAgentJson(faults.requireAgent(request.params.id), options.staleAfterMs),
   }));
 
   app.post<AgentParams>("/api/v1/agents/:id/faults", { config: { permission: "fault:write" } }, async (request, reply) => {

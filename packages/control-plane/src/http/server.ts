@@ -24,6 +24,10 @@ import type { AuditLog } from "../auth/audit.js";
 import type { HostPolicy } from "../auth/hosts.js";
 import type { IdentityStore } from "../auth/identity-store.js";
 import { registerAuthRoutes } from "../auth/routes.js";
+import { registerEnrollmentRoutes } from "../enrollment/routes.js";
+import type { EnrollmentRoutesOptions } from "../enrollment/routes.js";
+import { DEFAULT_AGENT_STALE_AFTER_MS } from "../api-types.js";
+import type { AgentHub } from "../hub/agent-hub.js";
 
 /** Options of {@link createHttpApp}. */
 export interface HttpAppOptions {
@@ -44,6 +48,10 @@ export interface HttpAppOptions {
   auth: { identities: IdentityStore; audit: AuditLog; hosts: HostPolicy; now?: () => number; maxFailures?: number };
   /** Serve HTTPS with this certificate chain and key (PEM). */
   https?: { cert: string; key: string };
+  /** The agent hub, for revocation. */
+  hub?: AgentHub;
+  /** Join tokens, agent revocation and removal (the agent-link side). */
+  enrollment?: Omit<EnrollmentRoutesOptions, "store" | "hub">;
   /** Said in `/healthz` (e.g. plain HTTP on a non-loopback address). */
   warnings?: string[];
 }
@@ -74,7 +82,8 @@ export function createHttpApp(options: HttpAppOptions): HttpApp {
     const text = await options.metrics.registry.metrics();
     return reply.type(options.metrics.registry.contentType).send(text);
   });
-  registerRoutes(app, options);
+  registerRoutes(app, { ...options, staleAfterMs: options.enrollment?.staleAfterMs ?? DEFAULT_AGENT_STALE_AFTER_MS });
+  if (options.enrollment && options.hub) registerEnrollmentRoutes(app, { ...options.enrollment, store: options.store, hub: options.hub });
   if (options.runs && options.runner) registerRunRoutes(app, { store: options.store, runs: options.runs, runner: options.runner });
   if (options.alerts) registerAlertRoutes(app, options.alerts);
   if (options.aws) registerSpofRoutes(app, { aws: options.aws, store: options.store });

@@ -7,16 +7,18 @@ import { EventEmitter } from "node:events";
 import { create } from "@bufbuild/protobuf";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
+
+/** What every server call offers: metadata, the peer, the TLS auth context. */
+type ServerCall = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>;
 import {
-  AGENT_TOKEN_METADATA_KEY,
   ConnectResponseSchema,
+  REFUSAL_METADATA_KEY,
   FaultState as HeldFaultState,
   RevertReason,
   durationFromMs,
   formatDuration,
-  parseBearer,
 } from "@firedrill/protocol";
-import type { ConnectRequest, ConnectResponse, FaultEvent, Hello } from "@firedrill/protocol";
+import type { ConnectRequest, ConnectResponse, FaultEvent, Hello, Refusal } from "@firedrill/protocol";
 import type { Logger } from "pino";
 import type { Metrics } from "../metrics.js";
 import type { Store } from "../store/store.js";
@@ -43,10 +45,16 @@ export interface AgentHubOptions {
   store: Store;
   metrics: Metrics;
   logger: Logger;
-  /** Whether a presented join token is valid. */
-  verifyToken: (token: string) => boolean;
-  /** Where the join token lives, for the hint in authentication errors. */
-  joinTokenFile: string;
+  /**
+   * Who a new stream is: with mTLS, the agent id of its client certificate and the labels its join
+   * token gave it; in insecure-agents mode (loopback only), anyone holding a valid join token
+   * (`agentId` undefined: Hello names it). Or why it is refused.
+   */
+  authenticate: (call: ServerCall) => StreamIdentity | HubRefusal;
+  /** Refuses an agent id (revoked or removed) at Hello. */
+  refuseAgent?: (agentId: string) => HubRefusal | undefined;
+  /** Records a refused Hello (identity mismatch) in the audit log. */
+  onRefusedHello?: (details: { peer: string; certificateId: string; claimedId: string }) => void;
   leaseTtlMs: number;
   heartbeatIntervalMs: number;
   /** Delay between Welcome and reconciling held faults, so events the agent flushes win. */
@@ -65,9 +73,45 @@ export interface AgentHub {
   isConnected(agentId: string): boolean;
   /** Sends a message to a connected agent. Returns false when it has no live stream. */
   send(agentId: string, message: AgentMessage): boolean;
+  /** Ends the agent's stream with a refusal (e.g. revoked); false when it had none. */
+  disconnect(agentId: string, refusal: HubRefusal): boolean;
   /** Ends every stream (status UNAVAILABLE) and stops all timers. */
   close(): void;
 }
+
+/** Who a stream is, once authenticated. */
+export interface StreamIdentity {
+  /** The certificate's agent id; undefined in insecure-agents mode. */
+  agentId: string | undefined;
+  /** Labels set by the join token the agent enrolled with: they win over Hello's. */
+  labels: Record<string, string>;
+}
+
+/** A refused stream: status, message and the refusal reason for the trailing metadata. */
+export interface HubRefusal {
+  code: grpc.status;
+  details: string;
+  refusal: Refusal;
+}
+
+/** Bounds on what an agent may send (see docs/security.md). */
+export const AGENT_BOUNDS = {
+  hostname: 255,
+  version: 64,
+  labels: 64,
+  labelKey: 128,
+  labelValue: 253,
+  filesystems: 256,
+  interfaces: 256,
+  addressesPerInterface: 64,
+  factString: 255,
+  heldFaults: 1000,
+  eventText: 4096,
+  measurements: 32,
+  /** Messages per second per stream (sustained), and the burst. */
+  messagesPerSecond: 200,
+  messageBurst: 2000,
+} as const;
 
 /** A message to an agent: one case of ConnectResponse, as an init object. */
 export type AgentMessage = NonNullable<MessageInitShape<typeof ConnectResponseSchema>["message"]>;
@@ -77,6 +121,13 @@ interface Session {
   readonly call: grpc.ServerDuplexStream<ConnectRequest, ConnectResponse>;
   log: Logger;
   agentId: string | undefined;
+  /** From the client certificate: Hello must name this id. */
+  certAgentId: string | undefined;
+  tokenLabels: Record<string, string>;
+  /** Message rate limit (token bucket). */
+  bucket: number;
+  bucketAt: number;
+  dropped: number;
   lastMessageAt: number;
   lastTouchAt: number;
   closed: boolean;
@@ -86,6 +137,7 @@ interface Session {
 interface StatusError {
   code: grpc.status;
   details: string;
+  refusal?: Refusal;
 }
 
 const AGENT_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
@@ -102,7 +154,6 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
   const byAgent = new Map<string, Session>();
   let serial = 0;
   let closing = false;
-  const tokenHint = `start firedrill-agent with --token (the token is in ${options.joinTokenFile} on the control plane host)`;
 
   function timer(session: Session, fn: () => void, ms: number, repeat = false): void {
     const handle = repeat
@@ -135,7 +186,12 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
     if (status) {
       session.log.info({ code: grpc.status[status.code], details: status.details }, "ending agent stream");
       // grpc-js: an 'error' emitted on a server stream becomes the call's final status.
-      call.emit("error", { ...status, metadata: new grpc.Metadata() });
+      const metadata = new grpc.Metadata();
+      if (status.refusal) {
+        metadata.set(REFUSAL_METADATA_KEY, status.refusal);
+        metrics.agentRefusals.inc({ refusal: status.refusal });
+      }
+      call.emit("error", { code: status.code, details: status.details, metadata });
     } else {
       call.end();
     }
@@ -162,10 +218,40 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
     if (!AGENT_ID_PATTERN.test(agentId)) {
       end(session, {
         code: grpc.status.INVALID_ARGUMENT,
-        details: `Hello.agent_id ${JSON.stringify(agentId)} is not valid: use 1-128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit`,
+        details: `Hello.agent_id ${JSON.stringify(agentId.slice(0, 200))} is not valid: use 1-128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit`,
       });
       return;
     }
+    if (session.certAgentId !== undefined && agentId !== session.certAgentId) {
+      options.onRefusedHello?.({ peer: session.call.getPeer(), certificateId: session.certAgentId, claimedId: agentId });
+      end(session, {
+        code: grpc.status.PERMISSION_DENIED,
+        refusal: "identity-mismatch",
+        details: `Hello names agent ${agentId}, but the client certificate is agent ${session.certAgentId}'s: an agent can only be itself`,
+      });
+      return;
+    }
+    const outOfBounds = helloBoundsIssue(hello);
+    if (outOfBounds) {
+      metrics.agentMessagesDropped.inc({ reason: "hello-bounds" });
+      end(session, { code: grpc.status.INVALID_ARGUMENT, details: `Hello is out of bounds: ${outOfBounds}` });
+      return;
+    }
+    const refused = options.refuseAgent?.(agentId);
+    if (refused) {
+      end(session, refused);
+      return;
+    }
+    if (store.isAgentRemoved(agentId)) {
+      end(session, {
+        code: grpc.status.PERMISSION_DENIED,
+        refusal: "revoked",
+        details: `agent ${agentId} was removed from this control plane (firedrill agents rm); it cannot connect again`,
+      });
+      return;
+    }
+    // Labels set by the join token win over the agent's own (an enrolled host cannot opt itself in).
+    const hostLabels = { ...hello.labels, ...session.tokenLabels };
     const now = Date.now();
     session.agentId = agentId;
     session.log = session.log.child({ agentId });
@@ -177,7 +263,7 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
         details: "replaced by a newer connection of the same agent id",
       });
     }
-    const record = store.upsertAgent(agentFromHello(hello), now);
+    const record = store.upsertAgent({ ...agentFromHello(hello), labels: hostLabels }, now);
     session.lastTouchAt = now;
     metrics.agentConnections.inc();
     write(session, {
@@ -260,24 +346,28 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
 
   function onFaultEvent(session: Session, agentId: string, event: FaultEvent): void {
     const now = Date.now();
-    const input = faultEventFromProto(agentId, event, now);
+    const input = faultEventFromProto(agentId, boundedEvent(event), now);
     if (!input) {
-      session.log.warn({ faultId: event.faultId }, "ignoring a fault event with an unspecified type");
+      session.log.warn({ faultId: event.faultId.slice(0, 100) }, "ignoring a fault event with an unspecified type");
       return;
     }
-    metrics.faultEvents.inc({ type: input.type });
-    const result = store.recordFaultEvent(input, now);
-    if (!result.fault) {
-      session.log.warn({ faultId: input.faultId, type: input.type }, "fault event for a fault this control plane does not know");
-      if (input.type === "accepted" || input.type === "started" || input.type === "progress") {
+    // Only events about faults this control plane sent to this agent are stored.
+    const known = event.faultId.length <= 128 ? store.getFault(event.faultId) : undefined;
+    if (!known || known.agentId !== agentId) {
+      const reason = known ? "foreign-fault" : "unknown-fault";
+      metrics.agentMessagesDropped.inc({ reason });
+      session.dropped += 1;
+      if (session.dropped <= 10 || session.dropped % 1000 === 0) {
+        session.log.warn({ faultId: input.faultId.slice(0, 100), type: input.type, reason, dropped: session.dropped }, "dropped a fault event: not a fault this control plane sent to this agent");
+      }
+      if (!known && (input.type === "accepted" || input.type === "started" || input.type === "progress") && session.dropped <= 1000) {
         write(session, { case: "stopFault", value: { faultId: input.faultId, reason: RevertReason.STOPPED } });
       }
       return;
     }
-    if (result.fault.agentId !== agentId) {
-      session.log.warn({ faultId: input.faultId, owner: result.fault.agentId }, "ignoring an event about another agent's fault");
-      return;
-    }
+    metrics.faultEvents.inc({ type: input.type });
+    const result = store.recordFaultEvent(input, now);
+    if (!result.fault) return;
     if (!result.recorded) {
       session.log.debug({ faultId: input.faultId, type: input.type }, "duplicate fault event ignored");
       return;
@@ -293,6 +383,18 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
     if (session.closed) return;
     const now = Date.now();
     session.lastMessageAt = now;
+    session.bucket = Math.min(AGENT_BOUNDS.messageBurst, session.bucket + ((now - session.bucketAt) / 1000) * AGENT_BOUNDS.messagesPerSecond);
+    session.bucketAt = now;
+    if (session.bucket < 1) {
+      metrics.agentMessagesDropped.inc({ reason: "rate-limit" });
+      session.dropped += 1;
+      if (session.dropped % 1000 === 1) session.log.warn({ dropped: session.dropped }, "agent sends faster than the per-stream limit; dropping messages");
+      if (session.dropped > 100_000) {
+        end(session, { code: grpc.status.RESOURCE_EXHAUSTED, details: `more than ${AGENT_BOUNDS.messagesPerSecond} messages per second for too long; closing the link` });
+      }
+      return;
+    }
+    session.bucket -= 1;
     const message = request.message;
     if (session.agentId === undefined) {
       if (message.case !== "hello") {
@@ -332,6 +434,11 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
       call,
       log: log.child({ stream: serial, peer: call.getPeer() }),
       agentId: undefined,
+      certAgentId: undefined,
+      tokenLabels: {},
+      bucket: AGENT_BOUNDS.messageBurst,
+      bucketAt: now,
+      dropped: 0,
       lastMessageAt: now,
       lastTouchAt: now,
       closed: false,
@@ -359,20 +466,13 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
       end(session, { code: grpc.status.UNAVAILABLE, details: "the control plane is shutting down; reconnect later" });
       return;
     }
-    const values = call.metadata.get(AGENT_TOKEN_METADATA_KEY);
-    const raw = values[0];
-    const token = parseBearer(typeof raw === "string" ? raw : raw?.toString("utf8"));
-    if (token === undefined) {
-      end(session, { code: grpc.status.UNAUTHENTICATED, details: `missing join token: ${tokenHint}` });
+    const identity = options.authenticate(call);
+    if ("refusal" in identity) {
+      end(session, identity);
       return;
     }
-    if (!options.verifyToken(token)) {
-      end(session, {
-        code: grpc.status.UNAUTHENTICATED,
-        details: `invalid join token: it does not match this control plane's; ${tokenHint}`,
-      });
-      return;
-    }
+    session.certAgentId = identity.agentId;
+    session.tokenLabels = identity.labels;
     timer(
       session,
       () => {
@@ -395,6 +495,12 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
       const session = byAgent.get(agentId);
       return session ? write(session, message) : false;
     },
+    disconnect(agentId, refusal) {
+      const session = byAgent.get(agentId);
+      if (!session) return false;
+      end(session, refusal);
+      return true;
+    },
     close() {
       closing = true;
       for (const session of [...open]) {
@@ -402,4 +508,37 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
       }
     },
   };
+}
+
+/** Why a Hello is out of {@link AGENT_BOUNDS}, or undefined when it is within them. */
+export function helloBoundsIssue(hello: Hello): string | undefined {
+  const b = AGENT_BOUNDS;
+  const facts = hello.facts;
+  const bytes = (text: string) => Buffer.byteLength(text, "utf8");
+  if (bytes(facts?.hostname ?? "") > b.hostname) return `facts.hostname is longer than ${b.hostname} bytes`;
+  if (bytes(hello.version) > b.version) return `version is longer than ${b.version} bytes`;
+  const labels = Object.entries(hello.labels);
+  if (labels.length > b.labels) return `${labels.length} labels; at most ${b.labels}`;
+  for (const [k, v] of labels) {
+    if (bytes(k) > b.labelKey) return `label key ${JSON.stringify(k.slice(0, 40))}… is longer than ${b.labelKey} bytes`;
+    if (bytes(v) > b.labelValue) return `label ${JSON.stringify(k.slice(0, 40))} has a value longer than ${b.labelValue} bytes`;
+  }
+  if (hello.heldFaults.length > b.heldFaults) return `${hello.heldFaults.length} held faults; at most ${b.heldFaults}`;
+  if (facts) {
+    if (facts.filesystems.length > b.filesystems) return `${facts.filesystems.length} filesystems; at most ${b.filesystems}`;
+    if (facts.interfaces.length > b.interfaces) return `${facts.interfaces.length} interfaces; at most ${b.interfaces}`;
+    for (const i of facts.interfaces) if (i.addresses.length > b.addressesPerInterface) return `interface ${i.name.slice(0, 40)} has more than ${b.addressesPerInterface} addresses`;
+    const strings = [facts.osPlatform, facts.osDistro, facts.osRelease, facts.kernel, facts.arch, facts.cpuModel, facts.instanceId, facts.availabilityZone, facts.region,
+      ...facts.filesystems.flatMap((f) => [f.device, f.type, f.mount]), ...facts.interfaces.flatMap((i) => [i.name, i.mac, ...i.addresses])];
+    if (strings.some((t) => bytes(t) > b.factString)) return `a host fact is longer than ${b.factString} bytes`;
+  }
+  return undefined;
+}
+
+/** A fault event with its texts and measurements cut to {@link AGENT_BOUNDS}. */
+function boundedEvent(event: FaultEvent): FaultEvent {
+  const clip = (text: string) => (text.length > AGENT_BOUNDS.eventText ? `${text.slice(0, AGENT_BOUNDS.eventText - 1)}…` : text);
+  const entries = Object.entries(event.measurements);
+  if (event.message.length <= AGENT_BOUNDS.eventText && event.error.length <= AGENT_BOUNDS.eventText && entries.length <= AGENT_BOUNDS.measurements) return event;
+  return { ...event, message: clip(event.message), error: clip(event.error), measurements: Object.fromEntries(entries.slice(0, AGENT_BOUNDS.measurements)) };
 }

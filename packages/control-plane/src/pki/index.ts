@@ -21,3 +21,5 @@ export {
 } from "./server-cert.js";
 export type { IssueCertificateOptions, IssuedCertificate, ServerCertificate } from "./server-cert.js";
 export { PKI_DIR } from "./files.js";
+export { MAX_CSR_LENGTH, csrPublicKey, issueClientCertificate, verifyClientCertificate } from "./client-cert.js";
+export type { ClientCertificate, PeerIdentity } from "./client-cert.js";

@@ -235,6 +235,42 @@ const MIGRATIONS: readonly string[] = [
   ALTER TABLE faults ADD COLUMN actor TEXT;
   ALTER TABLE faults ADD COLUMN policy_override TEXT;
   `,
+  `
+  -- Join tokens: each pins the CA (its hash is in the token text), may expire and be limited in
+  -- uses, and gives the agents that enroll with it its labels. Only the secret's SHA-256 is kept.
+  CREATE TABLE join_tokens (
+    id TEXT PRIMARY KEY,
+    secret_hash TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    created_by TEXT NOT NULL,
+    expires_at INTEGER,
+    uses_allowed INTEGER,
+    uses INTEGER NOT NULL DEFAULT 0,
+    labels TEXT NOT NULL DEFAULT '{}',
+    revoked_at INTEGER,
+    revoked_by TEXT,
+    bootstrap INTEGER NOT NULL DEFAULT 0
+  );
+
+  -- Enrolled agents: the identity the control plane issued (the certificate's subject is the id).
+  -- A revoked identity can never connect again; cert_serial is the current certificate.
+  CREATE TABLE agent_identities (
+    agent_id TEXT PRIMARY KEY,
+    hostname TEXT NOT NULL,
+    join_token_id TEXT,
+    labels TEXT NOT NULL DEFAULT '{}',
+    enrolled_at INTEGER NOT NULL,
+    cert_serial TEXT NOT NULL,
+    cert_not_after INTEGER NOT NULL,
+    renewed_at INTEGER,
+    revoked_at INTEGER,
+    revoked_by TEXT,
+    revoke_reason TEXT
+  );
+
+  -- A host forgotten with firedrill agents rm: hidden from listings and targets, history kept.
+  ALTER TABLE agents ADD COLUMN removed_at INTEGER;
+  `,
 ];
 
 /** Brings the database schema up to date. Returns the number of migrations applied. */

@@ -62,7 +62,12 @@ export interface Store {
   /** Marks every agent disconnected (at start-up and shut-down: no stream survives either). */
   markAllAgentsDisconnected(): number;
   getAgent(id: string): AgentRecord | undefined;
+  /** Agents not removed, by id. */
   listAgents(): AgentRecord[];
+  /** Hides an agent from listings and targets for good (history kept); false when unknown or removed. */
+  removeAgent(id: string, now: number): boolean;
+  /** Whether `firedrill agents rm` removed this agent id. */
+  isAgentRemoved(id: string): boolean;
   countConnectedAgents(): number;
   insertFault(fault: NewFault): FaultRecord;
   getFault(id: string): FaultRecord | undefined;
@@ -89,6 +94,10 @@ interface AgentRow {
   last_seen: number;
   connected_at: number | null;
   active_faults: number;
+  removed_at: number | null;
+  cert_not_after: number | null;
+  revoked_at: number | null;
+  enrolled: number;
 }
 
 interface FaultRow {
@@ -140,6 +149,9 @@ function toAgent(row: AgentRow): AgentRecord {
     lastSeen: row.last_seen,
     connectedAt: row.connected_at,
     activeFaults: row.active_faults,
+    enrolled: row.enrolled === 1,
+    certificateNotAfter: row.cert_not_after,
+    revokedAt: row.revoked_at,
   };
 }
 
@@ -194,8 +206,9 @@ export function createStore(options: StoreOptions): Store {
   migrate(db);
 
   const agentSelect = `
-    SELECT a.*, (SELECT COUNT(*) FROM faults f WHERE f.agent_id = a.id AND f.${ACTIVE_SQL}) AS active_faults
-    FROM agents a`;
+    SELECT a.*, (SELECT COUNT(*) FROM faults f WHERE f.agent_id = a.id AND f.${ACTIVE_SQL}) AS active_faults,
+      i.cert_not_after AS cert_not_after, i.revoked_at AS revoked_at, (i.agent_id IS NOT NULL) AS enrolled
+    FROM agents a LEFT JOIN agent_identities i ON i.agent_id = a.id`;
   const stmt = {
     getSetting: db.prepare<[string], { value: string }>("SELECT value FROM settings WHERE key = ?"),
     setSetting: db.prepare<[string, string]>(
@@ -215,7 +228,9 @@ export function createStore(options: StoreOptions): Store {
     disconnectAgent: db.prepare<[number, string]>("UPDATE agents SET connected = 0, last_seen = ? WHERE id = ?"),
     disconnectAll: db.prepare("UPDATE agents SET connected = 0 WHERE connected = 1"),
     getAgent: db.prepare<[string], AgentRow>(`${agentSelect} WHERE a.id = ?`),
-    listAgents: db.prepare<[], AgentRow>(`${agentSelect} ORDER BY a.id`),
+    listAgents: db.prepare<[], AgentRow>(`${agentSelect} WHERE a.removed_at IS NULL ORDER BY a.id`),
+    removeAgent: db.prepare<[number, string]>("UPDATE agents SET removed_at = ?, connected = 0 WHERE id = ? AND removed_at IS NULL"),
+    removed: db.prepare<[string], { removed_at: number | null }>("SELECT removed_at FROM agents WHERE id = ?"),
     countConnected: db.prepare<[], { n: number }>("SELECT COUNT(*) AS n FROM agents WHERE connected = 1"),
     insertFault: db.prepare(`
       INSERT INTO faults (id, agent_id, run_id, kind, params, duration_ms, state, created_at, updated_at, actor, policy_override)
@@ -293,6 +308,8 @@ export function createStore(options: StoreOptions): Store {
       return row ? toAgent(row) : undefined;
     },
     listAgents: () => stmt.listAgents.all().map(toAgent),
+    removeAgent: (id, now) => stmt.removeAgent.run(now, id).changes > 0,
+    isAgentRemoved: (id) => (stmt.removed.get(id)?.removed_at ?? null) !== null,
     countConnectedAgents: () => stmt.countConnected.get()?.n ?? 0,
     insertFault(fault) {
       stmt.insertFault.run({ ...fault, params: JSON.stringify(fault.params), actor: fault.actor ?? null, policyOverride: fault.policyOverride ?? null });

@@ -58,6 +58,12 @@ export interface AgentRecord {
   connectedAt: number | null;
   /** Faults in an active state (pending, accepted, running). */
   activeFaults: number;
+  /** Enrolled with a join token (mTLS identity); false for agents of the insecure-agents mode. */
+  enrolled: boolean;
+  /** When its current client certificate expires (epoch ms). */
+  certificateNotAfter: number | null;
+  /** When an admin revoked it (epoch ms). */
+  revokedAt: number | null;
 }
 
 /** What an agent tells about itself in Hello. */

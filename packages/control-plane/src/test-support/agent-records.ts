@@ -46,6 +46,9 @@ export function testAgent(
     lastSeen: 0,
     connectedAt: 0,
     activeFaults: 0,
+    enrolled: true,
+    certificateNotAfter: null,
+    revokedAt: null,
     ...rest,
   };
 }

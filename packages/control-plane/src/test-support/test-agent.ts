@@ -13,6 +13,7 @@ import {
   AGENT_TOKEN_METADATA_KEY,
   AgentService,
   ConnectRequestSchema,
+  EnrollRequestSchema,
   FaultEventType,
   bearer,
   createClientConstructor,
@@ -79,9 +80,11 @@ export function connectTestAgent(options: {
   token: string | undefined;
   agentId?: string;
   heartbeatMs?: number;
+  /** TLS with a client certificate (an enrolled agent); default plain gRPC (insecure-agents mode). */
+  credentials?: grpc.ChannelCredentials;
 }): TestAgent {
   const agentId = options.agentId ?? "agent-1";
-  const client = new Client(options.address, grpc.credentials.createInsecure());
+  const client = new Client(options.address, options.credentials ?? grpc.credentials.createInsecure());
   const metadata = new grpc.Metadata();
   if (options.token !== undefined) metadata.set(AGENT_TOKEN_METADATA_KEY, bearer(options.token));
   const stream = client.connect(metadata);
@@ -205,6 +208,9 @@ export async function startTestControlPlane(overrides: Partial<ControlPlaneOptio
       reconcileGraceMs: 300,
       logger,
       out,
+      // Unit tests speak plain gRPC with the join token and choose their agent ids; the enrolled,
+      // mTLS path is tested on its own (enrollTestAgent) and by every end-to-end agent process.
+      insecureAgents: true,
       ...overrides,
     });
   const handle: TestControlPlane = {
@@ -252,4 +258,66 @@ export async function startTestControlPlane(overrides: Partial<ControlPlaneOptio
     },
   };
   return handle;
+}
+
+/** An enrolled test identity: its id, key and certificate, and credentials for Connect. */
+export interface EnrolledIdentity {
+  agentId: string;
+  keyPem: string;
+  certPem: string;
+  caPem: string;
+  credentials: grpc.ChannelCredentials;
+}
+
+/** TLS credentials trusting `caPem`, with a client certificate when given. */
+export function tlsCredentials(caPem: string, client?: { keyPem: string; certPem: string }): grpc.ChannelCredentials {
+  return grpc.credentials.createSsl(
+    Buffer.from(caPem),
+    client ? Buffer.from(client.keyPem) : null,
+    client ? Buffer.from(client.certPem) : null,
+  );
+}
+
+/** A new ECDSA P-256 key and a CSR for it (PEM). */
+export async function makeCsr(): Promise<{ keyPem: string; csrPem: string }> {
+  const { x509 } = await import("../pki/x509.js");
+  const { webcrypto } = await import("node:crypto");
+  const alg = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
+  const keys = (await webcrypto.subtle.generateKey(alg, true, ["sign", "verify"])) as import("node:crypto").webcrypto.CryptoKeyPair;
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: "CN=test-agent", keys, signingAlgorithm: alg });
+  const der = Buffer.from(await webcrypto.subtle.exportKey("pkcs8", keys.privateKey));
+  const keyPem = `-----BEGIN PRIVATE KEY-----\n${der.toString("base64").replace(/.{1,64}/g, "$&\n")}-----END PRIVATE KEY-----\n`;
+  return { keyPem, csrPem: csr.toString("pem") };
+}
+
+/** Enrolls like an agent: Enroll over TLS trusting `caPem`, with `joinToken`. Rejects with the gRPC error. */
+export async function enrollTestAgent(address: string, caPem: string, joinToken: string, hostname = "test-host"): Promise<EnrolledIdentity> {
+  const { keyPem, csrPem } = await makeCsr();
+  const client = new Client(address, tlsCredentials(caPem));
+  const metadata = new grpc.Metadata();
+  metadata.set(AGENT_TOKEN_METADATA_KEY, bearer(joinToken));
+  try {
+    const response = await new Promise<{ agentId: string; certificatePem: string }>((resolve, reject) => {
+      client.enroll(create(EnrollRequestSchema, { csrPem, hostname }), metadata, {}, (err: grpc.ServiceError | null, res?: { agentId: string; certificatePem: string }) => (err ? reject(err) : resolve(res!)));
+    });
+    return {
+      agentId: response.agentId,
+      keyPem,
+      certPem: response.certificatePem,
+      caPem,
+      credentials: tlsCredentials(caPem, { keyPem, certPem: response.certificatePem }),
+    };
+  } finally {
+    client.close();
+  }
+}
+
+/** A hub `authenticate` for tests of the insecure-agents mode: the join token `token` opens Connect. */
+export function tokenAuthenticator(token: string) {
+  return (call: { metadata: grpc.Metadata }) => {
+    const raw = call.metadata.get(AGENT_TOKEN_METADATA_KEY)[0];
+    const presented = typeof raw === "string" ? raw.replace(/^Bearer\s+/i, "") : undefined;
+    if (presented !== token) return { code: grpc.status.UNAUTHENTICATED, refusal: "join-token" as const, details: "invalid join token" };
+    return { agentId: undefined, labels: {} };
+  };
 }

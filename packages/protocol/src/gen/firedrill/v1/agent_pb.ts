@@ -15,7 +15,121 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file firedrill/v1/agent.proto.
  */
 export const file_firedrill_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("ChhmaXJlZHJpbGwvdjEvYWdlbnQucHJvdG8SDGZpcmVkcmlsbC52MSKgAQoOQ29ubmVjdFJlcXVlc3QSJAoFaGVsbG8YASABKAsyEy5maXJlZHJpbGwudjEuSGVsbG9IABIsCgloZWFydGJlYXQYAiABKAsyFy5maXJlZHJpbGwudjEuSGVhcnRiZWF0SAASLwoLZmF1bHRfZXZlbnQYAyABKAsyGC5maXJlZHJpbGwudjEuRmF1bHRFdmVudEgAQgkKB21lc3NhZ2UihgIKD0Nvbm5lY3RSZXNwb25zZRIoCgd3ZWxjb21lGAEgASgLMhUuZmlyZWRyaWxsLnYxLldlbGNvbWVIABIzCg1sZWFzZV9yZW5ld2FsGAIgASgLMhouZmlyZWRyaWxsLnYxLkxlYXNlUmVuZXdhbEgAEi8KC3N0YXJ0X2ZhdWx0GAMgASgLMhguZmlyZWRyaWxsLnYxLlN0YXJ0RmF1bHRIABItCgpzdG9wX2ZhdWx0GAQgASgLMhcuZmlyZWRyaWxsLnYxLlN0b3BGYXVsdEgAEikKCHN0b3BfYWxsGAUgASgLMhUuZmlyZWRyaWxsLnYxLlN0b3BBbGxIAEIJCgdtZXNzYWdlIpICCgVIZWxsbxIQCghhZ2VudF9pZBgBIAEoCRIPCgd2ZXJzaW9uGAIgASgJEiYKBWZhY3RzGAMgASgLMhcuZmlyZWRyaWxsLnYxLkhvc3RGYWN0cxIvCgZsYWJlbHMYBCADKAsyHy5maXJlZHJpbGwudjEuSGVsbG8uTGFiZWxzRW50cnkSLAoLaGVsZF9mYXVsdHMYBSADKAsyFy5maXJlZHJpbGwudjEuSGVsZEZhdWx0EjAKDGNhcGFiaWxpdGllcxgGIAEoCzIaLmZpcmVkcmlsbC52MS5DYXBhYmlsaXRpZXMaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLWAgoJSG9zdEZhY3RzEhAKCGhvc3RuYW1lGAEgASgJEhMKC29zX3BsYXRmb3JtGAIgASgJEhEKCW9zX2Rpc3RybxgDIAEoCRISCgpvc19yZWxlYXNlGAQgASgJEg4KBmtlcm5lbBgFIAEoCRIMCgRhcmNoGAYgASgJEhEKCWNwdV9jb3VudBgHIAEoDRIRCgljcHVfbW9kZWwYCCABKAkSFAoMbWVtb3J5X2J5dGVzGAkgASgEEi0KC2ZpbGVzeXN0ZW1zGAogAygLMhguZmlyZWRyaWxsLnYxLkZpbGVzeXN0ZW0SMgoKaW50ZXJmYWNlcxgLIAMoCzIeLmZpcmVkcmlsbC52MS5OZXR3b3JrSW50ZXJmYWNlEhMKC2luc3RhbmNlX2lkGAwgASgJEhkKEWF2YWlsYWJpbGl0eV96b25lGA0gASgJEg4KBnJlZ2lvbhgOIAEoCSJhCgpGaWxlc3lzdGVtEg4KBmRldmljZRgBIAEoCRIMCgR0eXBlGAIgASgJEg0KBW1vdW50GAMgASgJEhIKCnNpemVfYnl0ZXMYBCABKAQSEgoKdXNlZF9ieXRlcxgFIAEoBCJpChBOZXR3b3JrSW50ZXJmYWNlEgwKBG5hbWUYASABKAkSCwoDbWFjGAIgASgJEhEKCWFkZHJlc3NlcxgDIAMoCRIQCghpbnRlcm5hbBgEIAEoCBIVCg1kZWZhdWx0X3JvdXRlGAUgASgIIl4KDENhcGFiaWxpdGllcxITCgtmYXVsdF9raW5kcxgBIAMoCRIMCgRyb290GAIgASgIEg0KBW5ldGVtGAMgASgIEhAKCG5mdGFibGVzGAQgASgIEgoKAnRjGAUgASgIIrEBCglIZWxkRmF1bHQSEAoIZmF1bHRfaWQYASABKAkSDAoEa2luZBgCIAEoCRInCgVzdGF0ZRgDIAEoDjIYLmZpcmVkcmlsbC52MS5GYXVsdFN0YXRlEi4KCnN0YXJ0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKB2VuZHNfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkwKCUhlYXJ0YmVhdBIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1hY3RpdmVfZmF1bHRzGAIgASgNIsUCCgpGYXVsdEV2ZW50EhAKCGZhdWx0X2lkGAEgASgJEioKBHR5cGUYAiABKA4yHC5maXJlZHJpbGwudjEuRmF1bHRFdmVudFR5cGUSKAoEdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKgoGcmVhc29uGAQgASgOMhouZmlyZWRyaWxsLnYxLlJldmVydFJlYXNvbhINCgVlcnJvchgFIAEoCRJACgxtZWFzdXJlbWVudHMYBiADKAsyKi5maXJlZHJpbGwudjEuRmF1bHRFdmVudC5NZWFzdXJlbWVudHNFbnRyeRIPCgdtZXNzYWdlGAcgASgJEgwKBGtpbmQYCCABKAkaMwoRTWVhc3VyZW1lbnRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgBOgI4ASKYAQoHV2VsY29tZRIQCghhZ2VudF9pZBgBIAEoCRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLAoJbGVhc2VfdHRsGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhYKDnNlcnZlcl92ZXJzaW9uGAQgASgJIjwKDExlYXNlUmVuZXdhbBIsCglsZWFzZV90dGwYASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ikgEKClN0YXJ0RmF1bHQSEAoIZmF1bHRfaWQYASABKAkSDAoEa2luZBgCIAEoCRInCgZwYXJhbXMYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EisKCGR1cmF0aW9uGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg4KBnJ1bl9pZBgFIAEoCSJJCglTdG9wRmF1bHQSEAoIZmF1bHRfaWQYASABKAkSKgoGcmVhc29uGAIgASgOMhouZmlyZWRyaWxsLnYxLlJldmVydFJlYXNvbiJGCgdTdG9wQWxsEioKBnJlYXNvbhgBIAEoDjIaLmZpcmVkcmlsbC52MS5SZXZlcnRSZWFzb24SDwoHbWVzc2FnZRgCIAEoCSqpAQoKRmF1bHRTdGF0ZRIbChdGQVVMVF9TVEFURV9VTlNQRUNJRklFRBAAEhgKFEZBVUxUX1NUQVRFX1NUQVJUSU5HEAESFwoTRkFVTFRfU1RBVEVfUlVOTklORxACEhkKFUZBVUxUX1NUQVRFX1JFVkVSVElORxADEhgKFEZBVUxUX1NUQVRFX1JFVkVSVEVEEAQSFgoSRkFVTFRfU1RBVEVfRkFJTEVEEAUqygEKDkZhdWx0RXZlbnRUeXBlEiAKHEZBVUxUX0VWRU5UX1RZUEVfVU5TUEVDSUZJRUQQABIdChlGQVVMVF9FVkVOVF9UWVBFX0FDQ0VQVEVEEAESHAoYRkFVTFRfRVZFTlRfVFlQRV9TVEFSVEVEEAISHQoZRkFVTFRfRVZFTlRfVFlQRV9QUk9HUkVTUxADEh0KGUZBVUxUX0VWRU5UX1RZUEVfUkVWRVJURUQQBBIbChdGQVVMVF9FVkVOVF9UWVBFX0ZBSUxFRBAFKugBCgxSZXZlcnRSZWFzb24SHQoZUkVWRVJUX1JFQVNPTl9VTlNQRUNJRklFRBAAEhoKFlJFVkVSVF9SRUFTT05fRFVSQVRJT04QARIZChVSRVZFUlRfUkVBU09OX1NUT1BQRUQQAhIXChNSRVZFUlRfUkVBU09OX0xFQVNFEAMSFgoSUkVWRVJUX1JFQVNPTl9IQUxUEAQSGgoWUkVWRVJUX1JFQVNPTl9SRUNPVkVSWRAFEhkKFVJFVkVSVF9SRUFTT05fQUJPUlRFRBAGEhoKFlJFVkVSVF9SRUFTT05fU0hVVERPV04QBzJaCgxBZ2VudFNlcnZpY2USSgoHQ29ubmVjdBIcLmZpcmVkcmlsbC52MS5Db25uZWN0UmVxdWVzdBodLmZpcmVkcmlsbC52MS5Db25uZWN0UmVzcG9uc2UoATABYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChhmaXJlZHJpbGwvdjEvYWdlbnQucHJvdG8SDGZpcmVkcmlsbC52MSIyCg1FbnJvbGxSZXF1ZXN0Eg8KB2Nzcl9wZW0YASABKAkSEAoIaG9zdG5hbWUYAiABKAkihgEKDkVucm9sbFJlc3BvbnNlEhAKCGFnZW50X2lkGAEgASgJEhcKD2NlcnRpZmljYXRlX3BlbRgCIAEoCRIaChJjYV9jZXJ0aWZpY2F0ZV9wZW0YAyABKAkSLQoJbm90X2FmdGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIqChdSZW5ld0NlcnRpZmljYXRlUmVxdWVzdBIPCgdjc3JfcGVtGAEgASgJImIKGFJlbmV3Q2VydGlmaWNhdGVSZXNwb25zZRIXCg9jZXJ0aWZpY2F0ZV9wZW0YASABKAkSLQoJbm90X2FmdGVyGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKgAQoOQ29ubmVjdFJlcXVlc3QSJAoFaGVsbG8YASABKAsyEy5maXJlZHJpbGwudjEuSGVsbG9IABIsCgloZWFydGJlYXQYAiABKAsyFy5maXJlZHJpbGwudjEuSGVhcnRiZWF0SAASLwoLZmF1bHRfZXZlbnQYAyABKAsyGC5maXJlZHJpbGwudjEuRmF1bHRFdmVudEgAQgkKB21lc3NhZ2UihgIKD0Nvbm5lY3RSZXNwb25zZRIoCgd3ZWxjb21lGAEgASgLMhUuZmlyZWRyaWxsLnYxLldlbGNvbWVIABIzCg1sZWFzZV9yZW5ld2FsGAIgASgLMhouZmlyZWRyaWxsLnYxLkxlYXNlUmVuZXdhbEgAEi8KC3N0YXJ0X2ZhdWx0GAMgASgLMhguZmlyZWRyaWxsLnYxLlN0YXJ0RmF1bHRIABItCgpzdG9wX2ZhdWx0GAQgASgLMhcuZmlyZWRyaWxsLnYxLlN0b3BGYXVsdEgAEikKCHN0b3BfYWxsGAUgASgLMhUuZmlyZWRyaWxsLnYxLlN0b3BBbGxIAEIJCgdtZXNzYWdlIpICCgVIZWxsbxIQCghhZ2VudF9pZBgBIAEoCRIPCgd2ZXJzaW9uGAIgASgJEiYKBWZhY3RzGAMgASgLMhcuZmlyZWRyaWxsLnYxLkhvc3RGYWN0cxIvCgZsYWJlbHMYBCADKAsyHy5maXJlZHJpbGwudjEuSGVsbG8uTGFiZWxzRW50cnkSLAoLaGVsZF9mYXVsdHMYBSADKAsyFy5maXJlZHJpbGwudjEuSGVsZEZhdWx0EjAKDGNhcGFiaWxpdGllcxgGIAEoCzIaLmZpcmVkcmlsbC52MS5DYXBhYmlsaXRpZXMaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLWAgoJSG9zdEZhY3RzEhAKCGhvc3RuYW1lGAEgASgJEhMKC29zX3BsYXRmb3JtGAIgASgJEhEKCW9zX2Rpc3RybxgDIAEoCRISCgpvc19yZWxlYXNlGAQgASgJEg4KBmtlcm5lbBgFIAEoCRIMCgRhcmNoGAYgASgJEhEKCWNwdV9jb3VudBgHIAEoDRIRCgljcHVfbW9kZWwYCCABKAkSFAoMbWVtb3J5X2J5dGVzGAkgASgEEi0KC2ZpbGVzeXN0ZW1zGAogAygLMhguZmlyZWRyaWxsLnYxLkZpbGVzeXN0ZW0SMgoKaW50ZXJmYWNlcxgLIAMoCzIeLmZpcmVkcmlsbC52MS5OZXR3b3JrSW50ZXJmYWNlEhMKC2luc3RhbmNlX2lkGAwgASgJEhkKEWF2YWlsYWJpbGl0eV96b25lGA0gASgJEg4KBnJlZ2lvbhgOIAEoCSJhCgpGaWxlc3lzdGVtEg4KBmRldmljZRgBIAEoCRIMCgR0eXBlGAIgASgJEg0KBW1vdW50GAMgASgJEhIKCnNpemVfYnl0ZXMYBCABKAQSEgoKdXNlZF9ieXRlcxgFIAEoBCJpChBOZXR3b3JrSW50ZXJmYWNlEgwKBG5hbWUYASABKAkSCwoDbWFjGAIgASgJEhEKCWFkZHJlc3NlcxgDIAMoCRIQCghpbnRlcm5hbBgEIAEoCBIVCg1kZWZhdWx0X3JvdXRlGAUgASgIIl4KDENhcGFiaWxpdGllcxITCgtmYXVsdF9raW5kcxgBIAMoCRIMCgRyb290GAIgASgIEg0KBW5ldGVtGAMgASgIEhAKCG5mdGFibGVzGAQgASgIEgoKAnRjGAUgASgIIrEBCglIZWxkRmF1bHQSEAoIZmF1bHRfaWQYASABKAkSDAoEa2luZBgCIAEoCRInCgVzdGF0ZRgDIAEoDjIYLmZpcmVkcmlsbC52MS5GYXVsdFN0YXRlEi4KCnN0YXJ0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKB2VuZHNfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkwKCUhlYXJ0YmVhdBIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1hY3RpdmVfZmF1bHRzGAIgASgNIsUCCgpGYXVsdEV2ZW50EhAKCGZhdWx0X2lkGAEgASgJEioKBHR5cGUYAiABKA4yHC5maXJlZHJpbGwudjEuRmF1bHRFdmVudFR5cGUSKAoEdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKgoGcmVhc29uGAQgASgOMhouZmlyZWRyaWxsLnYxLlJldmVydFJlYXNvbhINCgVlcnJvchgFIAEoCRJACgxtZWFzdXJlbWVudHMYBiADKAsyKi5maXJlZHJpbGwudjEuRmF1bHRFdmVudC5NZWFzdXJlbWVudHNFbnRyeRIPCgdtZXNzYWdlGAcgASgJEgwKBGtpbmQYCCABKAkaMwoRTWVhc3VyZW1lbnRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgBOgI4ASKYAQoHV2VsY29tZRIQCghhZ2VudF9pZBgBIAEoCRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLAoJbGVhc2VfdHRsGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhYKDnNlcnZlcl92ZXJzaW9uGAQgASgJIjwKDExlYXNlUmVuZXdhbBIsCglsZWFzZV90dGwYASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ikgEKClN0YXJ0RmF1bHQSEAoIZmF1bHRfaWQYASABKAkSDAoEa2luZBgCIAEoCRInCgZwYXJhbXMYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EisKCGR1cmF0aW9uGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg4KBnJ1bl9pZBgFIAEoCSJJCglTdG9wRmF1bHQSEAoIZmF1bHRfaWQYASABKAkSKgoGcmVhc29uGAIgASgOMhouZmlyZWRyaWxsLnYxLlJldmVydFJlYXNvbiJGCgdTdG9wQWxsEioKBnJlYXNvbhgBIAEoDjIaLmZpcmVkcmlsbC52MS5SZXZlcnRSZWFzb24SDwoHbWVzc2FnZRgCIAEoCSqpAQoKRmF1bHRTdGF0ZRIbChdGQVVMVF9TVEFURV9VTlNQRUNJRklFRBAAEhgKFEZBVUxUX1NUQVRFX1NUQVJUSU5HEAESFwoTRkFVTFRfU1RBVEVfUlVOTklORxACEhkKFUZBVUxUX1NUQVRFX1JFVkVSVElORxADEhgKFEZBVUxUX1NUQVRFX1JFVkVSVEVEEAQSFgoSRkFVTFRfU1RBVEVfRkFJTEVEEAUqygEKDkZhdWx0RXZlbnRUeXBlEiAKHEZBVUxUX0VWRU5UX1RZUEVfVU5TUEVDSUZJRUQQABIdChlGQVVMVF9FVkVOVF9UWVBFX0FDQ0VQVEVEEAESHAoYRkFVTFRfRVZFTlRfVFlQRV9TVEFSVEVEEAISHQoZRkFVTFRfRVZFTlRfVFlQRV9QUk9HUkVTUxADEh0KGUZBVUxUX0VWRU5UX1RZUEVfUkVWRVJURUQQBBIbChdGQVVMVF9FVkVOVF9UWVBFX0ZBSUxFRBAFKugBCgxSZXZlcnRSZWFzb24SHQoZUkVWRVJUX1JFQVNPTl9VTlNQRUNJRklFRBAAEhoKFlJFVkVSVF9SRUFTT05fRFVSQVRJT04QARIZChVSRVZFUlRfUkVBU09OX1NUT1BQRUQQAhIXChNSRVZFUlRfUkVBU09OX0xFQVNFEAMSFgoSUkVWRVJUX1JFQVNPTl9IQUxUEAQSGgoWUkVWRVJUX1JFQVNPTl9SRUNPVkVSWRAFEhkKFVJFVkVSVF9SRUFTT05fQUJPUlRFRBAGEhoKFlJFVkVSVF9SRUFTT05fU0hVVERPV04QBzKCAgoMQWdlbnRTZXJ2aWNlEkoKB0Nvbm5lY3QSHC5maXJlZHJpbGwudjEuQ29ubmVjdFJlcXVlc3QaHS5maXJlZHJpbGwudjEuQ29ubmVjdFJlc3BvbnNlKAEwARJDCgZFbnJvbGwSGy5maXJlZHJpbGwudjEuRW5yb2xsUmVxdWVzdBocLmZpcmVkcmlsbC52MS5FbnJvbGxSZXNwb25zZRJhChBSZW5ld0NlcnRpZmljYXRlEiUuZmlyZWRyaWxsLnYxLlJlbmV3Q2VydGlmaWNhdGVSZXF1ZXN0GiYuZmlyZWRyaWxsLnYxLlJlbmV3Q2VydGlmaWNhdGVSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+
+/**
+ * EnrollRequest asks for an agent identity.
+ *
+ * @generated from message firedrill.v1.EnrollRequest
+ */
+export type EnrollRequest = Message<"firedrill.v1.EnrollRequest"> & {
+  /**
+   * PKCS#10 certificate signing request (PEM) for an ECDSA P-256 key the agent made and keeps (its
+   * subject is ignored: the control plane chooses the agent id).
+   *
+   * @generated from field: string csr_pem = 1;
+   */
+  csrPem: string;
+
+  /**
+   * The host's name, for the operator's view.
+   *
+   * @generated from field: string hostname = 2;
+   */
+  hostname: string;
+};
+
+/**
+ * Describes the message firedrill.v1.EnrollRequest.
+ * Use `create(EnrollRequestSchema)` to create a new message.
+ */
+export const EnrollRequestSchema: GenMessage<EnrollRequest> = /*@__PURE__*/
+  messageDesc(file_firedrill_v1_agent, 0);
+
+/**
+ * EnrollResponse carries the agent's new identity.
+ *
+ * @generated from message firedrill.v1.EnrollResponse
+ */
+export type EnrollResponse = Message<"firedrill.v1.EnrollResponse"> & {
+  /**
+   * The agent id, chosen by the control plane: the subject of the certificate.
+   *
+   * @generated from field: string agent_id = 1;
+   */
+  agentId: string;
+
+  /**
+   * The agent's client certificate (PEM).
+   *
+   * @generated from field: string certificate_pem = 2;
+   */
+  certificatePem: string;
+
+  /**
+   * The control plane's CA certificate (PEM), whose SHA-256 the join token pinned.
+   *
+   * @generated from field: string ca_certificate_pem = 3;
+   */
+  caCertificatePem: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp not_after = 4;
+   */
+  notAfter?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message firedrill.v1.EnrollResponse.
+ * Use `create(EnrollResponseSchema)` to create a new message.
+ */
+export const EnrollResponseSchema: GenMessage<EnrollResponse> = /*@__PURE__*/
+  messageDesc(file_firedrill_v1_agent, 1);
+
+/**
+ * RenewCertificateRequest asks for a fresh client certificate for the same agent id.
+ *
+ * @generated from message firedrill.v1.RenewCertificateRequest
+ */
+export type RenewCertificateRequest = Message<"firedrill.v1.RenewCertificateRequest"> & {
+  /**
+   * PKCS#10 certificate signing request (PEM) for a new ECDSA P-256 key.
+   *
+   * @generated from field: string csr_pem = 1;
+   */
+  csrPem: string;
+};
+
+/**
+ * Describes the message firedrill.v1.RenewCertificateRequest.
+ * Use `create(RenewCertificateRequestSchema)` to create a new message.
+ */
+export const RenewCertificateRequestSchema: GenMessage<RenewCertificateRequest> = /*@__PURE__*/
+  messageDesc(file_firedrill_v1_agent, 2);
+
+/**
+ * RenewCertificateResponse carries the renewed certificate.
+ *
+ * @generated from message firedrill.v1.RenewCertificateResponse
+ */
+export type RenewCertificateResponse = Message<"firedrill.v1.RenewCertificateResponse"> & {
+  /**
+   * @generated from field: string certificate_pem = 1;
+   */
+  certificatePem: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp not_after = 2;
+   */
+  notAfter?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message firedrill.v1.RenewCertificateResponse.
+ * Use `create(RenewCertificateResponseSchema)` to create a new message.
+ */
+export const RenewCertificateResponseSchema: GenMessage<RenewCertificateResponse> = /*@__PURE__*/
+  messageDesc(file_firedrill_v1_agent, 3);
 
 /**
  * ConnectRequest is one message from the agent to the control plane.
@@ -52,7 +166,7 @@ export type ConnectRequest = Message<"firedrill.v1.ConnectRequest"> & {
  * Use `create(ConnectRequestSchema)` to create a new message.
  */
 export const ConnectRequestSchema: GenMessage<ConnectRequest> = /*@__PURE__*/
-  messageDesc(file_firedrill_v1_agent, 0);
+  messageDesc(file_firedrill_v1_agent, 4);
 
 /**
  * ConnectResponse is one message from the control plane to the agent.
@@ -101,7 +215,7 @@ export type ConnectResponse = Message<"firedrill.v1.ConnectResponse"> & {
  * Use `create(ConnectResponseSchema)` to create a new message.
  */
 export const ConnectResponseSchema: GenMessage<ConnectResponse> = /*@__PURE__*/
-  messageDesc(file_firedrill_v1_agent, 1);
+  messageDesc(file_firedrill_v1_agent, 5);
 
 /**
  * Hello identifies the agent. Sent once, first, on every (re)connect.
@@ -154,7 +268,7 @@ export type Hello = Message<"firedrill.v1.Hello"> & {
  * Use `create(HelloSchema)` to create a new message.
  */
 export const HelloSchema: GenMessage<Hello> = /*@__PURE__*/
-  messageDesc(file_firedrill_v1_agent, 2);
+  messageDesc(file_firedrill_v1_agent, 6);
 
 /**
  * HostFacts describes the host, gathered with systeminformation and IMDSv2.
@@ -240,7 +354,7 @@ export type HostFacts = Message<"firedrill.v1.HostFacts"> & {
  * Use `create(HostFactsSchema)` to create a new message.
  */
 export const HostFactsSchema: GenMessage<HostFacts> = /*@__PURE__*/
-  messageDesc(file_firedrill_v1_agent, 3);
+  messageDesc(file_firedrill_v1_agent, 7);
 
 /**
  * Filesystem is one mounted filesystem.
@@ -279,7 +393,7 @@ export type Filesystem = Message<"firedrill.v1.Filesystem"> & {
  * Use `create(FilesystemSchema)` to create a new message.
  */
 export const FilesystemSchema: GenMessage<Filesystem> = /*@__PURE__*/
-  messageDesc(file_firedrill_v1_agent, 4);
+  messageDesc(file_firedrill_v1_agent, 8);
 
 /**
  * NetworkInterface is one network interface with its addresses.
@@ -318,7 +432,7 @@ export type NetworkInterface = Message<"firedrill.v1.NetworkInterface"> & {
  * Use `create(NetworkInterfaceSchema)` to create a new message.
  */
 export const NetworkInterfaceSchema: GenMessage<NetworkInterface> = /*@__PURE__*/
-  messageDesc(file_firedrill_v1_agent, 5);
+  messageDesc(file_firedrill_v1_agent, 9);
 
 /**
  * Capabilities says which fault kinds the host can run, so the control plane can refuse a fault
@@ -368,7 +482,7 @@ export type Capabilities = Message<"firedrill.v1.Capabilities"> & {
  * Use `create(CapabilitiesSchema)` to create a new message.
  */
 export const CapabilitiesSchema: GenMessage<Capabilities> = /*@__PURE__*/
-  messageDesc(file_firedrill_v1_agent, 6);
+  messageDesc(file_firedrill_v1_agent, 10);
 
 /**
  * HeldFault is a fault the agent holds when it says Hello.
@@ -407,7 +521,7 @@ export type HeldFault = Message<"firedrill.v1.HeldFault"> & {
  * Use `create(HeldFaultSchema)` to create a new message.
  */
 export const HeldFaultSchema: GenMessage<HeldFault> = /*@__PURE__*/
-  messageDesc(file_firedrill_v1_agent, 7);
+  messageDesc(file_firedrill_v1_agent, 11);
 
 /**
  * Heartbeat tells the control plane the agent is alive.
@@ -431,7 +545,7 @@ export type Heartbeat = Message<"firedrill.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_firedrill_v1_agent, 8);
+  messageDesc(file_firedrill_v1_agent, 12);
 
 /**
  * FaultEvent reports a step in a fault's life.
@@ -495,7 +609,7 @@ export type FaultEvent = Message<"firedrill.v1.FaultEvent"> & {
  * Use `create(FaultEventSchema)` to create a new message.
  */
 export const FaultEventSchema: GenMessage<FaultEvent> = /*@__PURE__*/
-  messageDesc(file_firedrill_v1_agent, 9);
+  messageDesc(file_firedrill_v1_agent, 13);
 
 /**
  * Welcome answers Hello.
@@ -533,7 +647,7 @@ export type Welcome = Message<"firedrill.v1.Welcome"> & {
  * Use `create(WelcomeSchema)` to create a new message.
  */
 export const WelcomeSchema: GenMessage<Welcome> = /*@__PURE__*/
-  messageDesc(file_firedrill_v1_agent, 10);
+  messageDesc(file_firedrill_v1_agent, 14);
 
 /**
  * LeaseRenewal extends the agent's lease by lease_ttl from the moment it arrives.
@@ -552,7 +666,7 @@ export type LeaseRenewal = Message<"firedrill.v1.LeaseRenewal"> & {
  * Use `create(LeaseRenewalSchema)` to create a new message.
  */
 export const LeaseRenewalSchema: GenMessage<LeaseRenewal> = /*@__PURE__*/
-  messageDesc(file_firedrill_v1_agent, 11);
+  messageDesc(file_firedrill_v1_agent, 15);
 
 /**
  * StartFault asks the agent to inject a fault.
@@ -601,7 +715,7 @@ export type StartFault = Message<"firedrill.v1.StartFault"> & {
  * Use `create(StartFaultSchema)` to create a new message.
  */
 export const StartFaultSchema: GenMessage<StartFault> = /*@__PURE__*/
-  messageDesc(file_firedrill_v1_agent, 12);
+  messageDesc(file_firedrill_v1_agent, 16);
 
 /**
  * StopFault asks the agent to revert one fault.
@@ -625,7 +739,7 @@ export type StopFault = Message<"firedrill.v1.StopFault"> & {
  * Use `create(StopFaultSchema)` to create a new message.
  */
 export const StopFaultSchema: GenMessage<StopFault> = /*@__PURE__*/
-  messageDesc(file_firedrill_v1_agent, 13);
+  messageDesc(file_firedrill_v1_agent, 17);
 
 /**
  * StopAll asks the agent to revert every fault it holds.
@@ -649,7 +763,7 @@ export type StopAll = Message<"firedrill.v1.StopAll"> & {
  * Use `create(StopAllSchema)` to create a new message.
  */
 export const StopAllSchema: GenMessage<StopAll> = /*@__PURE__*/
-  messageDesc(file_firedrill_v1_agent, 14);
+  messageDesc(file_firedrill_v1_agent, 18);
 
 /**
  * FaultState is where a fault is in its life on the agent.
@@ -823,7 +937,11 @@ export const AgentService: GenService<{
   /**
    * Connect opens the agent link. The agent's first message must be a Hello; the control plane
    * answers with a Welcome, then renews the agent's lease for as long as the stream is alive.
-   * Authentication: the join token as `authorization: Bearer <token>` call metadata.
+   * Authentication: the agent's client certificate (mTLS), issued by Enroll; its subject is the
+   * agent id, and Hello.agent_id must equal it. On a loopback control plane started with
+   * --insecure-agents (no TLS), the join token as `authorization: Bearer <token>` metadata instead.
+   * A refused agent gets PERMISSION_DENIED or UNAUTHENTICATED with `firedrill-refusal` trailing
+   * metadata saying why (see packages/protocol/src/auth.ts).
    *
    * @generated from rpc firedrill.v1.AgentService.Connect
    */
@@ -831,6 +949,30 @@ export const AgentService: GenService<{
     methodKind: "bidi_streaming";
     input: typeof ConnectRequestSchema;
     output: typeof ConnectResponseSchema;
+  },
+  /**
+   * Enroll trades a join token (`authorization: Bearer fdj_…` metadata) and a certificate signing
+   * request for the agent's identity: a server-chosen agent id and a short-lived client certificate
+   * whose subject is that id. The agent calls it once, over TLS it verified against the CA whose
+   * hash the join token carries, before it sends the token.
+   *
+   * @generated from rpc firedrill.v1.AgentService.Enroll
+   */
+  enroll: {
+    methodKind: "unary";
+    input: typeof EnrollRequestSchema;
+    output: typeof EnrollResponseSchema;
+  },
+  /**
+   * RenewCertificate issues a fresh client certificate for the caller's own agent id, well before
+   * the current one expires. Authentication: the current client certificate (mTLS).
+   *
+   * @generated from rpc firedrill.v1.AgentService.RenewCertificate
+   */
+  renewCertificate: {
+    methodKind: "unary";
+    input: typeof RenewCertificateRequestSchema;
+    output: typeof RenewCertificateResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_firedrill_v1_agent, 0);
