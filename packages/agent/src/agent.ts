@@ -4,21 +4,27 @@
  * Start-up order matters: take the state dir, revert whatever the journal holds (a previous agent
  * crashed), and only then connect and accept work.
  */
-import { cpus } from "node:os";
+import { cpus, hostname } from "node:os";
 import { create } from "@bufbuild/protobuf";
-import type * as grpc from "@grpc/grpc-js";
+import * as grpc from "@grpc/grpc-js";
 import {
+  AGENT_TOKEN_METADATA_KEY,
   ConnectRequestSchema,
   FaultEventType,
   FaultState,
   HeldFaultSchema,
   HelloSchema,
   RevertReason,
+  bearer,
   durationToMs,
+  parseJoinToken,
   revertReasonName,
 } from "@firedrill/protocol";
 import type { ConnectResponse, FaultEvent, Hello } from "@firedrill/protocol";
 import type { Logger } from "pino";
+import { AgentConfigError } from "./config.js";
+import { Enrollment, readIdentity } from "./enroll.js";
+import type { PrepareResult, StoredIdentity } from "./enroll.js";
 import { detectCapabilities, gatherHostFacts } from "./facts.js";
 import { createDefaultFaultRegistry } from "./faults/index.js";
 import type { FaultRegistry } from "./faults/index.js";
@@ -30,23 +36,40 @@ import type { Ec2Identity } from "./imds.js";
 import { Journal } from "./journal.js";
 import { Lease } from "./lease.js";
 import { AgentLink } from "./link.js";
+import type { RefusalDecision } from "./link.js";
 import { computeNetworkExclusions } from "./network-exclusions.js";
 import { RecoveryError, recoverJournal } from "./recover.js";
 import { PendingReports } from "./reports.js";
 import { FaultRuntime } from "./runtime.js";
+import { isLoopbackHost, splitServer } from "./tls.js";
 import { AGENT_VERSION } from "./version.js";
 
 /** Options of a running agent. */
 export interface AgentOptions {
   /** Control plane gRPC address, host:port. */
   server: string;
-  /** Join token from the control plane's data dir. */
-  token: string;
-  /** Where the agent keeps its id, journal and pending reports. */
+  /**
+   * Join token (`firedrill join-token create`): needed only while the agent has no valid
+   * certificate (TLS), or always with `insecure`.
+   */
+  token?: string | undefined;
+  /**
+   * Plain gRPC with the join token in the Connect metadata and a self-chosen agent id; only for a
+   * control plane on a loopback address. @default false
+   */
+  insecure?: boolean;
+  /** Where the agent keeps its identity, journal and pending reports. */
   stateDir: string;
   labels: Record<string, string>;
-  credentials: grpc.ChannelCredentials;
   log: Logger;
+  /** Longest lease TTL accepted from the control plane; a longer one is clamped. @default 300000 */
+  maxLeaseTtlMs?: number;
+  /** How often the certificate's age is checked for renewal. @default 60000 */
+  renewCheckIntervalMs?: number;
+  /** First reconnect delay. @default 500 */
+  backoffInitialMs?: number;
+  /** Longest reconnect delay after the join token was refused (or while there is none). @default 300000 */
+  joinTokenBackoffMaxMs?: number;
   /** IMDS base URL, or "off" to skip the EC2 lookup. @default http://169.254.169.254 */
   imdsEndpoint?: string;
   /** Fault kinds; the shipped ones by default. */
@@ -64,15 +87,69 @@ export interface AgentOptions {
 
 /** A running agent. */
 export interface Agent {
-  readonly agentId: string;
+  /** The agent id: server-chosen (the certificate's CN), or self-chosen with `insecure`; undefined until enrolled. */
+  readonly agentId: string | undefined;
   /** Reverts every fault (reason shutdown), reports it if the link is up, closes the link. */
   stop(): Promise<void>;
-  /** Resolves when the control plane refused this agent for good (bad token). */
+  /**
+   * Resolves when the control plane, verified against the pinned CA, said this agent is revoked:
+   * it must stop for good (the CLI exits 3). Never on an unverified server's word.
+   */
   readonly refused: Promise<grpc.ServiceError>;
 }
 
 /** Most queued events kept while the link is down; older progress events are dropped first. */
 const MAX_QUEUED_EVENTS = 1000;
+/** Default longest lease TTL accepted. */
+export const DEFAULT_MAX_LEASE_TTL_MS = 300_000;
+const DEFAULT_JOIN_TOKEN_BACKOFF_MAX_MS = 300_000;
+
+/** How the link authenticates: decided at start from the flags and the state dir. */
+type LinkSetup =
+  | { mode: "insecure"; agentId: string; token: string }
+  | { mode: "tls"; identity: StoredIdentity | undefined; joinToken: { text: string; parts: NonNullable<ReturnType<typeof parseJoinToken>> } | undefined };
+
+const JOIN_TOKEN_HINT = "create one on the control plane with `firedrill join-token create` and pass it with --token-file (or FIREDRILL_TOKEN)";
+
+/**
+ * Decides how to authenticate. Thrown when the configuration cannot work: AgentConfigError (insecure
+ * mode to a non-loopback server, a token that pins no CA, no certificate and no join token).
+ */
+function resolveLinkSetup(options: AgentOptions, log: Logger): LinkSetup {
+  const token = options.token?.trim() || undefined;
+  if (options.insecure) {
+    if (!isLoopbackHost(splitServer(options.server).host)) {
+      throw new AgentConfigError(
+        `--insecure: ${options.server} is not a loopback address; plain gRPC is only allowed to a control plane on 127.0.0.1, ::1 or localhost (drop --insecure: TLS is pinned by the join token)`,
+      );
+    }
+    if (!token || token.length < 8) throw new AgentConfigError(`--token: is missing or too short: with --insecure the join token authenticates every connect; ${JOIN_TOKEN_HINT}`);
+    return { mode: "insecure", agentId: loadOrCreateAgentId(options.stateDir), token };
+  }
+  const parts = token !== undefined ? parseJoinToken(token) : undefined;
+  if (token !== undefined && !parts) {
+    throw new AgentConfigError(
+      `--token: this is not a join token that pins the control plane's CA (fdj_<id>_<secret>_<CA sha256>); ${JOIN_TOKEN_HINT}`,
+    );
+  }
+  const loaded = readIdentity(options.stateDir);
+  let identity = loaded.identity;
+  if (!identity && loaded.problem) log.warn({ stateDir: options.stateDir }, `${loaded.problem}; enrolling again`);
+  if (identity && parts && identity.caFingerprint !== `sha256:${parts.caSha256}`) {
+    log.warn(
+      { enrolledWith: identity.caFingerprint, tokenPins: `sha256:${parts.caSha256}` },
+      "the join token pins another control plane's CA than the one this agent enrolled with: enrolling again with the token",
+    );
+    identity = undefined;
+  }
+  const usable = identity !== undefined && identity.notAfter > Date.now();
+  if (!usable && !parts) {
+    throw new AgentConfigError(
+      `this agent is not enrolled (no valid certificate in ${options.stateDir}) and has no join token: ${JOIN_TOKEN_HINT}`,
+    );
+  }
+  return { mode: "tls", identity, joinToken: parts && token ? { text: token, parts } : undefined };
+}
 
 /**
  * Starts an agent: recovers the journal, then connects.
@@ -92,7 +169,6 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   }
   const unlock = lockStateDir(options.stateDir);
   try {
-    const agentId = loadOrCreateAgentId(options.stateDir);
     const registry = options.registry ?? createDefaultFaultRegistry();
     const journal = new Journal(options.stateDir);
     const reports = new PendingReports(options.stateDir);
@@ -103,7 +179,9 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     }
     if (recovery.failed.length > 0 || recovery.corrupt.length > 0) throw new RecoveryError(recovery);
 
-    return await runAgent(options, { agentId, registry, journal, reports, unlock });
+    // After the recovery: a crashed agent's faults are reverted even when this one cannot connect.
+    const setup = resolveLinkSetup(options, log);
+    return await runAgent(options, { setup, registry, journal, reports, unlock });
   } catch (err) {
     unlock();
     throw err;
@@ -112,10 +190,10 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
 
 async function runAgent(
   options: AgentOptions,
-  deps: { agentId: string; registry: FaultRegistry; journal: Journal; reports: PendingReports; unlock: () => void },
+  deps: { setup: LinkSetup; registry: FaultRegistry; journal: Journal; reports: PendingReports; unlock: () => void },
 ): Promise<Agent> {
-  const { agentId, registry, journal, reports } = deps;
-  const log = options.log.child({ agentId });
+  const { setup, registry, journal, reports } = deps;
+  const log = options.log;
   const queue: FaultEvent[] = [];
   let link: AgentLink | undefined;
   const guard: GuardSupervisor | undefined = options.guardCommand
@@ -171,10 +249,10 @@ async function runAgent(
   if (ec2.instanceId) log.info({ instanceId: ec2.instanceId, az: ec2.availabilityZone }, "running on EC2");
   const capabilities = detectCapabilities([...registry.keys()]);
 
-  const hello = async (): Promise<Hello> => {
+  const hello = async (channel: { agentId: string }): Promise<Hello> => {
     const pending = reports.list();
     return create(HelloSchema, {
-      agentId,
+      agentId: channel.agentId,
       version: AGENT_VERSION,
       facts: await gatherHostFacts(ec2),
       labels: options.labels,
@@ -192,10 +270,22 @@ async function runAgent(
     });
   };
 
+  const maxLeaseTtlMs = options.maxLeaseTtlMs ?? DEFAULT_MAX_LEASE_TTL_MS;
+  let leaseClampWarned = false;
+  // The control plane cannot make the agent hold faults longer without it than the host allows.
+  const capLeaseTtl = (ttl: number): number => {
+    if (ttl <= maxLeaseTtlMs) return ttl;
+    if (!leaseClampWarned) {
+      leaseClampWarned = true;
+      log.warn({ askedMs: ttl, maxMs: maxLeaseTtlMs }, "the control plane asked for a lease longer than --max-lease-ttl: using the maximum");
+    }
+    return maxLeaseTtlMs;
+  };
+
   const onMessage = (message: ConnectResponse): void => {
     // Any word from the control plane renews the lease.
     const m = message.message;
-    const ttl = m.case === "welcome" || m.case === "leaseRenewal" ? durationToMs(m.value.leaseTtl) : undefined;
+    const ttl = m.case === "welcome" || m.case === "leaseRenewal" ? capLeaseTtl(durationToMs(m.value.leaseTtl)) : undefined;
     lease.renew(ttl);
     switch (m.case) {
       case "startFault":
@@ -218,20 +308,100 @@ async function runAgent(
     resolveRefused = resolve;
   });
 
+  const joinTokenBackoffMaxMs = options.joinTokenBackoffMaxMs ?? DEFAULT_JOIN_TOKEN_BACKOFF_MAX_MS;
+  const revoked = (error: grpc.ServiceError): void => {
+    log.fatal(
+      { server: options.server, details: error.details },
+      `the control plane revoked this agent (${error.details}); stopping for good: to bring it back, enroll it again with a new join token after removing agent.crt and agent.key from ${options.stateDir}`,
+    );
+    resolveRefused(error);
+  };
+  let enrollment: Enrollment | undefined;
+  let agentId: string | undefined;
+  let prepare: () => Promise<PrepareResult>;
+  if (setup.mode === "insecure") {
+    agentId = setup.agentId;
+    const metadata = new grpc.Metadata();
+    metadata.set(AGENT_TOKEN_METADATA_KEY, bearer(setup.token));
+    const channel = { key: "insecure", credentials: grpc.credentials.createInsecure(), metadata, verified: false, agentId: setup.agentId };
+    log.warn({ server: options.server }, "--insecure: plain gRPC to a loopback control plane; the join token is sent on every connect");
+    prepare = () => Promise.resolve({ channel });
+  } else {
+    const e = new Enrollment({
+      server: options.server,
+      stateDir: options.stateDir,
+      joinToken: setup.joinToken,
+      identity: setup.identity,
+      hostname: hostname(),
+      log: log.child({ component: "identity" }),
+      joinTokenBackoffMaxMs,
+      ...(options.renewCheckIntervalMs !== undefined ? { renewCheckIntervalMs: options.renewCheckIntervalMs } : {}),
+      onRevoked: revoked,
+      onIdentity(identity) {
+        agentId = identity?.agentId;
+      },
+    });
+    enrollment = e;
+    agentId = setup.identity?.agentId;
+    prepare = () => e.prepare();
+    e.start();
+  }
+
+  const onRefused = ({ error, refusal, verified }: { error: grpc.ServiceError; refusal: string | undefined; verified: boolean }): RefusalDecision => {
+    const context = { server: options.server, code: grpc.status[error.code], refusal, details: error.details };
+    if (!verified) {
+      // Nothing proves who said it: never stop on it.
+      log.warn(context, `refused by the control plane on an unverified (insecure) link: ${error.details}; retrying`);
+      return { retry: true, ...(refusal === "join-token" ? { maxDelayMs: joinTokenBackoffMaxMs } : {}) };
+    }
+    switch (refusal) {
+      case "revoked":
+        revoked(error);
+        return "stop";
+      case "not-enrolled":
+        enrollment?.drop();
+        if (setup.mode === "tls" && setup.joinToken) {
+          log.warn(context, "the control plane does not accept this agent's certificate: enrolling again with the join token");
+          return { retry: true };
+        }
+        log.error(context, `the control plane does not accept this agent's certificate and there is no join token to enroll again: ${JOIN_TOKEN_HINT}; retrying meanwhile`);
+        return { retry: true, maxDelayMs: joinTokenBackoffMaxMs };
+      case "join-token":
+        log.error(context, `the control plane refused the join token: ${error.details}; ${JOIN_TOKEN_HINT}; retrying meanwhile`);
+        return { retry: true, maxDelayMs: joinTokenBackoffMaxMs };
+      case "limit":
+        log.warn(context, "the control plane is at its agent limit; retrying");
+        return { retry: true, maxDelayMs: joinTokenBackoffMaxMs };
+      case "identity-mismatch":
+        log.error(context, "the control plane says the Hello's agent id is not this certificate's; retrying");
+        return { retry: true };
+      default:
+        log.warn(context, `refused by the control plane: ${error.details}; retrying`);
+        return { retry: true };
+    }
+  };
+
   link = new AgentLink({
     server: options.server,
-    token: options.token,
-    credentials: options.credentials,
+    prepare,
     log: log.child({ component: "link" }),
     hello,
     onMessage,
+    onRefused,
     activeFaults: () => runtime.activeCount,
     ...(options.backoffMaxMs !== undefined ? { backoffMaxMs: options.backoffMaxMs } : {}),
+    ...(options.backoffInitialMs !== undefined ? { backoffInitialMs: options.backoffInitialMs } : {}),
     onConnected(welcome) {
       log.info(
-        { server: options.server, leaseTtlMs: durationToMs(welcome.leaseTtl), heartbeatMs: durationToMs(welcome.heartbeatInterval) },
+        {
+          server: options.server,
+          agentId,
+          leaseTtlMs: capLeaseTtl(durationToMs(welcome.leaseTtl)),
+          heartbeatMs: durationToMs(welcome.heartbeatInterval),
+        },
         "connected to the control plane",
       );
+      void enrollment?.maybeRenew();
       // Deliver what happened while the link was down: final events first (durable), then the rest.
       for (const event of reports.list()) sendEvent(event);
       for (const event of queue.splice(0)) sendEvent(event);
@@ -239,20 +409,19 @@ async function runAgent(
     onDisconnected(error) {
       log.warn({ err: error?.message, leaseRemainingMs: Math.round(lease.remainingMs() ?? 0) }, "lost the control plane; reconnecting");
     },
-    onRefused(error) {
-      log.fatal({ code: error.code, details: error.details }, `the control plane refused this agent: ${error.details}`);
-      resolveRefused(error);
-    },
   });
   link.start();
 
   let stopping: Promise<void> | undefined;
   return {
-    agentId,
+    get agentId() {
+      return agentId;
+    },
     refused,
     stop() {
       stopping ??= (async () => {
         lease.close();
+        enrollment?.close();
         await runtime.stopAll(RevertReason.SHUTDOWN);
         await link?.close();
         // Everything is reverted: the guard has nothing left to watch for.

@@ -22,12 +22,13 @@ describe("agent config", () => {
         labels: {},
         logLevel: "info",
         imds: "off",
-        tls: false,
+        insecure: false,
+        maxLeaseTtlMs: 100,
         reconnectMaxMs: 1000,
         progressIntervalMs: 1000,
       });
     expect(attempt).toThrow(AgentConfigError);
     expect(attempt).toThrow(/--server: must be host:port/);
-    expect(attempt).toThrow(/--token: is missing or too short/);
+    expect(attempt).toThrow(/--max-lease-ttl: must be at least 1s/);
   });
 });

@@ -2,7 +2,7 @@
  * The agent's stable identity and its exclusive hold on the state dir.
  */
 import { randomBytes } from "node:crypto";
-import { mkdirSync, readFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { writeFileDurable, removeFileDurable } from "./fs-util.js";
 import { isProcessAlive, readProcessStartTime } from "./proc.js";
@@ -21,12 +21,16 @@ export class StateDirLockedError extends Error {
   }
 }
 
-/** Creates the state dir if needed (mode 0700). */
+/** Creates the state dir if needed (mode 0700; an existing one readable by others is narrowed to 0700: it holds the agent's key). */
 export function ensureStateDir(stateDir: string): void {
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  if ((statSync(stateDir).mode & 0o077) !== 0) chmodSync(stateDir, 0o700);
 }
 
-/** Reads the agent id from the state dir, creating one on first use. */
+/**
+ * Reads the agent id from the state dir, creating one on first use: the self-chosen id of
+ * `--insecure` mode (with TLS the control plane chooses it at enrollment).
+ */
 export function loadOrCreateAgentId(stateDir: string): string {
   const file = join(stateDir, "agent-id");
   try {

@@ -1,39 +1,59 @@
 /**
  * The agent link: dials the control plane, says Hello, keeps one bidirectional stream alive with
- * heartbeats, and reconnects with jittered exponential backoff when it breaks.
+ * heartbeats, and reconnects with jittered exponential backoff when it breaks. Each attempt first
+ * asks `prepare` for its channel (pinning and enrollment happen there, before anything is sent);
+ * what a refusal means is the agent's decision, given whether the channel was verified.
  */
 import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import {
-  AGENT_TOKEN_METADATA_KEY,
   AgentService,
   ConnectRequestSchema,
   HeartbeatSchema,
-  bearer,
   createClientConstructor,
   durationToMs,
   timestampFromMs,
 } from "@firedrill/protocol";
-import type { ClientOf, ConnectRequest, ConnectResponse, Hello, Welcome } from "@firedrill/protocol";
+import type { ClientOf, ConnectRequest, ConnectResponse, Hello, Refusal, Welcome } from "@firedrill/protocol";
 import type { Logger } from "pino";
+import { refusalOf } from "./enroll.js";
+import type { LinkChannel, PrepareResult } from "./enroll.js";
+
+/** A refused Connect, as the link saw it. */
+export interface LinkRefusal {
+  error: grpc.ServiceError;
+  /** The `firedrill-refusal` trailer, if any. */
+  refusal: Refusal | undefined;
+  /** Whether the channel was verified against the pinned CA (only then is the refusal believed). */
+  verified: boolean;
+}
+
+/**
+ * What to do after a refusal: stop for good (the agent exits), retry with the usual backoff, or
+ * retry with a backoff capped at `maxDelayMs`.
+ */
+export type RefusalDecision = "stop" | { retry: true; maxDelayMs?: number };
 
 /** Options of the agent link. */
 export interface AgentLinkOptions {
   /** Control plane gRPC address, host:port. */
   server: string;
-  token: string;
-  credentials: grpc.ChannelCredentials;
+  /**
+   * Readies each connect attempt: the channel to dial (credentials, metadata, agent id), or wait.
+   * Pinning and enrollment happen here, before anything is sent on Connect.
+   */
+  prepare: () => Promise<PrepareResult>;
   log: Logger;
   /** Builds the Hello for each (re)connect. */
-  hello: () => Promise<Hello> | Hello;
+  hello: (channel: LinkChannel) => Promise<Hello> | Hello;
   /** Every message from the control plane, Welcome included. */
   onMessage: (message: ConnectResponse) => void;
   /** The link is up: Welcome received. */
   onConnected: (welcome: Welcome) => void;
   /** The link went down. */
   onDisconnected: (error: Error | undefined) => void;
-  /** The control plane refused the agent for good (bad token). */
-  onRefused: (error: grpc.ServiceError) => void;
+  /** The control plane refused the agent (UNAUTHENTICATED or PERMISSION_DENIED): the agent decides. */
+  onRefused: (refusal: LinkRefusal) => RefusalDecision;
   /** Active fault count for heartbeats. */
   activeFaults: () => number;
   /** First reconnect delay. @default 500 */
@@ -57,7 +77,9 @@ type Stream = grpc.ClientDuplexStream<ConnectRequest, ConnectResponse>;
 
 /** A self-healing link to the control plane. */
 export class AgentLink {
-  private readonly client: ClientOf<typeof AgentService>;
+  private readonly Client = createClientConstructor(AgentService);
+  private client: ClientOf<typeof AgentService> | undefined;
+  private clientKey: string | undefined;
   private stream: Stream | undefined;
   private welcome: Welcome | undefined;
   private attempt = 0;
@@ -67,13 +89,19 @@ export class AgentLink {
   private silenceTimer: NodeJS.Timeout | undefined;
   private lastHeard = 0;
 
-  constructor(private readonly opts: AgentLinkOptions) {
-    const Client = createClientConstructor(AgentService);
-    this.client = new Client(opts.server, opts.credentials, {
+  constructor(private readonly opts: AgentLinkOptions) {}
+
+  /** The client for `channel`: a new one whenever the channel's credentials changed (enrolled, renewed). */
+  private clientFor(channel: LinkChannel): ClientOf<typeof AgentService> {
+    if (this.client && this.clientKey === channel.key) return this.client;
+    this.client?.close();
+    this.client = new this.Client(this.opts.server, channel.credentials, {
       // Reconnect timing is ours (jittered backoff); keep grpc's own short.
       "grpc.initial_reconnect_backoff_ms": 200,
       "grpc.max_reconnect_backoff_ms": 1000,
     });
+    this.clientKey = channel.key;
+    return this.client;
   }
 
   /** Whether a Welcome was received on the current stream. */
@@ -98,17 +126,26 @@ export class AgentLink {
 
   private async connect(): Promise<void> {
     if (this.closed) return;
+    let prepared: PrepareResult;
+    try {
+      prepared = await this.opts.prepare();
+    } catch (err) {
+      this.opts.log.error({ err }, "could not prepare the connection; retrying");
+      return this.scheduleReconnect();
+    }
+    if (this.closed) return;
+    if (!("channel" in prepared)) return this.scheduleReconnect(prepared.maxDelayMs);
+    const channel = prepared.channel;
     let hello: Hello;
     try {
-      hello = await this.opts.hello();
+      hello = await this.opts.hello(channel);
     } catch (err) {
       this.opts.log.error({ err }, "could not build the hello; retrying");
       return this.scheduleReconnect();
     }
     if (this.closed) return;
-    const metadata = new grpc.Metadata();
-    metadata.set(AGENT_TOKEN_METADATA_KEY, bearer(this.opts.token));
-    const stream: Stream = this.client.connect(metadata);
+    const metadata = channel.metadata?.clone() ?? new grpc.Metadata();
+    const stream: Stream = this.clientFor(channel).connect(metadata);
     this.stream = stream;
     this.welcome = undefined;
     let ended = false;
@@ -132,8 +169,10 @@ export class AgentLink {
       if (this.closed) return;
       const status = (error as grpc.ServiceError | undefined)?.code;
       if (status === grpc.status.UNAUTHENTICATED || status === grpc.status.PERMISSION_DENIED) {
-        this.opts.onRefused(error as grpc.ServiceError);
-        return;
+        const serviceError = error as grpc.ServiceError;
+        const decision = this.opts.onRefused({ error: serviceError, refusal: refusalOf(serviceError), verified: channel.verified });
+        if (decision === "stop") return;
+        return this.scheduleReconnect(decision.maxDelayMs);
       }
       if (wasConnected) this.opts.onDisconnected(error);
       else this.opts.log.warn({ server: this.opts.server, err: error?.message }, "could not connect to the control plane");
@@ -186,9 +225,9 @@ export class AgentLink {
     this.silenceTimer = undefined;
   }
 
-  private scheduleReconnect(): void {
+  private scheduleReconnect(maxDelayMs?: number): void {
     if (this.closed) return;
-    const delay = backoffDelay(this.attempt++, this.opts.backoffInitialMs ?? 500, this.opts.backoffMaxMs ?? 30_000);
+    const delay = backoffDelay(this.attempt++, this.opts.backoffInitialMs ?? 500, maxDelayMs ?? this.opts.backoffMaxMs ?? 30_000);
     this.opts.log.debug({ delayMs: delay, attempt: this.attempt }, "reconnecting");
     this.reconnectTimer = setTimeout(() => void this.connect(), delay);
   }
@@ -212,6 +251,6 @@ export class AgentLink {
       });
       stream.cancel();
     }
-    this.client.close();
+    this.client?.close();
   }
 }

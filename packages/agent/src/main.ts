@@ -1,11 +1,9 @@
 /**
  * The firedrill-agent command line: `firedrill-agent [run] ...` and `firedrill-agent recover`.
  */
-import { readFileSync } from "node:fs";
-import * as grpc from "@grpc/grpc-js";
 import { parseDuration } from "@firedrill/protocol";
-import { Command, InvalidArgumentError } from "commander";
-import { startAgent } from "./agent.js";
+import { Command, InvalidArgumentError, Option } from "commander";
+import { DEFAULT_MAX_LEASE_TTL_MS, startAgent } from "./agent.js";
 import { AgentConfigError, parseAgentConfig, parseLabels, readTokenFile } from "./config.js";
 import { createDefaultFaultRegistry } from "./faults/index.js";
 import { runGuard } from "./guard.js";
@@ -24,7 +22,10 @@ function durationOption(flag: string) {
   };
 }
 
-/** Exit codes: 0 clean stop, 1 error, 2 bad usage/config, 3 refused by the control plane. */
+/**
+ * Exit codes: 0 clean stop, 1 error, 2 bad usage/config, 3 revoked (said by the control plane over
+ * TLS verified against the pinned CA; nothing else makes the agent exit 3).
+ */
 export const EXIT = { ok: 0, error: 1, config: 2, refused: 3 } as const;
 
 /** Builds the firedrill-agent program. */
@@ -38,42 +39,46 @@ export function createProgram(): Command {
     .command("run", { isDefault: true })
     .description("connect to the control plane and run faults (the default)")
     .option("--server <host:port>", "control plane gRPC address (env FIREDRILL_SERVER_ADDR)", process.env.FIREDRILL_SERVER_ADDR)
-    .option("--token <token>", "join token (env FIREDRILL_TOKEN); prefer --token-file", process.env.FIREDRILL_TOKEN)
+    .option("--token <token>", "join token, needed until enrolled (env FIREDRILL_TOKEN); prefer --token-file", process.env.FIREDRILL_TOKEN)
     .option("--token-file <file>", "file holding the join token (env FIREDRILL_TOKEN_FILE)", process.env.FIREDRILL_TOKEN_FILE)
-    .option("--state-dir <dir>", "state dir: agent id, journal, pending reports (env FIREDRILL_STATE_DIR)", process.env.FIREDRILL_STATE_DIR ?? "/var/lib/firedrill-agent")
+    .option("--state-dir <dir>", "state dir: identity (key, certificate, CA), journal, pending reports (env FIREDRILL_STATE_DIR)", process.env.FIREDRILL_STATE_DIR ?? "/var/lib/firedrill-agent")
     .option("--labels <k=v,...>", "labels for targeting, e.g. app=web,firedrill:opt-in=true (env FIREDRILL_LABELS)", process.env.FIREDRILL_LABELS)
     .option("--imds <url|off>", "EC2 instance metadata endpoint, or off", process.env.FIREDRILL_IMDS ?? "http://169.254.169.254")
-    .option("--ca <file>", "verify the control plane's TLS certificate with this CA bundle (enables TLS)")
-    .option("--tls", "use TLS with the system trust store", false)
+    .option("--insecure", "plain gRPC with the join token on every connect; only to a control plane on a loopback address", false)
+    .option("--max-lease-ttl <duration>", "longest lease the control plane may give (faults are reverted after this long without it)", durationOption("--max-lease-ttl"), DEFAULT_MAX_LEASE_TTL_MS)
+    .addOption(new Option("--ca <file>").hideHelp())
+    .addOption(new Option("--tls").hideHelp())
     .option("--reconnect-max <duration>", "longest delay between reconnect attempts", durationOption("--reconnect-max"), 30_000)
     .option("--progress-interval <duration>", "how often running faults report measurements", durationOption("--progress-interval"), 2000)
     .option("--log-level <level>", "fatal|error|warn|info|debug|trace", process.env.FIREDRILL_LOG_LEVEL ?? "info")
     .option("--no-guard", "do not start the guard (only where a supervisor runs `firedrill-agent recover` after every exit)")
     .action(async (opts) => {
+      if (opts.ca !== undefined || opts.tls !== undefined) {
+        throw new AgentConfigError(
+          `${opts.ca !== undefined ? "--ca" : "--tls"} is gone: the agent always uses TLS, verified against the control plane's CA whose SHA-256 the join token carries (fdj_…_<CA sha256>); drop the flag and give a join token from \`firedrill join-token create\` (or --insecure for a control plane on loopback)`,
+        );
+      }
+      const token: string | undefined = opts.token || (opts.tokenFile ? readTokenFile(opts.tokenFile) : undefined) || undefined;
       const config = parseAgentConfig({
         server: opts.server ?? "",
-        token: opts.token ?? (opts.tokenFile ? readTokenFile(opts.tokenFile) : ""),
+        token,
         stateDir: opts.stateDir,
         labels: parseLabels(opts.labels),
         logLevel: opts.logLevel,
         imds: opts.imds,
-        caFile: opts.ca,
-        tls: Boolean(opts.tls),
+        insecure: Boolean(opts.insecure),
+        maxLeaseTtlMs: opts.maxLeaseTtl,
         reconnectMaxMs: opts.reconnectMax,
         progressIntervalMs: opts.progressInterval,
       });
       const log = createLogger(config.logLevel);
-      const credentials = config.caFile
-        ? grpc.credentials.createSsl(readFileSync(config.caFile))
-        : config.tls
-          ? grpc.credentials.createSsl()
-          : grpc.credentials.createInsecure();
       const agent = await startAgent({
         server: config.server,
         token: config.token,
+        insecure: config.insecure,
+        maxLeaseTtlMs: config.maxLeaseTtlMs,
         stateDir: config.stateDir,
         labels: config.labels,
-        credentials,
         log,
         imdsEndpoint: config.imds,
         backoffMaxMs: config.reconnectMaxMs,
@@ -95,7 +100,10 @@ export function createProgram(): Command {
       process.on("SIGINT", () => shutdown("SIGINT"));
       const refused = await agent.refused;
       await agent.stop();
-      console.error(`firedrill-agent: refused by the control plane at ${config.server}: ${refused.details}`);
+      console.error(
+        `firedrill-agent: the control plane at ${config.server} revoked this agent (${refused.details}); not restarting. ` +
+          `To bring the host back, remove agent.crt and agent.key from ${config.stateDir} and start it with a new join token.`,
+      );
       process.exit(EXIT.refused);
     });
 

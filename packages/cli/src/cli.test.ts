@@ -137,6 +137,8 @@ describe("firedrill CLI against a real control plane", () => {
       ackTimeoutMs: 2000,
       logger: pino({ level: "silent" }),
       out: new PassThrough(),
+      // This test's agent speaks plain gRPC with the join token (enrollment is tested in the control plane).
+      insecureAgents: true,
     });
     agent = connectAgent(cp.grpcAddress, readFileSync(cp.joinTokenFile, "utf8").trim(), "web-1");
     await agent.welcomed;
@@ -234,12 +236,12 @@ describe("firedrill server", () => {
         });
         void exited.then(() => fail(new Error(`server exited early: ${stdout}`)));
       });
-      expect(stdout).toContain("generated the agent join token");
+      expect(stdout).toContain("generated the first agent join token");
       const adminFile = join(dataDir, "data", "admin-token");
       expect(stdout).toContain(`first admin API token`);
       expect(stdout).toContain(adminFile);
       expect(stdout).not.toContain(readFileSync(adminFile, "utf8").trim());
-      expect(stdout).toMatch(/agents \(gRPC\): +127\.0\.0\.1:\d+ \(insecure\)/);
+      expect(stdout).toMatch(/agents \(gRPC\): +127\.0\.0\.1:\d+ \(TLS, CA sha256:[0-9a-f]{64}\)/);
       expect(await (await fetch(`${url}/healthz`)).json()).toEqual({ ok: true });
       child.kill("SIGTERM");
       expect(await exited).toBe(0);

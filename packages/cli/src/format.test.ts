@@ -49,12 +49,16 @@ describe("format helpers", () => {
       facts: {} as AgentJson["facts"],
       capabilities: { faultKinds: ["cpu-burn"], root: true, netem: false, nftables: false, tc: false },
       activeFaults,
+      enrolled: false,
+      certificateNotAfter: null,
+      revokedAt: null,
+      stale: false,
     });
     expect(renderAgents([agent("web-1", true, 500, 2), agent("db-1", false, 7 * 60_000, 0)], NOW)).toBe(
       [
-        "ID     HOSTNAME       CONNECTED  LAST SEEN  LABELS   FAULTS",
-        "web-1  web-1.example  yes        now        app=web  2",
-        "db-1   db-1.example   no         7m ago     app=web  0",
+        "ID     HOSTNAME       CONNECTED  LAST SEEN  CERT EXPIRES  LABELS   FAULTS",
+        "web-1  web-1.example  yes        now        -             app=web  2",
+        "db-1   db-1.example   no         7m ago     -             app=web  0",
         "",
       ].join("\n"),
     );

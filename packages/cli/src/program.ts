@@ -18,6 +18,7 @@ import { registerScheduleCommands } from "./commands/schedule.js";
 import { registerAuditCommands } from "./commands/audit.js";
 import { registerLoginCommand } from "./commands/login.js";
 import { registerTokenCommands } from "./commands/token.js";
+import { registerJoinTokenCommands } from "./commands/join-token.js";
 import { registerWhoamiCommand } from "./commands/whoami.js";
 import { DEFAULT_SERVER, resolveSettings } from "./config.js";
 import type { CliSettings } from "./config.js";
@@ -81,7 +82,7 @@ export function createProgram(io: CliIo, onExitCode: (code: number) => void = ()
     .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) })
     .exitOverride();
   registerServerCommand(program, ctx);
-  registerAgentsCommand(program, ctx);
+  const agents = registerAgentsCommand(program, ctx);
   registerValidateCommand(program, ctx);
   const fault = program.command("fault").description("start, list, show and stop ad-hoc faults");
   registerFaultStartCommand(fault, ctx);
@@ -100,7 +101,9 @@ export function createProgram(io: CliIo, onExitCode: (code: number) => void = ()
   registerWhoamiCommand(program, ctx);
   const token = registerTokenCommands(program, ctx);
   const audit = registerAuditCommands(program, ctx);
-  for (const command of [program, fault, token, audit, ...program.commands, ...fault.commands, ...token.commands, ...audit.commands]) command.exitOverride();
+  const joinToken = registerJoinTokenCommands(program, ctx);
+  const groups = [fault, token, audit, agents, joinToken];
+  for (const command of [program, ...groups, ...program.commands, ...groups.flatMap((g) => g.commands)]) command.exitOverride();
   return program;
 }
 

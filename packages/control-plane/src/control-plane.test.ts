@@ -20,7 +20,7 @@ describe("control plane start-up", () => {
   it("writes the join token once with mode 0600, prints it once and stores only its hash", async () => {
     tcp = await startTestControlPlane();
     const token = tcp.token();
-    expect(token).toMatch(/^fdj_[A-Za-z0-9_-]{43}$/);
+    expect(token).toMatch(/^fdj_[0-9a-f]{12}_[A-Za-z0-9_-]{43}_[0-9a-f]{64}$/);
     expect(tcp.cp.joinTokenFile).toBe(join(tcp.dataDir, "join-token"));
     expect(statSync(tcp.cp.joinTokenFile).mode & 0o777).toBe(0o600);
     expect(tcp.output()).toContain(token);
@@ -105,7 +105,7 @@ describe("control plane start-up", () => {
     missing.close();
     expect(missingStatus.code).toBe(grpc.status.UNAUTHENTICATED);
     expect(missingStatus.details).toBe(
-      `missing join token: start firedrill-agent with --token (the token is in ${tcp.cp.joinTokenFile} on the control plane host)`,
+      `missing join token: start firedrill-agent with --token-file (the first join token is in ${tcp.cp.joinTokenFile}; more with firedrill join-token create)`,
     );
 
     const wrong = connectTestAgent({ address: tcp.cp.grpcAddress, token: "fdj_not-the-token" });
@@ -113,7 +113,7 @@ describe("control plane start-up", () => {
     const wrongStatus = await wrong.ended;
     wrong.close();
     expect(wrongStatus.code).toBe(grpc.status.UNAUTHENTICATED);
-    expect(wrongStatus.details).toMatch(/^invalid join token: .*start firedrill-agent with --token \(the token is in .*join-token/);
+    expect(wrongStatus.details).toMatch(/^invalid join token: .*start firedrill-agent with --token-file \(the first join token is in .*join-token/);
     expect(wrong.received).toEqual([]);
 
     const agents = (await (await tcp.fetch(`${tcp.cp.httpUrl}/api/v1/agents`)).json()) as { agents: unknown[] };

@@ -99,3 +99,5 @@ export {
   MAX_ALERT_SIZE_BYTES,
   MAX_FINGERPRINT_LENGTH,
 } from "./stop-conditions/index.js";
+export type { JoinTokenJson } from "./enrollment/routes.js";
+export { AGENT_BOUNDS } from "./hub/agent-hub.js";

@@ -19,7 +19,10 @@ describe("grpc-js binding of the protobuf-es descriptor", () => {
 
   it("carries typed messages both ways on a bidi stream over loopback", async () => {
     server = new grpc.Server();
+    const unimplemented = (_call: unknown, callback: grpc.sendUnaryData<never>) => callback({ code: grpc.status.UNIMPLEMENTED } as grpc.ServiceError);
     addService(server, AgentService, {
+      enroll: unimplemented,
+      renewCertificate: unimplemented,
       connect(call) {
         call.on("data", (req) => {
           if (req.message.case === "hello") {

@@ -18,8 +18,10 @@ interface ServerOptions {
   heartbeatInterval?: string;
   ackTimeout: string;
   logLevel: "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent";
-  tlsCert?: string;
-  tlsKey?: string;
+  insecureAgents?: boolean;
+  agentCertTtl: string;
+  agentStaleAfter: string;
+  maxAgents: string;
   policy?: string;
   revertWait: string;
   awsRegion?: string;
@@ -39,8 +41,10 @@ const FLAGS: Record<string, string> = {
   leaseTtlMs: "--lease-ttl",
   heartbeatIntervalMs: "--heartbeat-interval",
   ackTimeoutMs: "--ack-timeout",
-  tlsCertFile: "--tls-cert",
-  tlsKeyFile: "--tls-key",
+  insecureAgents: "--insecure-agents",
+  agentCertLifetimeMs: "--agent-cert-ttl",
+  agentStaleAfterMs: "--agent-stale-after",
+  maxAgents: "--max-agents",
   policyFile: "--policy",
   awsRegion: "--aws-region",
   awsEndpoint: "--aws-endpoint",
@@ -139,8 +143,10 @@ export function registerServerCommand(program: Command, ctx: CommandContext): vo
         .env("FIREDRILL_LOG_LEVEL")
         .default("info"),
     )
-    .addOption(new Option("--tls-cert <file>", "TLS certificate (PEM) for the gRPC port").env("FIREDRILL_TLS_CERT"))
-    .addOption(new Option("--tls-key <file>", "TLS private key (PEM) for the gRPC port").env("FIREDRILL_TLS_KEY"))
+    .addOption(new Option("--insecure-agents", "plain gRPC for agents, join token only, no enrollment (loopback --grpc-addr only)"))
+    .addOption(new Option("--agent-cert-ttl <duration>", "lifetime of agents' client certificates (renewed well before)").env("FIREDRILL_AGENT_CERT_TTL").default("168h"))
+    .addOption(new Option("--agent-stale-after <duration>", "an agent unseen this long is stale: listed as such, never targeted").env("FIREDRILL_AGENT_STALE_AFTER").default("24h"))
+    .addOption(new Option("--max-agents <n>", "most agents this control plane enrolls").env("FIREDRILL_MAX_AGENTS").default("20000"))
     .addOption(
       new Option("--policy <file>", "guardrail policy (YAML); the stricter of it and each experiment's guardrails wins").env("FIREDRILL_POLICY"),
     )
@@ -168,8 +174,10 @@ export function registerServerCommand(program: Command, ctx: CommandContext): vo
         ...(options.heartbeatInterval !== undefined
           ? { heartbeatIntervalMs: duration("--heartbeat-interval", options.heartbeatInterval) }
           : {}),
-        ...(options.tlsCert !== undefined ? { tlsCertFile: options.tlsCert } : {}),
-        ...(options.tlsKey !== undefined ? { tlsKeyFile: options.tlsKey } : {}),
+        insecureAgents: options.insecureAgents === true,
+        agentCertLifetimeMs: duration("--agent-cert-ttl", options.agentCertTtl),
+        agentStaleAfterMs: duration("--agent-stale-after", options.agentStaleAfter),
+        maxAgents: Number(options.maxAgents),
         ...(options.policy !== undefined ? { policyFile: options.policy } : {}),
         revertWaitMs: duration("--revert-wait", options.revertWait),
         ...(options.awsRegion !== undefined ? { awsRegion: options.awsRegion } : {}),
@@ -195,7 +203,7 @@ export function registerServerCommand(program: Command, ctx: CommandContext): vo
       const signal = untilSignal(ctx);
       // A wildcard bind is no address to connect to: show a name clients can use.
       const reachable = cp.httpUrl.replace(/^(https?:\/\/)(0\.0\.0\.0|\[::\])(?=:)/, (_, scheme: string) => `${scheme}${config.advertise?.[0] ?? hostname()}`);
-      const tls = options.tlsCert !== undefined ? "TLS" : "insecure";
+      const tls = options.insecureAgents ? "insecure, join token only" : `TLS, CA ${cp.agentCaFingerprint}`;
       ctx.io.out(
         [
           "firedrill control plane is running",

@@ -1,0 +1,257 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:http";
+import type { IncomingMessage, Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { runCli } from "../program.js";
+import type { JoinTokenJson } from "./join-token.js";
+
+const TOKEN = "fdt_0123456789ab_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+const JOIN = "fdj_Sm9pbiB0b2tlbiB0ZXh0IGZvciB0ZXN0cyBvbmx5IQ";
+
+/** A stand-in control plane: checks the bearer token, records requests, answers from `answers`. */
+let server: Server;
+let url: string;
+const asked: { method: string; url: string; authorization: string | undefined; body: unknown }[] = [];
+let answers: Record<string, { status: number; body: unknown }>;
+
+async function bodyOf(req: IncomingMessage): Promise<unknown> {
+  let text = "";
+  for await (const chunk of req) text += (chunk as Buffer).toString();
+  return text === "" ? undefined : JSON.parse(text);
+}
+
+beforeAll(async () => {
+  server = createServer((req, res) => {
+    void bodyOf(req).then((body) => {
+      asked.push({ method: req.method ?? "", url: req.url ?? "", authorization: req.headers.authorization, body });
+      const reply = (status: number, json: unknown) => {
+        res.writeHead(status, { "content-type": "application/json" });
+        res.end(JSON.stringify(json));
+      };
+      if (req.headers.authorization !== `Bearer ${TOKEN}`) {
+        return reply(401, { error: { code: "unauthenticated", message: "this endpoint needs an API token: send Authorization: Bearer <token>" } });
+      }
+      const answer = answers[`${req.method} ${(req.url ?? "").split("?")[0]}`];
+      if (!answer) return reply(404, { error: { code: "not_found", message: `no route ${req.method} ${req.url}` } });
+      reply(answer.status, answer.body);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+afterAll(async () => {
+  server.closeAllConnections();
+  await new Promise((resolve) => server.close(resolve));
+});
+
+let dir: string;
+beforeEach(() => {
+  asked.length = 0;
+  answers = {};
+  dir = mkdtempSync(join(tmpdir(), "firedrill-cli-join-token-"));
+  vi.stubEnv("FIREDRILL_CONFIG", join(dir, "config.json"));
+  vi.stubEnv("FIREDRILL_SERVER", url);
+  vi.stubEnv("FIREDRILL_TOKEN", TOKEN);
+});
+afterEach(() => {
+  vi.unstubAllEnvs();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function cli(...args: string[]) {
+  let out = "";
+  let err = "";
+  const code = await runCli(["node", "firedrill", ...args], { out: (t) => (out += t), err: (t) => (err += t) });
+  return { code, out, err };
+}
+
+const NOW = Date.now();
+const iso = (offsetMs: number) => new Date(NOW + offsetMs).toISOString();
+const FINGERPRINT = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+const JOIN_JSON: JoinTokenJson = {
+  id: "jt_feedfacecafe",
+  createdAt: iso(0),
+  createdBy: "admin",
+  expiresAt: iso(24 * 3_600_000 - 60_000),
+  usesAllowed: 100,
+  uses: 0,
+  labels: { env: "prod", app: "web" },
+  caFingerprint: FINGERPRINT,
+  revokedAt: null,
+  revokedBy: null,
+  state: "active",
+};
+
+describe("firedrill join-token create", () => {
+  it("posts ttl, uses and labels, prints the token alone on stdout and how to install it on stderr", async () => {
+    answers["POST /api/v1/join-tokens"] = { status: 201, body: { joinToken: JOIN_JSON, token: JOIN } };
+    const run = await cli("join-token", "create", "--ttl", "24h", "--uses", "100", "--labels", "env=prod, app=web");
+    expect(asked).toEqual([
+      {
+        method: "POST",
+        url: "/api/v1/join-tokens",
+        authorization: `Bearer ${TOKEN}`,
+        body: { ttl: "24h", uses: 100, labels: { env: "prod", app: "web" } },
+      },
+    ]);
+    expect(run.code).toBe(0);
+    expect(run.out).toBe(`${JOIN}\n`);
+    expect(run.err).toBe(
+      `created join token jt_feedfacecafe (100 agents, expires ${JOIN_JSON.expiresAt} (in 23h), labels app=web,env=prod).\n` +
+        "It is shown only this time and can't be shown again. Store it now:\n\n" +
+        "\ninstall it on each host as the agent's token file (mode 0600):\n" +
+        "  firedrill-agent --server HOST:PORT --token-file FILE --state-dir DIR\n" +
+        `It pins this control plane's CA (${FINGERPRINT}): an agent sends it only to this control plane, never to another server.\n`,
+    );
+    expect(run.err).not.toContain(JOIN);
+    expect(`${run.out}${run.err}`).not.toContain(TOKEN);
+  });
+
+  it("sends only the flags given; unlimited uses and no expiry read as such", async () => {
+    answers["POST /api/v1/join-tokens"] = {
+      status: 201,
+      body: { joinToken: { ...JOIN_JSON, usesAllowed: null, expiresAt: null, labels: {} }, token: JOIN },
+    };
+    const run = await cli("join-token", "create");
+    expect(asked[0]?.body).toEqual({});
+    expect(run.out).toBe(`${JOIN}\n`);
+    expect(run.err).toMatch(/^created join token jt_feedfacecafe \(any number of agents, expires never\)\.\n/);
+  });
+
+  it("--json prints { joinToken, token } and nothing on stderr", async () => {
+    answers["POST /api/v1/join-tokens"] = { status: 201, body: { joinToken: JOIN_JSON, token: JOIN } };
+    const run = await cli("join-token", "create", "--uses", "1", "--json");
+    expect(asked[0]?.body).toEqual({ uses: 1 });
+    expect(JSON.parse(run.out)).toEqual({ joinToken: JOIN_JSON, token: JOIN });
+    expect(run.err).toBe("");
+  });
+
+  it("refuses a bad --uses or --labels before asking", async () => {
+    for (const uses of ["0", "-3", "1.5", "many"]) {
+      expect(await cli("join-token", "create", "--uses", uses)).toEqual({
+        code: 1,
+        out: "",
+        err: `error: --uses ${JSON.stringify(uses)} is not valid; use a whole number of agents, at least 1\n`,
+      });
+    }
+    expect(await cli("join-token", "create", "--labels", "env=prod,web")).toEqual({
+      code: 1,
+      out: "",
+      err: 'error: --labels: "web" is not key=value; use e.g. --labels env=prod,app=web\n',
+    });
+    expect(asked).toEqual([]);
+  });
+
+  it("names the flags in the server's refusal", async () => {
+    answers["POST /api/v1/join-tokens"] = {
+      status: 400,
+      body: {
+        error: {
+          code: "invalid_request",
+          message: 'invalid join token request: ttl: "2x" is not a duration; use e.g. 1h, 24h, 7d',
+          issues: [{ field: "ttl", message: '"2x" is not a duration; use e.g. 1h, 24h, 7d' }],
+        },
+      },
+    };
+    expect(await cli("join-token", "create", "--ttl", "2x")).toEqual({
+      code: 1,
+      out: "",
+      err: 'error: the control plane refused the join token (1 problem)\n  --ttl: "2x" is not a duration; use e.g. 1h, 24h, 7d\n',
+    });
+  });
+
+  it("a viewer's refusal (403) is shown as the server words it", async () => {
+    answers["POST /api/v1/join-tokens"] = {
+      status: 403,
+      body: { error: { code: "forbidden", message: "bob (viewer) may not POST /api/v1/join-tokens: it needs the admin permission" } },
+    };
+    expect(await cli("join-token", "create")).toEqual({
+      code: 1,
+      out: "",
+      err: "error: bob (viewer) may not POST /api/v1/join-tokens: it needs the admin permission\n",
+    });
+  });
+});
+
+describe("firedrill join-token list and revoke", () => {
+  const usedUp: JoinTokenJson = { ...JOIN_JSON, id: "jt_0123456789ab", usesAllowed: 1, uses: 1, labels: {}, state: "used-up", createdBy: "alice" };
+  const revoked: JoinTokenJson = {
+    ...JOIN_JSON,
+    id: "jt_aaaabbbbcccc",
+    expiresAt: null,
+    usesAllowed: null,
+    uses: 7,
+    labels: {},
+    revokedAt: iso(-60_000),
+    revokedBy: "admin",
+    state: "revoked",
+  };
+  const expired: JoinTokenJson = { ...JOIN_JSON, id: "jt_ddddeeeeffff", expiresAt: iso(-2 * 3_600_000 - 1000), uses: 3, state: "expired" };
+
+  it("list shows a table (uses as n/max or n/∞) without token texts; --all asks for inactive ones", async () => {
+    answers["GET /api/v1/join-tokens"] = { status: 200, body: { joinTokens: [JOIN_JSON, usedUp, revoked, expired] } };
+    const run = await cli("join-token", "list", "--all");
+    expect(asked.map((a) => `${a.method} ${a.url} ${a.authorization}`)).toEqual([`GET /api/v1/join-tokens?all=1 Bearer ${TOKEN}`]);
+    expect(run).toEqual({
+      code: 0,
+      err: "",
+      out: [
+        "ID               STATE             EXPIRES  USES   LABELS            CREATED BY",
+        "jt_feedfacecafe  active            in 23h   0/100  app=web,env=prod  admin",
+        "jt_0123456789ab  used-up           in 23h   1/1    -                 alice",
+        "jt_aaaabbbbcccc  revoked by admin  never    7/∞    -                 admin",
+        "jt_ddddeeeeffff  expired           2h ago   3/100  app=web,env=prod  admin",
+        "",
+      ].join("\n"),
+    });
+    expect(run.out).not.toContain("fdj_");
+
+    const json = await cli("join-token", "list", "--json");
+    expect(asked[1]?.url).toBe("/api/v1/join-tokens");
+    expect(JSON.parse(json.out)).toEqual([JOIN_JSON, usedUp, revoked, expired]);
+
+    answers["GET /api/v1/join-tokens"] = { status: 200, body: { joinTokens: [] } };
+    expect((await cli("join-token", "list")).out).toBe("no active join tokens (--all shows expired, used-up and revoked ones)\n");
+    expect((await cli("join-token", "list", "--all")).out).toBe("no join tokens\n");
+  });
+
+  it("revoke deletes the join token and says so; an unknown one is a 404", async () => {
+    answers["DELETE /api/v1/join-tokens/jt_aaaabbbbcccc"] = { status: 200, body: { joinToken: { ...revoked, revokedAt: "2026-11-27T10:00:00.000Z" } } };
+    const run = await cli("join-token", "revoke", "jt_aaaabbbbcccc");
+    expect(asked.map((a) => `${a.method} ${a.url} ${a.authorization}`)).toEqual([`DELETE /api/v1/join-tokens/jt_aaaabbbbcccc Bearer ${TOKEN}`]);
+    expect(run).toEqual({
+      code: 0,
+      err: "",
+      out:
+        "join token jt_aaaabbbbcccc is revoked (by admin at 2026-11-27T10:00:00.000Z): no agent can enroll with it any more " +
+        "(7 enrolled with it; revoke one with firedrill agents revoke AGENT_ID)\n",
+    });
+    expect(JSON.parse((await cli("join-token", "revoke", "jt_aaaabbbbcccc", "--json")).out)).toEqual({ ...revoked, revokedAt: "2026-11-27T10:00:00.000Z" });
+
+    answers["DELETE /api/v1/join-tokens/jt_nope"] = {
+      status: 404,
+      body: { error: { code: "not_found", message: 'join token "jt_nope" does not exist; list them with firedrill join-token list --all' } },
+    };
+    expect(await cli("join-token", "revoke", "jt_nope")).toEqual({
+      code: 1,
+      out: "",
+      err: 'error: join token "jt_nope" does not exist; list them with firedrill join-token list --all\n',
+    });
+    // An id is one path segment, whatever it holds.
+    await cli("join-token", "revoke", "../agents/x");
+    expect(asked.at(-1)?.url).toBe("/api/v1/join-tokens/..%2Fagents%2Fx");
+  });
+
+  it("only create prints a join token", async () => {
+    answers["GET /api/v1/join-tokens"] = { status: 200, body: { joinTokens: [JOIN_JSON] } };
+    answers["DELETE /api/v1/join-tokens/jt_feedfacecafe"] = { status: 200, body: { joinToken: { ...JOIN_JSON, state: "revoked", revokedBy: "admin" } } };
+    for (const args of [["list"], ["list", "--all"], ["list", "--json"], ["revoke", "jt_feedfacecafe"], ["revoke", "jt_feedfacecafe", "--json"]]) {
+      const run = await cli("join-token", ...args);
+      expect(run.code).toBe(0);
+      expect(`${run.out}${run.err}`).not.toMatch(/fdj_/);
+    }
+  });
+});

@@ -1,0 +1,166 @@
+/**
+ * `firedrill join-token create | list | revoke`: the tokens agents enroll with (admin). A join
+ * token's text is shown once, by `create`; it pins this control plane's CA, so an agent holding it
+ * never presents it to another server.
+ */
+import type { Command } from "commander";
+import type { CommandContext } from "../context.js";
+import { printJson } from "../context.js";
+import { CliError, withFlagNames } from "../errors.js";
+import { formatLabels, formatRelativeTime, renderTable } from "../format.js";
+import { segment } from "../http-client.js";
+import { formatExpiry } from "./whoami.js";
+
+/**
+ * A join token as the join-token routes return it (never its text).
+ * Mirrors the control plane's answer; switch to its exported type once `@firedrill/control-plane` has one.
+ */
+export interface JoinTokenJson {
+  /** `jt_…` */
+  id: string;
+  createdAt: string;
+  createdBy: string;
+  /** null: never expires. */
+  expiresAt: string | null;
+  /** null: any number of agents may enroll with it. */
+  usesAllowed: number | null;
+  /** How many agents have enrolled with it. */
+  uses: number;
+  /** Labels every agent enrolled with it gets. */
+  labels: Record<string, string>;
+  /** The CA the token pins, `sha256:…`. */
+  caFingerprint: string;
+  revokedAt: string | null;
+  revokedBy: string | null;
+  state: "active" | "expired" | "used-up" | "revoked";
+}
+
+/** `POST /api/v1/join-tokens` → 201. */
+interface CreatedJoinToken {
+  joinToken: JoinTokenJson;
+  /** The token itself, `fdj_…`: in this answer only. */
+  token: string;
+}
+
+/** API field → the flag that sets it. */
+const FLAGS: Record<string, string> = { ttl: "--ttl", uses: "--uses", labels: "--labels" };
+
+interface CreateOptions {
+  ttl?: string;
+  uses?: string;
+  labels?: string;
+  json?: boolean;
+}
+
+/**
+ * Parses `--labels k=v,k2=v2`; the control plane checks keys and values.
+ * Thrown when a pair has no `=` or an empty key: CliError.
+ */
+export function parseLabelsFlag(text: string): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const pair of text.split(",").map((p) => p.trim()).filter((p) => p !== "")) {
+    const eq = pair.indexOf("=");
+    if (eq <= 0) throw new CliError(`--labels: "${pair}" is not key=value; use e.g. --labels env=prod,app=web`);
+    labels[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return labels;
+}
+
+/** `3/100`, or `3/∞` when the uses are not limited. */
+export function formatUses(t: JoinTokenJson): string {
+  return `${t.uses}/${t.usesAllowed ?? "∞"}`;
+}
+
+/** A join token's state, with who revoked it. */
+function formatJoinTokenState(t: JoinTokenJson): string {
+  return t.state === "revoked" && t.revokedBy ? `revoked by ${t.revokedBy}` : t.state;
+}
+
+/** The join tokens as a table. */
+export function renderJoinTokens(tokens: readonly JoinTokenJson[], now: number = Date.now()): string {
+  return renderTable(
+    ["ID", "STATE", "EXPIRES", "USES", "LABELS", "CREATED BY"],
+    tokens.map((t) => [
+      t.id,
+      formatJoinTokenState(t),
+      t.expiresAt ? formatRelativeTime(t.expiresAt, now) : "never",
+      formatUses(t),
+      formatLabels(t.labels),
+      t.createdBy,
+    ]),
+  );
+}
+
+/** Registers `join-token create`, `join-token list` and `join-token revoke`; returns the `join-token` command. */
+export function registerJoinTokenCommands(program: Command, ctx: CommandContext): Command {
+  const joinToken = program
+    .command("join-token")
+    .description("create, list and revoke the tokens agents enroll with (needs an admin token)");
+  joinToken
+    .command("create")
+    .description("create a join token for firedrill-agent --token-file; the token is printed once, on stdout")
+    .option("--ttl <duration>", "how long it can enroll agents, e.g. 1h, 24h, 7d (default: 24h)")
+    .option("--uses <n>", "how many agents may enroll with it (default: any number)")
+    .option("--labels <k=v,...>", "labels every agent enrolled with it gets, e.g. env=prod,app=web")
+    .option("--json", "print { joinToken, token } as JSON")
+    .action(async (options: CreateOptions) => {
+      if (options.uses !== undefined && !/^[1-9]\d{0,8}$/.test(options.uses)) {
+        throw new CliError(`--uses ${JSON.stringify(options.uses)} is not valid; use a whole number of agents, at least 1`);
+      }
+      const request = {
+        ...(options.ttl !== undefined ? { ttl: options.ttl } : {}),
+        ...(options.uses !== undefined ? { uses: Number(options.uses) } : {}),
+        ...(options.labels !== undefined ? { labels: parseLabelsFlag(options.labels) } : {}),
+      };
+      let answer: CreatedJoinToken;
+      try {
+        answer = (await ctx.client().post<CreatedJoinToken>("/api/v1/join-tokens", request)).body;
+      } catch (err) {
+        throw withFlagNames(err, FLAGS, "join token");
+      }
+      if (options.json) return printJson(ctx.io, { joinToken: answer.joinToken, token: answer.token });
+      const t = answer.joinToken;
+      const uses = t.usesAllowed === null ? "any number of agents" : `${t.usesAllowed} ${t.usesAllowed === 1 ? "agent" : "agents"}`;
+      const labels = Object.keys(t.labels).length ? `, labels ${formatLabels(t.labels)}` : "";
+      // The token alone on stdout (`… > file` saves just it); what it is, on stderr.
+      ctx.io.err(
+        `created join token ${t.id} (${uses}, expires ${formatExpiry(t.expiresAt)}${labels}).\n` +
+          "It is shown only this time and can't be shown again. Store it now:\n\n",
+      );
+      ctx.io.out(`${answer.token}\n`);
+      ctx.io.err(
+        "\ninstall it on each host as the agent's token file (mode 0600):\n" +
+          "  firedrill-agent --server HOST:PORT --token-file FILE --state-dir DIR\n" +
+          `It pins this control plane's CA (${t.caFingerprint}): an agent sends it only to this control plane, never to another server.\n`,
+      );
+    });
+  joinToken
+    .command("list")
+    .description("list join tokens: active ones unless --all (never the tokens themselves)")
+    .option("--all", "include expired, used-up and revoked join tokens")
+    .option("--json", "print the join tokens as JSON")
+    .action(async (options: { all?: boolean; json?: boolean }) => {
+      const { body } = await ctx.client().get<{ joinTokens: JoinTokenJson[] }>("/api/v1/join-tokens", options.all ? { all: "1" } : {});
+      if (options.json) return printJson(ctx.io, body.joinTokens);
+      if (body.joinTokens.length === 0) {
+        ctx.io.out(options.all ? "no join tokens\n" : "no active join tokens (--all shows expired, used-up and revoked ones)\n");
+        return;
+      }
+      ctx.io.out(renderJoinTokens(body.joinTokens));
+    });
+  joinToken
+    .command("revoke")
+    .description("revoke a join token: no agent can enroll with it any more")
+    .argument("<join-token-id>", "the join token, e.g. jt_0123456789ab (see firedrill join-token list)")
+    .option("--json", "print the revoked join token as JSON")
+    .action(async (id: string, options: { json?: boolean }) => {
+      const { body } = await ctx.client().delete<{ joinToken: JoinTokenJson }>(`/api/v1/join-tokens/${segment(id)}`);
+      if (options.json) return printJson(ctx.io, body.joinToken);
+      const t = body.joinToken;
+      ctx.io.out(
+        `join token ${t.id} is revoked${t.revokedBy ? ` (by ${t.revokedBy} at ${t.revokedAt})` : ""}: no agent can enroll with it any more ` +
+          `(${t.uses} enrolled with it; revoke one with firedrill agents revoke AGENT_ID)\n`,
+      );
+    });
+  return joinToken;
+}
