@@ -1,3 +1,4 @@
+import { formatJoinToken, parseJoinToken } from "@firedrill/protocol";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { api } from "./support/api.js";
 import { killAll, startAgentProcess, startServer, tempDir, waitFor } from "./support/processes.js";
@@ -49,11 +50,18 @@ describe("agent link (real control plane and agent processes, gRPC on loopback)"
     expect(agent.child.exitCode).toBeNull();
   });
 
-  it("refuses a wrong token with a clear status, and the agent says so and exits", async () => {
-    const agent = startAgentProcess({ server: server.grpcAddr, token: "fdj_this-is-not-the-token", stateDir: dir("bad") });
-    const code = await agent.exited;
-    expect(code).toBe(3);
-    expect(agent.output()).toMatch(/refused by the control plane.*invalid join token/);
+  it("a token that pins no CA stops the agent at start (exit 2); a wrong secret is refused with the reason and the agent keeps retrying", async () => {
+    const malformed = startAgentProcess({ server: server.grpcAddr, token: "fdj_this-is-not-the-token", stateDir: dir("bad") });
+    expect(await malformed.exited).toBe(2);
+    expect(malformed.output()).toMatch(/join token/i);
+
+    // The right CA, a made-up secret: the server is verified, the token refused; the agent never
+    // exits on a refused token (one spoofed answer must not take a fleet offline).
+    const real = parseJoinToken(server.joinToken)!;
+    const forged = formatJoinToken({ ...real, secret: "A".repeat(43) });
+    const refused = startAgentProcess({ server: server.grpcAddr, token: forged, stateDir: dir("forged") });
+    await waitFor("the refusal in the agent's log", () => /not one of this control plane's/.test(refused.output()), 20_000);
+    expect(refused.child.exitCode).toBeNull();
     expect(await agents()).toEqual([]);
   });
 });

@@ -83,6 +83,7 @@ export function createEnrollmentService(options: EnrollmentOptions): EnrollmentS
   const caCert = new X509Certificate(ca.certPem);
   // Token buckets per join token id (bounded: oldest dropped past 10,000 tokens).
   const buckets = new Map<string, { tokens: number; at: number }>();
+  let inFlight = 0;
 
   const takeEnrollment = (tokenId: string, at: number): boolean => {
     const burst = rate * 10;
@@ -165,11 +166,13 @@ export function createEnrollmentService(options: EnrollmentOptions): EnrollmentS
       refuse({ code: grpc.status.RESOURCE_EXHAUSTED, refusal: "limit", details: `too many enrollments with join token ${checked.token.id} right now (${rate}/s); retry shortly` }, [checked.token.id]);
       return;
     }
-    if (identities.countActive() >= maxAgents) {
+    // Enrollments in flight count too: the cap holds however many arrive at once.
+    if (identities.countActive() + inFlight >= maxAgents) {
       refuse({ code: grpc.status.RESOURCE_EXHAUSTED, refusal: "limit", details: `this control plane already holds ${maxAgents} agents (--max-agents); revoke or remove some first` }, [checked.token.id]);
       return;
     }
     const hostname = call.request.hostname.slice(0, MAX_HOSTNAME);
+    inFlight += 1;
     void (async () => {
       let publicKey: CryptoKey;
       try {
@@ -208,10 +211,14 @@ export function createEnrollmentService(options: EnrollmentOptions): EnrollmentS
           notAfter: timestampFromMs(cert.notAfter.getTime()),
         }),
       );
-    })().catch((err: unknown) => {
-      log.error({ err }, "enrollment failed");
-      callback({ code: grpc.status.INTERNAL, details: "the control plane failed to enroll the agent; see its log" } as grpc.ServiceError);
-    });
+    })()
+      .catch((err: unknown) => {
+        log.error({ err }, "enrollment failed");
+        callback({ code: grpc.status.INTERNAL, details: "the control plane failed to enroll the agent; see its log" } as grpc.ServiceError);
+      })
+      .finally(() => {
+        inFlight -= 1;
+      });
   };
 
   const renewCertificate: grpc.handleUnaryCall<RenewCertificateRequest, RenewCertificateResponse> = (call, callback) => {

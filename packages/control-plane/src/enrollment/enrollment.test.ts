@@ -1,0 +1,124 @@
+/**
+ * Join tokens and enrollment limits: expiry on the store's clock, 2,000 enrollments at once
+ * against the per-token rate and the agent cap while the HTTP API keeps answering.
+ */
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { create } from "@bufbuild/protobuf";
+import * as grpc from "@grpc/grpc-js";
+import Database from "better-sqlite3";
+import { AGENT_TOKEN_METADATA_KEY, AgentService, EnrollRequestSchema, REFUSAL_METADATA_KEY, bearer, createClientConstructor } from "@firedrill/protocol";
+import { afterEach, describe, expect, it } from "vitest";
+import { migrate } from "../store/migrations.js";
+import { makeCsr, startTestControlPlane, tlsCredentials } from "../test-support/test-agent.js";
+import type { TestControlPlane } from "../test-support/test-agent.js";
+import { createJoinTokenStore } from "./join-tokens.js";
+
+const CA = "ab".repeat(32);
+
+describe("join token store", () => {
+  it("expires on the clock, counts uses atomically, and refuses a token pinning another CA", () => {
+    const dir = mkdtempSync(join(tmpdir(), "firedrill-jt-"));
+    const db = new Database(join(dir, "db"));
+    try {
+      migrate(db);
+      const store = createJoinTokenStore(db);
+      const t0 = 1_800_000_000_000;
+      const { text, token } = store.create({ expiresAt: t0 + 60_000, usesAllowed: 2, labels: {}, createdBy: "test" }, CA, t0);
+      expect(token.state).toBe("active");
+      expect(store.use(text, CA, t0).ok).toBe(true);
+      const other = store.use(text, "cd".repeat(32), t0);
+      expect(other).toMatchObject({ ok: false, reason: expect.stringContaining("pins another CA") });
+      const late = store.use(text, CA, t0 + 61_000);
+      expect(late).toMatchObject({ ok: false, reason: expect.stringContaining("expired") });
+      expect(store.use(text, CA, t0 + 1000).ok).toBe(true);
+      expect(store.use(text, CA, t0 + 2000)).toMatchObject({ ok: false, reason: expect.stringContaining("used as many times") });
+      expect(store.get(token.id, t0 + 2000)).toMatchObject({ uses: 2, state: "used-up" });
+      // Only the hash of the secret is stored.
+      const secret = text.split("_").slice(2, -1).join("_");
+      expect(readFileSync(join(dir, "db")).includes(secret)).toBe(false);
+    } finally {
+      db.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("enrollment limits", () => {
+  let tcp: TestControlPlane | undefined;
+  afterEach(async () => {
+    await tcp?.cleanup();
+    tcp = undefined;
+  });
+
+  it("2,000 enrollments at once: the per-token rate and the agent cap hold, and the API keeps answering", async () => {
+    tcp = await startTestControlPlane({ insecureAgents: false, enrollRatePerToken: 20, maxAgents: 150 });
+    const caPem = readFileSync(join(tcp.dataDir, "pki", "ca.crt"), "utf8");
+    const { csrPem } = await makeCsr();
+    const Client = createClientConstructor(AgentService);
+    const clients = Array.from({ length: 20 }, () => new Client(tcp!.cp.grpcAddress, tlsCredentials(caPem)));
+    const metadata = new grpc.Metadata();
+    metadata.set(AGENT_TOKEN_METADATA_KEY, bearer(tcp.token()));
+    const outcomes = new Map<string, number>();
+    let healthChecks = 0;
+    let apiFailures = 0;
+    let done = false;
+    const health = (async () => {
+      while (!done) {
+        const res = await tcp!.fetch(`${tcp!.cp.httpUrl}/api/v1/agents`).catch(() => undefined);
+        if (res?.status === 200) healthChecks += 1;
+        else apiFailures += 1;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    })();
+    await Promise.all(
+      Array.from({ length: 2000 }, (_, i) =>
+        new Promise<void>((resolve) => {
+          clients[i % clients.length]!.enroll(create(EnrollRequestSchema, { csrPem, hostname: `h${i}` }), metadata, {}, (err: grpc.ServiceError | null) => {
+            const key = err ? `${grpc.status[err.code]}:${String(err.metadata?.get(REFUSAL_METADATA_KEY)[0] ?? "")}` : "OK";
+            outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
+            resolve();
+          });
+        }),
+      ),
+    );
+    done = true;
+    await health;
+    for (const c of clients) c.close();
+    const ok = outcomes.get("OK") ?? 0;
+    // The burst (10 s of the rate: 200) is above the cap (150): the cap is what stops them.
+    expect(ok).toBe(150);
+    expect(outcomes.get("RESOURCE_EXHAUSTED:limit")).toBe(2000 - 150);
+    expect(healthChecks).toBeGreaterThan(0);
+    expect(apiFailures).toBe(0);
+    const joinTokens = (await tcp.api("GET", "/api/v1/join-tokens?all=1")).body.joinTokens as { uses: number }[];
+    expect(joinTokens[0]!.uses).toBe(150);
+  });
+
+  it("meters enrollments per join token: a burst of ten seconds' worth, then the rate", async () => {
+    tcp = await startTestControlPlane({ insecureAgents: false, enrollRatePerToken: 10 });
+    const caPem = readFileSync(join(tcp.dataDir, "pki", "ca.crt"), "utf8");
+    const { csrPem } = await makeCsr();
+    const Client = createClientConstructor(AgentService);
+    const client = new Client(tcp.cp.grpcAddress, tlsCredentials(caPem));
+    const metadata = new grpc.Metadata();
+    metadata.set(AGENT_TOKEN_METADATA_KEY, bearer(tcp.token()));
+    const t0 = Date.now();
+    const results = await Promise.all(
+      Array.from({ length: 400 }, () =>
+        new Promise<string>((resolve) =>
+          client.enroll(create(EnrollRequestSchema, { csrPem, hostname: "h" }), metadata, {}, (err: grpc.ServiceError | null) =>
+            resolve(err ? String(err.metadata?.get(REFUSAL_METADATA_KEY)[0] ?? grpc.status[err.code]) : "ok"),
+          ),
+        ),
+      ),
+    );
+    const seconds = (Date.now() - t0) / 1000;
+    client.close();
+    const ok = results.filter((r) => r === "ok").length;
+    expect(ok).toBeGreaterThanOrEqual(100);
+    expect(ok).toBeLessThanOrEqual(100 + Math.ceil(seconds * 10) + 1);
+    expect(results.filter((r) => r !== "ok").every((r) => r === "limit")).toBe(true);
+  });
+});
