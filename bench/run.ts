@@ -5,11 +5,13 @@
  *   pnpm bench lease        revert time after the control plane is SIGKILLed
  *   pnpm bench abort        breach → last revert ack on a run of 3 agents (http, webhook, prometheus)
  *   pnpm bench auth         auth overhead per request; control plane RSS after 1,000 maximal alert webhook posts
+ *   pnpm bench reconnect [n]  n (default 1,000) agents back after a control-plane restart, TLS vs plain
  */
 import { benchAbortLatency } from "./abort-latency.js";
 import { benchAuth } from "./auth.js";
 import { benchBurnAccuracy } from "./burn-accuracy.js";
 import { benchLeaseRevert } from "./lease-revert.js";
+import { benchReconnect } from "./reconnect.js";
 import { killAll } from "../test/support/processes.js";
 
 const which = process.argv[2] ?? "all";
@@ -18,6 +20,7 @@ try {
   if (which === "all" || which === "lease") await benchLeaseRevert();
   if (which === "all" || which === "abort") await benchAbortLatency();
   if (which === "all" || which === "auth") await benchAuth();
+  if (which === "all" || which === "reconnect") await benchReconnect(process.argv[3] === undefined ? undefined : Number(process.argv[3]));
 } finally {
   await killAll();
 }

@@ -140,7 +140,10 @@ async function main(): Promise<void> {
       return (await res.json()) as T;
     };
 
-    say("Starting one agent on this host (it dials out to the control plane; the label firedrill:opt-in=true lets faults onto it)");
+    say(
+      "Starting one agent on this host: it dials out over TLS, checks the server against the CA its join token pins, enrolls once " +
+        "(a client certificate for its own id), then speaks mTLS only; the label firedrill:opt-in=true lets faults onto it",
+    );
     const agent = spawn(
       NODE[0]!,
       [...NODE.slice(1), AGENT, "--server", `127.0.0.1:${grpcPort}`, "--token-file", join(dataDir, "join-token"), "--state-dir", join(work, "agent"), "--labels", "app=demo,firedrill:opt-in=true", "--imds", "off", "--log-level", "warn"],
