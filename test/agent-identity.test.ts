@@ -68,4 +68,28 @@ describe("agent identity on real processes", () => {
     const listed = (await api(server, "GET", `/api/v1/agents/${agentId}`)).body.agent;
     expect(listed).toMatchObject({ connected: false, revokedAt: expect.any(String) });
   });
+
+  it("renews its certificate over the link before it expires (a 30 s lifetime), keeping its id and its link", async () => {
+    const server = await startServer({ dataDir: dir("cp-renew"), extraArgs: ["--agent-cert-ttl", "30s"] });
+    const agent = startAgentProcess({ server: server.grpcAddr, token: server.joinToken, stateDir: dir("agent-renew") });
+    const agentId = await connectedAgentId(server);
+    const first = (await api(server, "GET", `/api/v1/agents/${agentId}`)).body.agent.certificateNotAfter as string;
+    // Two thirds of 30 s: the agent renews about 20 s after enrolling.
+    const renewed = await waitFor(
+      "a renewed certificate",
+      async () => {
+        const now = (await api(server, "GET", `/api/v1/agents/${agentId}`)).body.agent;
+        return now.certificateNotAfter !== first ? now : undefined;
+      },
+      40_000,
+      500,
+    ).catch((err: unknown) => {
+      throw new Error(`${(err as Error).message}; agent output:\n${agent.output().slice(-3000)}`);
+    });
+    expect(Date.parse(renewed.certificateNotAfter)).toBeGreaterThan(Date.parse(first));
+    expect(renewed.connected).toBe(true);
+    expect(agent.child.exitCode).toBeNull();
+    const audit = (await api(server, "GET", "/api/v1/agents")).body.agents as { id: string }[];
+    expect(audit.map((a) => a.id)).toEqual([agentId]);
+  }, 90_000);
 });

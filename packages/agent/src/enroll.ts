@@ -270,14 +270,23 @@ export class Enrollment {
 
   /** Starts the periodic renewal check. */
   start(): void {
-    this.timer = setInterval(() => void this.maybeRenew(), this.opts.renewCheckIntervalMs ?? 60_000);
-    this.timer.unref();
+    const tick = () => {
+      if (this.closed) return;
+      // Every minute by default; sooner when the certificate has less than ten minutes left, so a
+      // short lifetime (--agent-cert-ttl on the server) still renews in time.
+      // Not enrolled yet: look again in a second (the check itself is a comparison).
+      const left = this.identity ? this.identity.notAfter - Date.now() : 10_000;
+      const every = this.opts.renewCheckIntervalMs ?? Math.min(60_000, Math.max(1000, left / 10));
+      this.timer = setTimeout(() => void this.maybeRenew().finally(tick), every);
+      this.timer.unref();
+    };
+    tick();
   }
 
   /** Stops the renewal check. */
   close(): void {
     this.closed = true;
-    clearInterval(this.timer);
+    clearTimeout(this.timer);
   }
 
   /**
