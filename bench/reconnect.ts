@@ -374,7 +374,7 @@ export async function benchReconnect(agents = 1000, trials = 3): Promise<void> {
     [
       ["back after /healthz, median", back(med(tls, (t) => t.afterHealthz)), back(med(plain, (t) => t.afterHealthz)), `TLS/plain ${verdictRatio(ratio((t) => t.afterHealthz))}`],
       ["back after kill, median", back(med(tls, (t) => t.afterKill)), back(med(plain, (t) => t.afterKill)), `TLS/plain ${verdictRatio(ratio((t) => t.afterKill))}`],
-      ["server CPU /healthz → all back, median", `${median(tls.map((t) => t.serverCpu)).toFixed(2)} s`, `${median(plain.map((t) => t.serverCpu)).toFixed(2)} s`, `TLS/plain ${(ratio((t) => t.serverCpu) ?? NaN).toFixed(2)}×`],
+      ["server CPU /healthz → all back, median", `${median(tls.map((t) => t.serverCpu)).toFixed(2)} s`, `${median(plain.map((t) => t.serverCpu)).toFixed(2)} s`, `TLS/plain ${verdictRatio(ratio((t) => t.serverCpu))}`],
       ["back after /healthz, slowest", back(slowest(tls, (t) => t.afterHealthz)), back(slowest(plain, (t) => t.afterHealthz)), verdictBack((t) => t.afterHealthz)],
       ["back after kill, slowest", back(slowest(tls, (t) => t.afterKill)), back(slowest(plain, (t) => t.afterKill)), verdictBack((t) => t.afterKill)],
     ],
