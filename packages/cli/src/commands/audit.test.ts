@@ -1,59 +1,12 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:http";
-import type { Server } from "node:http";
-import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { AuditJson } from "@firedrill/control-plane";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
-import { runCli } from "../program.js";
+import { describe, expect, it } from "vitest";
+import { TEST_TOKEN as TOKEN, runCliInProcess, useFakeApi } from "../testing/fake-api.js";
 
-const TOKEN = "fdt_0123456789ab_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
-
-/** A stand-in control plane: refuses requests without the token, answers from `answers`. */
-let server: Server;
-let url: string;
-const asked: string[] = [];
-let answers: Record<string, { status: number; body: unknown }>;
-
-beforeAll(async () => {
-  server = createServer((req, res) => {
-    asked.push(req.url ?? "");
-    const answer =
-      req.headers.authorization === `Bearer ${TOKEN}`
-        ? (answers[(req.url ?? "").split("?")[0]!] ?? { status: 404, body: { error: { code: "not_found", message: "no such route" } } })
-        : { status: 401, body: { error: { code: "unauthenticated", message: "this endpoint needs an API token" } } };
-    res.writeHead(answer.status, { "content-type": "application/json" });
-    res.end(JSON.stringify(answer.body));
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-});
-afterAll(async () => {
-  server.closeAllConnections();
-  await new Promise((resolve) => server.close(resolve));
-});
-
-let dir: string;
-beforeEach(() => {
-  asked.length = 0;
-  answers = {};
-  dir = mkdtempSync(join(tmpdir(), "firedrill-cli-audit-"));
-  vi.stubEnv("FIREDRILL_CONFIG", join(dir, "config.json"));
-  vi.stubEnv("FIREDRILL_SERVER", "");
-  vi.stubEnv("FIREDRILL_TOKEN", TOKEN);
-});
-afterEach(() => {
-  vi.unstubAllEnvs();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-async function cli(...args: string[]) {
-  let out = "";
-  let err = "";
-  const code = await runCli(["node", "firedrill", "--server", url, ...args], { out: (t) => (out += t), err: (t) => (err += t) });
-  return { code, out, err };
-}
+/** A stand-in control plane that refuses requests without the token; the server is given as --server, not FIREDRILL_SERVER. */
+const fake = useFakeApi({ token: TOKEN, prefix: "firedrill-cli-audit-", server: () => "" });
+/** The URLs (with query) asked, in order. */
+const asked = () => fake.api.asked.map((a) => a.url);
+const cli = (...args: string[]) => runCliInProcess("--server", fake.api.url, ...args);
 
 const ENTRIES: AuditJson[] = [
   {
@@ -90,9 +43,9 @@ const ENTRIES: AuditJson[] = [
 
 describe("firedrill audit", () => {
   it("passes the filters and shows a table; anonymous callers as -", async () => {
-    answers["/api/v1/audit"] = { status: 200, body: { entries: ENTRIES } };
+    fake.api.answer("GET", "/api/v1/audit", 200, { entries: ENTRIES });
     const run = await cli("audit", "--since", "1h", "--actor", "alice", "--limit", "20");
-    expect(asked).toEqual(["/api/v1/audit?since=1h&actor=alice&limit=20"]);
+    expect(asked()).toEqual(["/api/v1/audit?since=1h&actor=alice&limit=20"]);
     expect(run).toEqual({
       code: 0,
       err: "",
@@ -104,23 +57,20 @@ describe("firedrill audit", () => {
       ].join("\n"),
     });
     expect(JSON.parse((await cli("audit", "--json")).out)).toEqual(ENTRIES);
-    expect(asked[1]).toBe("/api/v1/audit?limit=100");
+    expect(asked()[1]).toBe("/api/v1/audit?limit=100");
   });
 
   it("says when nothing matched, checks --limit, and names the flag the server refused", async () => {
-    answers["/api/v1/audit"] = { status: 200, body: { entries: [] } };
+    fake.api.answer("GET", "/api/v1/audit", 200, { entries: [] });
     expect((await cli("audit", "--since", "2h", "--actor", "bob")).out).toBe("no audit entries since 2h by bob\n");
     expect(await cli("audit", "--limit", "0")).toEqual({ code: 1, out: "", err: 'error: --limit "0" is not valid; use a whole number from 1 to 10000\n' });
-    answers["/api/v1/audit"] = {
-      status: 400,
-      body: {
-        error: {
-          code: "invalid_request",
-          message: 'invalid audit query: query.since: "yesterday" is neither a duration (1h, 7d) nor a time (2026-01-31T10:00:00Z)',
-          issues: [{ field: "query.since", message: '"yesterday" is neither a duration (1h, 7d) nor a time (2026-01-31T10:00:00Z)' }],
-        },
+    fake.api.answer("GET", "/api/v1/audit", 400, {
+      error: {
+        code: "invalid_request",
+        message: 'invalid audit query: query.since: "yesterday" is neither a duration (1h, 7d) nor a time (2026-01-31T10:00:00Z)',
+        issues: [{ field: "query.since", message: '"yesterday" is neither a duration (1h, 7d) nor a time (2026-01-31T10:00:00Z)' }],
       },
-    };
+    });
     expect(await cli("audit", "--since", "yesterday")).toEqual({
       code: 1,
       out: "",
@@ -131,14 +81,14 @@ describe("firedrill audit", () => {
 
 describe("firedrill audit verify", () => {
   it("exits 0 with the message when the chain is intact", async () => {
-    answers["/api/v1/audit/verify"] = { status: 200, body: { ok: true, rows: 12, message: "the audit log is intact: 12 rows, hash chain verified", firstBad: null } };
+    fake.api.answer("GET", "/api/v1/audit/verify", 200, { ok: true, rows: 12, message: "the audit log is intact: 12 rows, hash chain verified", firstBad: null });
     expect(await cli("audit", "verify")).toEqual({ code: 0, err: "", out: "the audit log is intact: 12 rows, hash chain verified\n" });
-    expect(asked).toEqual(["/api/v1/audit/verify"]);
+    expect(asked()).toEqual(["/api/v1/audit/verify"]);
   });
 
   it("exits 1 naming the bad row when it is not, also with --json", async () => {
     const broken = { ok: false, rows: 12, message: "audit row 7 does not match the hash chain: it was changed or a row before it was removed", firstBad: { id: 7, problem: "hash mismatch" } };
-    answers["/api/v1/audit/verify"] = { status: 200, body: broken };
+    fake.api.answer("GET", "/api/v1/audit/verify", 200, broken);
     expect(await cli("audit", "verify")).toEqual({ code: 1, out: "", err: `error: ${broken.message}\n` });
     const json = await cli("audit", "verify", "--json");
     expect(json.code).toBe(1);

@@ -1,72 +1,12 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:http";
-import type { IncomingMessage, Server } from "node:http";
-import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
-import { runCli } from "../program.js";
-import type { JoinTokenJson } from "./join-token.js";
+import type { JoinTokenJson } from "@firedrill/control-plane";
+import { describe, expect, it } from "vitest";
+import { TEST_TOKEN as TOKEN, runCliInProcess, useFakeApi } from "../testing/fake-api.js";
 
-const TOKEN = "fdt_0123456789ab_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 const JOIN = "fdj_Sm9pbiB0b2tlbiB0ZXh0IGZvciB0ZXN0cyBvbmx5IQ";
 
-/** A stand-in control plane: checks the bearer token, records requests, answers from `answers`. */
-let server: Server;
-let url: string;
-const asked: { method: string; url: string; authorization: string | undefined; body: unknown }[] = [];
-let answers: Record<string, { status: number; body: unknown }>;
-
-async function bodyOf(req: IncomingMessage): Promise<unknown> {
-  let text = "";
-  for await (const chunk of req) text += (chunk as Buffer).toString();
-  return text === "" ? undefined : JSON.parse(text);
-}
-
-beforeAll(async () => {
-  server = createServer((req, res) => {
-    void bodyOf(req).then((body) => {
-      asked.push({ method: req.method ?? "", url: req.url ?? "", authorization: req.headers.authorization, body });
-      const reply = (status: number, json: unknown) => {
-        res.writeHead(status, { "content-type": "application/json" });
-        res.end(JSON.stringify(json));
-      };
-      if (req.headers.authorization !== `Bearer ${TOKEN}`) {
-        return reply(401, { error: { code: "unauthenticated", message: "this endpoint needs an API token: send Authorization: Bearer <token>" } });
-      }
-      const answer = answers[`${req.method} ${(req.url ?? "").split("?")[0]}`];
-      if (!answer) return reply(404, { error: { code: "not_found", message: `no route ${req.method} ${req.url}` } });
-      reply(answer.status, answer.body);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-});
-afterAll(async () => {
-  server.closeAllConnections();
-  await new Promise((resolve) => server.close(resolve));
-});
-
-let dir: string;
-beforeEach(() => {
-  asked.length = 0;
-  answers = {};
-  dir = mkdtempSync(join(tmpdir(), "firedrill-cli-join-token-"));
-  vi.stubEnv("FIREDRILL_CONFIG", join(dir, "config.json"));
-  vi.stubEnv("FIREDRILL_SERVER", url);
-  vi.stubEnv("FIREDRILL_TOKEN", TOKEN);
-});
-afterEach(() => {
-  vi.unstubAllEnvs();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-async function cli(...args: string[]) {
-  let out = "";
-  let err = "";
-  const code = await runCli(["node", "firedrill", ...args], { out: (t) => (out += t), err: (t) => (err += t) });
-  return { code, out, err };
-}
+/** A stand-in control plane that checks the bearer token and records requests; FIREDRILL_* point at it. */
+const fake = useFakeApi({ token: TOKEN, prefix: "firedrill-cli-join-token-" });
+const cli = runCliInProcess;
 
 const NOW = Date.now();
 const iso = (offsetMs: number) => new Date(NOW + offsetMs).toISOString();
@@ -87,9 +27,9 @@ const JOIN_JSON: JoinTokenJson = {
 
 describe("firedrill join-token create", () => {
   it("posts ttl, uses and labels, prints the token alone on stdout and how to install it on stderr", async () => {
-    answers["POST /api/v1/join-tokens"] = { status: 201, body: { joinToken: JOIN_JSON, token: JOIN } };
+    fake.api.answer("POST", "/api/v1/join-tokens", 201, { joinToken: JOIN_JSON, token: JOIN });
     const run = await cli("join-token", "create", "--ttl", "24h", "--uses", "100", "--labels", "env=prod, app=web");
-    expect(asked).toEqual([
+    expect(fake.asked).toEqual([
       {
         method: "POST",
         url: "/api/v1/join-tokens",
@@ -111,20 +51,17 @@ describe("firedrill join-token create", () => {
   });
 
   it("sends only the flags given; unlimited uses and no expiry read as such", async () => {
-    answers["POST /api/v1/join-tokens"] = {
-      status: 201,
-      body: { joinToken: { ...JOIN_JSON, usesAllowed: null, expiresAt: null, labels: {} }, token: JOIN },
-    };
+    fake.api.answer("POST", "/api/v1/join-tokens", 201, { joinToken: { ...JOIN_JSON, usesAllowed: null, expiresAt: null, labels: {} }, token: JOIN });
     const run = await cli("join-token", "create");
-    expect(asked[0]?.body).toEqual({});
+    expect(fake.asked[0]?.body).toEqual({});
     expect(run.out).toBe(`${JOIN}\n`);
     expect(run.err).toMatch(/^created join token jt_feedfacecafe \(any number of agents, expires never\)\.\n/);
   });
 
   it("--json prints { joinToken, token } and nothing on stderr", async () => {
-    answers["POST /api/v1/join-tokens"] = { status: 201, body: { joinToken: JOIN_JSON, token: JOIN } };
+    fake.api.answer("POST", "/api/v1/join-tokens", 201, { joinToken: JOIN_JSON, token: JOIN });
     const run = await cli("join-token", "create", "--uses", "1", "--json");
-    expect(asked[0]?.body).toEqual({ uses: 1 });
+    expect(fake.asked[0]?.body).toEqual({ uses: 1 });
     expect(JSON.parse(run.out)).toEqual({ joinToken: JOIN_JSON, token: JOIN });
     expect(run.err).toBe("");
   });
@@ -142,20 +79,17 @@ describe("firedrill join-token create", () => {
       out: "",
       err: 'error: --labels: "web" is not key=value; use e.g. --labels env=prod,app=web\n',
     });
-    expect(asked).toEqual([]);
+    expect(fake.asked).toEqual([]);
   });
 
   it("names the flags in the server's refusal", async () => {
-    answers["POST /api/v1/join-tokens"] = {
-      status: 400,
-      body: {
-        error: {
-          code: "invalid_request",
-          message: 'invalid join token request: ttl: "2x" is not a duration; use e.g. 1h, 24h, 7d',
-          issues: [{ field: "ttl", message: '"2x" is not a duration; use e.g. 1h, 24h, 7d' }],
-        },
+    fake.api.answer("POST", "/api/v1/join-tokens", 400, {
+      error: {
+        code: "invalid_request",
+        message: 'invalid join token request: ttl: "2x" is not a duration; use e.g. 1h, 24h, 7d',
+        issues: [{ field: "ttl", message: '"2x" is not a duration; use e.g. 1h, 24h, 7d' }],
       },
-    };
+    });
     expect(await cli("join-token", "create", "--ttl", "2x")).toEqual({
       code: 1,
       out: "",
@@ -164,10 +98,7 @@ describe("firedrill join-token create", () => {
   });
 
   it("a viewer's refusal (403) is shown as the server words it", async () => {
-    answers["POST /api/v1/join-tokens"] = {
-      status: 403,
-      body: { error: { code: "forbidden", message: "bob (viewer) may not POST /api/v1/join-tokens: it needs the admin permission" } },
-    };
+    fake.api.answer("POST", "/api/v1/join-tokens", 403, { error: { code: "forbidden", message: "bob (viewer) may not POST /api/v1/join-tokens: it needs the admin permission" } });
     expect(await cli("join-token", "create")).toEqual({
       code: 1,
       out: "",
@@ -192,9 +123,9 @@ describe("firedrill join-token list and revoke", () => {
   const expired: JoinTokenJson = { ...JOIN_JSON, id: "jt_ddddeeeeffff", expiresAt: iso(-2 * 3_600_000 - 1000), uses: 3, state: "expired" };
 
   it("list shows a table (uses as n/max or n/∞) without token texts; --all asks for inactive ones", async () => {
-    answers["GET /api/v1/join-tokens"] = { status: 200, body: { joinTokens: [JOIN_JSON, usedUp, revoked, expired] } };
+    fake.api.answer("GET", "/api/v1/join-tokens", 200, { joinTokens: [JOIN_JSON, usedUp, revoked, expired] });
     const run = await cli("join-token", "list", "--all");
-    expect(asked.map((a) => `${a.method} ${a.url} ${a.authorization}`)).toEqual([`GET /api/v1/join-tokens?all=1 Bearer ${TOKEN}`]);
+    expect(fake.asked.map((a) => `${a.method} ${a.url} ${a.authorization}`)).toEqual([`GET /api/v1/join-tokens?all=1 Bearer ${TOKEN}`]);
     expect(run).toEqual({
       code: 0,
       err: "",
@@ -210,18 +141,18 @@ describe("firedrill join-token list and revoke", () => {
     expect(run.out).not.toContain("fdj_");
 
     const json = await cli("join-token", "list", "--json");
-    expect(asked[1]?.url).toBe("/api/v1/join-tokens");
+    expect(fake.asked[1]?.url).toBe("/api/v1/join-tokens");
     expect(JSON.parse(json.out)).toEqual([JOIN_JSON, usedUp, revoked, expired]);
 
-    answers["GET /api/v1/join-tokens"] = { status: 200, body: { joinTokens: [] } };
+    fake.api.answer("GET", "/api/v1/join-tokens", 200, { joinTokens: [] });
     expect((await cli("join-token", "list")).out).toBe("no active join tokens (--all shows expired, used-up and revoked ones)\n");
     expect((await cli("join-token", "list", "--all")).out).toBe("no join tokens\n");
   });
 
   it("revoke deletes the join token and says so; an unknown one is a 404", async () => {
-    answers["DELETE /api/v1/join-tokens/jt_aaaabbbbcccc"] = { status: 200, body: { joinToken: { ...revoked, revokedAt: "2026-11-27T10:00:00.000Z" } } };
+    fake.api.answer("DELETE", "/api/v1/join-tokens/jt_aaaabbbbcccc", 200, { joinToken: { ...revoked, revokedAt: "2026-11-27T10:00:00.000Z" } });
     const run = await cli("join-token", "revoke", "jt_aaaabbbbcccc");
-    expect(asked.map((a) => `${a.method} ${a.url} ${a.authorization}`)).toEqual([`DELETE /api/v1/join-tokens/jt_aaaabbbbcccc Bearer ${TOKEN}`]);
+    expect(fake.asked.map((a) => `${a.method} ${a.url} ${a.authorization}`)).toEqual([`DELETE /api/v1/join-tokens/jt_aaaabbbbcccc Bearer ${TOKEN}`]);
     expect(run).toEqual({
       code: 0,
       err: "",
@@ -231,10 +162,7 @@ describe("firedrill join-token list and revoke", () => {
     });
     expect(JSON.parse((await cli("join-token", "revoke", "jt_aaaabbbbcccc", "--json")).out)).toEqual({ ...revoked, revokedAt: "2026-11-27T10:00:00.000Z" });
 
-    answers["DELETE /api/v1/join-tokens/jt_nope"] = {
-      status: 404,
-      body: { error: { code: "not_found", message: 'join token "jt_nope" does not exist; list them with firedrill join-token list --all' } },
-    };
+    fake.api.answer("DELETE", "/api/v1/join-tokens/jt_nope", 404, { error: { code: "not_found", message: 'join token "jt_nope" does not exist; list them with firedrill join-token list --all' } });
     expect(await cli("join-token", "revoke", "jt_nope")).toEqual({
       code: 1,
       out: "",
@@ -242,12 +170,12 @@ describe("firedrill join-token list and revoke", () => {
     });
     // An id is one path segment, whatever it holds.
     await cli("join-token", "revoke", "../agents/x");
-    expect(asked.at(-1)?.url).toBe("/api/v1/join-tokens/..%2Fagents%2Fx");
+    expect(fake.asked.at(-1)?.url).toBe("/api/v1/join-tokens/..%2Fagents%2Fx");
   });
 
   it("only create prints a join token", async () => {
-    answers["GET /api/v1/join-tokens"] = { status: 200, body: { joinTokens: [JOIN_JSON] } };
-    answers["DELETE /api/v1/join-tokens/jt_feedfacecafe"] = { status: 200, body: { joinToken: { ...JOIN_JSON, state: "revoked", revokedBy: "admin" } } };
+    fake.api.answer("GET", "/api/v1/join-tokens", 200, { joinTokens: [JOIN_JSON] });
+    fake.api.answer("DELETE", "/api/v1/join-tokens/jt_feedfacecafe", 200, { joinToken: { ...JOIN_JSON, state: "revoked", revokedBy: "admin" } });
     for (const args of [["list"], ["list", "--all"], ["list", "--json"], ["revoke", "jt_feedfacecafe"], ["revoke", "jt_feedfacecafe", "--json"]]) {
       const run = await cli("join-token", ...args);
       expect(run.code).toBe(0);

@@ -3,6 +3,7 @@
  * token's text is shown once, by `create`; it pins this control plane's CA, so an agent holding it
  * never presents it to another server.
  */
+import type { JoinTokenJson } from "@firedrill/control-plane";
 import type { Command } from "commander";
 import type { CommandContext } from "../context.js";
 import { printJson } from "../context.js";
@@ -10,30 +11,6 @@ import { CliError, withFlagNames } from "../errors.js";
 import { formatLabels, formatRelativeTime, renderTable } from "../format.js";
 import { segment } from "../http-client.js";
 import { formatExpiry } from "./whoami.js";
-
-/**
- * A join token as the join-token routes return it (never its text).
- * Mirrors the control plane's answer; switch to its exported type once `@firedrill/control-plane` has one.
- */
-export interface JoinTokenJson {
-  /** `jt_…` */
-  id: string;
-  createdAt: string;
-  createdBy: string;
-  /** null: never expires. */
-  expiresAt: string | null;
-  /** null: any number of agents may enroll with it. */
-  usesAllowed: number | null;
-  /** How many agents have enrolled with it. */
-  uses: number;
-  /** Labels every agent enrolled with it gets. */
-  labels: Record<string, string>;
-  /** The CA the token pins, `sha256:…`. */
-  caFingerprint: string;
-  revokedAt: string | null;
-  revokedBy: string | null;
-  state: "active" | "expired" | "used-up" | "revoked";
-}
 
 /** `POST /api/v1/join-tokens` → 201. */
 interface CreatedJoinToken {

@@ -1,38 +1,27 @@
 import { X509Certificate } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { createServer as createHttpServer } from "node:http";
-import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
-import { createServer as createHttpsServer } from "node:https";
-import type { AddressInfo, Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ensureCa, ensureServerCert, formatFingerprint } from "@firedrill/control-plane";
 import type { CertificateAuthority } from "@firedrill/control-plane";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
-import { runCli } from "../program.js";
+import type { FakeApi } from "../testing/fake-api.js";
+import { TEST_TOKEN as TOKEN, runCliInProcess, startFakeApi } from "../testing/fake-api.js";
 
-const TOKEN = "fdt_0123456789ab_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 const WHOAMI = { principal: { name: "admin", kind: "person", role: "admin" }, token: { id: "tok_0123456789ab", scope: null, expiresAt: null } };
 const mode = (path: string) => statSync(path).mode & 0o777;
 
-/** The stand-in control plane: GET /api/v1/whoami for the one valid token. */
-const api: RequestListener = (req: IncomingMessage, res: ServerResponse) => {
-  const reply = (status: number, body: unknown) => {
-    res.writeHead(status, { "content-type": "application/json" });
-    res.end(JSON.stringify(body));
-  };
-  if (req.headers.authorization !== `Bearer ${TOKEN}`) {
-    return reply(401, { error: { code: "unauthenticated", message: "the API token is not valid for this control plane: send Authorization: Bearer <token>" } });
-  }
-  if (req.method === "GET" && req.url === "/api/v1/whoami") return reply(200, WHOAMI);
-  reply(404, { error: { code: "not_found", message: `no route ${req.method} ${req.url}` } });
-};
-
-const servers: Server[] = [];
-async function listen(server: Server): Promise<number> {
+/** A stand-in control plane: GET /api/v1/whoami for the one valid token; over https with `tls`. Returns its URL. */
+const servers: FakeApi[] = [];
+async function api(tls?: { key: string; cert: string }): Promise<string> {
+  const server = await startFakeApi({
+    token: TOKEN,
+    refusal: () => "the API token is not valid for this control plane: send Authorization: Bearer <token>",
+    ...(tls ? { tls } : {}),
+  });
+  server.answer("GET", "/api/v1/whoami", 200, WHOAMI);
   servers.push(server);
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return (server.address() as AddressInfo).port;
+  return server.url;
 }
 
 let pkiDir: string;
@@ -55,16 +44,13 @@ beforeAll(async () => {
   const good = await ensureServerCert(pkiDir, ca, ["127.0.0.1", "localhost"]);
   const wrongName = await ensureServerCert(mkdtempSync(join(pkiDir, "b-")), ca, ["cp.example.internal"]);
   const other = await ensureServerCert(otherPkiDir, otherCa, ["127.0.0.1"]);
-  httpUrl = `http://127.0.0.1:${await listen(createHttpServer(api))}`;
-  httpsUrl = `https://127.0.0.1:${await listen(createHttpsServer({ key: good.keyPem, cert: good.certPem }, api))}`;
-  wrongNameUrl = `https://127.0.0.1:${await listen(createHttpsServer({ key: wrongName.keyPem, cert: wrongName.certPem }, api))}`;
-  otherCaUrl = `https://127.0.0.1:${await listen(createHttpsServer({ key: other.keyPem, cert: other.certPem }, api))}`;
+  httpUrl = await api();
+  httpsUrl = await api({ key: good.keyPem, cert: good.certPem });
+  wrongNameUrl = await api({ key: wrongName.keyPem, cert: wrongName.certPem });
+  otherCaUrl = await api({ key: other.keyPem, cert: other.certPem });
 });
 afterAll(async () => {
-  for (const server of servers) {
-    (server as unknown as { closeAllConnections(): void }).closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  }
+  for (const server of servers) await server.close();
   rmSync(pkiDir, { recursive: true, force: true });
   rmSync(otherPkiDir, { recursive: true, force: true });
 });
@@ -88,12 +74,10 @@ afterEach(() => {
 });
 
 async function cli(...args: string[]) {
-  let out = "";
-  let err = "";
-  const code = await runCli(["node", "firedrill", ...args], { out: (t) => (out += t), err: (t) => (err += t) });
+  const run = await runCliInProcess(...args);
   // Only `token create` ever prints a token.
-  expect(out + err).not.toContain(TOKEN);
-  return { code, out, err };
+  expect(run.out + run.err).not.toContain(TOKEN);
+  return run;
 }
 
 describe("firedrill login over http", () => {
