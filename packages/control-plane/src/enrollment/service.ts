@@ -3,7 +3,7 @@
  * agent id and a short-lived client certificate; `RenewCertificate` reissues it (mTLS); and the
  * check of the client certificate every `Connect` presents.
  */
-import { X509Certificate, randomBytes, webcrypto } from "node:crypto";
+import { X509Certificate, createHash, randomBytes, webcrypto } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
 
 /** What every server call offers: metadata, the peer, the TLS auth context. */
@@ -121,12 +121,27 @@ export function createEnrollmentService(options: EnrollmentOptions): EnrollmentS
     }
   };
 
+  // Verified certificates by their DER's SHA-256: a reconnecting fleet is not parsed and
+  // signature-checked again each time (bounded; the expiry is still checked on every use).
+  const verifiedCache = new Map<string, PeerIdentity>();
+  const verifyCached = (der: Buffer): PeerIdentity | string => {
+    const key = createHash("sha256").update(der).digest("hex");
+    const hit = verifiedCache.get(key);
+    if (hit) return hit.notAfter > now() ? hit : `the client certificate expired at ${new Date(hit.notAfter).toISOString()}`;
+    const result = verifyClientCertificate(der, caCert, now());
+    if (typeof result !== "string") {
+      if (verifiedCache.size >= Math.max(1000, maxAgents * 2)) verifiedCache.delete(verifiedCache.keys().next().value as string);
+      verifiedCache.set(key, result);
+    }
+    return result;
+  };
+
   const peer = (call: ServerCall): PeerIdentity | Refused => {
     const cert = call.getAuthContext()?.sslPeerCertificate;
     if (!cert?.raw) {
       return { code: grpc.status.UNAUTHENTICATED, refusal: "not-enrolled", details: "no client certificate: enroll with a join token first (firedrill-agent --token-file)" };
     }
-    const verified = verifyClientCertificate(cert.raw, caCert, now());
+    const verified = verifyCached(cert.raw);
     if (typeof verified === "string") {
       return { code: grpc.status.UNAUTHENTICATED, refusal: "not-enrolled", details: `${verified}; enroll again with a join token` };
     }
