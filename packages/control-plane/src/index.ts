@@ -16,7 +16,7 @@ export { ApiError, InvalidConfigError, ListenError } from "./errors.js";
 export type { Issue } from "./errors.js";
 export { createLogger } from "./logger.js";
 export type { LoggerOptions } from "./logger.js";
-export { JOIN_TOKEN_FILE } from "./join-token.js";
+export { JOIN_TOKEN_FILE } from "./enrollment/bootstrap.js";
 export { DATABASE_FILE } from "./store/store.js";
 export type { AgentJson, ErrorJson, FaultEventJson, FaultJson } from "./api-types.js";
 export type { FaultState } from "./store/types.js";

@@ -38,3 +38,4 @@ export { FAULT_KINDS, FAULT_KIND_PARAMS, isFaultKind, parseFaultParams, validate
 export type { CpuBurnParams, FaultKind, FaultParamsByKind, ParamParser, ValidFaultRequest } from "./fault-kinds.js";
 export { CAPABILITY_HINTS, FAULT_KIND_REQUIREMENTS, missingCapabilities } from "./capabilities.js";
 export type { HostCapability } from "./capabilities.js";
+export { LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN } from "./labels.js";

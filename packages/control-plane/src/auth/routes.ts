@@ -37,22 +37,8 @@ export interface TokenJson {
   state: TokenRecord["state"];
 }
 
-/** An audit row as the API returns it. */
-export interface AuditJson {
-  id: number;
-  time: string;
-  principal: string | null;
-  role: string | null;
-  source: string;
-  method: string;
-  route: string;
-  path: string;
-  targets: string[];
-  status: number;
-  outcome: string;
-  detail: string | null;
-  hash: string;
-}
+/** An audit row as the API returns it: the stored row with an ISO time, without the token id and the link hash. */
+export type AuditJson = Omit<AuditEntry, "time" | "tokenId" | "prevHash"> & { time: string };
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
@@ -77,21 +63,8 @@ export function toTokenJson(t: TokenRecord): TokenJson {
 
 /** Renders an audit row. */
 export function toAuditJson(e: AuditEntry): AuditJson {
-  return {
-    id: e.id,
-    time: iso(e.time)!,
-    principal: e.principal,
-    role: e.role,
-    source: e.source,
-    method: e.method,
-    route: e.route,
-    path: e.path,
-    targets: e.targets,
-    status: e.status,
-    outcome: e.outcome,
-    detail: e.detail,
-    hash: e.hash,
-  };
+  const { tokenId: _tokenId, prevHash: _prevHash, ...rest } = e;
+  return { ...rest, time: iso(e.time)! };
 }
 
 const UNIT_MS: Record<string, number> = { m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000, y: 365 * 86_400_000 };

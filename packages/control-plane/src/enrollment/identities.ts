@@ -45,13 +45,18 @@ interface Row {
   revoke_reason: string | null;
 }
 
-function toIdentity(row: Row): AgentIdentity {
-  let labels: Record<string, string> = {};
+/** Labels stored as JSON text; an unreadable value counts as none. */
+export function parseStoredLabels(text: string): Record<string, string> {
   try {
-    labels = JSON.parse(row.labels) as Record<string, string>;
+    const value = JSON.parse(text) as unknown;
+    return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, string>) : {};
   } catch {
-    labels = {};
+    return {};
   }
+}
+
+function toIdentity(row: Row): AgentIdentity {
+  const labels = parseStoredLabels(row.labels);
   return {
     agentId: row.agent_id,
     hostname: row.hostname,

@@ -6,6 +6,7 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import type { Database } from "better-sqlite3";
 import { formatJoinToken, parseJoinToken } from "@firedrill/protocol";
+import { parseStoredLabels } from "./identities.js";
 
 /** Whether a join token can still enroll an agent. */
 export type JoinTokenState = "active" | "expired" | "used-up" | "revoked";
@@ -76,12 +77,7 @@ function stateOf(row: Row, now: number): JoinTokenState {
 }
 
 function toRecord(row: Row, now: number): JoinTokenRecord {
-  let labels: Record<string, string> = {};
-  try {
-    labels = JSON.parse(row.labels) as Record<string, string>;
-  } catch {
-    labels = {};
-  }
+  const labels = parseStoredLabels(row.labels);
   return {
     id: row.id,
     createdAt: row.created_at,

@@ -3,7 +3,7 @@
  * (`POST /api/v1/agents/:id/revoke`) and forgetting one (`DELETE /api/v1/agents/:id`).
  */
 import * as grpc from "@grpc/grpc-js";
-import { RevertReason, parseDuration } from "@firedrill/protocol";
+import { LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN, RevertReason, parseDuration } from "@firedrill/protocol";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { toAgentJson } from "../api-types.js";
 import { callerOf } from "../auth/http.js";
@@ -45,8 +45,6 @@ export interface JoinTokenJson {
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 const ADMIN = { config: { permission: "admin" as const } };
-const LABEL_KEY = /^[A-Za-z0-9]([A-Za-z0-9._/:-]{0,126}[A-Za-z0-9])?$/;
-const LABEL_VALUE = /^[A-Za-z0-9._:/@+-]{0,253}$/;
 /** The longest join token lifetime. */
 const MAX_TTL_MS = 366 * 86_400_000;
 
@@ -97,8 +95,8 @@ export function registerEnrollmentRoutes(app: FastifyInstance, options: Enrollme
         const entries = Object.entries(raw as Record<string, unknown>);
         if (entries.length > 64) issues.push({ field: "labels", message: `${entries.length} labels; at most 64` });
         for (const [k, v] of entries.slice(0, 64)) {
-          if (!LABEL_KEY.test(k)) issues.push({ field: `labels.${k.slice(0, 60)}`, message: "is not a label key: letters, digits and . _ / : -, starting and ending with a letter or digit" });
-          else if (typeof v !== "string" || !LABEL_VALUE.test(v)) issues.push({ field: `labels.${k}`, message: "must be a label value: up to 253 letters, digits and . _ : / @ + -" });
+          if (!LABEL_KEY_PATTERN.test(k)) issues.push({ field: `labels.${k.slice(0, 60)}`, message: "is not a label key: letters, digits and . _ / : -, starting and ending with a letter or digit" });
+          else if (typeof v !== "string" || !LABEL_VALUE_PATTERN.test(v)) issues.push({ field: `labels.${k}`, message: "must be a label value: up to 253 letters, digits and . _ : / @ + -" });
           else labels[k] = v;
         }
       }

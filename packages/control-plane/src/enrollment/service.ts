@@ -48,6 +48,11 @@ export interface EnrollmentOptions {
   now?: () => number;
 }
 
+/** A verified, enrolled, unrevoked agent: its certificate and the labels its join token gave it. */
+export interface EnrolledPeer extends PeerIdentity {
+  labels: Record<string, string>;
+}
+
 /** A refused call: a gRPC status with the refusal reason in trailing metadata. */
 export interface Refused {
   code: grpc.status;
@@ -59,8 +64,8 @@ export interface Refused {
 export interface EnrollmentService {
   readonly enroll: grpc.handleUnaryCall<EnrollRequest, EnrollResponse>;
   readonly renewCertificate: grpc.handleUnaryCall<RenewCertificateRequest, RenewCertificateResponse>;
-  /** Who the call's client certificate says it is, or why it is refused. */
-  peer(call: ServerCall): PeerIdentity | Refused;
+  /** Who the call's client certificate says it is (with its join token's labels), or why it is refused. */
+  peer(call: ServerCall): EnrolledPeer | Refused;
 }
 
 /** A gRPC error carrying the refusal in trailing metadata. */
@@ -69,6 +74,9 @@ export function refusalError(refused: Refused): grpc.ServiceError {
   metadata.set(REFUSAL_METADATA_KEY, refused.refusal);
   return Object.assign(new Error(refused.details), { code: refused.code, details: refused.details, metadata }) as grpc.ServiceError;
 }
+
+/** The serial number of a PEM certificate as node:crypto reports it for presented certificates. */
+const serialOf = (pem: string): string => new X509Certificate(pem).serialNumber.toLowerCase();
 
 const peerAddress = (call: ServerCall): string => call.getPeer().replace(/^ipv[46]:/, "").slice(0, 100);
 
@@ -136,7 +144,18 @@ export function createEnrollmentService(options: EnrollmentOptions): EnrollmentS
     return result;
   };
 
-  const peer = (call: ServerCall): PeerIdentity | Refused => {
+  /** The CSR's key, or undefined after answering INVALID_ARGUMENT. */
+  const csrKeyOrRefuse = async (csrPem: string, callback: (err: grpc.ServiceError) => void): Promise<CryptoKey | undefined> => {
+    try {
+      return await csrPublicKey(csrPem);
+    } catch (err) {
+      if (!(err instanceof PkiError)) throw err;
+      callback({ code: grpc.status.INVALID_ARGUMENT, details: err.message } as grpc.ServiceError);
+      return undefined;
+    }
+  };
+
+  const peer = (call: ServerCall): EnrolledPeer | Refused => {
     const cert = call.getAuthContext()?.sslPeerCertificate;
     if (!cert?.raw) {
       return { code: grpc.status.UNAUTHENTICATED, refusal: "not-enrolled", details: "no client certificate: enroll with a join token first (firedrill-agent --token-file)" };
@@ -156,7 +175,7 @@ export function createEnrollmentService(options: EnrollmentOptions): EnrollmentS
         details: `agent ${verified.agentId} was revoked by ${identity.revokedBy ?? "an admin"} at ${new Date(identity.revokedAt).toISOString()}${identity.revokeReason ? ` (${identity.revokeReason})` : ""}; it cannot connect again`,
       };
     }
-    return verified;
+    return { ...verified, labels: identity.labels };
   };
 
   const enroll: grpc.handleUnaryCall<EnrollRequest, EnrollResponse> = (call, callback) => {
@@ -189,14 +208,8 @@ export function createEnrollmentService(options: EnrollmentOptions): EnrollmentS
     const hostname = call.request.hostname.slice(0, MAX_HOSTNAME);
     inFlight += 1;
     void (async () => {
-      let publicKey: CryptoKey;
-      try {
-        publicKey = await csrPublicKey(call.request.csrPem);
-      } catch (err) {
-        if (!(err instanceof PkiError)) throw err;
-        callback({ code: grpc.status.INVALID_ARGUMENT, details: err.message } as grpc.ServiceError);
-        return;
-      }
+      const publicKey = await csrKeyOrRefuse(call.request.csrPem, callback);
+      if (!publicKey) return;
       // The use is counted only now that the request is sound: a bad CSR does not spend a use.
       const used = joinTokens.use(text, options.caSha256, now());
       if (!used.ok) {
@@ -205,7 +218,7 @@ export function createEnrollmentService(options: EnrollmentOptions): EnrollmentS
       }
       const agentId = `agt_${randomBytes(8).toString("hex")}`;
       const cert = await issueClientCertificate(ca, publicKey, agentId, lifetimeMs, now());
-      const serial = new X509Certificate(cert.certPem).serialNumber.toLowerCase();
+      const serial = serialOf(cert.certPem);
       identities.enroll({
         agentId,
         hostname,
@@ -243,16 +256,10 @@ export function createEnrollmentService(options: EnrollmentOptions): EnrollmentS
       return;
     }
     void (async () => {
-      let publicKey: CryptoKey;
-      try {
-        publicKey = await csrPublicKey(call.request.csrPem);
-      } catch (err) {
-        if (!(err instanceof PkiError)) throw err;
-        callback({ code: grpc.status.INVALID_ARGUMENT, details: err.message } as grpc.ServiceError);
-        return;
-      }
+      const publicKey = await csrKeyOrRefuse(call.request.csrPem, callback);
+      if (!publicKey) return;
       const cert = await issueClientCertificate(ca, publicKey, who.agentId, lifetimeMs, now());
-      identities.renew(who.agentId, new X509Certificate(cert.certPem).serialNumber.toLowerCase(), cert.notAfter.getTime(), now());
+      identities.renew(who.agentId, serialOf(cert.certPem), cert.notAfter.getTime(), now());
       log.info({ agentId: who.agentId, notAfter: cert.notAfter.toISOString() }, "agent certificate renewed");
       callback(null, create(RenewCertificateResponseSchema, { certificatePem: cert.certPem, notAfter: timestampFromMs(cert.notAfter.getTime()) }));
     })().catch((err: unknown) => {
