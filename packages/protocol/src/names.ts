@@ -26,7 +26,7 @@ export function revertReasonFromName(name: RevertReasonName): RevertReason {
 }
 
 /** Lower-case names of fault event types. */
-export type FaultEventTypeName = "accepted" | "started" | "progress" | "reverted" | "failed" | "unknown";
+export type FaultEventTypeName = "accepted" | "started" | "progress" | "reverted" | "failed" | "revert_failed" | "unknown";
 
 const EVENT_TYPES: Record<FaultEventType, FaultEventTypeName> = {
   [FaultEventType.UNSPECIFIED]: "unknown",
@@ -35,6 +35,7 @@ const EVENT_TYPES: Record<FaultEventType, FaultEventTypeName> = {
   [FaultEventType.PROGRESS]: "progress",
   [FaultEventType.REVERTED]: "reverted",
   [FaultEventType.FAILED]: "failed",
+  [FaultEventType.REVERT_FAILED]: "revert_failed",
 };
 
 /** The user-facing name of a fault event type. */

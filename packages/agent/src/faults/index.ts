@@ -10,7 +10,15 @@ import { networkLoss } from "./network-loss.js";
 import { networkBlackhole } from "./network-blackhole.js";
 import type { FaultKindDefinition } from "./types.js";
 
-export type { FaultContext, FaultKindDefinition, HostInfo, NetworkExclusion, RunningFault } from "./types.js";
+export type {
+  FaultContext,
+  FaultKindDefinition,
+  FaultPreviewResult,
+  HostInfo,
+  NetworkExclusion,
+  PreviewedProcess,
+  RunningFault,
+} from "./types.js";
 
 /** A set of fault kinds by name. */
 export type FaultRegistry = ReadonlyMap<string, FaultKindDefinition>;

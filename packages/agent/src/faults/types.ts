@@ -40,8 +40,31 @@ export interface FaultContext {
   updateRevert(revert: JsonObject): void;
 }
 
+/** One process a process fault would signal, for a preview. */
+export interface PreviewedProcess {
+  pid: number;
+  name: string;
+  /** The start of its command line (at most 200 characters). */
+  cmdline: string;
+}
+
+/** What a fault would do on this host, found without touching anything (PreviewFault). */
+export interface FaultPreviewResult {
+  /** One human-readable line each: what it acts on, what it leaves alone (exclusions, protections). */
+  details: string[];
+  /** Process faults: the processes it would signal now (at most 50). */
+  processes?: PreviewedProcess[];
+  /** Process faults: how many processes match in all. */
+  matched?: number;
+}
+
 /** A fault acting on the host. */
 export interface RunningFault {
+  /**
+   * What the fault acts on and leaves alone, one line each (e.g. the traffic it excludes), sent
+   * with the STARTED event and shown by `firedrill fault show`.
+   */
+  details?: string[];
   /** Measurements since the last call (e.g. cpu_percent), reported as progress events. */
   measure?(): Record<string, number>;
   /** Undoes the fault. Idempotent: calling it again, or after the effect is gone, succeeds. */
@@ -63,6 +86,12 @@ export interface FaultKindDefinition<P = unknown> {
   validate(params: JsonObject, host: HostInfo): P;
   /** The revert record written to the journal before start() touches anything. */
   planRevert(params: P, ctx: FaultContext): JsonObject;
+  /**
+   * A dry run on this host: what start() would act on and leave alone, from the validated
+   * parameters. Touches nothing. Thrown InvalidFaultRequestError: the fault would be refused here
+   * (e.g. a pattern matching more processes than maxProcesses). Absent: nothing beyond validation.
+   */
+  preview?(params: P, host: HostInfo): FaultPreviewResult | Promise<FaultPreviewResult>;
   /** Starts the fault. On throw, the runtime calls revertRecord() with the journal record. */
   start(params: P, ctx: FaultContext): Promise<RunningFault>;
   /**

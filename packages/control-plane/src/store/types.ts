@@ -13,7 +13,7 @@ export function isActiveFaultState(state: FaultState): boolean {
 }
 
 /** The type of a fault event, lower-case. */
-export type FaultEventType = "accepted" | "started" | "progress" | "reverted" | "failed";
+export type FaultEventType = "accepted" | "started" | "progress" | "reverted" | "failed" | "revert_failed";
 
 /** Host facts as stored and served (plain JSON numbers). */
 export interface HostFactsJson {

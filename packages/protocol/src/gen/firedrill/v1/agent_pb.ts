@@ -15,7 +15,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file firedrill/v1/agent.proto.
  */
 export const file_firedrill_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("ChhmaXJlZHJpbGwvdjEvYWdlbnQucHJvdG8SDGZpcmVkcmlsbC52MSIyCg1FbnJvbGxSZXF1ZXN0Eg8KB2Nzcl9wZW0YASABKAkSEAoIaG9zdG5hbWUYAiABKAkihgEKDkVucm9sbFJlc3BvbnNlEhAKCGFnZW50X2lkGAEgASgJEhcKD2NlcnRpZmljYXRlX3BlbRgCIAEoCRIaChJjYV9jZXJ0aWZpY2F0ZV9wZW0YAyABKAkSLQoJbm90X2FmdGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIqChdSZW5ld0NlcnRpZmljYXRlUmVxdWVzdBIPCgdjc3JfcGVtGAEgASgJImIKGFJlbmV3Q2VydGlmaWNhdGVSZXNwb25zZRIXCg9jZXJ0aWZpY2F0ZV9wZW0YASABKAkSLQoJbm90X2FmdGVyGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKgAQoOQ29ubmVjdFJlcXVlc3QSJAoFaGVsbG8YASABKAsyEy5maXJlZHJpbGwudjEuSGVsbG9IABIsCgloZWFydGJlYXQYAiABKAsyFy5maXJlZHJpbGwudjEuSGVhcnRiZWF0SAASLwoLZmF1bHRfZXZlbnQYAyABKAsyGC5maXJlZHJpbGwudjEuRmF1bHRFdmVudEgAQgkKB21lc3NhZ2UihgIKD0Nvbm5lY3RSZXNwb25zZRIoCgd3ZWxjb21lGAEgASgLMhUuZmlyZWRyaWxsLnYxLldlbGNvbWVIABIzCg1sZWFzZV9yZW5ld2FsGAIgASgLMhouZmlyZWRyaWxsLnYxLkxlYXNlUmVuZXdhbEgAEi8KC3N0YXJ0X2ZhdWx0GAMgASgLMhguZmlyZWRyaWxsLnYxLlN0YXJ0RmF1bHRIABItCgpzdG9wX2ZhdWx0GAQgASgLMhcuZmlyZWRyaWxsLnYxLlN0b3BGYXVsdEgAEikKCHN0b3BfYWxsGAUgASgLMhUuZmlyZWRyaWxsLnYxLlN0b3BBbGxIAEIJCgdtZXNzYWdlIpICCgVIZWxsbxIQCghhZ2VudF9pZBgBIAEoCRIPCgd2ZXJzaW9uGAIgASgJEiYKBWZhY3RzGAMgASgLMhcuZmlyZWRyaWxsLnYxLkhvc3RGYWN0cxIvCgZsYWJlbHMYBCADKAsyHy5maXJlZHJpbGwudjEuSGVsbG8uTGFiZWxzRW50cnkSLAoLaGVsZF9mYXVsdHMYBSADKAsyFy5maXJlZHJpbGwudjEuSGVsZEZhdWx0EjAKDGNhcGFiaWxpdGllcxgGIAEoCzIaLmZpcmVkcmlsbC52MS5DYXBhYmlsaXRpZXMaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLWAgoJSG9zdEZhY3RzEhAKCGhvc3RuYW1lGAEgASgJEhMKC29zX3BsYXRmb3JtGAIgASgJEhEKCW9zX2Rpc3RybxgDIAEoCRISCgpvc19yZWxlYXNlGAQgASgJEg4KBmtlcm5lbBgFIAEoCRIMCgRhcmNoGAYgASgJEhEKCWNwdV9jb3VudBgHIAEoDRIRCgljcHVfbW9kZWwYCCABKAkSFAoMbWVtb3J5X2J5dGVzGAkgASgEEi0KC2ZpbGVzeXN0ZW1zGAogAygLMhguZmlyZWRyaWxsLnYxLkZpbGVzeXN0ZW0SMgoKaW50ZXJmYWNlcxgLIAMoCzIeLmZpcmVkcmlsbC52MS5OZXR3b3JrSW50ZXJmYWNlEhMKC2luc3RhbmNlX2lkGAwgASgJEhkKEWF2YWlsYWJpbGl0eV96b25lGA0gASgJEg4KBnJlZ2lvbhgOIAEoCSJhCgpGaWxlc3lzdGVtEg4KBmRldmljZRgBIAEoCRIMCgR0eXBlGAIgASgJEg0KBW1vdW50GAMgASgJEhIKCnNpemVfYnl0ZXMYBCABKAQSEgoKdXNlZF9ieXRlcxgFIAEoBCJpChBOZXR3b3JrSW50ZXJmYWNlEgwKBG5hbWUYASABKAkSCwoDbWFjGAIgASgJEhEKCWFkZHJlc3NlcxgDIAMoCRIQCghpbnRlcm5hbBgEIAEoCBIVCg1kZWZhdWx0X3JvdXRlGAUgASgIIl4KDENhcGFiaWxpdGllcxITCgtmYXVsdF9raW5kcxgBIAMoCRIMCgRyb290GAIgASgIEg0KBW5ldGVtGAMgASgIEhAKCG5mdGFibGVzGAQgASgIEgoKAnRjGAUgASgIIrEBCglIZWxkRmF1bHQSEAoIZmF1bHRfaWQYASABKAkSDAoEa2luZBgCIAEoCRInCgVzdGF0ZRgDIAEoDjIYLmZpcmVkcmlsbC52MS5GYXVsdFN0YXRlEi4KCnN0YXJ0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKB2VuZHNfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkwKCUhlYXJ0YmVhdBIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1hY3RpdmVfZmF1bHRzGAIgASgNIsUCCgpGYXVsdEV2ZW50EhAKCGZhdWx0X2lkGAEgASgJEioKBHR5cGUYAiABKA4yHC5maXJlZHJpbGwudjEuRmF1bHRFdmVudFR5cGUSKAoEdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKgoGcmVhc29uGAQgASgOMhouZmlyZWRyaWxsLnYxLlJldmVydFJlYXNvbhINCgVlcnJvchgFIAEoCRJACgxtZWFzdXJlbWVudHMYBiADKAsyKi5maXJlZHJpbGwudjEuRmF1bHRFdmVudC5NZWFzdXJlbWVudHNFbnRyeRIPCgdtZXNzYWdlGAcgASgJEgwKBGtpbmQYCCABKAkaMwoRTWVhc3VyZW1lbnRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgBOgI4ASKYAQoHV2VsY29tZRIQCghhZ2VudF9pZBgBIAEoCRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLAoJbGVhc2VfdHRsGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhYKDnNlcnZlcl92ZXJzaW9uGAQgASgJIjwKDExlYXNlUmVuZXdhbBIsCglsZWFzZV90dGwYASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ikgEKClN0YXJ0RmF1bHQSEAoIZmF1bHRfaWQYASABKAkSDAoEa2luZBgCIAEoCRInCgZwYXJhbXMYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EisKCGR1cmF0aW9uGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg4KBnJ1bl9pZBgFIAEoCSJJCglTdG9wRmF1bHQSEAoIZmF1bHRfaWQYASABKAkSKgoGcmVhc29uGAIgASgOMhouZmlyZWRyaWxsLnYxLlJldmVydFJlYXNvbiJGCgdTdG9wQWxsEioKBnJlYXNvbhgBIAEoDjIaLmZpcmVkcmlsbC52MS5SZXZlcnRSZWFzb24SDwoHbWVzc2FnZRgCIAEoCSqpAQoKRmF1bHRTdGF0ZRIbChdGQVVMVF9TVEFURV9VTlNQRUNJRklFRBAAEhgKFEZBVUxUX1NUQVRFX1NUQVJUSU5HEAESFwoTRkFVTFRfU1RBVEVfUlVOTklORxACEhkKFUZBVUxUX1NUQVRFX1JFVkVSVElORxADEhgKFEZBVUxUX1NUQVRFX1JFVkVSVEVEEAQSFgoSRkFVTFRfU1RBVEVfRkFJTEVEEAUqygEKDkZhdWx0RXZlbnRUeXBlEiAKHEZBVUxUX0VWRU5UX1RZUEVfVU5TUEVDSUZJRUQQABIdChlGQVVMVF9FVkVOVF9UWVBFX0FDQ0VQVEVEEAESHAoYRkFVTFRfRVZFTlRfVFlQRV9TVEFSVEVEEAISHQoZRkFVTFRfRVZFTlRfVFlQRV9QUk9HUkVTUxADEh0KGUZBVUxUX0VWRU5UX1RZUEVfUkVWRVJURUQQBBIbChdGQVVMVF9FVkVOVF9UWVBFX0ZBSUxFRBAFKugBCgxSZXZlcnRSZWFzb24SHQoZUkVWRVJUX1JFQVNPTl9VTlNQRUNJRklFRBAAEhoKFlJFVkVSVF9SRUFTT05fRFVSQVRJT04QARIZChVSRVZFUlRfUkVBU09OX1NUT1BQRUQQAhIXChNSRVZFUlRfUkVBU09OX0xFQVNFEAMSFgoSUkVWRVJUX1JFQVNPTl9IQUxUEAQSGgoWUkVWRVJUX1JFQVNPTl9SRUNPVkVSWRAFEhkKFVJFVkVSVF9SRUFTT05fQUJPUlRFRBAGEhoKFlJFVkVSVF9SRUFTT05fU0hVVERPV04QBzKCAgoMQWdlbnRTZXJ2aWNlEkoKB0Nvbm5lY3QSHC5maXJlZHJpbGwudjEuQ29ubmVjdFJlcXVlc3QaHS5maXJlZHJpbGwudjEuQ29ubmVjdFJlc3BvbnNlKAEwARJDCgZFbnJvbGwSGy5maXJlZHJpbGwudjEuRW5yb2xsUmVxdWVzdBocLmZpcmVkcmlsbC52MS5FbnJvbGxSZXNwb25zZRJhChBSZW5ld0NlcnRpZmljYXRlEiUuZmlyZWRyaWxsLnYxLlJlbmV3Q2VydGlmaWNhdGVSZXF1ZXN0GiYuZmlyZWRyaWxsLnYxLlJlbmV3Q2VydGlmaWNhdGVSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChhmaXJlZHJpbGwvdjEvYWdlbnQucHJvdG8SDGZpcmVkcmlsbC52MSIyCg1FbnJvbGxSZXF1ZXN0Eg8KB2Nzcl9wZW0YASABKAkSEAoIaG9zdG5hbWUYAiABKAkihgEKDkVucm9sbFJlc3BvbnNlEhAKCGFnZW50X2lkGAEgASgJEhcKD2NlcnRpZmljYXRlX3BlbRgCIAEoCRIaChJjYV9jZXJ0aWZpY2F0ZV9wZW0YAyABKAkSLQoJbm90X2FmdGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIqChdSZW5ld0NlcnRpZmljYXRlUmVxdWVzdBIPCgdjc3JfcGVtGAEgASgJImIKGFJlbmV3Q2VydGlmaWNhdGVSZXNwb25zZRIXCg9jZXJ0aWZpY2F0ZV9wZW0YASABKAkSLQoJbm90X2FmdGVyGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLVAQoOQ29ubmVjdFJlcXVlc3QSJAoFaGVsbG8YASABKAsyEy5maXJlZHJpbGwudjEuSGVsbG9IABIsCgloZWFydGJlYXQYAiABKAsyFy5maXJlZHJpbGwudjEuSGVhcnRiZWF0SAASLwoLZmF1bHRfZXZlbnQYAyABKAsyGC5maXJlZHJpbGwudjEuRmF1bHRFdmVudEgAEjMKDWZhdWx0X3ByZXZpZXcYBCABKAsyGi5maXJlZHJpbGwudjEuRmF1bHRQcmV2aWV3SABCCQoHbWVzc2FnZSK7AgoPQ29ubmVjdFJlc3BvbnNlEigKB3dlbGNvbWUYASABKAsyFS5maXJlZHJpbGwudjEuV2VsY29tZUgAEjMKDWxlYXNlX3JlbmV3YWwYAiABKAsyGi5maXJlZHJpbGwudjEuTGVhc2VSZW5ld2FsSAASLwoLc3RhcnRfZmF1bHQYAyABKAsyGC5maXJlZHJpbGwudjEuU3RhcnRGYXVsdEgAEi0KCnN0b3BfZmF1bHQYBCABKAsyFy5maXJlZHJpbGwudjEuU3RvcEZhdWx0SAASKQoIc3RvcF9hbGwYBSABKAsyFS5maXJlZHJpbGwudjEuU3RvcEFsbEgAEjMKDXByZXZpZXdfZmF1bHQYBiABKAsyGi5maXJlZHJpbGwudjEuUHJldmlld0ZhdWx0SABCCQoHbWVzc2FnZSKSAgoFSGVsbG8SEAoIYWdlbnRfaWQYASABKAkSDwoHdmVyc2lvbhgCIAEoCRImCgVmYWN0cxgDIAEoCzIXLmZpcmVkcmlsbC52MS5Ib3N0RmFjdHMSLwoGbGFiZWxzGAQgAygLMh8uZmlyZWRyaWxsLnYxLkhlbGxvLkxhYmVsc0VudHJ5EiwKC2hlbGRfZmF1bHRzGAUgAygLMhcuZmlyZWRyaWxsLnYxLkhlbGRGYXVsdBIwCgxjYXBhYmlsaXRpZXMYBiABKAsyGi5maXJlZHJpbGwudjEuQ2FwYWJpbGl0aWVzGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEi1gIKCUhvc3RGYWN0cxIQCghob3N0bmFtZRgBIAEoCRITCgtvc19wbGF0Zm9ybRgCIAEoCRIRCglvc19kaXN0cm8YAyABKAkSEgoKb3NfcmVsZWFzZRgEIAEoCRIOCgZrZXJuZWwYBSABKAkSDAoEYXJjaBgGIAEoCRIRCgljcHVfY291bnQYByABKA0SEQoJY3B1X21vZGVsGAggASgJEhQKDG1lbW9yeV9ieXRlcxgJIAEoBBItCgtmaWxlc3lzdGVtcxgKIAMoCzIYLmZpcmVkcmlsbC52MS5GaWxlc3lzdGVtEjIKCmludGVyZmFjZXMYCyADKAsyHi5maXJlZHJpbGwudjEuTmV0d29ya0ludGVyZmFjZRITCgtpbnN0YW5jZV9pZBgMIAEoCRIZChFhdmFpbGFiaWxpdHlfem9uZRgNIAEoCRIOCgZyZWdpb24YDiABKAkiYQoKRmlsZXN5c3RlbRIOCgZkZXZpY2UYASABKAkSDAoEdHlwZRgCIAEoCRINCgVtb3VudBgDIAEoCRISCgpzaXplX2J5dGVzGAQgASgEEhIKCnVzZWRfYnl0ZXMYBSABKAQiaQoQTmV0d29ya0ludGVyZmFjZRIMCgRuYW1lGAEgASgJEgsKA21hYxgCIAEoCRIRCglhZGRyZXNzZXMYAyADKAkSEAoIaW50ZXJuYWwYBCABKAgSFQoNZGVmYXVsdF9yb3V0ZRgFIAEoCCJeCgxDYXBhYmlsaXRpZXMSEwoLZmF1bHRfa2luZHMYASADKAkSDAoEcm9vdBgCIAEoCBINCgVuZXRlbRgDIAEoCBIQCghuZnRhYmxlcxgEIAEoCBIKCgJ0YxgFIAEoCCKxAQoJSGVsZEZhdWx0EhAKCGZhdWx0X2lkGAEgASgJEgwKBGtpbmQYAiABKAkSJwoFc3RhdGUYAyABKA4yGC5maXJlZHJpbGwudjEuRmF1bHRTdGF0ZRIuCgpzdGFydGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCgdlbmRzX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJMCglIZWFydGJlYXQSKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNYWN0aXZlX2ZhdWx0cxgCIAEoDSLWAgoKRmF1bHRFdmVudBIQCghmYXVsdF9pZBgBIAEoCRIqCgR0eXBlGAIgASgOMhwuZmlyZWRyaWxsLnYxLkZhdWx0RXZlbnRUeXBlEigKBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKBnJlYXNvbhgEIAEoDjIaLmZpcmVkcmlsbC52MS5SZXZlcnRSZWFzb24SDQoFZXJyb3IYBSABKAkSQAoMbWVhc3VyZW1lbnRzGAYgAygLMiouZmlyZWRyaWxsLnYxLkZhdWx0RXZlbnQuTWVhc3VyZW1lbnRzRW50cnkSDwoHbWVzc2FnZRgHIAEoCRIMCgRraW5kGAggASgJEg8KB2RldGFpbHMYCSADKAkaMwoRTWVhc3VyZW1lbnRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgBOgI4ASKYAQoHV2VsY29tZRIQCghhZ2VudF9pZBgBIAEoCRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLAoJbGVhc2VfdHRsGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhYKDnNlcnZlcl92ZXJzaW9uGAQgASgJIjwKDExlYXNlUmVuZXdhbBIsCglsZWFzZV90dGwYASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ikgEKClN0YXJ0RmF1bHQSEAoIZmF1bHRfaWQYASABKAkSDAoEa2luZBgCIAEoCRInCgZwYXJhbXMYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EisKCGR1cmF0aW9uGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg4KBnJ1bl9pZBgFIAEoCSJJCglTdG9wRmF1bHQSEAoIZmF1bHRfaWQYASABKAkSKgoGcmVhc29uGAIgASgOMhouZmlyZWRyaWxsLnYxLlJldmVydFJlYXNvbiJGCgdTdG9wQWxsEioKBnJlYXNvbhgBIAEoDjIaLmZpcmVkcmlsbC52MS5SZXZlcnRSZWFzb24SDwoHbWVzc2FnZRgCIAEoCSJZCgxQcmV2aWV3RmF1bHQSEgoKcmVxdWVzdF9pZBgBIAEoCRIMCgRraW5kGAIgASgJEicKBnBhcmFtcxgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QihAEKDEZhdWx0UHJldmlldxISCgpyZXF1ZXN0X2lkGAEgASgJEg0KBWVycm9yGAIgASgJEg8KB2RldGFpbHMYAyADKAkSLwoJcHJvY2Vzc2VzGAQgAygLMhwuZmlyZWRyaWxsLnYxLlByZXZpZXdQcm9jZXNzEg8KB21hdGNoZWQYBSABKA0iPAoOUHJldmlld1Byb2Nlc3MSCwoDcGlkGAEgASgNEgwKBG5hbWUYAiABKAkSDwoHY21kbGluZRgDIAEoCSqpAQoKRmF1bHRTdGF0ZRIbChdGQVVMVF9TVEFURV9VTlNQRUNJRklFRBAAEhgKFEZBVUxUX1NUQVRFX1NUQVJUSU5HEAESFwoTRkFVTFRfU1RBVEVfUlVOTklORxACEhkKFUZBVUxUX1NUQVRFX1JFVkVSVElORxADEhgKFEZBVUxUX1NUQVRFX1JFVkVSVEVEEAQSFgoSRkFVTFRfU1RBVEVfRkFJTEVEEAUq7gEKDkZhdWx0RXZlbnRUeXBlEiAKHEZBVUxUX0VWRU5UX1RZUEVfVU5TUEVDSUZJRUQQABIdChlGQVVMVF9FVkVOVF9UWVBFX0FDQ0VQVEVEEAESHAoYRkFVTFRfRVZFTlRfVFlQRV9TVEFSVEVEEAISHQoZRkFVTFRfRVZFTlRfVFlQRV9QUk9HUkVTUxADEh0KGUZBVUxUX0VWRU5UX1RZUEVfUkVWRVJURUQQBBIbChdGQVVMVF9FVkVOVF9UWVBFX0ZBSUxFRBAFEiIKHkZBVUxUX0VWRU5UX1RZUEVfUkVWRVJUX0ZBSUxFRBAGKugBCgxSZXZlcnRSZWFzb24SHQoZUkVWRVJUX1JFQVNPTl9VTlNQRUNJRklFRBAAEhoKFlJFVkVSVF9SRUFTT05fRFVSQVRJT04QARIZChVSRVZFUlRfUkVBU09OX1NUT1BQRUQQAhIXChNSRVZFUlRfUkVBU09OX0xFQVNFEAMSFgoSUkVWRVJUX1JFQVNPTl9IQUxUEAQSGgoWUkVWRVJUX1JFQVNPTl9SRUNPVkVSWRAFEhkKFVJFVkVSVF9SRUFTT05fQUJPUlRFRBAGEhoKFlJFVkVSVF9SRUFTT05fU0hVVERPV04QBzKCAgoMQWdlbnRTZXJ2aWNlEkoKB0Nvbm5lY3QSHC5maXJlZHJpbGwudjEuQ29ubmVjdFJlcXVlc3QaHS5maXJlZHJpbGwudjEuQ29ubmVjdFJlc3BvbnNlKAEwARJDCgZFbnJvbGwSGy5maXJlZHJpbGwudjEuRW5yb2xsUmVxdWVzdBocLmZpcmVkcmlsbC52MS5FbnJvbGxSZXNwb25zZRJhChBSZW5ld0NlcnRpZmljYXRlEiUuZmlyZWRyaWxsLnYxLlJlbmV3Q2VydGlmaWNhdGVSZXF1ZXN0GiYuZmlyZWRyaWxsLnYxLlJlbmV3Q2VydGlmaWNhdGVSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * EnrollRequest asks for an agent identity.
@@ -158,6 +158,12 @@ export type ConnectRequest = Message<"firedrill.v1.ConnectRequest"> & {
      */
     value: FaultEvent;
     case: "faultEvent";
+  } | {
+    /**
+     * @generated from field: firedrill.v1.FaultPreview fault_preview = 4;
+     */
+    value: FaultPreview;
+    case: "faultPreview";
   } | { case: undefined; value?: undefined };
 };
 
@@ -207,6 +213,12 @@ export type ConnectResponse = Message<"firedrill.v1.ConnectResponse"> & {
      */
     value: StopAll;
     case: "stopAll";
+  } | {
+    /**
+     * @generated from field: firedrill.v1.PreviewFault preview_fault = 6;
+     */
+    value: PreviewFault;
+    case: "previewFault";
   } | { case: undefined; value?: undefined };
 };
 
@@ -602,6 +614,14 @@ export type FaultEvent = Message<"firedrill.v1.FaultEvent"> & {
    * @generated from field: string kind = 8;
    */
   kind: string;
+
+  /**
+   * What the fault leaves alone or acts on, one line each (type ACCEPTED or STARTED), e.g. the
+   * traffic a network fault excludes ("tcp port 22 (ssh)") or the processes a process fault hits.
+   *
+   * @generated from field: repeated string details = 9;
+   */
+  details: string[];
 };
 
 /**
@@ -766,6 +786,115 @@ export const StopAllSchema: GenMessage<StopAll> = /*@__PURE__*/
   messageDesc(file_firedrill_v1_agent, 18);
 
 /**
+ * PreviewFault asks the agent what a fault would do on this host, without doing it: the same
+ * validation as StartFault, then a dry selection (the processes a process fault would hit, the
+ * traffic a network fault would leave alone). Nothing is journaled or touched.
+ *
+ * @generated from message firedrill.v1.PreviewFault
+ */
+export type PreviewFault = Message<"firedrill.v1.PreviewFault"> & {
+  /**
+   * Id chosen by the control plane, echoed in the FaultPreview.
+   *
+   * @generated from field: string request_id = 1;
+   */
+  requestId: string;
+
+  /**
+   * @generated from field: string kind = 2;
+   */
+  kind: string;
+
+  /**
+   * @generated from field: google.protobuf.Struct params = 3;
+   */
+  params?: JsonObject | undefined;
+};
+
+/**
+ * Describes the message firedrill.v1.PreviewFault.
+ * Use `create(PreviewFaultSchema)` to create a new message.
+ */
+export const PreviewFaultSchema: GenMessage<PreviewFault> = /*@__PURE__*/
+  messageDesc(file_firedrill_v1_agent, 19);
+
+/**
+ * FaultPreview answers a PreviewFault.
+ *
+ * @generated from message firedrill.v1.FaultPreview
+ */
+export type FaultPreview = Message<"firedrill.v1.FaultPreview"> & {
+  /**
+   * @generated from field: string request_id = 1;
+   */
+  requestId: string;
+
+  /**
+   * Why the agent would refuse the fault; empty when it would run it.
+   *
+   * @generated from field: string error = 2;
+   */
+  error: string;
+
+  /**
+   * What the fault would act on or leave alone, one human-readable line each.
+   *
+   * @generated from field: repeated string details = 3;
+   */
+  details: string[];
+
+  /**
+   * The processes a process fault would signal (at most 50; matched counts them all).
+   *
+   * @generated from field: repeated firedrill.v1.PreviewProcess processes = 4;
+   */
+  processes: PreviewProcess[];
+
+  /**
+   * @generated from field: uint32 matched = 5;
+   */
+  matched: number;
+};
+
+/**
+ * Describes the message firedrill.v1.FaultPreview.
+ * Use `create(FaultPreviewSchema)` to create a new message.
+ */
+export const FaultPreviewSchema: GenMessage<FaultPreview> = /*@__PURE__*/
+  messageDesc(file_firedrill_v1_agent, 20);
+
+/**
+ * PreviewProcess is one process a process fault would hit.
+ *
+ * @generated from message firedrill.v1.PreviewProcess
+ */
+export type PreviewProcess = Message<"firedrill.v1.PreviewProcess"> & {
+  /**
+   * @generated from field: uint32 pid = 1;
+   */
+  pid: number;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * The start of its command line (at most 200 characters).
+   *
+   * @generated from field: string cmdline = 3;
+   */
+  cmdline: string;
+};
+
+/**
+ * Describes the message firedrill.v1.PreviewProcess.
+ * Use `create(PreviewProcessSchema)` to create a new message.
+ */
+export const PreviewProcessSchema: GenMessage<PreviewProcess> = /*@__PURE__*/
+  messageDesc(file_firedrill_v1_agent, 21);
+
+/**
  * FaultState is where a fault is in its life on the agent.
  *
  * @generated from enum firedrill.v1.FaultState
@@ -853,6 +982,14 @@ export enum FaultEventType {
    * @generated from enum value: FAULT_EVENT_TYPE_FAILED = 5;
    */
   FAILED = 5,
+
+  /**
+   * The revert was given up after its retries: the effect may still be on the host. The agent's
+   * journal keeps the record (`firedrill-agent recover` retries it once the cause is fixed).
+   *
+   * @generated from enum value: FAULT_EVENT_TYPE_REVERT_FAILED = 6;
+   */
+  REVERT_FAILED = 6,
 }
 
 /**
