@@ -3,24 +3,33 @@
  *   pnpm bench              all
  *   pnpm bench burn         cpu-burn accuracy (asked vs measured)
  *   pnpm bench lease        revert time after the control plane is SIGKILLed
+ *   pnpm bench agent-cap    agent RSS with 40 stacked cpu-burns asked and its fault caps reached (goal < 150 MB)
+ *   pnpm bench patterns     catastrophic process patterns: RE2 vs backtracking RegExp, whole selections
  *   pnpm bench abort        breach → last revert ack on a run of 3 agents (http, webhook, prometheus)
  *   pnpm bench auth         auth overhead per request; control plane RSS after 1,000 maximal alert webhook posts
  *   pnpm bench reconnect [n]  n (default 1,000) agents back after a control-plane restart, TLS vs plain
+ *   pnpm bench spec-flood   /healthz latency and agent leases while 20 maximal experiments are posted at once
  */
 import { benchAbortLatency } from "./abort-latency.js";
+import { benchAgentCap } from "./agent-cap.js";
 import { benchAuth } from "./auth.js";
 import { benchBurnAccuracy } from "./burn-accuracy.js";
 import { benchLeaseRevert } from "./lease-revert.js";
+import { benchProcessPatterns } from "./process-patterns.js";
 import { benchReconnect } from "./reconnect.js";
+import { benchSpecFlood } from "./spec-flood.js";
 import { killAll } from "../test/support/processes.js";
 
 const which = process.argv[2] ?? "all";
 try {
   if (which === "all" || which === "burn") await benchBurnAccuracy();
   if (which === "all" || which === "lease") await benchLeaseRevert();
+  if (which === "all" || which === "agent-cap") await benchAgentCap();
+  if (which === "all" || which === "patterns") await benchProcessPatterns();
   if (which === "all" || which === "abort") await benchAbortLatency();
   if (which === "all" || which === "auth") await benchAuth();
   if (which === "all" || which === "reconnect") await benchReconnect(process.argv[3] === undefined ? undefined : Number(process.argv[3]));
+  if (which === "all" || which === "spec-flood") await benchSpecFlood();
 } finally {
   await killAll();
 }

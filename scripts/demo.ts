@@ -164,7 +164,7 @@ async function main(): Promise<void> {
       ["fault", "start", "--agent", agentId, "--kind", "cpu-burn", "--param", `load=${LOAD}`, "--param", "cores=1", "--duration", `${DURATION_S}s`],
       env,
     );
-    console.log(`\n  time   asked   burner thread   core 0 busy   machine busy (${cpus().length} cores)   (measured by the agent from /proc)`);
+    console.log(`\n  time   asked   burner thread   core 0 busy   machine busy (${cpus().length} ${cpus().length === 1 ? "core" : "cores"})   (measured by the agent from /proc)`);
     const burnerSamples: number[] = [];
     const t0 = Date.now();
     let state = "";

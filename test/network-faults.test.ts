@@ -12,7 +12,7 @@ import { api } from "./support/api.js";
 import type { ApiTarget } from "./support/api.js";
 import { NET_TOOLS, NetnsLab, ROOT, buildHosts, inNs, netnsSkipReason, nftTables, qdiscConfig, qdiscs } from "./support/netns.js";
 import type { NsProcess, TestHosts } from "./support/netns.js";
-import { OPT_IN_LABELS, sleep, waitFor } from "./support/processes.js";
+import { OPT_IN_LABELS, captureProcess, sleep, waitFor } from "./support/processes.js";
 
 const CLI_BIN = join(ROOT, "packages/cli/src/bin.ts");
 const AGENT_BIN = join(ROOT, "packages/agent/src/bin.ts");
@@ -20,6 +20,10 @@ const DRIVER = join(ROOT, "test/support/fault-driver.ts");
 const GRPC_PORT = 7443;
 const HTTP_PORT = 8080;
 const LEASE_TTL_MS = 3000;
+/** A port on the host that the agent's --management spares (a plain listener there, not sshd). */
+const MGMT_PORT = 2200;
+/** A port a listener whose argv[0] is sshd holds on the host (found by the agent's scan). */
+const SSHD_PORT = 2222;
 
 /** The state letter of a process (R, S, T, Z...) from /proc. */
 function processState(pid: number): string | undefined {
@@ -59,6 +63,9 @@ describe.skipIf(!!skipReason)("network faults on namespace hosts", () => {
   let agentStateDir: string;
   let token: string;
   let netem = false;
+  /** An extra address of cp (on its lo) that the agent's --management spares. */
+  let mgmtAddr: string;
+  const managementFlag = () => ["--management", `${mgmtAddr}/32,tcp:${MGMT_PORT}`];
 
   const tempDir = (prefix: string) => {
     const dir = mkdtempSync(join(tmpdir(), `firedrill-${prefix}-`));
@@ -71,14 +78,14 @@ describe.skipIf(!!skipReason)("network faults on namespace hosts", () => {
     lab.trackAgentStateDir(agentStateDir);
     return lab.spawnNode(hosts.host, AGENT_BIN, [
       "--server", cpGrpc, "--token", token, "--state-dir", agentStateDir, "--imds", "off",
-      "--reconnect-max", "1s", "--progress-interval", "1s", "--log-level", "debug", "--labels", OPT_IN_LABELS,
+      "--reconnect-max", "1s", "--progress-interval", "1s", "--log-level", "debug", "--labels", OPT_IN_LABELS, ...managementFlag(),
     ]);
   }
 
-  /** Runs a probe inside the host namespace and returns its JSON line. */
-  function probe(command: string, args: Record<string, string | number>): any {
+  /** Runs a probe inside a namespace (the host by default) and returns its JSON line. */
+  function probe(command: string, args: Record<string, string | number>, ns = hosts.host): any {
     const argv = [process.execPath, NET_TOOLS, command, ...Object.entries(args).flatMap(([k, v]) => [`--${k}`, String(v)])];
-    return JSON.parse(inNs(hosts.host, argv).stdout.trim().split("\n").at(-1)!);
+    return JSON.parse(inNs(ns, argv).stdout.trim().split("\n").at(-1)!);
   }
   const tcp = (port: number, count = 3, timeout = 1000) => probe("tcp-connect", { host: hosts.addr.tgt, port, count, timeout });
   const udpLoss = (count: number) => probe("udp-echo", { host: hosts.addr.tgt, port: 7000, count, interval: 2, wait: 800 });
@@ -117,6 +124,8 @@ describe.skipIf(!!skipReason)("network faults on namespace hosts", () => {
 
   beforeAll(async () => {
     hosts = buildHosts(lab);
+    mgmtAddr = hosts.addr.cpGrpc.replace(/\.\d+$/, ".77");
+    inNs(hosts.cp, ["ip", "addr", "add", `${mgmtAddr}/32`, "dev", "lo"]);
     httpUrl = `http://${hosts.addr.cpHttp}:${HTTP_PORT}`;
     cpGrpc = `${hosts.addr.cpGrpc}:${GRPC_PORT}`;
     const dataDir = tempDir("net-cp");
@@ -339,6 +348,91 @@ describe.skipIf(!!skipReason)("network faults on namespace hosts", () => {
     nothingLeft();
   });
 
+  it("management access survives a blackhole of everything, each direction: port 22, sshd's own port, --management CIDR and port stay reachable and an SSH session keeps talking; other ports are cut", async () => {
+    const hostAddr = hosts.addr.host;
+    // SSH-like listeners on the host: plain ones on 22, the management port and an ordinary port,
+    // and one started as `exec -a sshd` on a port of its own (its comm stays "node": argv[0] names it).
+    const servers = lab.spawnNode(hosts.host, NET_TOOLS, ["serve", "--tcp", `22,${MGMT_PORT},2323`], { tsx: false });
+    const sshd = captureProcess(
+      spawn("ip", ["netns", "exec", hosts.host, "bash", "-c", 'exec -a sshd "$0" "$@"', process.execPath, NET_TOOLS, "serve", "--tcp", String(SSHD_PORT)], {
+        stdio: ["ignore", "pipe", "pipe"],
+      }),
+    );
+    const fromCp = (port: number, extra: Record<string, string | number> = {}) => probe("tcp-connect", { host: hostAddr, port, count: 3, timeout: 1000, ...extra }, hosts.cp);
+    const echoes = (p: NsProcess) => (p.output().match(/^echo /gm) ?? []).length;
+    const session = (port: number) =>
+      lab.spawnNode(hosts.cp, NET_TOOLS, ["tcp-session", "--host", hostAddr, "--port", String(port), "--interval", "100", "--duration", "30000"], { tsx: false });
+    const rows: string[] = [];
+    try {
+      await waitFor("the listeners on the host", () => servers.output().includes("ready") && sshd.output().includes("ready"), 10_000, 50);
+      expect(readFileSync(`/proc/${sshd.pid}/cmdline`, "utf8").split("\0")[0]).toBe("sshd");
+      expect(readFileSync(`/proc/${sshd.pid}/comm`, "utf8").trim()).toBe("node");
+      for (const direction of ["both", "egress", "ingress"] as const) {
+        const ssh = session(22);
+        const other = session(2323);
+        try {
+          await waitFor("both sessions to exchange data", () => echoes(ssh) >= 2 && echoes(other) >= 2, 10_000, 20);
+          const t0 = Date.now();
+          const faultId = await startRunning("network-blackhole", { direction });
+          const startMs = Date.now() - t0;
+          await sleep(300); // let anything in flight when the rules went in land
+          const before = { ssh: echoes(ssh), other: echoes(other) };
+          const t1 = Date.now();
+          const r = {
+            ssh22: fromCp(22),
+            sshd: fromCp(SSHD_PORT),
+            mgmtPort: fromCp(MGMT_PORT),
+            mgmtCidr: fromCp(2323, { local: mgmtAddr }),
+            other: fromCp(2323, { count: 2, timeout: 700 }),
+            outbound: tcp(9090, 2, 700),
+          };
+          const probesMs = Date.now() - t1;
+          // The probes ran synchronously: the sessions' output is read from here on.
+          await waitFor("the SSH session to keep exchanging data during the fault", () => echoes(ssh) - before.ssh >= 5, 5000, 20).catch(() => undefined);
+          const during = { ssh: echoes(ssh) - before.ssh, other: echoes(other) - before.other };
+          expect((await getFault(faultId)).state).toBe("running");
+          const t2 = Date.now();
+          await stopFault(faultId);
+          const stopMs = Date.now() - t2;
+          rows.push(
+            `${direction.padEnd(7)} running ${startMs} ms after the POST | from cp: :22 ${r.ssh22.ok}/3, sshd :${SSHD_PORT} ${r.sshd.ok}/3, ` +
+              `--management tcp:${MGMT_PORT} ${r.mgmtPort.ok}/3, from --management ${mgmtAddr} to :2323 ${r.mgmtCidr.ok}/3, ` +
+              `:2323 ${r.other.ok}/2 | host → tgt:9090 ${r.outbound.ok}/2 | established :22 +${during.ssh} echoes, :2323 +${during.other} ` +
+              `(over ${Date.now() - t1 - stopMs} ms) | probes ${probesMs} ms | reverted ${stopMs} ms after the stop`,
+          );
+          expect(r.ssh22).toMatchObject({ ok: 3, failed: 0 });
+          expect(r.sshd).toMatchObject({ ok: 3, failed: 0 });
+          expect(r.mgmtPort).toMatchObject({ ok: 3, failed: 0 });
+          expect(r.mgmtCidr).toMatchObject({ ok: 3, failed: 0 });
+          expect(r.other).toMatchObject({ ok: 0, failed: 2 });
+          expect(r.outbound).toMatchObject({ ok: 0, failed: 2 });
+          expect(during.ssh).toBeGreaterThanOrEqual(5); // the SSH session kept exchanging data
+          expect(during.other).toBe(0); // while an ordinary one was cut
+          nothingLeft();
+        } finally {
+          ssh.kill("SIGKILL");
+          other.kill("SIGKILL");
+        }
+      }
+      console.log(`network-blackhole of everything, SSH and management spared:\n  ${rows.join("\n  ")}`);
+      // What the agent found and left alone, as it logged the running fault's details.
+      const running = agent.output().split("\n").filter((l) => l.includes('"network-blackhole running"')).at(-1) ?? "";
+      const details = (JSON.parse(running) as { details: string[] }).details;
+      expect(details).toEqual(expect.arrayContaining([
+        "acts on: every address, coming in: every packet dropped",
+        "excluded: SSH (port 22: always) — local port 22 (tcp), any address, in and out",
+        `excluded: SSH (sshd listens on port ${SSHD_PORT}) — local port ${SSHD_PORT} (tcp), any address, in and out`,
+        `excluded: management (--management ${mgmtAddr}/32) — ${mgmtAddr}`,
+        `excluded: management (--management tcp:${MGMT_PORT}) — local port ${MGMT_PORT} (tcp), any address, in and out`,
+      ]));
+      console.log(`the fault's details:\n  ${details.join("\n  ")}`);
+    } finally {
+      sshd.kill("SIGKILL");
+      servers.kill("SIGKILL");
+      await Promise.all([sshd.exited, servers.exited]);
+    }
+  }, 90_000);
+
   it("agent SIGKILLed mid-fault (fill + blackhole + stopped process): the guard reverts all of it within 5 s; a restarted agent finds nothing left", async () => {
     // A tmpfs to fill (never the real disk) and a process of our own to stop.
     const mnt = tempDir("guard-fill");
@@ -349,7 +443,7 @@ describe.skipIf(!!skipReason)("network faults on namespace hosts", () => {
     const restartAgent = async () => {
       agent = lab.spawnNode(hosts.host, AGENT_BIN, [
         "--server", cpGrpc, "--token", token, "--state-dir", agentStateDir, "--imds", "off", "--reconnect-max", "1s", "--log-level", "debug",
-        "--labels", OPT_IN_LABELS,
+        "--labels", OPT_IN_LABELS, ...managementFlag(),
       ]);
       await waitFor("the agent to connect", async () => agent.output().includes("connected to the control plane") && (await agentJson()).connected, 30_000);
     };

@@ -3,8 +3,11 @@
 // Every probe is bounded in count and time and prints one JSON line.
 //
 //   serve --tcp 8080,9090 --udp 7000            TCP and UDP echo servers on 0.0.0.0; prints "ready"
-//   tcp-connect --host H --port P [--count N] [--timeout MS]
-//                                               N sequential connect + echo attempts: {ok, failed, rttsMs}
+//   tcp-connect --host H --port P [--count N] [--timeout MS] [--local ADDR]
+//                                               N sequential connect + echo attempts (from ADDR): {ok, failed, rttsMs}
+//   tcp-session --host H --port P [--interval MS] [--duration MS]
+//                                               one connection, a line "p" every interval for duration; prints
+//                                               "connected", then "echo N" per line echoed, then {sent, received}
 //   udp-echo --host H --port P --count N [--interval MS] [--wait MS]
 //                                               N datagrams (numbered) paced by interval; counts the echoes
 //                                               that came back within wait after the last: {sent, received, lossPercent}
@@ -43,7 +46,7 @@ function serve() {
 function tcpOnce(host, port, timeoutMs) {
   return new Promise((resolve) => {
     const started = performance.now();
-    const sock = connect({ host, port });
+    const sock = connect({ host, port, ...(opts.local ? { localAddress: opts.local } : {}) });
     const done = (ok) => {
       clearTimeout(timer);
       sock.destroy();
@@ -125,7 +128,30 @@ async function udpRtt() {
   console.log(JSON.stringify({ ok: rtts.length, lost, rttsMs: rtts }));
 }
 
-const commands = { serve, "tcp-connect": tcpConnect, "udp-echo": udpEcho, "udp-send": udpSend, "udp-rtt": udpRtt };
+async function tcpSession() {
+  const interval = Math.max(num("interval", 100), 10);
+  const duration = Math.min(num("duration", 10_000), 120_000);
+  const sock = connect({ host: opts.host, port: num("port") });
+  let sent = 0;
+  let received = 0;
+  sock.setEncoding("utf8");
+  sock.on("data", (text) => {
+    for (const ch of text) if (ch === "\n") console.log(`echo ${++received}`);
+  });
+  sock.on("error", (err) => console.log(`error ${err.message}`));
+  await new Promise((resolve) => sock.once("connect", resolve));
+  console.log("connected");
+  const timer = setInterval(() => {
+    sock.write("p\n");
+    sent++;
+  }, interval);
+  await new Promise((r) => setTimeout(r, duration));
+  clearInterval(timer);
+  sock.destroy();
+  console.log(JSON.stringify({ sent, received }));
+}
+
+const commands = { serve, "tcp-connect": tcpConnect, "tcp-session": tcpSession, "udp-echo": udpEcho, "udp-send": udpSend, "udp-rtt": udpRtt };
 if (!commands[command]) {
   console.error(`unknown command ${command}; use one of: ${Object.keys(commands).join(", ")}`);
   process.exit(2);

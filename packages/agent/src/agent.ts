@@ -27,17 +27,20 @@ import { Enrollment, readIdentity } from "./enroll.js";
 import type { PrepareResult, StoredIdentity } from "./enroll.js";
 import { detectCapabilities, gatherHostFacts } from "./facts.js";
 import { createDefaultFaultRegistry } from "./faults/index.js";
-import type { FaultRegistry } from "./faults/index.js";
+import type { FaultRegistry, ProcessProtectionConfig } from "./faults/index.js";
 import { readGuard, stopGuard, superviseGuard } from "./guard.js";
 import type { GuardSupervisor } from "./guard.js";
 import { ensureStateDir, loadOrCreateAgentId, lockStateDir, selfProcess, stateDirHolder } from "./identity.js";
 import { DEFAULT_IMDS_ENDPOINT, readEc2Identity } from "./imds.js";
 import type { Ec2Identity } from "./imds.js";
+import { localControlPlanePort } from "./faults/process-protection.js";
 import { Journal } from "./journal.js";
 import { Lease } from "./lease.js";
+import { startHeartbeat } from "./liveness.js";
 import { AgentLink } from "./link.js";
 import type { RefusalDecision } from "./link.js";
 import { computeNetworkExclusions } from "./network-exclusions.js";
+import type { ManagementTarget } from "./network-exclusions.js";
 import { RecoveryError, recoverJournal } from "./recover.js";
 import { PendingReports } from "./reports.js";
 import { FaultRuntime } from "./runtime.js";
@@ -72,12 +75,28 @@ export interface AgentOptions {
   joinTokenBackoffMaxMs?: number;
   /** IMDS base URL, or "off" to skip the EC2 lookup. @default http://169.254.169.254 */
   imdsEndpoint?: string;
+  /** Management networks and ports no network fault touches (--management). @default [] */
+  management?: readonly ManagementTarget[];
+  /** Rules of processes no process fault signals, besides the built-in ones (--protect-process). @default [] */
+  protectedProcesses?: readonly string[];
   /** Fault kinds; the shipped ones by default. */
   registry?: FaultRegistry;
   /** How often running faults report measurements. @default 2000 */
   progressIntervalMs?: number;
   /** Longest reconnect delay. @default 30000 */
   backoffMaxMs?: number;
+  /**
+   * How long without a heartbeat of this agent's event loop makes it stalled: the guard then
+   * reverts faults past their deadline or lease itself (`--stall-after`). @default 2000
+   */
+  stallAfterMs?: number;
+  /** Most faults held at once; one more is refused (`--max-faults`). @default 4 */
+  maxFaults?: number;
+  /**
+   * How often a fault left in the journal whose revert failed at start is tried again (the agent
+   * starts anyway and reports it revert_failed). @default 60000
+   */
+  journalRetryMs?: number;
   /**
    * argv that starts the guard (`firedrill-agent guard`), which reverts the journal if this
    * process dies without a clean stop. No guard when absent (library use, unit tests).
@@ -103,6 +122,8 @@ const MAX_QUEUED_EVENTS = 1000;
 /** Default longest lease TTL accepted. */
 export const DEFAULT_MAX_LEASE_TTL_MS = 300_000;
 const DEFAULT_JOIN_TOKEN_BACKOFF_MAX_MS = 300_000;
+/** Default of {@link AgentOptions.journalRetryMs}. */
+const DEFAULT_JOURNAL_RETRY_MS = 60_000;
 
 /** How the link authenticates: decided at start from the flags and the state dir. */
 type LinkSetup =
@@ -153,8 +174,9 @@ function resolveLinkSetup(options: AgentOptions, log: Logger): LinkSetup {
 
 /**
  * Starts an agent: recovers the journal, then connects.
- * Thrown when the state dir is held by another live agent (StateDirLockedError), or when the
- * journal holds faults that could not be reverted (RecoveryError): no work is accepted then.
+ * Thrown when the state dir is unsafe (UnsafePathError) or held by another live agent
+ * (StateDirLockedError). Faults the journal holds that cannot be reverted do not stop it: they are
+ * logged, reported revert_failed and retried every `journalRetryMs`.
  */
 export async function startAgent(options: AgentOptions): Promise<Agent> {
   const log = options.log;
@@ -177,11 +199,21 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     if (recovery.reverted.length > 0) {
       log.warn({ faults: recovery.reverted.map((r) => r.faultId) }, "reverted faults left in the journal by a previous agent");
     }
-    if (recovery.failed.length > 0 || recovery.corrupt.length > 0) throw new RecoveryError(recovery);
+    // A fault that cannot be reverted now must not keep the agent down for good: the lease, the
+    // stops and every other fault need it running. Its record stays in the journal, its
+    // revert_failed report is stored for the control plane, and its revert is retried while the
+    // agent runs (and on every start, by `recover` and by the guard).
+    const unreverted = new Set(recovery.failed.map((f) => f.record.faultId));
+    if (recovery.failed.length > 0 || recovery.corrupt.length > 0) {
+      log.error(
+        { failed: recovery.failed.map((f) => ({ faultId: f.record.faultId, kind: f.record.kind, error: f.error })), corrupt: recovery.corrupt },
+        `${new RecoveryError(recovery).message}\nstarting anyway: they are reported as revert_failed, kept in the journal and retried every ${Math.round((options.journalRetryMs ?? DEFAULT_JOURNAL_RETRY_MS) / 1000)} s`,
+      );
+    }
 
     // After the recovery: a crashed agent's faults are reverted even when this one cannot connect.
     const setup = resolveLinkSetup(options, log);
-    return await runAgent(options, { setup, registry, journal, reports, unlock });
+    return await runAgent(options, { setup, registry, journal, reports, unlock, unreverted });
   } catch (err) {
     unlock();
     throw err;
@@ -190,14 +222,19 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
 
 async function runAgent(
   options: AgentOptions,
-  deps: { setup: LinkSetup; registry: FaultRegistry; journal: Journal; reports: PendingReports; unlock: () => void },
+  deps: { setup: LinkSetup; registry: FaultRegistry; journal: Journal; reports: PendingReports; unlock: () => void; unreverted: Set<string> },
 ): Promise<Agent> {
   const { setup, registry, journal, reports } = deps;
   const log = options.log;
   const queue: FaultEvent[] = [];
   let link: AgentLink | undefined;
   const guard: GuardSupervisor | undefined = options.guardCommand
-    ? superviseGuard({ command: options.guardCommand, stateDir: options.stateDir, log: log.child({ component: "guard" }) })
+    ? superviseGuard({
+        command: options.guardCommand,
+        stateDir: options.stateDir,
+        log: log.child({ component: "guard" }),
+        ...(options.stallAfterMs !== undefined ? { stallAfterMs: options.stallAfterMs } : {}),
+      })
     : undefined;
 
   const sendEvent = (event: FaultEvent): boolean =>
@@ -224,12 +261,14 @@ async function runAgent(
       cpuCount: cpus().length,
       stateDir: options.stateDir,
       protectedPids: () => [1, process.pid, process.ppid, ...(guard?.pid() !== undefined ? [guard.pid()!] : [])],
-      networkExclusions: await computeNetworkExclusions(options.server),
+      processProtection: await processProtection(options),
+      networkExclusions: await computeNetworkExclusions(options.server, options.management ?? []),
     },
     log: log.child({ component: "runtime" }),
     holder: selfProcess(),
     emit,
     ...(options.progressIntervalMs !== undefined ? { progressIntervalMs: options.progressIntervalMs } : {}),
+    ...(options.maxFaults !== undefined ? { maxFaults: options.maxFaults } : {}),
   });
 
   const lease = new Lease({
@@ -240,6 +279,25 @@ async function runAgent(
         "lease expired: no word from the control plane; reverting every fault",
       );
       void runtime.stopAll(RevertReason.LEASE);
+    },
+  });
+
+  // Liveness: the guard reads this heartbeat; a stall makes it revert what is past its deadline or
+  // lease. Every tick (and on resume) faults whose record the guard removed are ended here too.
+  const heartbeat = startHeartbeat({
+    stateDir: options.stateDir,
+    self: selfProcess(),
+    leaseRemainingMs: () => lease.remainingMs(),
+    faults: () => runtime.activeCount,
+    ...(options.stallAfterMs !== undefined ? { stallAfterMs: options.stallAfterMs } : {}),
+    onTick() {
+      const ended = runtime.reconcileWithJournal();
+      if (ended.length > 0) log.warn({ faults: ended }, "the guard reverted these faults from the journal; ended them here and reporting them (recovery)");
+    },
+    onResume(stalledForMs, how) {
+      log.warn({ stalledForMs: Math.round(stalledForMs), how }, "this agent was stalled (stopped, or its event loop blocked); reconciling its faults with the journal");
+      const ended = runtime.reconcileWithJournal();
+      if (ended.length > 0) log.warn({ faults: ended }, "the guard reverted these faults while the agent was stalled; ended them here and reporting them (recovery)");
     },
   });
 
@@ -263,7 +321,13 @@ async function runAgent(
           create(HeldFaultSchema, {
             faultId: e.faultId,
             kind: e.kind,
-            state: e.type === FaultEventType.FAILED ? FaultState.FAILED : FaultState.REVERTED,
+            // revert_failed: the effect may still be there, and its revert is being retried.
+            state:
+              e.type === FaultEventType.FAILED
+                ? FaultState.FAILED
+                : e.type === FaultEventType.REVERT_FAILED
+                  ? FaultState.REVERTING
+                  : FaultState.REVERTED,
           }),
         ),
       ],
@@ -297,6 +361,10 @@ async function runAgent(
       case "stopAll":
         log.warn({ reason: revertReasonName(m.value.reason), message: m.value.message }, "stop-all from the control plane");
         void runtime.stopAll(m.value.reason || RevertReason.STOPPED);
+        break;
+      case "previewFault":
+        // A dry run: answered on the stream, nothing journaled or touched.
+        void runtime.preview(m.value).then((value) => link?.send(create(ConnectRequestSchema, { message: { case: "faultPreview", value } })));
         break;
       default:
         break;
@@ -412,6 +480,30 @@ async function runAgent(
   });
   link.start();
 
+  // Faults left in the journal that could not be reverted at start: retried until they are.
+  const { unreverted } = deps;
+  let retrying = false;
+  const retryJournal = setInterval(() => {
+    if (retrying) return;
+    // Reverted meanwhile by another process (the guard, while this agent was stalled).
+    for (const id of unreverted) if (!journal.has(id)) unreverted.delete(id);
+    if (unreverted.size === 0) return clearInterval(retryJournal);
+    retrying = true;
+    void recoverJournal({ journal, registry, log: log.child({ component: "recovery" }), reports, select: (r) => unreverted.has(r.faultId) })
+      .then((result) => {
+        for (const record of result.reverted) {
+          unreverted.delete(record.faultId);
+          log.warn({ faultId: record.faultId, kind: record.kind }, "reverted a fault left in the journal on a later try");
+        }
+        const done = new Set(result.reverted.map((r) => r.faultId));
+        for (const event of reports.list()) if (done.has(event.faultId)) sendEvent(event);
+      })
+      .finally(() => {
+        retrying = false;
+      });
+  }, options.journalRetryMs ?? DEFAULT_JOURNAL_RETRY_MS);
+  retryJournal.unref();
+
   let stopping: Promise<void> | undefined;
   return {
     get agentId() {
@@ -420,12 +512,14 @@ async function runAgent(
     refused,
     stop() {
       stopping ??= (async () => {
+        clearInterval(retryJournal);
         lease.close();
         enrollment?.close();
         await runtime.stopAll(RevertReason.SHUTDOWN);
         await link?.close();
         // Everything is reverted: the guard has nothing left to watch for.
         await guard?.stop();
+        heartbeat.stop();
         deps.unlock();
       })();
       return stopping;
@@ -433,6 +527,12 @@ async function runAgent(
   };
 }
 
+/** The local process protections: --protect-process, and the control plane's port if it runs here. */
+async function processProtection(options: AgentOptions): Promise<ProcessProtectionConfig> {
+  const port = await localControlPlanePort(options.server);
+  return { rules: options.protectedProcesses ?? [], ...(port !== undefined ? { controlPlanePort: port } : {}) };
+}
+
 function isFinal(event: FaultEvent): boolean {
-  return event.type === FaultEventType.REVERTED || event.type === FaultEventType.FAILED;
+  return event.type === FaultEventType.REVERTED || event.type === FaultEventType.FAILED || event.type === FaultEventType.REVERT_FAILED;
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { AgentConfigError, parseAgentConfig, parseLabels } from "./config.js";
+import { AgentConfigError, parseAgentConfig, parseLabels, parseManagement } from "./config.js";
+import { computeNetworkExclusions } from "./network-exclusions.js";
 
 describe("agent config", () => {
   it("parses labels, including the opt-in label", () => {
@@ -11,6 +12,43 @@ describe("agent config", () => {
     expect(() => parseLabels("app")).toThrow('--labels: "app" is not key=value (e.g. --labels app=web,firedrill:opt-in=true)');
     expect(() => parseLabels("a b=c")).toThrow(/key "a b" is invalid/);
     expect(() => parseLabels("app=we b")).toThrow(/value "we b" of app is invalid/);
+  });
+
+  it("--management: CIDRs, addresses and ports on this host, excluded after the control plane, IMDS and DNS", async () => {
+    const targets = parseManagement(" 10.0.0.0/8, 192.0.2.7 ,2001:db8::/32,tcp:2222,UDP:161,8443,");
+    expect(targets).toEqual([
+      { cidr: "10.0.0.0/8" },
+      { cidr: "192.0.2.7/32" },
+      { cidr: "2001:db8::/32" },
+      { localPort: 2222, protocol: "tcp" },
+      { localPort: 161, protocol: "udp" },
+      { localPort: 8443 },
+    ]);
+    expect(parseManagement(undefined)).toEqual([]);
+    const exclusions = await computeNetworkExclusions("127.0.0.1:7070", targets);
+    expect(exclusions.slice(0, 1)).toEqual([{ cidr: "127.0.0.1/32", port: 7070, reason: "the control plane (127.0.0.1:7070)" }]);
+    expect(exclusions.slice(5)).toEqual([
+      { cidr: "10.0.0.0/8", reason: "management (--management 10.0.0.0/8)" },
+      { cidr: "192.0.2.7/32", reason: "management (--management 192.0.2.7/32)" },
+      { cidr: "2001:db8::/32", reason: "management (--management 2001:db8::/32)" },
+      { cidr: "0.0.0.0/0", localPort: 2222, protocol: "tcp", reason: "management (--management tcp:2222)" },
+      { cidr: "::/0", localPort: 2222, protocol: "tcp", reason: "management (--management tcp:2222)" },
+      { cidr: "0.0.0.0/0", localPort: 161, protocol: "udp", reason: "management (--management udp:161)" },
+      { cidr: "::/0", localPort: 161, protocol: "udp", reason: "management (--management udp:161)" },
+      { cidr: "0.0.0.0/0", localPort: 8443, reason: "management (--management 8443)" },
+      { cidr: "::/0", localPort: 8443, reason: "management (--management 8443)" },
+    ]);
+  });
+
+  it.each([
+    ["10.1.2.3/8", '--management: "10.1.2.3/8" has host bits set; use the network 10.0.0.0/8, or 10.1.2.3/32 for the one address; give CIDRs, addresses or ports on this host (e.g. --management 10.0.0.0/8,192.0.2.7,tcp:2222)'],
+    ["bastion", '--management: "bastion" is not an IPv4/IPv6 address or CIDR (e.g. 10.0.0.0/8, 192.0.2.7, 2001:db8::/32); give CIDRs, addresses or ports on this host (e.g. --management 10.0.0.0/8,192.0.2.7,tcp:2222)'],
+    ["tcp:70000", "--management: tcp:70000: 70000 is not a port; use 1-65535 (e.g. --management 10.0.0.0/8,192.0.2.7,tcp:2222)"],
+    ["0.0.0.0/0", "--management: 0.0.0.0/0 is every address: no network fault could act on this host; list the networks you manage the host from (e.g. --management 10.0.0.0/8,192.0.2.7,tcp:2222), or keep network faults off this host with its labels"],
+    [Array.from({ length: 65 }, (_, i) => `tcp:${i + 1}`).join(","), "--management: 65 entries; at most 64 (use wider CIDRs)"],
+  ])("--management %s is refused, saying how to write it", (text, message) => {
+    expect(() => parseManagement(text)).toThrow(AgentConfigError);
+    expect(() => parseManagement(text)).toThrow(message);
   });
 
   it("names the flag of every invalid setting", () => {

@@ -4,6 +4,11 @@
 import { readFileSync } from "node:fs";
 import { LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN } from "@firedrill/protocol";
 import { z } from "zod";
+import { parseBlock } from "./faults/net-common.js";
+import { parseProtectionRule } from "./faults/process-protection.js";
+import type { ManagementTarget } from "./network-exclusions.js";
+import { DEFAULT_STALL_AFTER_MS } from "./liveness.js";
+import { DEFAULT_MAX_FAULTS } from "./runtime.js";
 import { isLoopbackHost, splitServer } from "./tls.js";
 
 /** Thrown when the agent's configuration is invalid; the message says what and how to fix it. */
@@ -35,6 +40,94 @@ export function parseLabels(text: string | undefined): Record<string, string> {
   return labels;
 }
 
+/** Most entries --management takes (each one is a rule in every network fault). */
+export const MAX_MANAGEMENT_ENTRIES = 64;
+
+/**
+ * Parses `--management 10.0.0.0/8,192.0.2.7,tcp:2222,udp:161,8443`: CIDRs or addresses (every
+ * packet to or from them), and ports on this host (`tcp:N`, `udp:N`, or `N` for both: packets to
+ * it coming in, from it going out). Network faults never touch them.
+ * Thrown when an entry is malformed: AgentConfigError naming it and how to write it.
+ */
+export function parseManagement(text: string | undefined): ManagementTarget[] {
+  const targets: ManagementTarget[] = [];
+  if (!text) return targets;
+  const example = "e.g. --management 10.0.0.0/8,192.0.2.7,tcp:2222";
+  for (const entry of text.split(",").map((p) => p.trim()).filter((p) => p !== "")) {
+    const port = /^(?:(tcp|udp):)?(\d{1,5})$/i.exec(entry);
+    if (port) {
+      const n = Number(port[2]);
+      if (n < 1 || n > 65535) throw new AgentConfigError(`--management: ${entry}: ${n} is not a port; use 1-65535 (${example})`);
+      const protocol = port[1]?.toLowerCase() as "tcp" | "udp" | undefined;
+      targets.push({ localPort: n, ...(protocol ? { protocol } : {}) });
+      continue;
+    }
+    let block: ReturnType<typeof parseBlock>;
+    try {
+      block = parseBlock(entry);
+    } catch (err) {
+      const why = (err as Error).message.replace(/^params\.destinations: /, "");
+      throw new AgentConfigError(`--management: ${why}; give CIDRs, addresses or ports on this host (${example})`);
+    }
+    if (block.prefix === 0) {
+      throw new AgentConfigError(
+        `--management: ${entry} is every address: no network fault could act on this host; list the networks you manage the host from (${example}), or keep network faults off this host with its labels`,
+      );
+    }
+    targets.push({ cidr: block.text });
+  }
+  if (targets.length > MAX_MANAGEMENT_ENTRIES) {
+    throw new AgentConfigError(`--management: ${targets.length} entries; at most ${MAX_MANAGEMENT_ENTRIES} (use wider CIDRs)`);
+  }
+  return targets;
+}
+
+const ManagementTargetSchema = z.union([
+  z.object({ cidr: z.string().min(1) }),
+  z.object({ localPort: z.number().int().min(1).max(65535), protocol: z.enum(["tcp", "udp"]).optional() }),
+]);
+
+/** Most rules --protect-process takes. */
+export const MAX_PROTECT_RULES = 64;
+
+/**
+ * Parses --protect-process values (each may hold several rules, comma-separated): process names
+ * (`postgres`, `nginx*`), command-line patterns (`/java .*-Dapp=billing/`, which may hold commas)
+ * and systemd units (`unit:postgresql.service`). Process faults never signal what they match.
+ * Thrown when a rule is malformed: AgentConfigError naming it and how to write it.
+ */
+export function parseProtectedProcesses(values: readonly string[] | string | undefined): string[] {
+  const rules: string[] = [];
+  for (const value of typeof values === "string" ? [values] : (values ?? [])) {
+    let rest = value.trim();
+    while (rest !== "") {
+      let rule: string;
+      if (rest.startsWith("/")) {
+        // A pattern runs to the "/" that ends the value or comes before a comma.
+        const end = rest.indexOf("/,", 1);
+        rule = end === -1 ? rest : rest.slice(0, end + 1);
+        rest = end === -1 ? "" : rest.slice(end + 2);
+      } else {
+        const comma = rest.indexOf(",");
+        rule = comma === -1 ? rest : rest.slice(0, comma);
+        rest = comma === -1 ? "" : rest.slice(comma + 1);
+      }
+      rest = rest.trim();
+      rule = rule.trim();
+      if (rule === "") continue;
+      try {
+        rules.push(parseProtectionRule(rule).text);
+      } catch (err) {
+        throw new AgentConfigError(`--protect-process: ${(err as Error).message}`);
+      }
+    }
+  }
+  if (rules.length > MAX_PROTECT_RULES) {
+    throw new AgentConfigError(`--protect-process: ${rules.length} rules; at most ${MAX_PROTECT_RULES} (use a prefix such as nginx*, or one pattern)`);
+  }
+  return rules;
+}
+
 const SERVER_ADDRESS = /^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/;
 
 /** The agent's configuration. */
@@ -64,6 +157,23 @@ export const AgentConfigSchema = z
     reconnectMaxMs: z.number().int().min(100).max(300_000),
     /** Progress report interval in ms. */
     progressIntervalMs: z.number().int().min(200).max(60_000),
+    /**
+     * How long without a heartbeat of the agent's event loop makes it stalled, in ms: the guard then
+     * reverts faults past their deadline or lease (--stall-after, local only).
+     */
+    stallAfterMs: z.number().int().min(500, "must be at least 500ms").max(60_000, "must be at most 1m").default(DEFAULT_STALL_AFTER_MS),
+    /** Most faults this host holds at once; one more is refused (--max-faults, local only). */
+    maxFaults: z.number().int().min(1, "must be at least 1").max(64, "must be at most 64").default(DEFAULT_MAX_FAULTS),
+    /**
+     * Management networks and ports (--management, FIREDRILL_MANAGEMENT): no network fault touches
+     * them, like the control plane's link. Local only: the control plane cannot shrink it.
+     */
+    management: z.array(ManagementTargetSchema).max(MAX_MANAGEMENT_ENTRIES).default([]),
+    /**
+     * Processes that process faults never signal, besides the built-in protections (--protect-process,
+     * FIREDRILL_PROTECT_PROCESS): names, /patterns/, unit:NAME. Local only: the control plane cannot shrink it.
+     */
+    protectedProcesses: z.array(z.string().min(1)).max(MAX_PROTECT_RULES).default([]),
   })
   .superRefine((config, ctx) => {
     if (config.insecure && SERVER_ADDRESS.test(config.server) && !isLoopbackHost(splitServer(config.server).host)) {

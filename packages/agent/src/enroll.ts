@@ -20,6 +20,7 @@ import {
 } from "@firedrill/protocol";
 import type { ClientOf, EnrollResponse, JoinTokenParts, Refusal, RenewCertificateResponse } from "@firedrill/protocol";
 import type { Logger } from "pino";
+import { describeConnectFailure } from "./connect-error.js";
 import { removeFileDurable, writeFileDurable } from "./fs-util.js";
 import { PinMismatchError, fingerprintOf, pinServerCa, verifiedCredentials } from "./tls.js";
 import { x509 } from "./x509.js";
@@ -319,7 +320,8 @@ export class Enrollment {
       if (err instanceof PinMismatchError) {
         log.error({ server: err.server, seen: err.seen, expected: err.expected }, err.message);
       } else {
-        log.warn({ server: this.opts.server, err: (err as Error).message }, "could not reach the control plane to verify its certificate");
+        const failure = describeConnectFailure(this.opts.server, err);
+        log.warn({ server: this.opts.server, reason: failure.reason }, `could not verify the control plane's certificate: ${failure.message}`);
       }
       return { retry: true };
     }
@@ -351,7 +353,12 @@ export class Enrollment {
         log.warn({ server: this.opts.server, details: error.details }, "the control plane is not enrolling more agents right now; retrying");
         return { retry: true, maxDelayMs: this.opts.joinTokenBackoffMaxMs ?? 300_000 };
       }
-      log.warn({ server: this.opts.server, code: error.code, err: error.details ?? error.message }, "enrollment failed; retrying");
+      if (error.code === grpc.status.UNAVAILABLE) {
+        const failure = describeConnectFailure(this.opts.server, error);
+        log.warn({ server: this.opts.server, reason: failure.reason }, `enrollment failed, retrying: ${failure.message}`);
+      } else {
+        log.warn({ server: this.opts.server, code: error.code, err: error.details ?? error.message }, "enrollment failed; retrying");
+      }
       return { retry: true };
     }
     const checked = checkClientCertificate(response.certificatePem, keyPem, caPem);

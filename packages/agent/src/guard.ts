@@ -1,23 +1,36 @@
 /**
- * The guard: a small watchdog process the agent starts beside itself. It closes the one revert path
- * the journal alone cannot: an agent that is SIGKILLed (or OOM-killed) and not restarted. When the
- * agent dies without a clean stop, the guard reverts whatever the journal holds — within a second
- * or two — stores the recovery reports for the next agent to deliver, and exits.
+ * The guard: a small watchdog process the agent starts beside itself. It closes the revert paths
+ * the journal alone cannot:
+ *
+ * - an agent that is SIGKILLed (or OOM-killed) and not restarted: when the agent dies without a
+ *   clean stop, the guard reverts whatever the journal holds — within a second or two — stores the
+ *   recovery reports for the next agent to deliver, and exits;
+ * - an agent that lives but is stuck (SIGSTOP, a busy loop or a blocked call on its event loop):
+ *   its heartbeat (`<state-dir>/alive`, see liveness.ts) goes stale. Once it is stale past the
+ *   threshold while a fault in the journal is past its deadline (`endsAt`) or the agent's lease has
+ *   ended, the guard reverts those faults itself and stores their recovery reports. A stopped agent
+ *   (every thread in state T) runs nothing: it is left to resume, and then ends its in-process part
+ *   of those faults and reports them (runtime.reconcileWithJournal). An agent stuck any other way
+ *   (R, S, D) may still run in-process effects — cpu-burn threads — so it is SIGKILLed first, and
+ *   the guard then reverts the whole journal as for a dead agent.
  *
  * A restarted agent takes over: it finds the guard in `<state-dir>/guard.json`, sends it SIGTERM,
  * waits for it to exit, and replays the journal itself (reverts are idempotent).
  */
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { openSync, readFileSync } from "node:fs";
+import { openSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import type { FaultRegistry } from "./faults/index.js";
-import { removeFileDurable, writeFileDurable } from "./fs-util.js";
+import { readOwnFile, removeFileDurable, writeFileDurable } from "./fs-util.js";
 import { lockStateDir } from "./identity.js";
 import { Journal } from "./journal.js";
+import type { JournalRecord } from "./journal.js";
+import { DEFAULT_STALL_AFTER_MS, allThreadsStopped, monotonicMs, readHeartbeat, readProcessState } from "./liveness.js";
 import { isProcessAlive, readProcessStartTime } from "./proc.js";
 import { recoverJournal } from "./recover.js";
+import type { RecoveryResult } from "./recover.js";
 import { PendingReports } from "./reports.js";
 
 /** A process named by pid and start time. */
@@ -31,7 +44,8 @@ const GUARD_FILE = "guard.json";
 /** The live guard of a state dir, if any. */
 export function readGuard(stateDir: string): ProcessRef | undefined {
   try {
-    const ref = JSON.parse(readFileSync(join(stateDir, GUARD_FILE), "utf8")) as ProcessRef;
+    // Only a file this agent's user wrote: the pid it names is stopped (SIGTERM, then SIGKILL).
+    const ref = JSON.parse(readOwnFile(join(stateDir, GUARD_FILE))) as ProcessRef;
     return isProcessAlive(ref.pid, ref.startTime) ? ref : undefined;
   } catch {
     return undefined;
@@ -72,7 +86,12 @@ export interface GuardOptions {
   log: Logger;
   /** How often the agent's liveness is checked. @default 200 */
   pollMs?: number;
+  /** How long without a heartbeat makes the agent stalled (`--stall-after`). @default 2000 */
+  stallAfterMs?: number;
 }
+
+/** How long the guard waits before retrying a revert that failed while the agent is stalled. */
+const STALL_RETRY_MS = 5000;
 
 /**
  * Runs the guard until the agent is gone (then reverts the journal) or the guard is told to stop.
@@ -90,10 +109,13 @@ export async function runGuard(opts: GuardOptions): Promise<"agent-stopped-guard
   process.on("SIGINT", onSignal);
   // The agent's terminal or session going away must not take the guard with it.
   process.on("SIGHUP", () => {});
-  log.info({ agentPid: agent.pid }, "guard watching the agent");
+  const stallAfterMs = opts.stallAfterMs ?? DEFAULT_STALL_AFTER_MS;
+  log.info({ agentPid: agent.pid, stallAfterMs }, "guard watching the agent");
+  const watch = createStallWatch({ ...opts, stallAfterMs });
   try {
     while (!stopRequested && isProcessAlive(agent.pid, agent.startTime)) {
       await new Promise((resolve) => setTimeout(resolve, opts.pollMs ?? 200));
+      if (!stopRequested && isProcessAlive(agent.pid, agent.startTime)) await watch.check();
     }
     if (stopRequested) {
       log.info("guard stopped by the agent");
@@ -132,10 +154,125 @@ export async function runGuard(opts: GuardOptions): Promise<"agent-stopped-guard
   }
 }
 
+/**
+ * Watches the agent's heartbeat; on a stall past the threshold with a fault past its deadline or
+ * its lease, reverts those faults (after SIGKILLing an agent that is not stopped).
+ */
+function createStallWatch(opts: GuardOptions & { stallAfterMs: number }) {
+  const { stateDir, agent, log, stallAfterMs } = opts;
+  const startedMono = monotonicMs();
+  let stalledSince: number | undefined;
+  const retryAt = new Map<string, number>();
+  const journal = new Journal(stateDir);
+  const reports = new PendingReports(stateDir);
+
+  return {
+    async check(): Promise<void> {
+      const hb = readHeartbeat(stateDir);
+      const ours = hb !== undefined && hb.pid === agent.pid && hb.startTime === agent.startTime;
+      // No heartbeat of this agent yet: it writes one before it starts the guard, so count from
+      // the guard's own start.
+      const lastBeat = ours ? hb.mono : startedMono;
+      const now = monotonicMs();
+      const silentMs = now - lastBeat;
+      if (silentMs <= stallAfterMs) {
+        if (stalledSince !== undefined) log.info({ agentPid: agent.pid, stalledMs: now - stalledSince }, "the agent is alive again");
+        stalledSince = undefined;
+        retryAt.clear();
+        return;
+      }
+      const state = readProcessState(agent.pid);
+      if (stalledSince === undefined) {
+        stalledSince = lastBeat;
+        log.warn({ agentPid: agent.pid, state, silentMs }, "the agent's heartbeat is stale: its event loop is stalled");
+      }
+      const leaseExpiresMono = ours ? hb.leaseExpiresMono : null;
+      const leaseOver = leaseExpiresMono !== null && now >= leaseExpiresMono;
+      const wallNow = Date.now();
+      const { records } = journal.readAll();
+      const due = records.filter(
+        (r) => (leaseOver || Date.parse(r.endsAt) <= wallNow) && (retryAt.get(r.faultId) ?? 0) <= now,
+      );
+      if (due.length === 0) return;
+
+      // When each became due: its deadline, or the lease's end; the guard can act once the stall
+      // is also past the threshold.
+      const dueSince = (r: JournalRecord) => {
+        const deadline = Date.parse(r.endsAt) - wallNow + now;
+        const byLease = leaseOver && leaseExpiresMono !== null ? leaseExpiresMono : Infinity;
+        return Math.max(Math.min(deadline, byLease), lastBeat + stallAfterMs);
+      };
+      const stopped = allThreadsStopped(agent.pid);
+      const t0 = performance.now();
+      let result: RecoveryResult;
+      if (!stopped) {
+        // Busy, or blocked in a call: its other threads (cpu-burn burners) may still run. End it,
+        // then revert everything as for a dead agent (the process is killed, so nothing of it runs).
+        log.error(
+          { agentPid: agent.pid, state, silentMs, due: due.map((r) => r.faultId) },
+          "the agent is stuck but not stopped (its threads may still run fault effects): killing it (SIGKILL) and reverting its journal",
+        );
+        try {
+          process.kill(agent.pid, "SIGKILL");
+        } catch {
+          // gone already
+        }
+        result = await recoverJournal({
+          journal,
+          registry: opts.registry,
+          log,
+          reports,
+          holderAlive: () => false,
+          why: () => `the agent pid ${agent.pid} was stuck (state ${state ?? "?"}, no heartbeat for ${silentMs} ms) and was killed by the guard`,
+        });
+      } else {
+        const ids = new Set(due.map((r) => r.faultId));
+        result = await recoverJournal({
+          journal,
+          registry: opts.registry,
+          log,
+          reports,
+          select: (r) => ids.has(r.faultId),
+          // Every thread is stopped: the agent runs none of the fault's in-process part now, and
+          // ends it when it resumes (it finds the record gone).
+          holderAlive: () => false,
+          why: (r) =>
+            `the agent pid ${agent.pid} was stopped (no heartbeat for ${silentMs} ms) past ${leaseOver ? "its lease" : `the fault's end ${r.endsAt}`}`,
+        });
+      }
+      const ms = Math.round(performance.now() - t0);
+      for (const f of result.failed) retryAt.set(f.record.faultId, monotonicMs() + STALL_RETRY_MS);
+      const afterDue = result.reverted.map((r) => Math.max(0, Math.round(monotonicMs() - dueSince(r))));
+      if (result.reverted.length > 0) {
+        log.warn(
+          {
+            agentPid: agent.pid,
+            state,
+            reverted: result.reverted.map((r) => r.faultId),
+            ms,
+            msAfterDue: Math.max(...afterDue),
+            stalledMs: Math.round(now - lastBeat),
+            agent: stopped ? "left stopped: it runs nothing, and ends its side of these faults when it resumes" : "killed",
+          },
+          "guard reverted the faults of a stalled agent",
+        );
+      }
+      if (result.failed.length > 0) {
+        log.error(
+          { failed: result.failed.map((f) => ({ faultId: f.record.faultId, error: f.error })) },
+          `the guard could not revert every fault of the stalled agent; retrying in ${STALL_RETRY_MS / 1000} s`,
+        );
+      }
+    },
+  };
+}
+
 /** Options of {@link superviseGuard}. */
 export interface GuardSupervisorOptions {
   /** argv of the guard command (without the guard's own flags), e.g. [node, ...execArgv, bin, "guard"]. */
   command: string[];
+  /** Passed to the guard as `--stall-after` (ms). @default the guard's default, 2000 */
+  stallAfterMs?: number;
   stateDir: string;
   log: Logger;
 }
@@ -163,7 +300,13 @@ export function superviseGuard(opts: GuardSupervisorOptions): GuardSupervisor {
     const [cmd, ...args] = opts.command;
     child = spawn(
       cmd!,
-      [...args, "--state-dir", opts.stateDir, "--agent-pid", String(self.pid), "--agent-start-time", String(self.startTime)],
+      [
+        ...args,
+        "--state-dir", opts.stateDir,
+        "--agent-pid", String(self.pid),
+        "--agent-start-time", String(self.startTime),
+        ...(opts.stallAfterMs !== undefined ? ["--stall-after", `${opts.stallAfterMs}ms`] : []),
+      ],
       { detached: true, stdio: ["ignore", logFd, logFd] },
     );
     child.unref();

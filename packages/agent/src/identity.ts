@@ -4,7 +4,8 @@
 import { randomBytes } from "node:crypto";
 import { chmodSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { writeFileDurable, removeFileDurable } from "./fs-util.js";
+import { checkTrustedDir } from "@firedrill/protocol";
+import { readOwnFile, writeFileDurable, removeFileDurable } from "./fs-util.js";
 import { isProcessAlive, readProcessStartTime } from "./proc.js";
 
 /** Thrown when another live agent holds the state dir. */
@@ -21,9 +22,21 @@ export class StateDirLockedError extends Error {
   }
 }
 
-/** Creates the state dir if needed (mode 0700; an existing one readable by others is narrowed to 0700: it holds the agent's key). */
+/**
+ * Creates the state dir if needed (mode 0700) and checks that no other local user can change it:
+ * it, and every directory on the way, owned by root or this user and not writable by group or
+ * others (a directory on the way may be, with the sticky bit, as /tmp). The agent acts on what it
+ * finds there as root (guard.json names a pid it stops, the journal says what to delete). An
+ * existing dir readable by others is narrowed to 0700: it holds the agent's key.
+ * Thrown: UnsafePathError naming the directory, its owner and mode, and the chmod/chown fix.
+ */
 export function ensureStateDir(stateDir: string): void {
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  checkTrustedDir(stateDir, {
+    label: "state dir",
+    why: "another local user could plant or swap the files the agent acts on as root (guard.json names a pid it stops, the journal what to revert)",
+    alternative: "or give another --state-dir",
+  });
   if ((statSync(stateDir).mode & 0o077) !== 0) chmodSync(stateDir, 0o700);
 }
 
@@ -52,7 +65,8 @@ export function selfProcess(): { pid: number; startTime: number } {
 /** The live process holding the state dir, if any. */
 export function stateDirHolder(stateDir: string): { pid: number; startTime: number } | undefined {
   try {
-    const held = JSON.parse(readFileSync(join(stateDir, "agent.lock"), "utf8")) as { pid: number; startTime: number };
+    // Only a lock this agent's user wrote (the dir is checked by ensureStateDir; this is the file).
+    const held = JSON.parse(readOwnFile(join(stateDir, "agent.lock"))) as { pid: number; startTime: number };
     if (held.pid !== process.pid && isProcessAlive(held.pid, held.startTime)) return held;
   } catch {
     // no lock, or a torn one: nobody holds it

@@ -4,7 +4,7 @@
  * revert is confirmed, so a crash at any point leaves a record for the next start (or
  * `firedrill-agent recover`, or the guard) to revert.
  */
-import { mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { JsonObject } from "@firedrill/protocol";
 import { removeFileDurable, writeFileDurable } from "./fs-util.js";
@@ -54,6 +54,14 @@ export class Journal {
   /** Writes (or replaces) a record durably. Returns only once it is on disk. */
   write(record: JournalRecord): void {
     writeFileDurable(this.file(record.faultId), `${JSON.stringify(record, null, 2)}\n`);
+  }
+
+  /**
+   * Whether the record is still there. A record the holder did not remove itself was reverted by
+   * another process (the guard, while the holder was stalled).
+   */
+  has(faultId: string): boolean {
+    return existsSync(this.file(faultId));
   }
 
   /** Removes a record durably; removing a missing record is fine. */

@@ -16,6 +16,7 @@ import {
 } from "@firedrill/protocol";
 import type { ClientOf, ConnectRequest, ConnectResponse, Hello, Refusal, Welcome } from "@firedrill/protocol";
 import type { Logger } from "pino";
+import { describeConnectFailure } from "./connect-error.js";
 import { refusalOf } from "./enroll.js";
 import type { LinkChannel, PrepareResult } from "./enroll.js";
 
@@ -175,7 +176,10 @@ export class AgentLink {
         return this.scheduleReconnect(decision.maxDelayMs);
       }
       if (wasConnected) this.opts.onDisconnected(error);
-      else this.opts.log.warn({ server: this.opts.server, err: error?.message }, "could not connect to the control plane");
+      else {
+        const failure = describeConnectFailure(this.opts.server, error);
+        this.opts.log.warn({ server: this.opts.server, reason: failure.reason }, failure.message);
+      }
       this.scheduleReconnect();
     };
 

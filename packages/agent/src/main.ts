@@ -1,18 +1,28 @@
 /**
  * The firedrill-agent command line: `firedrill-agent [run] ...` and `firedrill-agent recover`.
  */
-import { parseDuration } from "@firedrill/protocol";
+import { UnsafePathError, parseDuration, resolveCallerPath } from "@firedrill/protocol";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { DEFAULT_MAX_LEASE_TTL_MS, startAgent } from "./agent.js";
-import { AgentConfigError, parseAgentConfig, parseLabels, readTokenFile } from "./config.js";
+import { AgentConfigError, parseAgentConfig, parseLabels, parseManagement, parseProtectedProcesses, readTokenFile } from "./config.js";
 import { createDefaultFaultRegistry } from "./faults/index.js";
 import { runGuard } from "./guard.js";
 import { StateDirLockedError, ensureStateDir, lockStateDir } from "./identity.js";
 import { Journal } from "./journal.js";
+import { DEFAULT_STALL_AFTER_MS } from "./liveness.js";
 import { createLogger } from "./log.js";
 import { RecoveryError, recoverJournal } from "./recover.js";
+import { stopsWithParent, watchParent } from "./parent-watch.js";
 import { PendingReports } from "./reports.js";
+import { DEFAULT_MAX_FAULTS } from "./runtime.js";
 import { AGENT_VERSION } from "./version.js";
+
+function integerOption(flag: string) {
+  return (value: string): number => {
+    if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`${flag}: "${value}" is not a whole number (e.g. 4)`);
+    return Number(value);
+  };
+}
 
 function durationOption(flag: string) {
   return (value: string): number => {
@@ -43,6 +53,17 @@ export function createProgram(): Command {
     .option("--token-file <file>", "file holding the join token (env FIREDRILL_TOKEN_FILE)", process.env.FIREDRILL_TOKEN_FILE)
     .option("--state-dir <dir>", "state dir: identity (key, certificate, CA), journal, pending reports (env FIREDRILL_STATE_DIR)", process.env.FIREDRILL_STATE_DIR ?? "/var/lib/firedrill-agent")
     .option("--labels <k=v,...>", "labels for targeting, e.g. app=web,firedrill:opt-in=true (env FIREDRILL_LABELS)", process.env.FIREDRILL_LABELS)
+    .option(
+      "--management <cidr|tcp:port,...>",
+      "networks and ports this host is managed through, never touched by network faults (SSH is always spared), e.g. 10.0.0.0/8,tcp:2222 (env FIREDRILL_MANAGEMENT)",
+      process.env.FIREDRILL_MANAGEMENT,
+    )
+    .option(
+      "--protect-process <rules>",
+      "processes that process faults never signal, besides sshd, systemd, container runtimes and firedrill (built in): names (postgres, nginx*), /command-line patterns/, unit:NAME.service; comma-separated, repeatable (env FIREDRILL_PROTECT_PROCESS)",
+      (value: string, previous: string[]) => [...previous, value],
+      process.env.FIREDRILL_PROTECT_PROCESS ? [process.env.FIREDRILL_PROTECT_PROCESS] : [],
+    )
     .option("--imds <url|off>", "EC2 instance metadata endpoint, or off", process.env.FIREDRILL_IMDS ?? "http://169.254.169.254")
     .option("--insecure", "plain gRPC with the join token on every connect; only to a control plane on a loopback address", false)
     .option("--max-lease-ttl <duration>", "longest lease the control plane may give (faults are reverted after this long without it)", durationOption("--max-lease-ttl"), DEFAULT_MAX_LEASE_TTL_MS)
@@ -51,6 +72,8 @@ export function createProgram(): Command {
     .option("--reconnect-max <duration>", "longest delay between reconnect attempts", durationOption("--reconnect-max"), 30_000)
     .option("--progress-interval <duration>", "how often running faults report measurements", durationOption("--progress-interval"), 2000)
     .option("--log-level <level>", "fatal|error|warn|info|debug|trace", process.env.FIREDRILL_LOG_LEVEL ?? "info")
+    .option("--stall-after <duration>", "the guard reverts faults past their deadline or lease once the agent's event loop has been stalled this long (SIGSTOP, a busy loop)", durationOption("--stall-after"), DEFAULT_STALL_AFTER_MS)
+    .option("--max-faults <n>", "most faults this host runs at once; one more is refused", integerOption("--max-faults"), DEFAULT_MAX_FAULTS)
     .option("--no-guard", "do not start the guard (only where a supervisor runs `firedrill-agent recover` after every exit)")
     .action(async (opts) => {
       if (opts.ca !== undefined || opts.tls !== undefined) {
@@ -58,11 +81,12 @@ export function createProgram(): Command {
           `${opts.ca !== undefined ? "--ca" : "--tls"} is gone: the agent always uses TLS, verified against the control plane's CA whose SHA-256 the join token carries (fdj_…_<CA sha256>); drop the flag and give a join token from \`firedrill join-token create\` (or --insecure for a control plane on loopback)`,
         );
       }
-      const token: string | undefined = opts.token || (opts.tokenFile ? readTokenFile(opts.tokenFile) : undefined) || undefined;
+      // Relative paths are the caller's: `pnpm firedrill-agent` runs from the repo root (INIT_CWD).
+      const token: string | undefined = opts.token || (opts.tokenFile ? readTokenFile(resolveCallerPath(opts.tokenFile)) : undefined) || undefined;
       const config = parseAgentConfig({
         server: opts.server ?? "",
         token,
-        stateDir: opts.stateDir,
+        stateDir: resolveCallerPath(opts.stateDir),
         labels: parseLabels(opts.labels),
         logLevel: opts.logLevel,
         imds: opts.imds,
@@ -70,6 +94,10 @@ export function createProgram(): Command {
         maxLeaseTtlMs: opts.maxLeaseTtl,
         reconnectMaxMs: opts.reconnectMax,
         progressIntervalMs: opts.progressInterval,
+        stallAfterMs: opts.stallAfter,
+        maxFaults: opts.maxFaults,
+        management: parseManagement(opts.management),
+        protectedProcesses: parseProtectedProcesses(opts.protectProcess),
       });
       const log = createLogger(config.logLevel);
       const agent = await startAgent({
@@ -83,21 +111,31 @@ export function createProgram(): Command {
         imdsEndpoint: config.imds,
         backoffMaxMs: config.reconnectMaxMs,
         progressIntervalMs: config.progressIntervalMs,
+        stallAfterMs: config.stallAfterMs,
+        maxFaults: config.maxFaults,
+        management: config.management,
+        protectedProcesses: config.protectedProcesses,
         ...(opts.guard ? { guardCommand: [process.execPath, ...process.execArgv, process.argv[1]!, "guard"] } : {}),
       });
       log.info({ agentId: agent.agentId, stateDir: config.stateDir, labels: config.labels }, "firedrill-agent started");
 
-      let signals = 0;
+      let firstSignalAt: number | undefined;
       const shutdown = (signal: string) => {
-        if (++signals > 1) {
+        if (firstSignalAt !== undefined) {
+          // Ctrl-C under `pnpm firedrill-agent` arrives twice (from the terminal and passed on by
+          // pnpm): only a second signal a moment later means "exit now".
+          if (performance.now() - firstSignalAt < 1000) return;
           log.warn({ signal }, "second signal: exiting now; the journal will be reverted on the next start");
           process.exit(EXIT.error);
         }
+        firstSignalAt = performance.now();
         log.info({ signal }, "shutting down: reverting every fault");
         void agent.stop().then(() => process.exit(EXIT.ok));
       };
       process.on("SIGTERM", () => shutdown("SIGTERM"));
       process.on("SIGINT", () => shutdown("SIGINT"));
+      // Started by `pnpm firedrill-agent`: end with it, even when pnpm dies without passing a signal on.
+      if (stopsWithParent()) watchParent((parentPid) => shutdown(`the parent process ${parentPid} exited`));
       const refused = await agent.refused;
       await agent.stop();
       console.error(
@@ -114,6 +152,7 @@ export function createProgram(): Command {
     .option("--log-level <level>", "fatal|error|warn|info|debug|trace", process.env.FIREDRILL_LOG_LEVEL ?? "warn")
     .action(async (opts: { stateDir: string; logLevel: string }) => {
       const log = createLogger(opts.logLevel);
+      opts.stateDir = resolveCallerPath(opts.stateDir);
       ensureStateDir(opts.stateDir);
       const unlock = lockStateDir(opts.stateDir);
       try {
@@ -140,12 +179,14 @@ export function createProgram(): Command {
     .requiredOption("--state-dir <dir>", "state dir of the agent")
     .requiredOption("--agent-pid <pid>", "the agent to watch", Number)
     .requiredOption("--agent-start-time <ticks>", "its start time (against pid reuse)", Number)
+    .option("--stall-after <duration>", "how long without a heartbeat makes the agent stalled", durationOption("--stall-after"), DEFAULT_STALL_AFTER_MS)
     .option("--log-level <level>", "fatal|error|warn|info|debug|trace", process.env.FIREDRILL_LOG_LEVEL ?? "info")
-    .action(async (opts: { stateDir: string; agentPid: number; agentStartTime: number; logLevel: string }) => {
+    .action(async (opts: { stateDir: string; agentPid: number; agentStartTime: number; stallAfter: number; logLevel: string }) => {
       const log = createLogger(opts.logLevel, "firedrill-guard");
       const outcome = await runGuard({
         stateDir: opts.stateDir,
         agent: { pid: opts.agentPid, startTime: opts.agentStartTime },
+        stallAfterMs: opts.stallAfter,
         registry: createDefaultFaultRegistry(),
         log,
       });
@@ -160,12 +201,17 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await createProgram().parseAsync(argv);
   } catch (err) {
-    if (err instanceof AgentConfigError) {
+    if (err instanceof AgentConfigError || err instanceof UnsafePathError) {
       console.error(`firedrill-agent: ${err.message}`);
       process.exit(EXIT.config);
     }
     if (err instanceof StateDirLockedError || err instanceof RecoveryError) {
       console.error(`firedrill-agent: ${err.message}`);
+      process.exit(EXIT.error);
+    }
+    const lookup = err as NodeJS.ErrnoException & { hostname?: string };
+    if (lookup.syscall === "getaddrinfo") {
+      console.error(`firedrill-agent: cannot resolve the control plane's host name ${lookup.hostname ?? ""} (--server): ${lookup.code}; check the name and this host's DNS`);
       process.exit(EXIT.error);
     }
     console.error(`firedrill-agent: ${(err as Error).stack ?? String(err)}`);

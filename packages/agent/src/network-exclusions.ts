@@ -1,6 +1,8 @@
 /**
  * The traffic every network fault leaves alone: the agent's link to the control plane (so the lease
- * keeps flowing while the fault runs), EC2 instance metadata, and DNS.
+ * keeps flowing while the fault runs), EC2 instance metadata, DNS, and the management networks and
+ * ports of the agent's local config (--management). SSH (port 22 and the ports sshd listens on) is
+ * added by the network faults themselves when each one starts (faults/net-common.ts).
  */
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
@@ -18,6 +20,29 @@ export const DNS_EXCLUSIONS: NetworkExclusion[] = [
   { cidr: "::/0", port: 53, reason: "DNS" },
 ];
 
+/**
+ * One --management entry: remote addresses (every packet to or from them), or a port on this host
+ * (packets to it coming in, from it going out, with any address).
+ */
+export type ManagementTarget = { cidr: string } | { localPort: number; protocol?: "tcp" | "udp" | undefined };
+
+/** Formats a management entry as it is written in --management. */
+export function managementText(target: ManagementTarget): string {
+  return "cidr" in target ? target.cidr : `${target.protocol ? `${target.protocol}:` : ""}${target.localPort}`;
+}
+
+/**
+ * The exclusions of the --management entries. They come from the agent's local config only:
+ * nothing the control plane sends can shrink them.
+ */
+export function managementExclusions(targets: readonly ManagementTarget[]): NetworkExclusion[] {
+  return targets.flatMap((t): NetworkExclusion[] => {
+    const reason = `management (--management ${managementText(t)})`;
+    if ("cidr" in t) return [{ cidr: t.cidr, reason }];
+    return ["0.0.0.0/0", "::/0"].map((cidr) => ({ cidr, localPort: t.localPort, ...(t.protocol ? { protocol: t.protocol } : {}), reason }));
+  });
+}
+
 /** Splits `host:port` / `[v6]:port`. */
 export function splitHostPort(address: string): { host: string; port: number } {
   const match = /^\[([^\]]+)\]:(\d+)$/.exec(address) ?? /^([^:]+):(\d+)$/.exec(address);
@@ -26,10 +51,11 @@ export function splitHostPort(address: string): { host: string; port: number } {
 }
 
 /**
- * Every exclusion for an agent whose control plane is at `server` (host:port). The host name is
- * resolved to all its addresses, each excluded on the control plane's port.
+ * Every exclusion for an agent whose control plane is at `server` (host:port), with the management
+ * networks and ports of its local config. The host name is resolved to all its addresses, each
+ * excluded on the control plane's port.
  */
-export async function computeNetworkExclusions(server: string): Promise<NetworkExclusion[]> {
+export async function computeNetworkExclusions(server: string, management: readonly ManagementTarget[] = []): Promise<NetworkExclusion[]> {
   const { host, port } = splitHostPort(server);
   const addresses = isIP(host) ? [host] : (await lookup(host, { all: true })).map((a) => a.address);
   const controlPlane = addresses.map((address) => ({
@@ -37,5 +63,5 @@ export async function computeNetworkExclusions(server: string): Promise<NetworkE
     port,
     reason: `the control plane (${server})`,
   }));
-  return [...controlPlane, ...IMDS_EXCLUSIONS, ...DNS_EXCLUSIONS];
+  return [...controlPlane, ...IMDS_EXCLUSIONS, ...DNS_EXCLUSIONS, ...managementExclusions(management)];
 }

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
@@ -12,7 +12,7 @@ import type { FaultKindDefinition } from "./faults/index.js";
 import { Journal } from "./journal.js";
 import { recoverJournal } from "./recover.js";
 import { PendingReports } from "./reports.js";
-import { FaultRuntime } from "./runtime.js";
+import { DEFAULT_MAX_FAULTS, FaultRuntime } from "./runtime.js";
 import { fileFault } from "./testing/file-fault.js";
 
 const log = pino({ level: "silent" });
@@ -159,5 +159,105 @@ describe("fault runtime", () => {
     await runtime.stop("n1", RevertReason.STOPPED);
     await start("n3", "test-net-b", { path: join(dir, "n3") });
     expect(existsSync(join(dir, "n3"))).toBe(true);
+  });
+
+  it(`holds at most ${DEFAULT_MAX_FAULTS} faults by default: one more is refused, saying what runs and how to fix it`, async () => {
+    for (let i = 0; i < DEFAULT_MAX_FAULTS; i++) await start(`cap-${i}`, "test-file", { path: join(dir, `cap-${i}`) });
+    await start("cap-over", "test-file", { path: join(dir, "cap-over") });
+    expect(existsSync(join(dir, "cap-over"))).toBe(false);
+    expect(timeline("cap-over")).toEqual(["failed"]);
+    expect(events.find((e) => e.faultId === "cap-over")!.error).toBe(
+      "this host already holds 4 faults (cap-0 test-file running, cap-1 test-file running, cap-2 test-file running, cap-3 test-file running), " +
+        "the most this agent allows (--max-faults 4); stop one of them first, or raise --max-faults on the agent",
+    );
+    expect(journal.readAll().records).toHaveLength(DEFAULT_MAX_FAULTS);
+    await runtime.stop("cap-0", RevertReason.STOPPED);
+    await start("cap-next", "test-file", { path: join(dir, "cap-next") });
+    expect(existsSync(join(dir, "cap-next"))).toBe(true);
+  });
+
+  it("a revert it gives up is reported revert_failed (not failed), the record kept; a later stop tries again", async () => {
+    const path = join(dir, "stuck");
+    await start("rf", "test-file", { path });
+    // Make the revert fail for real: the path is now a non-empty directory, which unlink refuses.
+    rmSync(path);
+    mkdirSync(path);
+    writeFileSync(join(path, "x"), "x");
+    await runtime.stop("rf", RevertReason.STOPPED);
+    const last = events.at(-1)!;
+    expect(faultEventTypeName(last.type)).toBe("revert_failed");
+    expect(last.error).toMatch(/^revert failed after 2 attempts: .*EISDIR.*; the effect may still be on the host and the journal keeps the record/);
+    expect(journal.readAll().records.map((r) => r.faultId)).toEqual(["rf"]);
+    expect(runtime.held().map((h) => h.faultId)).toEqual(["rf"]);
+    // The cause is fixed: the next stop reverts it.
+    rmSync(path, { recursive: true });
+    writeFileSync(path, "chaos\n");
+    await runtime.stop("rf", RevertReason.STOPPED);
+    expect(existsSync(path)).toBe(false);
+    expect(journal.readAll().records).toEqual([]);
+    expect(faultEventTypeName(events.at(-1)!.type)).toBe("reverted");
+  });
+
+  describe("a fault the guard reverted while the agent was stalled", () => {
+    /** What the guard does to a stopped agent's journal: revert, store the report, remove the record. */
+    const guardReverts = (reports: PendingReports) =>
+      recoverJournal({ journal, registry: createFaultRegistry([fileFault as FaultKindDefinition, cpuBurn as FaultKindDefinition]), log, reports, holderAlive: () => false });
+
+    it("is ended in-process (its burner threads stop) and reported reverted by recovery, once", async () => {
+      const path = join(dir, "stalled");
+      await start("g1", "test-file", { path });
+      await start("g2", "cpu-burn", { load: 5, cores: 1 });
+      const burners = () =>
+        readdirSync(`/proc/${process.pid}/task`).filter((t) => {
+          try {
+            return readFileSync(`/proc/${process.pid}/task/${t}/comm`, "utf8").trim() === "fd-cpu-burn";
+          } catch {
+            return false;
+          }
+        });
+      expect(burners()).toHaveLength(1);
+      const reports = new PendingReports(join(dir, "state"));
+      const result = await guardReverts(reports);
+      expect(result.reverted.map((r) => r.faultId).sort()).toEqual(["g1", "g2"]);
+      expect(existsSync(path)).toBe(false);
+      expect(reports.list().map((e) => [e.faultId, revertReasonName(e.reason)]).sort()).toEqual([["g1", "recovery"], ["g2", "recovery"]]);
+      // The agent resumes: it finds the records gone.
+      expect(runtime.reconcileWithJournal().sort()).toEqual(["g1", "g2"]);
+      await runtime.stopAll(RevertReason.SHUTDOWN); // waits for the in-process ends
+      expect(burners()).toEqual([]);
+      expect(runtime.activeCount).toBe(0);
+      for (const id of ["g1", "g2"]) {
+        expect(timeline(id)).toEqual(["accepted", "started", "reverted"]);
+        expect(revertReasonName(events.filter((e) => e.faultId === id).at(-1)!.reason)).toBe("recovery");
+      }
+      expect(runtime.reconcileWithJournal()).toEqual([]);
+    });
+
+    it("its duration timer, firing after the resume, reports it as recovery, not duration", async () => {
+      const path = join(dir, "late");
+      await start("g3", "test-file", { path }, 1000);
+      await guardReverts(new PendingReports(join(dir, "state")));
+      await new Promise((r) => setTimeout(r, 1300));
+      expect(timeline("g3")).toEqual(["accepted", "started", "reverted"]);
+      expect(revertReasonName(events.at(-1)!.reason)).toBe("recovery");
+      expect(runtime.activeCount).toBe(0);
+    });
+
+    it("a recovery that cannot revert stores revert_failed in the pending report, and keeps the record", async () => {
+      const path = join(dir, "dir-now");
+      await start("g4", "test-file", { path });
+      rmSync(path);
+      mkdirSync(path);
+      writeFileSync(join(path, "x"), "x");
+      const reports = new PendingReports(join(dir, "state"));
+      const result = await guardReverts(reports);
+      expect(result.failed.map((f) => f.record.faultId)).toEqual(["g4"]);
+      const [report] = reports.list();
+      expect(faultEventTypeName(report!.type)).toBe("revert_failed");
+      expect(report!.error).toContain("EISDIR");
+      expect(journal.readAll().records.map((r) => r.faultId)).toEqual(["g4"]);
+      expect(runtime.reconcileWithJournal()).toEqual([]);
+      rmSync(path, { recursive: true });
+    });
   });
 });

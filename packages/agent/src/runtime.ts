@@ -19,6 +19,8 @@ import {
   timestampFromMs,
 } from "@firedrill/protocol";
 import type { FaultEvent, HeldFault, JsonObject, StartFault } from "@firedrill/protocol";
+import { FaultPreviewSchema, PreviewProcessSchema, plural } from "@firedrill/protocol";
+import type { FaultPreview, PreviewFault } from "@firedrill/protocol";
 import type { Logger } from "pino";
 import type { FaultContext, FaultKindDefinition, FaultRegistry, HostInfo, RunningFault } from "./faults/index.js";
 import type { Journal, JournalRecord } from "./journal.js";
@@ -37,9 +39,17 @@ export interface FaultRuntimeOptions {
   progressIntervalMs?: number;
   /** How long to wait between attempts when a revert fails. @default 5000 */
   revertRetryMs?: number;
-  /** How many times a failing revert is retried before it is reported as failed. @default 60 */
+  /** How many times a failing revert is retried before it is reported as revert_failed. @default 60 */
   revertAttempts?: number;
+  /**
+   * Most faults held at once (starting, running or reverting); one more is refused.
+   * @default 4 ({@link DEFAULT_MAX_FAULTS})
+   */
+  maxFaults?: number;
 }
+
+/** Default cap on concurrent faults per host (`--max-faults`). */
+export const DEFAULT_MAX_FAULTS = 4;
 
 type ActiveState = "starting" | "running" | "reverting";
 
@@ -54,11 +64,19 @@ interface ActiveFault {
   running?: RunningFault;
   /** A stop that arrived while the fault was starting. */
   pendingStop?: RevertReason;
+  /** The journal record has been written (and so is removed only by a revert). */
+  journaled?: boolean;
+  /** Another process (the guard) reverted it from the journal while this agent was stalled. */
+  recovered?: boolean;
+  /** Its last revert was given up (REVERT_FAILED): a new stop tries again. */
+  gaveUp?: boolean;
   started: Promise<void>;
   reverted?: Promise<void>;
   durationTimer?: NodeJS.Timeout;
   progressTimer?: NodeJS.Timeout;
 }
+
+const RECOVERED_MESSAGE = "reverted by the guard from the journal while the agent was stalled (recovery)";
 
 /** Remembered ids of ended faults, so a re-sent StartFault never runs a fault twice. */
 const ENDED_MEMORY = 10_000;
@@ -70,11 +88,13 @@ export class FaultRuntime {
   private readonly progressIntervalMs: number;
   private readonly revertRetryMs: number;
   private readonly revertAttempts: number;
+  private readonly maxFaults: number;
 
   constructor(private readonly opts: FaultRuntimeOptions) {
     this.progressIntervalMs = opts.progressIntervalMs ?? 2000;
     this.revertRetryMs = opts.revertRetryMs ?? 5000;
     this.revertAttempts = opts.revertAttempts ?? 60;
+    this.maxFaults = opts.maxFaults ?? DEFAULT_MAX_FAULTS;
   }
 
   /** How many faults are starting, running or reverting. */
@@ -100,7 +120,13 @@ export class FaultRuntime {
     faultId: string,
     kind: string,
     type: FaultEventType,
-    extra: { reason?: RevertReason; error?: string; message?: string; measurements?: Record<string, number> } = {},
+    extra: {
+      reason?: RevertReason;
+      error?: string;
+      message?: string;
+      measurements?: Record<string, number>;
+      details?: string[];
+    } = {},
   ): void {
     this.opts.emit(
       create(FaultEventSchema, {
@@ -112,6 +138,7 @@ export class FaultRuntime {
         error: extra.error ?? "",
         message: extra.message ?? "",
         measurements: extra.measurements ?? {},
+        details: boundedDetails(extra.details),
       }),
     );
   }
@@ -147,6 +174,13 @@ export class FaultRuntime {
     const durationMs = durationToMs(request.duration);
     if (durationMs < MIN_FAULT_DURATION_MS || durationMs > MAX_FAULT_DURATION_MS) {
       return fail(`duration: ${formatDuration(durationMs)} is outside the allowed 1s-12h`);
+    }
+    if (this.active.size >= this.maxFaults) {
+      const held = [...this.active.values()].map((f) => `${f.id} ${f.kind} ${f.state}`).join(", ");
+      return fail(
+        `this host already holds ${plural(this.active.size, "fault")} (${held}), the most this agent allows (--max-faults ${this.maxFaults}); ` +
+          `stop one of them first, or raise --max-faults on the agent`,
+      );
     }
     if (def.exclusiveGroup) {
       const clash = [...this.active.values()].find((f) => f.def.exclusiveGroup === def.exclusiveGroup);
@@ -190,6 +224,7 @@ export class FaultRuntime {
       fault.record.revert = def.planRevert(plan, ctx);
       // Write-ahead: the record is on disk before the fault touches anything.
       this.opts.journal.write(fault.record);
+      fault.journaled = true;
     } catch (err) {
       return fail(`could not journal the fault, nothing was started: ${(err as Error).message}`);
     }
@@ -201,24 +236,33 @@ export class FaultRuntime {
         fault.running = await def.start(plan, ctx);
       } catch (err) {
         const error = (err as Error).message;
-        log.error({ err }, "fault failed to start; undoing what it did");
+        const recovered = fault.recovered === true || !this.opts.journal.has(id);
+        if (recovered) log.warn("the guard reverted this fault while the agent was stalled starting it; undoing what the start did since");
+        else log.error({ err }, "fault failed to start; undoing what it did");
         try {
           await def.revertRecord(fault.record.revert, { log, holderAlive: false });
           this.opts.journal.remove(id);
           this.active.delete(id);
           this.rememberEnded(id);
-          this.event(id, kind, FaultEventType.FAILED, { error: `could not start: ${error}` });
+          if (recovered) {
+            this.event(id, kind, FaultEventType.REVERTED, { reason: RevertReason.RECOVERY, message: RECOVERED_MESSAGE });
+          } else {
+            this.event(id, kind, FaultEventType.FAILED, { error: `could not start: ${error}` });
+          }
         } catch (revertErr) {
           // Keep the record: recovery (restart, `recover`, the guard) will retry the revert.
           fault.state = "reverting";
-          this.event(id, kind, FaultEventType.FAILED, {
+          this.event(id, kind, FaultEventType.REVERT_FAILED, {
             error: `could not start: ${error}; undoing it also failed: ${(revertErr as Error).message} (the journal keeps the record; run firedrill-agent recover)`,
           });
         }
         return;
       }
       fault.state = "running";
-      this.event(id, kind, FaultEventType.STARTED, { message: `running until ${new Date(fault.endsAt).toISOString()}` });
+      this.event(id, kind, FaultEventType.STARTED, {
+        message: `running until ${new Date(fault.endsAt).toISOString()}`,
+        ...(fault.running.details ? { details: fault.running.details } : {}),
+      });
       fault.durationTimer = setTimeout(() => void this.stop(id, RevertReason.DURATION), fault.endsAt - Date.now());
       if (fault.running.measure) {
         const measure = fault.running.measure.bind(fault.running);
@@ -242,6 +286,12 @@ export class FaultRuntime {
       log,
       host: this.opts.host,
       updateRevert: (revert: JsonObject) => {
+        // A record gone from the journal was reverted by the guard while this agent was stalled:
+        // writing it again would bring back a fault the control plane was told is reverted.
+        if (fault.recovered || (fault.journaled && !this.opts.journal.has(fault.id))) {
+          fault.recovered = true;
+          throw new Error("the guard reverted this fault from the journal while the agent was stalled");
+        }
         fault.record.revert = revert;
         this.opts.journal.write(fault.record);
       },
@@ -261,7 +311,9 @@ export class FaultRuntime {
       await fault.started;
       return this.stop(id, fault.pendingStop);
     }
-    if (fault.reverted) return fault.reverted;
+    if (fault.reverted && !fault.gaveUp) return fault.reverted;
+    if (!this.opts.journal.has(id)) return this.endRecovered(fault);
+    fault.gaveUp = false;
     fault.state = "reverting";
     clearTimeout(fault.durationTimer);
     clearInterval(fault.progressTimer);
@@ -277,15 +329,28 @@ export class FaultRuntime {
           const error = (err as Error).message;
           if (attempt >= this.revertAttempts) {
             log.error({ err, attempt }, "revert failed; giving up, the journal keeps the record");
-            this.event(id, fault.kind, FaultEventType.FAILED, {
-              error: `revert failed after ${attempt} attempts: ${error}; the journal keeps the record (run firedrill-agent recover once fixed)`,
+            fault.gaveUp = true;
+            this.event(id, fault.kind, FaultEventType.REVERT_FAILED, {
+              error: `revert failed after ${attempt} attempts: ${error}; the effect may still be on the host and the journal keeps the record (fix the cause, then run firedrill-agent recover)`,
             });
             return;
           }
           log.error({ err, attempt }, "revert failed; retrying");
           this.event(id, fault.kind, FaultEventType.PROGRESS, { message: `revert attempt ${attempt} failed: ${error}` });
           await new Promise((resolve) => setTimeout(resolve, this.revertRetryMs));
+          // The guard may have done it meanwhile (this agent stalled): then it is over.
+          if (!this.opts.journal.has(id)) {
+            fault.recovered = true;
+            break;
+          }
         }
+      }
+      if (fault.recovered) {
+        this.active.delete(id);
+        this.rememberEnded(id);
+        log.warn("the guard reverted this fault from the journal while its revert was being retried");
+        this.event(id, fault.kind, FaultEventType.REVERTED, { reason: RevertReason.RECOVERY, message: RECOVERED_MESSAGE });
+        return;
       }
       this.opts.journal.remove(id);
       this.active.delete(id);
@@ -300,11 +365,109 @@ export class FaultRuntime {
     return fault.reverted;
   }
 
+  /**
+   * Ends, in this process, every fault whose journal record another process removed: the guard
+   * reverted it while this agent was stalled (SIGSTOP, a blocked event loop). Its in-process part
+   * (cpu-burn threads, a repeat-kill loop) is stopped — the external part was reverted already,
+   * and reverting it again is harmless — and it is reported REVERTED with reason recovery (the
+   * guard's stored report for it is the same final event: it is replaced, not sent twice).
+   * A fault still starting is ended once its start returns. Cheap: one stat per held fault.
+   * Returns the ids it ended.
+   */
+  reconcileWithJournal(): string[] {
+    const ended: string[] = [];
+    for (const fault of this.active.values()) {
+      if (!fault.journaled || fault.recovered || this.opts.journal.has(fault.id)) continue;
+      if (fault.state === "starting") {
+        fault.recovered = true;
+        fault.pendingStop ??= RevertReason.RECOVERY;
+      } else if (!fault.reverted || fault.gaveUp) {
+        void this.endRecovered(fault);
+      } else {
+        // Its own revert is being retried: the retry loop sees the record gone and ends it.
+        continue;
+      }
+      ended.push(fault.id);
+    }
+    return ended;
+  }
+
+  /** Ends a fault the guard reverted from the journal: stops its in-process part, reports it. */
+  private endRecovered(fault: ActiveFault): Promise<void> {
+    if (fault.reverted && !fault.gaveUp) return fault.reverted;
+    fault.gaveUp = false;
+    fault.recovered = true;
+    fault.state = "reverting";
+    clearTimeout(fault.durationTimer);
+    clearInterval(fault.progressTimer);
+    const log = this.opts.log.child({ faultId: fault.id, kind: fault.kind });
+    fault.reverted = (async () => {
+      const measurements = safeMeasure(fault.running);
+      try {
+        // Idempotent: the external effect is gone already; this stops what lives in this process.
+        if (fault.running) await fault.running.revert();
+      } catch (err) {
+        // The guard's revert of the external part succeeded; what is left is this process's own.
+        log.error({ err }, "could not stop the in-process part of a fault the guard reverted");
+      }
+      this.active.delete(fault.id);
+      this.rememberEnded(fault.id);
+      log.warn("the guard reverted this fault while the agent was stalled; ended it here too");
+      this.event(fault.id, fault.kind, FaultEventType.REVERTED, {
+        reason: RevertReason.RECOVERY,
+        message: RECOVERED_MESSAGE,
+        ...(measurements ? { measurements } : {}),
+      });
+    })();
+    return fault.reverted;
+  }
+
   /** Reverts every fault, in parallel. Resolves when all are reverted (or given up). */
   async stopAll(reason: RevertReason): Promise<void> {
     await Promise.all([...this.active.keys()].map((id) => this.stop(id, reason)));
   }
+
+  /**
+   * A dry run of a fault on this host (PreviewFault): the same parameter validation as start(),
+   * then the kind's own preview (e.g. the processes a process fault would hit). Nothing is
+   * journaled or touched. Never throws: a refusal is the answer's `error`.
+   */
+  async preview(request: PreviewFault): Promise<FaultPreview> {
+    const answer = (init: { error?: string; details?: string[]; processes?: FaultPreview["processes"]; matched?: number }) =>
+      create(FaultPreviewSchema, {
+        requestId: request.requestId,
+        error: init.error ?? "",
+        details: boundedDetails(init.details),
+        processes: (init.processes ?? []).slice(0, PREVIEW_MAX_PROCESSES),
+        matched: init.matched ?? 0,
+      });
+    const def = this.opts.registry.get(request.kind);
+    if (!def) {
+      return answer({ error: `kind: unknown fault kind ${JSON.stringify(request.kind)}; this agent runs: ${[...this.opts.registry.keys()].join(", ")}` });
+    }
+    try {
+      const plan = def.validate(request.params ?? {}, this.opts.host);
+      const result = def.preview ? await def.preview(plan, this.opts.host) : { details: [] };
+      const notes: string[] = [];
+      const clash = def.exclusiveGroup ? [...this.active.values()].find((f) => f.def.exclusiveGroup === def.exclusiveGroup) : undefined;
+      if (clash) {
+        notes.push(`a ${def.exclusiveGroup} fault runs on this host now (${clash.id}, ${clash.kind}): a start would be refused until it ends`);
+      }
+      return answer({
+        details: [...result.details, ...notes],
+        ...(result.processes ? { processes: result.processes.map((p) => create(PreviewProcessSchema, p)) } : {}),
+        ...(result.matched !== undefined ? { matched: result.matched } : {}),
+      });
+    } catch (err) {
+      return answer({ error: err instanceof InvalidFaultRequestError ? err.message : `invalid parameters: ${(err as Error).message}` });
+    }
+  }
 }
+
+/** Bounds of a preview answer (the control plane bounds what it accepts too). */
+const PREVIEW_MAX_DETAILS = 50;
+const PREVIEW_MAX_TEXT = 500;
+const PREVIEW_MAX_PROCESSES = 50;
 
 function safeMeasure(running: RunningFault | undefined): Record<string, number> | undefined {
   try {
@@ -312,4 +475,11 @@ function safeMeasure(running: RunningFault | undefined): Record<string, number> 
   } catch {
     return undefined;
   }
+}
+
+/** Detail lines as sent to the control plane: at most 50, each at most 300 characters. */
+function boundedDetails(details: string[] | undefined): string[] {
+  return (details ?? [])
+    .slice(0, PREVIEW_MAX_DETAILS)
+    .map((d) => (d.length > PREVIEW_MAX_TEXT ? `${d.slice(0, PREVIEW_MAX_TEXT - 1)}…` : d));
 }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { AgentJson, FaultJson } from "@firedrill/control-plane";
 import { renderAgents } from "./commands/agents.js";
-import { renderFaults } from "./commands/fault-list.js";
+import { renderFaults, revertFailedWarning } from "./commands/fault-list.js";
 import { renderFault } from "./commands/fault-show.js";
 import { formatLabels, formatMeasurements, formatParams, formatRelativeTime, renderTable } from "./format.js";
 
@@ -81,6 +81,10 @@ describe("format helpers", () => {
       measurements: { cpu_percent: 79.52 },
       actor: "alice",
       policyOverride: null,
+      details: [],
+      stopRequestedAt: null,
+      stopReason: null,
+      stopRequestedBy: null,
     };
     expect(renderFaults([fault], NOW)).toBe(
       [
@@ -102,5 +106,63 @@ describe("format helpers", () => {
     expect(shown).toContain("By        alice");
     expect(shown).toContain(`Ended     ${ago(4_000)} (4s ago)`);
     expect(shown).toMatch(/Timeline\n {2}TIME +EVENT +DETAILS\n {2}\S+ +started +burning 1 core\n {2}\S+ +reverted +reason=stopped; cpu_percent=79.5\n/);
+  });
+
+  it("shows why a refused fault failed, a revert that failed loudly, a stop not confirmed yet, and the agent's details", () => {
+    const base: FaultJson = {
+      id: "flt_0000000000000001",
+      agentId: "web-1",
+      runId: "run_0123456789ab",
+      kind: "disk-fill",
+      params: { path: "/srv" },
+      durationMs: 60_000,
+      state: "failed",
+      reason: null,
+      error: "params.cores: 9 is more than the 2 CPUs of this host\nsecond line",
+      createdAt: ago(65_000),
+      startedAt: null,
+      endedAt: ago(64_000),
+      measurements: null,
+      actor: "alice",
+      policyOverride: null,
+      details: [],
+      stopRequestedAt: null,
+      stopReason: null,
+      stopRequestedBy: null,
+    };
+    const failedRevert: FaultJson = { ...base, id: "flt_0000000000000002", state: "revert_failed", reason: "stopped", error: "could not remove /srv/.firedrill/fill: EPERM", startedAt: ago(60_000) };
+    const stopping: FaultJson = {
+      ...base,
+      id: "flt_0000000000000003",
+      kind: "network-blackhole",
+      state: "running",
+      error: null,
+      endedAt: null,
+      startedAt: ago(30_000),
+      stopRequestedAt: ago(5_000),
+      stopReason: "aborted",
+      stopRequestedBy: "run run_0123456789ab aborting: breach",
+      details: ["Leaves alone: tcp port 22 (ssh), port 2222 (sshd listens there)", "Leaves alone: 10.0.0.0/8 (management)"],
+    };
+    const table = renderFaults([base, failedRevert, stopping], NOW);
+    expect(table).toMatch(/ failed +params\.cores: 9 is more than the 2 CPUs of this host… +- /);
+    expect(table).toMatch(/ REVERT FAILED +could not remove \/srv\/\.firedrill\/fill: EPERM +1m ago /);
+    expect(table).toMatch(/ running \(stopping\) +- +30s ago /);
+    expect(revertFailedWarning([base, failedRevert, stopping])).toMatch(/^warning: the revert of 1 fault FAILED: flt_0000000000000002 \(disk-fill on web-1\)\. Its effect may still be on the host/);
+    expect(revertFailedWarning([base])).toBe("");
+
+    const refused = renderFault(base, [], NOW);
+    expect(refused).toContain("Refused   params.cores: 9 is more than the 2 CPUs of this host");
+    const failed = renderFault(failedRevert, [], NOW);
+    expect(failed).toContain("State     REVERT FAILED: the agent gave the revert up; the fault's effect may still be on the host");
+    expect(failed).toContain("Error     could not remove /srv/.firedrill/fill: EPERM");
+    expect(failed).toMatch(/Fix       remove the cause named in Error, then firedrill fault stop flt_0000000000000002 \(the agent tries the revert again\) or firedrill-agent recover on the host/);
+    const shown = renderFault(stopping, [], NOW);
+    expect(shown).toContain("State     running, stopping: the revert is not confirmed yet");
+    expect(shown).toContain(`Stop      wanted since ${ago(5_000)} (5s ago) (aborted: run run_0123456789ab aborting: breach); not confirmed yet: sent again whenever the agent reconnects`);
+    expect(shown).toContain("Details   Leaves alone: tcp port 22 (ssh), port 2222 (sshd listens there)\n          Leaves alone: 10.0.0.0/8 (management)\n");
+    const assumed = renderFault({ ...stopping, state: "reverted", reason: "lease-assumed", endedAt: ago(1_000) }, [], NOW);
+    expect(assumed).toContain("State     reverted (lease-assumed): NOT confirmed by the agent");
+    expect(assumed).toMatch(/Stop +wanted since .*; never confirmed by the agent/);
   });
 });

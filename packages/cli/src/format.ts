@@ -68,3 +68,37 @@ export function formatFaultDuration(ms: number): string {
 export function formatState(state: string, reason: string | null): string {
   return reason ? `${state} (${reason})` : state;
 }
+
+/** The fields of a fault that say how it is or how it ended. */
+export interface FaultStatus {
+  state: string;
+  reason: string | null;
+  error: string | null;
+  endedAt: string | null;
+  stopRequestedAt?: string | null;
+}
+
+/** The first line of a text, cut to `max` characters. */
+export function clipLine(text: string, max: number): string {
+  const line = text.split("\n", 1)[0] ?? "";
+  return line.length > max || line.length < text.length ? `${line.slice(0, max - 1)}…` : line;
+}
+
+/**
+ * A fault's state for a table: `running`, `running (stopping)` while a stop is not confirmed,
+ * `REVERT FAILED` (the effect may still be on the host), `reverted`.
+ */
+export function formatFaultState(f: FaultStatus): string {
+  if (f.state === "revert_failed") return "REVERT FAILED";
+  if (f.endedAt === null && f.stopRequestedAt) return `${f.state} (stopping)`;
+  return f.state;
+}
+
+/**
+ * Why a fault is where it is, for a table: the revert reason; for a refused or failed fault, and a
+ * revert that failed, the error (first line, cut to `max`); `-` when there is none.
+ */
+export function formatFaultReason(f: FaultStatus, max = 60): string {
+  if ((f.state === "failed" || f.state === "revert_failed") && f.error) return clipLine(f.error, max);
+  return f.reason ?? (f.error ? clipLine(f.error, max) : EMPTY);
+}

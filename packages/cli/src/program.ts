@@ -20,6 +20,7 @@ import { registerLoginCommand } from "./commands/login.js";
 import { registerTokenCommands } from "./commands/token.js";
 import { registerJoinTokenCommands } from "./commands/join-token.js";
 import { registerWhoamiCommand } from "./commands/whoami.js";
+import { callerPath } from "./caller-path.js";
 import { DEFAULT_SERVER, resolveSettings } from "./config.js";
 import type { CliSettings } from "./config.js";
 import type { CliIo, CommandContext } from "./context.js";
@@ -76,7 +77,7 @@ export function createProgram(io: CliIo, onExitCode: (code: number) => void = ()
       ),
     )
     .addOption(
-      new Option("--token-file <file>", "read the API token from this file (default: FIREDRILL_TOKEN, else the token saved by firedrill login)"),
+      new Option("--token-file <file>", "read the API token from this file (default: FIREDRILL_TOKEN, else the token saved by firedrill login)").argParser(callerPath),
     )
     .showHelpAfterError("(run with --help for usage)")
     .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) })

@@ -1,6 +1,6 @@
 /** The JSON shapes of the HTTP API (`/api/v1`). Times are ISO-8601 strings or null. */
 import type { JsonObject } from "@firedrill/protocol";
-import type { AgentRecord, FaultEventRecord, FaultRecord, FaultState } from "./store/types.js";
+import type { AgentRecord, FaultEventRecord, FaultRecord, FaultState, StopReason } from "./store/types.js";
 
 /** An agent, as `GET /api/v1/agents` returns it. */
 export interface AgentJson {
@@ -40,8 +40,17 @@ export interface FaultJson {
   kind: string;
   params: JsonObject;
   durationMs: number;
+  /**
+   * `pending`, `accepted`, `running`; ended: `reverted`, `failed` (refused or failed to start:
+   * `error` says why), `revert_failed` (the agent gave the revert up: the effect may still be on
+   * the host; `error` says why).
+   */
   state: FaultState;
-  /** Why it was reverted (`duration`, `stopped`, `lease`, `recovery`, `unknown`, ...). */
+  /**
+   * Why it was reverted (`duration`, `stopped`, `aborted`, `halt`, `lease`, `recovery`,
+   * `shutdown`, `unknown`, or `lease-assumed`: never confirmed by the agent, closed by the control
+   * plane once the agent's lease must have ended it).
+   */
   reason: string | null;
   error: string | null;
   createdAt: string;
@@ -53,6 +62,16 @@ export interface FaultJson {
   actor: string | null;
   /** Why an admin overrode the server policy for this ad-hoc fault. */
   policyOverride: string | null;
+  /** What the agent said about the fault (e.g. what it leaves alone): at most 50 lines of 300 characters. */
+  details: string[];
+  /**
+   * When the control plane first wanted it ended (an operator stop, its run's end, a halt): until
+   * the fault has ended, the stop is sent again whenever its agent reconnects.
+   */
+  stopRequestedAt: string | null;
+  stopReason: StopReason | null;
+  /** Who or what wanted it ended. */
+  stopRequestedBy: string | null;
 }
 
 /** One step on a fault's timeline. */
@@ -122,6 +141,10 @@ export function toFaultJson(fault: FaultRecord): FaultJson {
     measurements: fault.measurements,
     actor: fault.actor,
     policyOverride: fault.policyOverride,
+    details: fault.details,
+    stopRequestedAt: isoOrNull(fault.stopRequestedAt),
+    stopReason: fault.stopReason,
+    stopRequestedBy: fault.stopRequestedBy,
   };
 }
 

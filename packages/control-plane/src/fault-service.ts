@@ -82,10 +82,18 @@ export interface FaultService {
    * refusing rule, `verdicts` has them all); 422 `fault_refused` (the agent refused it).
    */
   start(agentId: string, body: unknown, options: StartFaultOptions): Promise<FaultOutcome>;
-  /** Stops one fault. Already-ended faults are returned unchanged. */
-  stop(agentId: string, faultId: string): Promise<FaultOutcome>;
-  /** Stops every fault the agent holds; returns the faults that were active. */
-  stopAll(agentId: string): Promise<FaultRecord[]>;
+  /**
+   * Stops one fault. Already-ended faults are returned unchanged. The stop is recorded first, so
+   * it is never lost: sent now if the agent is connected, else right after it reconnects (and
+   * retried until confirmed, or until the agent's lease must have ended the fault).
+   * `acknowledged` is false when the agent did not confirm in time (or is not connected).
+   */
+  stop(agentId: string, faultId: string, actor?: string): Promise<FaultOutcome>;
+  /**
+   * Stops every fault the agent holds (StopAll when connected); the stops are recorded like
+   * {@link stop}'s. Returns the faults that were active.
+   */
+  stopAll(agentId: string, actor?: string): Promise<FaultRecord[]>;
   /** The agent, or ApiError 404. */
   requireAgent(agentId: string): AgentRecord;
 }
@@ -324,22 +332,18 @@ export function createFaultService(options: FaultServiceOptions): FaultService {
     return fault;
   }
 
-  function requireConnected(agent: AgentRecord, what: string): void {
-    if (hub.isConnected(agent.id)) return;
-    throw new ApiError(
-      409,
-      "agent_not_connected",
-      `agent ${JSON.stringify(agent.id)} (${agent.hostname}) is not connected (${since(agent)}), so ${what} was not sent. Its lease makes it revert every fault on its own within the lease TTL (${formatDuration(options.leaseTtlMs)}) of losing the link, and it reports the revert when it reconnects`,
-    );
-  }
+  const stoppedBy = (actor: string | undefined) => (actor ? `stopped by ${actor}` : "stopped through the HTTP API");
 
-  async function stop(agentId: string, faultId: string): Promise<FaultOutcome> {
+  async function stop(agentId: string, faultId: string, actor?: string): Promise<FaultOutcome> {
     const agent = requireAgent(agentId);
     const fault = requireFault(agentId, faultId);
+    if (fault.state === "revert_failed") return retryRevert(fault);
     if (fault.endedAt !== null) return { fault, acknowledged: true };
-    requireConnected(agent, "the stop");
-    hub.send(agentId, { case: "stopFault", value: { faultId, reason: RevertReason.STOPPED } });
-    log.info({ faultId, agentId }, "stop sent to agent");
+    const { sent } = hub.requestStop(faultId, "stopped", stoppedBy(actor));
+    if (!sent) {
+      log.warn({ faultId, agentId }, `agent not connected (${since(agent)}): the stop is recorded and sent when it reconnects; its lease reverts the fault within ${formatDuration(options.leaseTtlMs)} of losing the link`);
+      return { fault: store.getFault(faultId) ?? fault, acknowledged: false };
+    }
     const ended = await waitFor(
       agentId,
       () => {
@@ -351,12 +355,29 @@ export function createFaultService(options: FaultServiceOptions): FaultService {
     return ended ? { fault: ended, acknowledged: true } : { fault: store.getFault(faultId) ?? fault, acknowledged: false };
   }
 
-  async function stopAll(agentId: string): Promise<FaultRecord[]> {
-    const agent = requireAgent(agentId);
-    requireConnected(agent, "the stop");
+  /** A stop for a fault whose revert the agent gave up makes the agent try the revert again. */
+  async function retryRevert(fault: FaultRecord): Promise<FaultOutcome> {
+    const sent = hub.send(fault.agentId, { case: "stopFault", value: { faultId: fault.id, reason: RevertReason.STOPPED } });
+    if (!sent) return { fault, acknowledged: false };
+    log.info({ faultId: fault.id, agentId: fault.agentId }, "stop sent again for a fault whose revert failed: the agent tries the revert again");
+    const reverted = await waitFor(
+      fault.agentId,
+      () => {
+        const current = store.getFault(fault.id);
+        return current && current.state !== "revert_failed" ? current : undefined;
+      },
+      ackTimeoutMs * 2,
+    );
+    return reverted ? { fault: reverted, acknowledged: true } : { fault: store.getFault(fault.id) ?? fault, acknowledged: false };
+  }
+
+  async function stopAll(agentId: string, actor?: string): Promise<FaultRecord[]> {
+    requireAgent(agentId);
     const active = store.listActiveFaults(agentId).map((f) => f.id);
-    hub.send(agentId, { case: "stopAll", value: { reason: RevertReason.STOPPED, message: "stopped by an operator through the HTTP API" } });
-    log.info({ agentId, faults: active.length }, "stop-all sent to agent");
+    hub.requestStops({ agentId }, "stopped", stoppedBy(actor));
+    const sent = hub.send(agentId, { case: "stopAll", value: { reason: RevertReason.STOPPED, message: stoppedBy(actor) } });
+    log.info({ agentId, faults: active.length, sent }, sent ? "stop-all sent to agent" : "agent not connected: the stops are recorded and sent when it reconnects");
+    if (!sent) return active.map((id) => store.getFault(id)).filter((f): f is FaultRecord => f !== undefined);
     const current = () => active.map((id) => store.getFault(id)).filter((f): f is FaultRecord => f !== undefined);
     await waitFor(agentId, () => (current().every((f) => f.endedAt !== null) ? true : undefined), ackTimeoutMs * 2);
     return current();

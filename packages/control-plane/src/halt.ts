@@ -25,6 +25,31 @@ export function writeHalt(store: Store, state: HaltState | undefined): void {
   store.setSetting(HALT_SETTING, JSON.stringify(state ?? null));
 }
 
+/** A halt as the API returns it. */
+export interface HaltJson {
+  reason: string;
+  actor: string;
+  /** ISO time. */
+  at: string;
+}
+
+/** The halt as JSON. */
+export function haltJson(halt: HaltState): HaltJson {
+  return { reason: halt.reason, actor: halt.actor, at: new Date(halt.at).toISOString() };
+}
+
+/**
+ * The plan's verdict while halted: `halted by alice since 2026-…: incident INC-42 — a run would be
+ * refused until an admin lifts the halt (firedrill unhalt)`.
+ */
+export function haltVerdict(halt: HaltState): { rule: "halt"; ok: false; message: string } {
+  return {
+    rule: "halt",
+    ok: false,
+    message: `halted by ${halt.actor} since ${new Date(halt.at).toISOString()}: ${halt.reason} — a run would be refused until an admin lifts the halt (firedrill unhalt)`,
+  };
+}
+
 /** A one-line description of a halt for error messages. */
 export function describeHalt(halt: HaltState): string {
   return `firedrill is halted (${halt.reason}, by ${halt.actor} at ${new Date(halt.at).toISOString()})`;

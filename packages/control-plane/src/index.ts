@@ -19,10 +19,15 @@ export type { LoggerOptions } from "./logger.js";
 export { JOIN_TOKEN_FILE } from "./enrollment/bootstrap.js";
 export { DATABASE_FILE } from "./store/store.js";
 export type { AgentJson, ErrorJson, FaultEventJson, FaultJson } from "./api-types.js";
-export type { FaultState } from "./store/types.js";
-export type { RunPlan, PlannedStep, PlannedHost } from "./experiments/plan.js";
+export type { FaultState, StopReason } from "./store/types.js";
+export { LEASE_ASSUMED_REASON } from "./store/types.js";
+export type { HostPreview, RunPlan, PlannedStep, PlannedHost } from "./experiments/plan.js";
 export type { RunReport, Verdict } from "./experiments/report.js";
 export { parseExperiment, ExperimentSpecError, formatSpecIssue } from "./experiments/spec.js";
+export { countProblems, MAX_SPEC_ALIASES, MAX_SPEC_BYTES, MAX_SPEC_DEPTH, MAX_SPEC_ISSUES, MAX_SPEC_NODES } from "./experiments/yaml-source.js";
+export { MAX_STEPS, MAX_STOP_CONDITIONS, MAX_TARGET_GROUPS } from "./experiments/spec-schema.js";
+export { createSpecCheckPool, sharedSpecCheckPool } from "./experiments/spec-pool.js";
+export type { SpecCheckPool, SpecCheckPoolOptions } from "./experiments/spec-pool.js";
 export type {
   Experiment,
   GuardrailsSpec,

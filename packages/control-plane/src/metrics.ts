@@ -13,6 +13,12 @@ export interface Metrics {
   readonly agentMessagesDropped: Counter<"reason">;
   /** Counts refused agent connections and enrollments, by refusal. */
   readonly agentRefusals: Counter<"refusal">;
+  /** Counts reverts an agent gave up (the fault's effect may remain on its host), by fault kind. */
+  readonly revertFailures: Counter<"kind">;
+  /** Counts faults closed as reverted by their agent's lease without a confirmation, by fault kind. */
+  readonly revertsAssumed: Counter<"kind">;
+  /** Counts StopFault messages sent again (on a reconnect or a retry) for stops still unconfirmed. */
+  readonly stopsResent: Counter<"when">;
 }
 
 /** Creates the registry; gauges read the store when scraped. */
@@ -60,5 +66,31 @@ export function createMetrics(store: Store): Metrics {
     labelNames: ["refusal"] as const,
     registers: [registry],
   });
-  return { registry, faultEvents, agentConnections, agentMessagesDropped, agentRefusals };
+  const revertFailures = new Counter({
+    name: "firedrill_fault_revert_failures_total",
+    help: "Reverts an agent gave up (state revert_failed: the fault's effect may still be on the host), by fault kind.",
+    labelNames: ["kind"] as const,
+    registers: [registry],
+  });
+  const revertsAssumed = new Counter({
+    name: "firedrill_fault_reverts_assumed_total",
+    help: "Faults closed as reverted by their agent's lease, never confirmed by the agent (reason lease-assumed), by fault kind.",
+    labelNames: ["kind"] as const,
+    registers: [registry],
+  });
+  const stopsResent = new Counter({
+    name: "firedrill_fault_stops_resent_total",
+    help: "StopFault messages sent again for stops not confirmed yet: when=reconnect (right after Welcome) or retry (on the live link).",
+    labelNames: ["when"] as const,
+    registers: [registry],
+  });
+  new Gauge({
+    name: "firedrill_fault_stops_pending",
+    help: "Faults the control plane wants ended whose revert is not confirmed yet.",
+    registers: [registry],
+    collect() {
+      this.set(store.countStopsWanted());
+    },
+  });
+  return { registry, faultEvents, agentConnections, agentMessagesDropped, agentRefusals, revertFailures, revertsAssumed, stopsResent };
 }

@@ -36,6 +36,20 @@ export {
 export type { FieldIssue } from "./params.js";
 export { FAULT_KINDS, FAULT_KIND_PARAMS, isFaultKind, parseFaultParams, validateFaultRequest } from "./fault-kinds.js";
 export type { CpuBurnParams, FaultKind, FaultParamsByKind, ParamParser, ValidFaultRequest } from "./fault-kinds.js";
+export { MAX_PROCESSES } from "./faults/process-kill.js";
+export {
+  CMDLINE_MATCH_BYTES,
+  PATTERN_MAX_LENGTH,
+  PATTERN_MAX_PROGRAM_SIZE,
+  ProcessPatternError,
+  compileProcessPattern,
+} from "./faults/process-pattern.js";
+export type { ProcessPattern } from "./faults/process-pattern.js";
 export { CAPABILITY_HINTS, FAULT_KIND_REQUIREMENTS, missingCapabilities } from "./capabilities.js";
 export type { HostCapability } from "./capabilities.js";
 export { LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN } from "./labels.js";
+export { UnsafePathError, checkTrustedDir, octalMode, userName } from "./trusted-dir.js";
+export type { TrustedDirOptions } from "./trusted-dir.js";
+export { callerDirectory, resolveCallerPath } from "./caller-path.js";
+export type { CallerContext } from "./caller-path.js";
+export { plural } from "./text.js";

@@ -1,5 +1,5 @@
-import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmdirSync, statSync, writeFileSync } from "node:fs";
+import { execFileSync, spawnSync } from "node:child_process";
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmdirSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { JsonObject } from "@firedrill/protocol";
@@ -231,5 +231,208 @@ describe("disk-fill on a 64 MiB tmpfs", () => {
       ["512k", 512 * 1024],
     ];
     for (const [size, bytes] of sizes) expect(diskFill.validate({ path: mnt, size, keepFreeBytes: 0 }, host).bytes).toBe(bytes);
+  });
+});
+
+/** The unprivileged local user the attacks run as: nobody (uid 65534), through setpriv. */
+const NOBODY = 65534;
+function asNobody(script: string): { code: number | null; out: string } {
+  const r = spawnSync("setpriv", [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups", "--", "sh", "-c", script], { encoding: "utf8" });
+  return { code: r.status, out: `${r.stdout}${r.stderr}`.trim() };
+}
+
+describe("disk-fill against a hostile local user (nobody, uid 65534) on a 64 MiB tmpfs", () => {
+  let base: string;
+  let mnt: string;
+  let running: RunningFault | undefined;
+
+  beforeEach(() => {
+    base = mkdtempSync(join(tmpdir(), "fd-disk-fill-hostile-"));
+    chmodSync(base, 0o755); // nobody must reach the mount to attack it
+    mnt = join(base, "mnt");
+    mkdirSync(mnt);
+    // A tmpfs root is like /tmp: owned by root, mode 1777 (everyone may write, sticky).
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=64m,mode=1777", "tmpfs", mnt]);
+  });
+
+  afterEach(async () => {
+    try {
+      await running?.revert();
+    } finally {
+      running = undefined;
+      try {
+        execFileSync("umount", [mnt]);
+      } catch {
+        execFileSync("umount", ["-l", mnt]);
+      }
+      rmdirSync(mnt);
+      rmdirSync(base);
+    }
+  });
+
+  /** A directory under the mount with this owner and mode. */
+  function dir(name: string, mode: number, uid = 0): string {
+    const p = join(mnt, name);
+    mkdirSync(p);
+    chmodSync(p, mode);
+    chownSync(p, uid, uid);
+    return p;
+  }
+
+  it("refuses a path nobody owns, or one writable by others or the group without the sticky bit, naming the directory and the fix", () => {
+    const owned = dir("nobodys", 0o755, NOBODY);
+    const open = dir("open", 0o777);
+    const group = dir("group", 0o775);
+    const inside = join(owned, "sub");
+    mkdirSync(inside, { mode: 0o755 }); // root's, but inside nobody's directory: nobody can rename it away
+    const used = readDiskUsage(mnt).used;
+    const refused = (path: string) => () => diskFill.validate({ path, size: "1MiB", keepFreeBytes: 0 }, host);
+
+    expect(refused(owned)).toThrow(
+      `params.path: the directory ${owned} is not safe: it is owned by uid 65534 (nobody), not by root; another local user could rename or replace the fill folder there and keep the revert from freeing the space. ` +
+        `Fix: chown root ${owned} (after checking what it holds), or give a directory on the same filesystem that only root can change (its mount point, or /var/tmp for the root filesystem)`,
+    );
+    expect(refused(open)).toThrow(
+      `params.path: the directory ${open} is not safe: it is writable by group and others (mode 0777) without the sticky bit, so they can rename or replace what it holds; ` +
+        `another local user could rename or replace the fill folder there and keep the revert from freeing the space. Fix: chmod go-w ${open} (or chmod +t ${open}), or give`,
+    );
+    expect(refused(group)).toThrow(`it is writable by its group (mode 0775) without the sticky bit`);
+    expect(refused(inside)).toThrow(`params.path: the directory ${inside} is not safe: ${owned} is owned by uid 65534 (nobody), not by root`);
+    // Links: one nobody planted (and can point elsewhere later) is refused; root's is followed.
+    const rootDir = dir("rootdir", 0o755);
+    expect(asNobody(`ln -s ${rootDir} ${mnt}/via-nobody`).code).toBe(0);
+    expect(refused(join(mnt, "via-nobody"))).toThrow(`${join(mnt, "via-nobody")} is not safe: it is a symbolic link owned by uid 65534 (nobody), who can point it elsewhere at any time`);
+    symlinkSync(rootDir, join(mnt, "via-root"));
+    expect(diskFill.validate({ path: join(mnt, "via-root"), size: "1MiB", keepFreeBytes: 0 }, host).dir).toBe(rootDir);
+    expect(readDiskUsage(mnt).used).toBe(used); // nothing written
+  });
+
+  it("refuses a fill folder nobody planted first (a directory or a link), and writes nothing", () => {
+    const used = readDiskUsage(mnt).used;
+    expect(asNobody(`mkdir ${mnt}/.firedrill-fill`).code).toBe(0);
+    expect(() => diskFill.validate({ path: mnt, size: "1MiB", keepFreeBytes: 0 }, host)).toThrow(
+      `params.path: ${mnt}/.firedrill-fill exists but is not the agent's (owner uid 65534 (nobody), mode 0755; the agent makes it owned by uid 0 (root), mode 0700): someone else made it; check what it holds and remove it (rm -r ${mnt}/.firedrill-fill)`,
+    );
+    rmdirSync(join(mnt, ".firedrill-fill"));
+    expect(asNobody(`ln -s /etc ${mnt}/.firedrill-fill`).code).toBe(0);
+    expect(() => diskFill.validate({ path: mnt, size: "1MiB", keepFreeBytes: 0 }, host)).toThrow(
+      `params.path: ${mnt}/.firedrill-fill exists and is a symbolic link (owner uid 65534 (nobody)): firedrill keeps its fill there and makes it itself; check what it is and remove it (rm ${mnt}/.firedrill-fill)`,
+    );
+    expect(readDiskUsage(mnt).used).toBe(used);
+  });
+
+  it.each([
+    ["the sticky mount point (mode 1777, like /tmp)", ""],
+    ["a root-owned 0755 directory", "srv"],
+  ])("in %s nobody's attacks all fail, and revert frees the space", async (_name, sub) => {
+    const path = sub ? dir(sub, 0o755) : mnt;
+    const before = readDiskUsage(mnt).used;
+    const fill = await startFill({ path, targetPercent: 60, keepFreeBytes: 0 });
+    running = fill.running;
+    const fillDir = join(path, ".firedrill-fill");
+    const file = join(fillDir, `${fill.ctx.faultId}.fill`);
+    expect(statSync(fillDir)).toMatchObject({ uid: 0, mode: 0o40700 });
+    const attacks = [
+      `mv ${fillDir} ${path}/moved`,
+      `rm -rf ${fillDir}`,
+      `rmdir ${fillDir}`,
+      `ls ${fillDir}`,
+      `touch ${fillDir}/evil`,
+      `ln -s / ${fillDir}/evil`,
+      `ln ${file} ${mnt}/hardlink`,
+      `mv ${file} ${mnt}/stolen`,
+      `truncate -s 1G ${file}`,
+      `chmod 777 ${fillDir}`,
+    ];
+    for (const attack of attacks) {
+      const r = asNobody(attack);
+      expect({ attack, code: r.code }).not.toMatchObject({ code: 0 });
+    }
+    expect(readDiskUsage(mnt).percent).toBeGreaterThan(59);
+    const filled = readDiskUsage(mnt).used - before;
+    const t0 = performance.now();
+    await fill.running.revert();
+    const ms = performance.now() - t0;
+    console.log(
+      `disk-fill in ${sub ? "a root 0755 dir" : "a sticky 1777 dir"}, ${attacks.length} attacks by nobody all failed: statfs used +${(filled / MiB).toFixed(1)} MiB before revert, ` +
+        `+${((readDiskUsage(mnt).used - before) / MiB).toFixed(1)} MiB after; revert took ${ms.toFixed(1)} ms`,
+    );
+    expect(readDiskUsage(mnt).used).toBe(before);
+    expect(existsSync(fillDir)).toBe(false);
+  });
+
+  it("a path that became writable after the fill started: nobody renames the folder and plants a decoy; revert still frees the space and spares the decoy", async () => {
+    const path = dir("shared", 0o755);
+    const fill = await startFill({ path, targetPercent: 70, keepFreeBytes: 0 });
+    running = fill.running;
+    const record = fill.ctx.records.at(-1)!; // the record with the file's device and inode
+    expect(record).toMatchObject({ file: join(path, ".firedrill-fill", `${fill.ctx.faultId}.fill`), dev: expect.stringMatching(/^\d+$/), ino: expect.stringMatching(/^\d+$/) });
+    chmodSync(path, 0o777); // someone opened the directory up while the fault ran
+    const decoy = join(path, ".firedrill-fill", `${fill.ctx.faultId}.fill`);
+    const attack = asNobody(`mv ${path}/.firedrill-fill ${path}/.moved && mkdir ${path}/.firedrill-fill && echo mine > ${decoy}`);
+    expect(attack).toMatchObject({ code: 0 });
+    const filled = readDiskUsage(mnt).used;
+    expect(readDiskUsage(mnt).percent).toBeGreaterThan(69);
+    const t0 = performance.now();
+    await fill.running.revert();
+    const ms = performance.now() - t0;
+    console.log(
+      `disk-fill revert with the fill folder renamed and a decoy planted: statfs used ${(filled / MiB).toFixed(1)} MiB → ${readDiskUsage(mnt).used} B, ${ms.toFixed(1)} ms`,
+    );
+    expect(readDiskUsage(mnt).used).toBeLessThan(MiB); // only the decoy and the directories
+    expect(readFileSync(decoy, "utf8")).toBe("mine\n"); // nobody's file is left alone
+    expect(existsSync(join(path, ".moved"))).toBe(false); // our renamed folder is cleaned up
+  });
+
+  it("recovery from the journal record alone (another process, no open descriptor) finds the renamed fill by device and inode", async () => {
+    const path = dir("shared", 0o755);
+    const fill = await startFill({ path, targetPercent: 70, keepFreeBytes: 0 });
+    running = fill.running;
+    const record = fill.ctx.records.at(-1)!;
+    chmodSync(path, 0o777);
+    const decoy = join(path, ".firedrill-fill", `${fill.ctx.faultId}.fill`);
+    expect(asNobody(`mv ${path}/.firedrill-fill ${path}/.moved && mkdir ${path}/.firedrill-fill && echo mine > ${decoy}`)).toMatchObject({ code: 0 });
+    const filled = readDiskUsage(mnt).used;
+    const t0 = performance.now();
+    await diskFill.revertRecord(record, { log, holderAlive: false });
+    const ms = performance.now() - t0;
+    console.log(`disk-fill recovery from the record with the folder renamed: statfs used ${(filled / MiB).toFixed(1)} MiB → ${readDiskUsage(mnt).used} B, ${ms.toFixed(1)} ms`);
+    expect(readDiskUsage(mnt).used).toBeLessThan(MiB);
+    expect(readFileSync(decoy, "utf8")).toBe("mine\n");
+    expect(existsSync(join(path, ".moved"))).toBe(false);
+  });
+
+  it("a revert that cannot free the space fails loudly with the cause and the fix, and succeeds once it is fixed", async () => {
+    const fill = await startFill({ path: mnt, targetPercent: 50, keepFreeBytes: 0 });
+    running = fill.running;
+    const file = String(fill.record.file);
+    execFileSync("chattr", ["+a", file]); // append-only: not even root's open descriptor may truncate it
+    try {
+      await expect(fill.running.revert()).rejects.toThrow(
+        new RegExp(`^could not free the disk fill: truncating ${file} \\(device \\d+, inode \\d+, 32 MiB\\) failed \\(EPERM: .*\\); the file or its folder is immutable or append-only \\(see lsattr ${file}\\); clear it with chattr -i -a, and the revert is retried$`),
+      );
+      await expect(diskFill.revertRecord(fill.ctx.records.at(-1)!, { log, holderAlive: false })).rejects.toThrow(
+        new RegExp(`^could not free the disk fill: opening ${file} \\(device \\d+, inode \\d+\\) to truncate it failed \\(EPERM: .*\\); the file or its folder is immutable or append-only`),
+      );
+      expect(readDiskUsage(mnt).percent).toBeGreaterThan(49);
+    } finally {
+      execFileSync("chattr", ["-a", file]);
+    }
+    await fill.running.revert(); // the runtime's retry
+    expect(readDiskUsage(mnt).used).toBe(0);
+  });
+
+  it("an immutable fill file (chattr +i) does not stop the live revert: the open descriptor frees the space", async () => {
+    const fill = await startFill({ path: mnt, targetPercent: 50, keepFreeBytes: 0 });
+    running = fill.running;
+    const file = String(fill.record.file);
+    execFileSync("chattr", ["+i", file]);
+    try {
+      await fill.running.revert();
+      expect(readDiskUsage(mnt).used).toBe(0); // the empty file's name stays until chattr -i
+      expect(statSync(file).size).toBe(0);
+    } finally {
+      execFileSync("chattr", ["-i", file]);
+    }
   });
 });

@@ -1,23 +1,30 @@
 /**
  * disk-fill: fills the filesystem holding `path` up to a target usage (or by a fixed size) with one
- * file in an agent-owned folder, `<path>/.firedrill-fill/<faultId>.fill`. Deleting the file is the
- * whole revert, so the journal record is just its path.
+ * file, `<path>/.firedrill-fill/<faultId>.fill`.
+ *
+ * Nobody but root can keep the revert from freeing the space: `path` and every directory on the way
+ * must be out of other local users' reach (owned by root or the agent's user, not writable by group
+ * or others unless sticky, as /tmp), the fill folder is the agent's own (its user, mode 0700, a real
+ * directory), and the fill file is created exclusively, never through a link. The agent keeps the
+ * file open while the fault runs, so revert truncates it to 0 through that descriptor — the space
+ * comes back wherever the name went — and then removes the name. The journal records the file's
+ * device and inode: recovery in another process (restart, `recover`, the guard) finds the file by
+ * them, also after a rename inside `path`, and touches nothing else.
  *
  * Safety: never leave less than `keepFreeBytes` free, never push usage past 98%, refuse when the
  * filesystem is already at the target. Usage is computed as df does: used = (blocks - bfree) * bsize,
  * avail = bavail * bsize, percent = used / (used + avail) (root-reserved blocks count as neither).
  */
-import { execFile } from "node:child_process";
-import { closeSync, constants, lstatSync, mkdirSync, openSync, rmdirSync, statfsSync, statSync, unlinkSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { closeSync, constants, fstatSync, ftruncateSync, lstatSync, mkdirSync, openSync, readdirSync, rmdirSync, statfsSync, statSync, unlinkSync } from "node:fs";
+import type { BigIntStats } from "node:fs";
 import { open } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
-import { promisify } from "node:util";
-import { InvalidFaultRequestError, parseFaultParams } from "@firedrill/protocol";
+import { InvalidFaultRequestError, UnsafePathError, checkTrustedDir, octalMode, parseFaultParams, userName } from "@firedrill/protocol";
 import type { FaultParamsByKind, JsonObject } from "@firedrill/protocol";
-import type { FaultContext, FaultKindDefinition, RunningFault } from "./types.js";
-
-const execFileAsync = promisify(execFile);
+import type { Logger } from "pino";
+import type { FaultContext, FaultKindDefinition, FaultPreviewResult, RunningFault } from "./types.js";
 
 type DiskFillParams = FaultParamsByKind["disk-fill"];
 
@@ -36,7 +43,7 @@ export interface DiskFillOptions {
 
 /** Validated disk-fill parameters with the fill planned against the filesystem as it was then. */
 export interface DiskFillPlan extends DiskFillParams {
-  /** The directory, resolved. */
+  /** The directory: its real path (links resolved), checked out of other users' reach. */
   dir: string;
   /** The agent-owned folder holding the fill file. */
   fillDir: string;
@@ -136,17 +143,33 @@ export function planFillBytes(params: DiskFillParams, dir: string, usage: DiskUs
   return { bytes, expectedPercent: percentAfter };
 }
 
+const PATH_WHY = "another local user could rename or replace the fill folder there and keep the revert from freeing the space";
+const PATH_ALTERNATIVE = "or give a directory on the same filesystem that only root can change (its mount point, or /var/tmp for the root filesystem)";
+
+/** Checks `path` and the directories on the way; returns its real path. Thrown: InvalidFaultRequestError. */
+function checkPath(dir: string): string {
+  try {
+    return checkTrustedDir(dir, { label: "the directory", why: PATH_WHY, final: "sticky-ok", alternative: PATH_ALTERNATIVE });
+  } catch (err) {
+    if (err instanceof UnsafePathError) refuse("path", err.message);
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") refuse("path", `${dir} does not exist; give an existing directory on the filesystem to fill`);
+    refuse("path", `${dir} cannot be checked (${(err as Error).message})`);
+  }
+}
+
 function validate(params: JsonObject): DiskFillPlan {
   const parsed = parseFaultParams("disk-fill", params);
-  const dir = resolve(parsed.path);
+  const given = resolve(parsed.path);
   let isDir: boolean;
   try {
-    isDir = statSync(dir).isDirectory();
+    isDir = statSync(given).isDirectory();
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    refuse("path", code === "ENOENT" ? `${dir} does not exist; give an existing directory on the filesystem to fill` : `${dir} cannot be read (${code})`);
+    refuse("path", code === "ENOENT" ? `${given} does not exist; give an existing directory on the filesystem to fill` : `${given} cannot be read (${code})`);
   }
-  if (!isDir) refuse("path", `${dir} is not a directory; give a directory on the filesystem to fill`);
+  if (!isDir) refuse("path", `${given} is not a directory; give a directory on the filesystem to fill`);
+  const dir = checkPath(given);
   const fillDir = join(dir, FILL_DIR_NAME);
   try {
     checkFillDir(fillDir);
@@ -157,71 +180,225 @@ function validate(params: JsonObject): DiskFillPlan {
   return { ...parsed, dir, fillDir, bytes, expectedPercent };
 }
 
+function agentUid(): number {
+  return process.geteuid?.() ?? 0;
+}
+
+function owner(uid: number): string {
+  const name = userName(uid);
+  return name ? `uid ${uid} (${name})` : `uid ${uid}`;
+}
+
 /**
- * Checks that the fill folder is ours: a real directory (no symlink), owned by this user and
- * writable by nobody else, so no one can swap the fill file for a link to something precious.
- * Thrown when it is not (ENOENT when it does not exist yet).
+ * Checks that the fill folder is the agent's: a real directory (no link), owned by the agent's
+ * user, mode 0700 (no one else can enter it, let alone swap the fill file). Thrown when it is not
+ * (ENOENT when it does not exist yet).
  */
 function checkFillDir(fillDir: string): void {
   const st = lstatSync(fillDir);
-  if (!st.isDirectory()) throw new Error(`${fillDir} exists and is not a directory; firedrill keeps its fill files there: remove it`);
-  const uid = process.getuid?.() ?? st.uid;
-  if (st.uid !== uid || (st.mode & 0o022) !== 0) {
+  const uid = agentUid();
+  if (!st.isDirectory()) {
     throw new Error(
-      `${fillDir} is not owned by the agent (uid ${st.uid}, mode ${(st.mode & 0o777).toString(8)}); firedrill keeps its fill files there: remove it`,
+      `${fillDir} exists and is ${st.isSymbolicLink() ? "a symbolic link" : "not a directory"} (owner ${owner(st.uid)}): firedrill keeps its fill there and makes it itself; check what it is and remove it (rm ${fillDir})`,
+    );
+  }
+  if (st.uid !== uid || (st.mode & 0o077) !== 0) {
+    throw new Error(
+      `${fillDir} exists but is not the agent's (owner ${owner(st.uid)}, mode ${octalMode(st.mode)}; the agent makes it owned by ${owner(uid)}, mode 0700): ` +
+        `someone else made it; check what it holds and remove it (rm -r ${fillDir})`,
     );
   }
 }
 
-/** Removes a fill file (gone is fine) and its folder when empty. */
-function removeFill(file: string, fillDir: string): void {
+/** The device and inode of a file, as decimal strings (inodes may not fit a double). */
+interface FileId {
+  dev: string;
+  ino: string;
+}
+
+function idOf(st: BigIntStats): FileId {
+  return { dev: st.dev.toString(), ino: st.ino.toString() };
+}
+
+function sameFile(st: BigIntStats, id: FileId): boolean {
+  return st.isFile() && st.dev.toString() === id.dev && st.ino.toString() === id.ino;
+}
+
+function lstatOrUndefined(path: string): BigIntStats | undefined {
   try {
-    unlinkSync(file);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-  }
-  try {
-    rmdirSync(fillDir);
+    return lstatSync(path, { bigint: true });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    // Another fill (or someone's file) still lives there, or it is gone already.
-    if (code !== "ENOENT" && code !== "ENOTEMPTY" && code !== "EEXIST") throw err;
+    if (code === "ENOENT" || code === "ENOTDIR") return undefined;
+    throw err;
   }
 }
 
-/** Bytes a file occupies on disk (0 when gone). */
-function allocatedBytes(file: string): number {
+/** Most directory entries looked at when searching for a fill file by inode. */
+const SCAN_LIMIT = 10_000;
+
+function entries(dir: string): string[] {
   try {
-    return statSync(file).blocks * 512;
+    return readdirSync(dir).slice(0, SCAN_LIMIT);
   } catch {
-    return 0;
+    return [];
   }
 }
 
-/** Creates the agent-owned folder (0700, a real directory) and the fill file, exclusively. */
-function createFillFile(plan: DiskFillPlan, file: string): void {
-  mkdirSync(plan.fillDir, { mode: 0o700, recursive: true });
-  checkFillDir(plan.fillDir);
-  // O_EXCL: never reuse or follow anything already at that name.
-  const fd = openSync(file, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW, 0o600);
-  closeSync(fd);
+/**
+ * Finds the fill file by device and inode: at its name, renamed inside its folder, or in a folder
+ * of the agent's (its user, mode 0700: the fill folder renamed) directly inside `path`.
+ */
+function locateFill(file: string, fillDir: string, id: FileId): string | undefined {
+  if (lstatOrUndefined(file) && sameFile(lstatOrUndefined(file)!, id)) return file;
+  const inFolder = (folder: string) => entries(folder).map((n) => join(folder, n)).find((p) => {
+    const st = lstatOrUndefined(p);
+    return st !== undefined && sameFile(st, id);
+  });
+  const found = inFolder(fillDir);
+  if (found) return found;
+  const parent = dirname(fillDir);
+  for (const name of entries(parent)) {
+    const folder = join(parent, name);
+    if (folder === fillDir) continue;
+    const st = lstatOrUndefined(folder);
+    if (!st?.isDirectory() || Number(st.uid) !== agentUid() || (Number(st.mode) & 0o077) !== 0) continue;
+    const there = inFolder(folder);
+    if (there) return there;
+  }
+  return undefined;
+}
+
+/** What to do about a failed truncate or unlink, by errno. */
+function hint(err: unknown, file: string): string {
+  switch ((err as NodeJS.ErrnoException).code) {
+    case "EPERM":
+      return `the file or its folder is immutable or append-only (see lsattr ${file}); clear it with chattr -i -a`;
+    case "EROFS":
+      return "the filesystem is read-only now; remount it read-write (mount -o remount,rw)";
+    case "EIO":
+      return "the disk reports I/O errors; check dmesg";
+    default:
+      return "fix the cause";
+  }
+}
+
+function errText(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  return e.code ? `${e.code}: ${e.message}` : String(e.message ?? err);
+}
+
+/** Thrown when a disk-fill revert could not free the space. The message says what, where and how to fix it. */
+export class DiskFillRevertError extends Error {
+  override readonly name = "DiskFillRevertError";
+}
+
+/** Truncates an open fill file to nothing and checks that its blocks are free. */
+function truncateOpen(fd: number, file: string, id: FileId, allocated: number): void {
+  try {
+    ftruncateSync(fd, 0);
+  } catch (err) {
+    throw new DiskFillRevertError(
+      `could not free the disk fill: truncating ${file} (device ${id.dev}, inode ${id.ino}, ${formatBytes(allocated)}) failed (${errText(err)}); ${hint(err, file)}, and the revert is retried`,
+    );
+  }
+  const st = fstatSync(fd);
+  if (st.size !== 0 || st.blocks !== 0) {
+    throw new DiskFillRevertError(
+      `could not free the disk fill: ${file} (device ${id.dev}, inode ${id.ino}) still holds ${formatBytes(st.blocks * 512)} after truncation; the revert is retried`,
+    );
+  }
+}
+
+/**
+ * Removes the name of a fill file already emptied, when it still names our inode (found wherever
+ * it went inside `path`), and the folder when empty. The space is free already: a name that cannot
+ * be removed is only logged.
+ */
+function removeNames(file: string, fillDir: string, id: FileId, log: Logger): void {
+  const at = locateFill(file, fillDir, id);
+  if (at !== undefined) {
+    try {
+      unlinkSync(at);
+    } catch (err) {
+      log.warn({ file: at, err: errText(err) }, `the disk fill is freed (the file is empty) but its name could not be removed: ${hint(err, at)}, then rm ${at}`);
+    }
+  }
+  for (const folder of new Set([fillDir, ...(at !== undefined ? [dirname(at)] : [])])) {
+    try {
+      rmdirSync(folder);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      // Another fault's fill still lives there, or it is gone already.
+      if (code !== "ENOENT" && code !== "ENOTEMPTY" && code !== "EEXIST") log.warn({ folder, err: errText(err) }, "could not remove the fill folder");
+    }
+  }
+}
+
+/** The fill file, open for the fault's whole life. */
+interface OpenFill {
+  handle: FileHandle;
+  id: FileId;
+}
+
+/**
+ * Creates the agent's folder (0700, a real directory of the agent's user) and the fill file in it,
+ * exclusively and never through a link, and keeps it open. `path` is checked again first: time
+ * passed since validation.
+ */
+async function createFill(plan: DiskFillPlan, file: string): Promise<OpenFill> {
+  checkPath(plan.dir);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      mkdirSync(plan.fillDir, { mode: 0o700 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    }
+    try {
+      checkFillDir(plan.fillDir);
+    } catch (err) {
+      refuse("path", (err as Error).message);
+    }
+    try {
+      // O_EXCL: never reuse or follow anything already at that name.
+      const handle = await open(file, constants.O_CREAT | constants.O_EXCL | constants.O_RDWR | constants.O_NOFOLLOW, 0o600);
+      return { handle, id: idOf(await handle.stat({ bigint: true })) };
+    } catch (err) {
+      // Another fill on this path removed the (then empty) folder in between: make it again.
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT" || attempt >= 3) throw err;
+    }
+  }
+}
+
+/** Runs fallocate on the open fill file (as its fd 3: the very inode the agent holds, whatever its name). */
+function fallocateFd(command: string, fd: number, bytes: number): Promise<void> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(command, ["-l", String(bytes), "/dev/fd/3"], { stdio: ["ignore", "ignore", "pipe", fd], timeout: 120_000 });
+    let stderr = "";
+    child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
+      if (stderr.length < 4096) stderr += chunk;
+    });
+    child.once("error", reject);
+    child.once("close", (code, signal) => {
+      if (code === 0) resolvePromise();
+      else reject(new Error(`${command} exited with ${code ?? signal}: ${stderr.trim()}`));
+    });
+  });
 }
 
 /** Fills with 4 MiB writes, re-checking the floors before every chunk. */
 async function writeChunks(
   plan: DiskFillPlan,
-  file: string,
+  handle: FileHandle,
   bytes: number,
   state: { written: number; abort: boolean; done: boolean },
   ctx: FaultContext,
 ): Promise<void> {
   const chunk = Buffer.alloc(CHUNK_BYTES, 0xa5); // non-zero: compressing filesystems must not shrink it
-  let handle: FileHandle | undefined;
   try {
-    handle = await open(file, constants.O_WRONLY | constants.O_NOFOLLOW);
     await handle.truncate(0);
     while (!state.abort && state.written < bytes) {
-      // Someone deleted the file (a revert from another process): stop, and free the space by closing.
+      // Someone deleted the file (a revert from another process): stop; the revert truncates it.
       if ((await handle.stat()).nlink === 0) break;
       const usage = readDiskUsage(plan.dir);
       const room = Math.min(usage.avail - plan.keepFreeBytes, Math.floor((MAX_PERCENT / 100) * usage.total) - usage.used);
@@ -236,8 +413,79 @@ async function writeChunks(
     await handle.datasync();
   } finally {
     state.done = true;
-    await handle?.close();
   }
+}
+
+/** Bytes an open file occupies on disk (0 once closed). */
+function allocatedBytes(fd: number): number {
+  try {
+    return fstatSync(fd).blocks * 512;
+  } catch {
+    return 0;
+  }
+}
+
+function asFileId(revert: JsonObject): FileId | undefined {
+  const { dev, ino } = revert;
+  return typeof dev === "string" && typeof ino === "string" && /^\d+$/.test(dev) && /^\d+$/.test(ino) ? { dev, ino } : undefined;
+}
+
+/**
+ * Reverts from the journal record alone. With the device and inode (recorded once the file
+ * existed), the fill is found by them and verified before it is touched; without them (a crash
+ * between creating the file and recording it), only a regular file of the agent's user at the
+ * recorded name, inside the agent's own fill folder, is.
+ */
+function revertFromRecord(file: string, fillDir: string, id: FileId | undefined, log: Logger): void {
+  let at: string | undefined;
+  if (id) at = locateFill(file, fillDir, id);
+  else {
+    const st = lstatOrUndefined(file);
+    if (st) {
+      checkFillDir(fillDir);
+      if (!st.isFile() || Number(st.uid) !== agentUid()) {
+        throw new DiskFillRevertError(`${file} is not the agent's fill file (owner ${owner(Number(st.uid))}): left alone; remove it by hand if it is a leftover fill`);
+      }
+      at = file;
+      id = idOf(st);
+    }
+  }
+  if (at === undefined || id === undefined) {
+    if (id && lstatOrUndefined(fillDir) === undefined) {
+      // Neither the file nor its folder: removed by a revert that did not get to clear the record,
+      // unless someone could have moved them out of `path`, which only an unsafe path allows.
+      const parent = dirname(fillDir);
+      if (lstatOrUndefined(parent) !== undefined) {
+        try {
+          checkTrustedDir(parent, { label: "the directory", why: PATH_WHY, final: "sticky-ok" });
+        } catch (err) {
+          throw new DiskFillRevertError(
+            `could not find the disk fill (device ${id.dev}, inode ${id.ino}) in ${parent}, and ${(err as Error).message}; find it with find ${parent} -xdev -inum ${id.ino} and delete it, and fix the directory; the revert is retried`,
+          );
+        }
+      }
+    }
+    log.info({ file }, "fill file already gone");
+    return;
+  }
+  let fd: number;
+  try {
+    fd = openSync(at, constants.O_RDWR | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (err) {
+    throw new DiskFillRevertError(
+      `could not free the disk fill: opening ${at} (device ${id.dev}, inode ${id.ino}) to truncate it failed (${errText(err)}); ${hint(err, at)}, and the revert is retried`,
+    );
+  }
+  try {
+    const st = fstatSync(fd, { bigint: true });
+    if (!sameFile(st, id)) throw new DiskFillRevertError(`${at} changed while it was being reverted (not device ${id.dev}, inode ${id.ino} any more); the revert is retried`);
+    const allocated = Number(st.blocks) * 512;
+    truncateOpen(fd, at, id, allocated);
+    log.info({ file: at, freed: allocated }, "fill file emptied");
+  } finally {
+    closeSync(fd);
+  }
+  removeNames(file, fillDir, id, log);
 }
 
 /** Builds the disk-fill kind. */
@@ -249,36 +497,68 @@ export function createDiskFill(options: DiskFillOptions = {}): FaultKindDefiniti
     planRevert(plan, ctx) {
       return { file: join(plan.fillDir, `${ctx.faultId}.fill`), dir: plan.fillDir };
     },
+    preview(plan): FaultPreviewResult {
+      const usage = readDiskUsage(plan.dir);
+      return {
+        details: [
+          `fills ${formatBytes(plan.bytes)} in ${plan.fillDir} (usage ${pct(usage.percent)} → ${pct(plan.expectedPercent)}, ${formatBytes(usage.avail - plan.bytes)} left free)`,
+          `never leaves less than ${formatBytes(plan.keepFreeBytes)} free, never past ${MAX_PERCENT}%`,
+        ],
+      };
+    },
     async start(plan, ctx): Promise<RunningFault> {
       const file = join(plan.fillDir, `${ctx.faultId}.fill`);
       // Plan again against the filesystem as it is now: time passed since validation.
       const { bytes, expectedPercent } = planFillBytes(plan, plan.dir, readDiskUsage(plan.dir));
-      createFillFile(plan, file);
+      const { handle, id } = await createFill(plan, file);
+      const fd = handle.fd;
       const state = { written: 0, abort: false, done: false };
       let method: "fallocate" | "write" = "fallocate";
       let writing: Promise<void> | undefined;
-      const t0 = performance.now();
+      let released = false;
+      // Frees the space through the open descriptor, whatever happened to the name, then tidies up.
+      const release = async () => {
+        if (released) return;
+        state.abort = true;
+        await writing;
+        truncateOpen(fd, file, id, allocatedBytes(fd));
+        released = true;
+        removeNames(file, plan.fillDir, id, ctx.log);
+        await handle.close();
+      };
       try {
-        await execFileAsync(fallocate, ["-l", String(bytes), file], { timeout: 120_000 });
-        state.written = bytes;
-        state.done = true;
-        ctx.log.info({ file, bytes, ms: Math.round(performance.now() - t0) }, "disk filled with fallocate");
+        // The record now names the very file: recovery finds it by device and inode.
+        ctx.updateRevert({ file, dir: plan.fillDir, dev: id.dev, ino: id.ino });
+        const t0 = performance.now();
+        try {
+          await fallocateFd(fallocate, fd, bytes);
+          state.written = bytes;
+          state.done = true;
+          ctx.log.info({ file, bytes, ms: Math.round(performance.now() - t0) }, "disk filled with fallocate");
+        } catch (err) {
+          method = "write";
+          ctx.log.warn({ err: (err as Error).message, file }, "fallocate failed; filling with writes instead");
+          // Writing may take minutes: it runs on while the fault runs, so a stop can interrupt it.
+          writing = writeChunks(plan, handle, bytes, state, ctx).then(
+            () => ctx.log.info({ file, bytes: state.written, ms: Math.round(performance.now() - t0) }, "disk filled with writes"),
+            (writeErr: unknown) => ctx.log.error({ err: writeErr, file, written: state.written }, "disk fill by writes failed part-way"),
+          );
+        }
       } catch (err) {
-        method = "write";
-        ctx.log.warn({ err: (err as Error).message, file }, "fallocate failed; filling with writes instead");
-        // Writing may take minutes: it runs on while the fault runs, so a stop can interrupt it.
-        writing = writeChunks(plan, file, bytes, state, ctx).then(
-          () => ctx.log.info({ file, bytes: state.written, ms: Math.round(performance.now() - t0) }, "disk filled with writes"),
-          (writeErr: unknown) => ctx.log.error({ err: writeErr, file, written: state.written }, "disk fill by writes failed part-way"),
-        );
+        await release().catch((releaseErr: unknown) => ctx.log.error({ err: releaseErr, file }, "could not undo a disk fill that failed to start"));
+        throw err;
       }
       const targetPercent = plan.targetPercent ?? expectedPercent;
       let reverted: Promise<void> | undefined;
       return {
+        details: [
+          `fill file ${file} (device ${id.dev}, inode ${id.ino}), held open by the agent: revert frees it even if it is renamed`,
+          `never leaves less than ${formatBytes(plan.keepFreeBytes)} free, never past ${MAX_PERCENT}%`,
+        ],
         measure() {
           const usage = readDiskUsage(plan.dir);
           return {
-            bytes_written: method === "write" ? state.written : allocatedBytes(file),
+            bytes_written: method === "write" ? state.written : allocatedBytes(fd),
             usage_percent: Math.round(usage.percent * 10) / 10,
             free_bytes: usage.avail,
             target_percent: Math.round(targetPercent * 10) / 10,
@@ -287,11 +567,7 @@ export function createDiskFill(options: DiskFillOptions = {}): FaultKindDefiniti
           };
         },
         revert() {
-          reverted ??= (async () => {
-            state.abort = true;
-            await writing;
-            removeFill(file, plan.fillDir);
-          })().catch((err: unknown) => {
+          reverted ??= release().catch((err: unknown) => {
             reverted = undefined; // let the runtime retry
             throw err;
           });
@@ -302,7 +578,7 @@ export function createDiskFill(options: DiskFillOptions = {}): FaultKindDefiniti
     async revertRecord(revert, { log }) {
       const file = revert.file;
       const dir = revert.dir;
-      // The agent runs as root: only ever delete what looks like our own fill file.
+      // The agent runs as root: only ever touch what looks like our own fill file.
       if (
         typeof file !== "string" ||
         typeof dir !== "string" ||
@@ -313,9 +589,7 @@ export function createDiskFill(options: DiskFillOptions = {}): FaultKindDefiniti
       ) {
         throw new Error(`the disk-fill journal record does not name a fill file under a ${FILL_DIR_NAME} folder: ${JSON.stringify(revert)}`);
       }
-      const freed = allocatedBytes(file);
-      removeFill(file, dir);
-      log.info({ file, freed }, "fill file removed");
+      revertFromRecord(file, dir, asFileId(revert), log);
     },
   };
 }

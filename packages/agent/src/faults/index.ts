@@ -17,6 +17,7 @@ export type {
   HostInfo,
   NetworkExclusion,
   PreviewedProcess,
+  ProcessProtectionConfig,
   RunningFault,
 } from "./types.js";
 

@@ -1,6 +1,7 @@
 /**
  * What the network fault kinds share: running tc/nft/ip (argument arrays, time-bounded), the
- * traffic they must never touch (exclusions), the default route's device, and clear errors.
+ * traffic they must never touch (exclusions, SSH among them) and how they describe it, the default
+ * route's device, and clear errors.
  */
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
@@ -8,16 +9,23 @@ import { join } from "node:path";
 import { InvalidFaultRequestError, parseFaultParams } from "@firedrill/protocol";
 import type { FaultParamsByKind } from "@firedrill/protocol";
 import { findExecutable } from "../facts.js";
-import type { NetworkExclusion } from "./types.js";
+import { SSH_PORT, findSshListenPorts } from "./ssh-listeners.js";
+import type { SshListenerScan } from "./ssh-listeners.js";
+import type { HostInfo, NetworkExclusion } from "./types.js";
 
 /** A parsed CIDR block, as the protocol's parameter contract produces it. */
 export type CidrBlock = NonNullable<FaultParamsByKind["network-blackhole"]["destinations"]>[number];
 
 /** An exclusion with its block parsed. */
 export interface ParsedExclusion {
+  /** The remote side's addresses. */
   block: CidrBlock;
-  /** TCP and UDP port; every port when absent. */
+  /** The remote side's port; every port when absent. */
   port?: number;
+  /** A port on this host: packets to it coming in, from it going out. */
+  localPort?: number;
+  /** Only this transport; TCP and UDP when absent. */
+  protocol?: "tcp" | "udp";
   reason: string;
 }
 
@@ -40,7 +48,78 @@ export function parseBlock(cidr: string): CidrBlock {
 
 /** Parses the host's exclusions. An unparsable one is a bug in the agent: thrown. */
 export function parseExclusions(exclusions: readonly NetworkExclusion[]): ParsedExclusion[] {
-  return exclusions.map((e) => ({ block: parseBlock(e.cidr), ...(e.port !== undefined ? { port: e.port } : {}), reason: e.reason }));
+  return exclusions.map((e) => ({
+    block: parseBlock(e.cidr),
+    ...(e.port !== undefined ? { port: e.port } : {}),
+    ...(e.localPort !== undefined ? { localPort: e.localPort } : {}),
+    ...(e.protocol !== undefined ? { protocol: e.protocol } : {}),
+    reason: e.reason,
+  }));
+}
+
+/**
+ * SSH, always excluded: port 22 and every port sshd listens on (from a scan), TCP, any address,
+ * both ways (to the local port coming in, from it going out), so that the host's SSH sessions and
+ * new SSH connections to it survive any network fault.
+ */
+export function sshExclusions(listening: readonly number[]): NetworkExclusion[] {
+  const ports = [...new Set([SSH_PORT, ...listening])].sort((a, b) => a - b);
+  return ports.flatMap((port) => {
+    const listens = listening.includes(port);
+    const reason = port === SSH_PORT ? `SSH (port 22: always${listens ? ", and sshd listens on it" : ""})` : `SSH (sshd listens on port ${port})`;
+    return ["0.0.0.0/0", "::/0"].map((cidr) => ({ cidr, localPort: port, protocol: "tcp" as const, reason }));
+  });
+}
+
+/** Every exclusion of a network fault on this host, read now: the host's, then SSH's. */
+export interface FaultExclusions {
+  exclusions: ParsedExclusion[];
+  ssh: SshListenerScan;
+}
+
+/** Finds sshd's ports (seam for tests: a fixed answer). */
+export type SshPortScanner = () => SshListenerScan;
+
+/**
+ * The host's exclusions (control plane, IMDS, DNS, --management) plus SSH's (port 22 and the ports
+ * sshd listens on now).
+ */
+export function faultExclusions(host: HostInfo, scan: SshPortScanner = findSshListenPorts): FaultExclusions {
+  const ssh = scan();
+  return { exclusions: parseExclusions([...host.networkExclusions, ...sshExclusions(ssh.ports)]), ssh };
+}
+
+/**
+ * One line per reason, for a fault's details and preview, e.g.
+ * `excluded: DNS — any address, remote port 53 (tcp, udp)`,
+ * `excluded: SSH (port 22, always) — local port 22 (tcp), any address, in and out`.
+ */
+export function describeExclusions(exclusions: readonly ParsedExclusion[], opts: { loopback?: boolean; ssh?: SshListenerScan } = {}): string[] {
+  const groups = new Map<string, ParsedExclusion[]>();
+  for (const e of exclusions) groups.set(e.reason, [...(groups.get(e.reason) ?? []), e]);
+  const lines: string[] = [];
+  const list = (xs: number[], word: string) => `${word}${xs.length === 1 ? "" : "s"} ${xs.join(", ")}`;
+  for (const [reason, es] of groups) {
+    const addrs = es.every((e) => e.block.prefix === 0) ? "any address" : [...new Set(es.filter((e) => e.block.prefix > 0).map((e) => blockText(e.block)))].join(", ");
+    const remote = [...new Set(es.flatMap((e) => (e.port !== undefined ? [e.port] : [])))].sort((a, b) => a - b);
+    const local = [...new Set(es.flatMap((e) => (e.localPort !== undefined ? [e.localPort] : [])))].sort((a, b) => a - b);
+    const protocols = es.some((e) => e.protocol === undefined) ? "tcp, udp" : [...new Set(es.map((e) => e.protocol))].join(", ");
+    const what =
+      local.length > 0
+        ? `${list(local, "local port")} (${protocols}), ${addrs}, in and out`
+        : `${addrs}${remote.length > 0 ? `, ${list(remote, "remote port")} (${protocols})` : ""}`;
+    lines.push(`excluded: ${reason} — ${what}`);
+  }
+  if (opts.loopback) lines.push("excluded: loopback (lo)");
+  if (opts.ssh?.incomplete) {
+    lines.push(`SSH: the search for sshd's ports ${opts.ssh.incomplete}; port 22 and the ports found are excluded`);
+  }
+  return lines;
+}
+
+/** Exclusions that leave whole remote blocks (on a remote port or all) alone, whatever the local side. */
+function remoteOnly(exclusions: readonly ParsedExclusion[]): ParsedExclusion[] {
+  return exclusions.filter((e) => e.localPort === undefined && e.protocol === undefined);
 }
 
 /** Whether `block` lies entirely inside the union of `covers` (all of the same family or not). */
@@ -73,6 +152,8 @@ export function excludedTarget(
   ports: readonly number[] | undefined,
   exclusions: readonly ParsedExclusion[],
 ): { excluded: boolean; reasons: string[] } {
+  // A local-port exclusion (SSH) or a one-protocol one never covers all of a target's traffic.
+  exclusions = remoteOnly(exclusions);
   const relevant = (port: number | undefined) =>
     exclusions.filter((e) => e.block.family === block.family && (e.port === undefined || e.port === port));
   const checks = ports === undefined ? [undefined] : [...ports];

@@ -1,6 +1,6 @@
 import type { JsonObject } from "@firedrill/protocol";
 import pino from "pino";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { NET_TOOLS, NetnsLab, inNs, netnsSkipReason, qdiscConfig, qdiscs, waitIpv6Ready } from "../../../../test/support/netns.js";
 import { kernelQdiscSupport } from "../facts.js";
 import { runCommand } from "./net-common.js";
@@ -176,6 +176,32 @@ describe("network-delay start and revert (a fake tc)", () => {
     expect(() => kind.validate({ delayMs: 10, ports: [53] }, HOST)).toThrow("params.ports: 53 only covers excluded traffic (DNS); network faults never touch it");
     expect(kind.validate({ delayMs: 10, destinations: ["10.213.0.1"] }, HOST).tc.install.length).toBeGreaterThan(2); // other ports are fair game
   });
+
+  it("details: what it delays and every exclusion (SSH read at validation), the same in preview and in the running fault", async () => {
+    const tc = new FakeTc();
+    const kind = fakeKind(tc, { sshPorts: () => ({ ports: [22, 2222], tookMs: 1 }) });
+    const plan = kind.validate({ delayMs: 100, jitterMs: 10, destinations: ["192.0.2.0/24"] }, HOST);
+    expect(plan.details).toEqual([
+      "acts on: 192.0.2.0/24, going out on eth0: delayed 100 ms ± 10 ms",
+      "excluded: the control plane (10.213.0.1:7443) — 10.213.0.1, remote port 7443 (tcp, udp)",
+      "excluded: EC2 instance metadata (IMDS) — 169.254.169.254",
+      "excluded: DNS — any address, remote port 53 (tcp, udp)",
+      "excluded: SSH (port 22: always, and sshd listens on it) — local port 22 (tcp), any address, in and out",
+      "excluded: SSH (sshd listens on port 2222) — local port 2222 (tcp), any address, in and out",
+      "excluded: loopback (lo)",
+    ]);
+    expect(await kind.preview!(plan, HOST)).toEqual({ details: plan.details });
+    // SSH's replies leave by their source port, to the normal band.
+    expect(plan.tc.install.map((a) => a.join(" ")).filter((l) => / sport (22|2222) /.test(l))).toEqual([
+      "filter add dev eth0 parent 1f1d: protocol ip pref 1 u32 match ip dst 0.0.0.0/0 match ip protocol 6 0xff match u16 0 0x1fff at 6 match ip sport 22 0xffff flowid 1f1d:1",
+      "filter add dev eth0 parent 1f1d: protocol ip pref 1 u32 match ip dst 0.0.0.0/0 match ip protocol 6 0xff match u16 0 0x1fff at 6 match ip sport 2222 0xffff flowid 1f1d:1",
+      "filter add dev eth0 parent 1f1d: protocol ipv6 pref 2 u32 match ip6 dst ::/0 match ip6 protocol 6 0xff match ip6 sport 22 0xffff flowid 1f1d:1",
+      "filter add dev eth0 parent 1f1d: protocol ipv6 pref 2 u32 match ip6 dst ::/0 match ip6 protocol 6 0xff match ip6 sport 2222 0xffff flowid 1f1d:1",
+    ]);
+    const running = await kind.start(plan, makeCtx());
+    expect(running.details).toEqual(plan.details);
+    await running.revert();
+  });
 });
 
 const skipReason = netnsSkipReason();
@@ -292,6 +318,35 @@ describe.skipIf(!!skipReason)("network-delay in a throwaway network namespace (r
       expect(count("1f1d:1")).toBe(5 + 6 + 9);
       expect(count("1f1d:2") + count("1f1d:3")).toBe(0);
     } finally {
+      inNs(ns, ["tc", "qdisc", "del", "dev", dev, "root"], { allowFail: true });
+    }
+  });
+
+  it("SSH for real: the replies of a TCP server on port 22 of this host go to the normal band, another server's do not (htb stand-in)", async () => {
+    const kind = createNetworkDelay({ run: nsRun, interfaces: nsInterfaces, sshPorts: () => ({ ports: [], tookMs: 0 }) });
+    const plan = kind.validate({ delayMs: 100 }, HOST); // everything delayed but the exclusions
+    const server = lab.spawnNode(ns, NET_TOOLS, ["serve", "--tcp", "22,2323"], { tsx: false });
+    inNs(ns, ["tc", "qdisc", "add", "dev", dev, "root", "handle", DELAY_ROOT_HANDLE, "htb"]);
+    try {
+      await vi.waitFor(() => expect(server.output()).toContain("ready"), { timeout: 10_000, interval: 50 });
+      for (const c of [1, 2, 3, 4]) inNs(ns, ["tc", "class", "add", "dev", dev, "parent", DELAY_ROOT_HANDLE, "classid", `1f1d:${c}`, "htb", "rate", "1gbit"]);
+      for (const args of plan.tc.install.slice(2)) inNs(ns, ["tc", ...args]);
+      const normalBand = () => {
+        const text = inNs(ns, ["tc", "-s", "class", "show", "dev", dev, "classid", "1f1d:1"]).stdout;
+        return Number(/Sent \d+ bytes (\d+) pkt/.exec(text)?.[1] ?? -1);
+      };
+      const connect = (port: number) =>
+        JSON.parse(inNs(peer, [process.execPath, NET_TOOLS, "tcp-connect", "--host", "10.213.255.1", "--port", String(port), "--count", "3"]).stdout) as { ok: number };
+      expect(normalBand()).toBe(0);
+      expect(connect(22).ok).toBe(3);
+      const afterSsh = normalBand();
+      expect(connect(2323).ok).toBe(3);
+      const afterOther = normalBand();
+      console.log(`packets to the normal band: ${afterSsh} from 3 connects to :22, ${afterOther - afterSsh} more from 3 connects to :2323`);
+      expect(afterSsh).toBeGreaterThanOrEqual(3 * 2); // at least SYN-ACK and the echo, per connect
+      expect(afterOther).toBe(afterSsh);
+    } finally {
+      server.kill("SIGKILL");
       inNs(ns, ["tc", "qdisc", "del", "dev", dev, "root"], { allowFail: true });
     }
   });

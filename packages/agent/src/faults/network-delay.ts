@@ -1,7 +1,9 @@
 /**
  * network-delay: delays outgoing traffic on one device with tc netem, under a root handle firedrill
  * reserves (1f1d:). The plan (tc-plan.ts) is built as data before anything runs; the control plane,
- * IMDS, DNS and loopback are always sent around the delay.
+ * IMDS, DNS, SSH (port 22 and the ports sshd listens on, found at validation, right before start),
+ * --management networks and ports, and loopback are always sent around the delay. What it acts on
+ * and leaves alone is reported as the fault's details and preview.
  *
  * Safety:
  * - a root qdisc someone configured (non-zero handle, not ours) is refused: deleting ours could not
@@ -20,7 +22,10 @@ import type { ProbedQdisc } from "../facts.js";
 import {
   LOOPBACK_EXCLUSIONS,
   NetCommandError,
+  blockText,
   defaultRouteDevice,
+  describeExclusions,
+  faultExclusions,
   interfaceExists,
   kernelRelease,
   listInterfaces,
@@ -30,10 +35,10 @@ import {
   runChecked,
   runCommand,
 } from "./net-common.js";
-import type { CommandRunner } from "./net-common.js";
+import type { CommandRunner, SshPortScanner } from "./net-common.js";
 import { DELAY_NETEM_HANDLE, DELAY_ROOT_HANDLE, buildTcPlan } from "./tc-plan.js";
 import type { TcPlan } from "./tc-plan.js";
-import type { FaultContext, FaultKindDefinition, HostInfo, RunningFault } from "./types.js";
+import type { FaultContext, FaultKindDefinition, FaultPreviewResult, HostInfo, RunningFault } from "./types.js";
 
 type NetworkDelayParams = FaultParamsByKind["network-delay"];
 
@@ -41,6 +46,8 @@ type NetworkDelayParams = FaultParamsByKind["network-delay"];
 export interface NetworkDelayPlan extends NetworkDelayParams {
   device: string;
   tc: TcPlan;
+  /** One line each: what it acts on, then every exclusion (sent with STARTED, shown by preview). */
+  details: string[];
 }
 
 /** The journal record of a network-delay. Everything revert needs, in any process. */
@@ -160,6 +167,8 @@ export interface NetworkDelayOptions {
   measureIntervalMs?: number;
   /** Looks up this host's interfaces. @default /sys/class/net and `ip -j route show default` */
   interfaces?: InterfaceLookup;
+  /** Finds the ports sshd listens on. @default findSshListenPorts (this network namespace's /proc) */
+  sshPorts?: SshPortScanner;
 }
 
 /** How validate() finds interfaces (seam for tests that act inside a network namespace). */
@@ -202,7 +211,8 @@ export function createNetworkDelay(options: NetworkDelayOptions = {}): FaultKind
         { field: "params.interface", message: `${JSON.stringify(device)}: no such network interface on this host; use one of: ${interfaces.list().join(", ")}` },
       ]);
     }
-    const exclusions = parseExclusions(host.networkExclusions);
+    // Read here, just before start(): sshd's ports as they are now.
+    const { exclusions, ssh } = faultExclusions(host, options.sshPorts);
     refuseExcludedTargets(parsed.destinations, parsed.ports, [...exclusions, ...parseExclusions(LOOPBACK_EXCLUSIONS)]);
     const tc = buildTcPlan({
       device,
@@ -211,9 +221,21 @@ export function createNetworkDelay(options: NetworkDelayOptions = {}): FaultKind
       correlation: parsed.correlation,
       ...(parsed.destinations ? { destinations: parsed.destinations } : {}),
       ...(parsed.ports ? { ports: parsed.ports } : {}),
-      exclusions: exclusions.map((e) => ({ block: e.block, ...(e.port !== undefined ? { port: e.port } : {}) })),
+      exclusions: exclusions.map((e) => ({
+        block: e.block,
+        ...(e.port !== undefined ? { port: e.port } : {}),
+        ...(e.localPort !== undefined ? { localPort: e.localPort } : {}),
+        ...(e.protocol !== undefined ? { protocol: e.protocol } : {}),
+      })),
     });
-    return { ...parsed, device, tc };
+    const where = parsed.destinations ? parsed.destinations.map(blockText).join(", ") : "every address";
+    const ports = parsed.ports ? `, remote ${parsed.ports.length === 1 ? "port" : "ports"} ${parsed.ports.join(", ")} (tcp, udp)` : "";
+    const jitter = parsed.jitterMs > 0 ? ` ± ${parsed.jitterMs} ms` : "";
+    const details = [
+      `acts on: ${where}${ports}, going out on ${device}: delayed ${parsed.delayMs} ms${jitter}`,
+      ...describeExclusions(exclusions, { loopback: true, ssh }),
+    ];
+    return { ...parsed, device, tc, details };
   }
 
   async function start(plan: NetworkDelayPlan, ctx: FaultContext): Promise<RunningFault> {
@@ -247,7 +269,10 @@ export function createNetworkDelay(options: NetworkDelayOptions = {}): FaultKind
       await removeDelay(run, record, ctx.log).catch((undoErr: unknown) => ctx.log.error({ err: undoErr }, "removing the partial qdisc failed; the journal keeps the record"));
       throw explained;
     }
-    ctx.log.info({ device, delayMs: plan.delayMs, jitterMs: plan.jitterMs, filters: plan.tc.install.length - 2, delaysEverything: plan.tc.delaysEverything }, "network delay running");
+    ctx.log.info(
+      { device, delayMs: plan.delayMs, jitterMs: plan.jitterMs, filters: plan.tc.install.length - 2, delaysEverything: plan.tc.delaysEverything, details: plan.details },
+      "network delay running",
+    );
 
     let last: Record<string, number> = { delay_ms_asked: plan.delayMs, jitter_ms_asked: plan.jitterMs };
     let polling = false;
@@ -275,6 +300,7 @@ export function createNetworkDelay(options: NetworkDelayOptions = {}): FaultKind
     void poll();
     let reverted: Promise<void> | undefined;
     return {
+      details: plan.details,
       measure: () => last,
       revert() {
         clearInterval(timer);
@@ -291,6 +317,9 @@ export function createNetworkDelay(options: NetworkDelayOptions = {}): FaultKind
     kind: "network-delay",
     exclusiveGroup: "network",
     validate,
+    preview(plan): FaultPreviewResult {
+      return { details: plan.details };
+    },
     planRevert(plan) {
       return toJson({ device: plan.device, handle: plan.tc.handle, netemHandle: plan.tc.netemHandle, installed: false });
     },

@@ -2,7 +2,7 @@ import type { JsonObject } from "@firedrill/protocol";
 import pino from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { NET_TOOLS, NetnsLab, inNs, netnsSkipReason, nftTables } from "../../../../test/support/netns.js";
-import { parseBlock, parseExclusions, runCommand } from "./net-common.js";
+import { parseBlock, parseExclusions, runCommand, sshExclusions } from "./net-common.js";
 import type { CommandRunner } from "./net-common.js";
 import { createNetworkBlackhole } from "./network-blackhole.js";
 import { createNetworkLoss } from "./network-loss.js";
@@ -134,7 +134,13 @@ describe.skipIf(!!skipReason)("network-loss and network-blackhole in a throwaway
   });
 
   it("every shape of ruleset is accepted by the real nft (nft --check: loss/blackhole × direction × IPv4/IPv6 × ports)", () => {
-    const exclusions = parseExclusions(host.networkExclusions);
+    const exclusions = parseExclusions([
+      ...host.networkExclusions,
+      ...sshExclusions([2222]),
+      { cidr: "10.9.0.0/16", reason: "management (--management 10.9.0.0/16)" },
+      { cidr: "0.0.0.0/0", localPort: 161, protocol: "udp", reason: "management (--management udp:161)" },
+      { cidr: "::/0", localPort: 8443, reason: "management (--management 8443)" },
+    ]);
     const destinationSets = [undefined, [parseBlock("10.0.0.0/8"), parseBlock("192.0.2.7")], [parseBlock("2001:db8::/32"), parseBlock("10.1.0.0/16")]];
     let checked = 0;
     for (const action of [{ kind: "loss", percent: 25 }, { kind: "blackhole" }] as const) {
@@ -152,6 +158,33 @@ describe.skipIf(!!skipReason)("network-loss and network-blackhole in a throwaway
     }
     expect(checked).toBe(54);
     expect(nftTables(ns)).toEqual([]);
+  });
+
+  it("details: what it acts on and every exclusion (SSH read at validation), the same in preview and in the running fault", async () => {
+    let scans = 0;
+    const kind = createNetworkBlackhole({ run: nsRun, sshPorts: () => (scans++, { ports: [2222], tookMs: 1 }) });
+    const plan = kind.validate({ direction: "both" }, host);
+    expect(scans).toBe(1);
+    expect(plan.details).toEqual([
+      "acts on: every address, both ways: every packet dropped",
+      "excluded: the control plane (10.213.254.2:7443) — 10.213.254.2, remote port 7443 (tcp, udp)",
+      "excluded: EC2 instance metadata (IMDS) — 169.254.169.254",
+      "excluded: DNS — any address, remote port 53 (tcp, udp)",
+      "excluded: SSH (port 22: always) — local port 22 (tcp), any address, in and out",
+      "excluded: SSH (sshd listens on port 2222) — local port 2222 (tcp), any address, in and out",
+      "excluded: loopback (lo)",
+    ]);
+    expect(await kind.preview!(plan, host)).toEqual({ details: plan.details });
+    const loss = createNetworkLoss({ run: nsRun, sshPorts: () => ({ ports: [], tookMs: 1 }) });
+    expect(loss.validate({ percent: 30, destinations: ["10.1.0.0/16", "2001:db8::/32"], ports: [443, 8443] }, host).details.slice(0, 1)).toEqual([
+      "acts on: 10.1.0.0/16, 2001:db8::/32, remote ports 443, 8443 (tcp, udp), going out: 30% of packets dropped",
+    ]);
+    const ctx = makeCtx();
+    running = await kind.start(plan, ctx);
+    expect(running.details).toEqual(plan.details);
+    // Loaded for real: the server on this host keeps its ports both ways.
+    const listed = inNs(ns, ["nft", "list", "table", "inet", "firedrill"]).stdout;
+    for (const rule of ["tcp sport 22 accept", "tcp dport 22 accept", "tcp sport 2222 accept", "tcp dport 2222 accept"]) expect(listed).toContain(rule);
   });
 
   it("bad parameters are refused before anything runs: no table", async () => {

@@ -5,14 +5,18 @@
  * The journal record holds the table's family and name (and, once created, its kernel handle, so
  * revert never deletes a table of the same name that someone created later). `created` turns true
  * just before `nft -f -` runs; a refused transaction changes nothing, so it turns false again.
+ *
+ * What it leaves alone (the host's exclusions, SSH — port 22 and the ports sshd listens on, found
+ * when the fault is validated, right before it starts — and loopback) is part of the plan, and
+ * reported as the fault's details and preview, one line each.
  */
 import type { JsonObject } from "@firedrill/protocol";
 import type { Logger } from "pino";
-import { NetCommandError, parseExclusions, permissionHint, refuseExcludedTargets, runChecked, runCommand } from "./net-common.js";
-import type { CidrBlock, CommandRunner } from "./net-common.js";
+import { NetCommandError, blockText, describeExclusions, faultExclusions, permissionHint, refuseExcludedTargets, runChecked, runCommand } from "./net-common.js";
+import type { CidrBlock, CommandRunner, SshPortScanner } from "./net-common.js";
 import { NFT_TABLE, buildNftPlan } from "./nft-plan.js";
 import type { NftAction, NftPlan } from "./nft-plan.js";
-import type { FaultContext, FaultKindDefinition, HostInfo, RunningFault } from "./types.js";
+import type { FaultContext, FaultKindDefinition, FaultPreviewResult, HostInfo, RunningFault } from "./types.js";
 
 /** The parameters both kinds share, validated. */
 export interface NftFaultParams {
@@ -21,10 +25,22 @@ export interface NftFaultParams {
   direction: "egress" | "ingress" | "both";
 }
 
-/** A validated nft fault: its parameters and the ruleset to load. */
+/** A validated nft fault: its parameters, the ruleset to load, and what it acts on and leaves alone. */
 export interface NftFaultPlan<P extends NftFaultParams> {
   params: P;
   nft: NftPlan;
+  /** One line each: what it acts on, then every exclusion (sent with STARTED, shown by preview). */
+  details: string[];
+}
+
+const DIRECTION_TEXT = { egress: "going out", ingress: "coming in", both: "both ways" } as const;
+
+/** The "acts on" line of an nft fault. */
+function actsOn(params: NftFaultParams, action: NftAction): string {
+  const where = params.destinations ? params.destinations.map(blockText).join(", ") : "every address";
+  const ports = params.ports ? `, remote ${params.ports.length === 1 ? "port" : "ports"} ${params.ports.join(", ")} (tcp, udp)` : "";
+  const what = action.kind === "loss" ? `${action.percent}% of packets dropped` : "every packet dropped";
+  return `acts on: ${where}${ports}, ${DIRECTION_TEXT[params.direction]}: ${what}`;
 }
 
 /** The journal record: everything revert needs, in any process. */
@@ -135,6 +151,8 @@ export interface NftFaultOptions {
   run?: CommandRunner;
   /** How often counters are read for progress reports. @default 2000 */
   measureIntervalMs?: number;
+  /** Finds the ports sshd listens on. @default findSshListenPorts (this network namespace's /proc) */
+  sshPorts?: SshPortScanner;
 }
 
 /** Creates an nft-based fault kind. */
@@ -154,16 +172,22 @@ export function createNftFaultKind<P extends NftFaultParams>(spec: {
     exclusiveGroup: "network",
     validate(params: JsonObject, host: HostInfo): NftFaultPlan<P> {
       const parsed = spec.parse(params);
-      const exclusions = parseExclusions(host.networkExclusions);
+      // Read here, just before start(): sshd's ports as they are now.
+      const { exclusions, ssh } = faultExclusions(host, spec.options?.sshPorts);
       refuseExcludedTargets(parsed.destinations, parsed.ports, exclusions);
+      const action = spec.action(parsed);
       const nft = buildNftPlan({
-        action: spec.action(parsed),
+        action,
         ...(parsed.destinations ? { destinations: parsed.destinations } : {}),
         ...(parsed.ports ? { ports: parsed.ports } : {}),
         direction: parsed.direction,
         exclusions,
       });
-      return { params: parsed, nft };
+      const details = [actsOn(parsed, action), ...describeExclusions(exclusions, { loopback: !parsed.destinations, ssh })];
+      return { params: parsed, nft, details };
+    },
+    preview(plan): FaultPreviewResult {
+      return { details: plan.details };
     },
     planRevert() {
       return toJson({ family: NFT_TABLE.family, table: NFT_TABLE.name, created: false });
@@ -192,7 +216,7 @@ export function createNftFaultKind<P extends NftFaultParams>(spec: {
         record.handle = table.handle;
         ctx.updateRevert(toJson(record));
       }
-      ctx.log.info({ table: `${record.family} ${record.table}`, handle: record.handle, chains: plan.nft.chains }, `${spec.kind} running`);
+      ctx.log.info({ table: `${record.family} ${record.table}`, handle: record.handle, chains: plan.nft.chains, details: plan.details }, `${spec.kind} running`);
 
       let last: Record<string, number> = spec.measurements(plan.params, { matched: 0, dropped: 0 });
       let polling = false;
@@ -212,6 +236,7 @@ export function createNftFaultKind<P extends NftFaultParams>(spec: {
       timer.unref();
       let reverted: Promise<void> | undefined;
       return {
+        details: plan.details,
         measure: () => last,
         revert() {
           clearInterval(timer);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseBlock, parseExclusions } from "./net-common.js";
+import { parseBlock, parseExclusions, sshExclusions } from "./net-common.js";
 import { buildNftPlan } from "./nft-plan.js";
 
 const EXCLUSIONS = parseExclusions([
@@ -49,6 +49,37 @@ describe("the nftables ruleset of network-loss and network-blackhole", () => {
       'add rule inet firedrill ingress counter drop comment "firedrill network-blackhole"',
       "",
     ]);
+  });
+
+  it("SSH and management ports are a server on this host: egress accepts its source port, ingress its destination port", () => {
+    const exclusions = parseExclusions([
+      ...sshExclusions([2222]),
+      { cidr: "0.0.0.0/0", localPort: 161, protocol: "udp", reason: "management (--management udp:161)" },
+      { cidr: "10.0.0.0/8", reason: "management (--management 10.0.0.0/8)" },
+    ]);
+    const { ruleset } = buildNftPlan({ action: { kind: "blackhole" }, direction: "both", exclusions });
+    expect(ruleset.split("\n").filter((l) => l.startsWith("add rule") && l.includes(" accept "))).toEqual([
+      'add rule inet firedrill egress meta nfproto ipv4 tcp sport 22 accept comment "excluded: SSH (port 22: always)"',
+      'add rule inet firedrill egress meta nfproto ipv6 tcp sport 22 accept comment "excluded: SSH (port 22: always)"',
+      'add rule inet firedrill egress meta nfproto ipv4 tcp sport 2222 accept comment "excluded: SSH (sshd listens on port 2222)"',
+      'add rule inet firedrill egress meta nfproto ipv6 tcp sport 2222 accept comment "excluded: SSH (sshd listens on port 2222)"',
+      'add rule inet firedrill egress meta nfproto ipv4 udp sport 161 accept comment "excluded: management (--management udp:161)"',
+      'add rule inet firedrill egress ip daddr 10.0.0.0/8 accept comment "excluded: management (--management 10.0.0.0/8)"',
+      'add rule inet firedrill egress oifname "lo" accept comment "excluded: loopback"',
+      'add rule inet firedrill ingress meta nfproto ipv4 tcp dport 22 accept comment "excluded: SSH (port 22: always)"',
+      'add rule inet firedrill ingress meta nfproto ipv6 tcp dport 22 accept comment "excluded: SSH (port 22: always)"',
+      'add rule inet firedrill ingress meta nfproto ipv4 tcp dport 2222 accept comment "excluded: SSH (sshd listens on port 2222)"',
+      'add rule inet firedrill ingress meta nfproto ipv6 tcp dport 2222 accept comment "excluded: SSH (sshd listens on port 2222)"',
+      'add rule inet firedrill ingress meta nfproto ipv4 udp dport 161 accept comment "excluded: management (--management udp:161)"',
+      'add rule inet firedrill ingress ip saddr 10.0.0.0/8 accept comment "excluded: management (--management 10.0.0.0/8)"',
+      'add rule inet firedrill ingress iifname "lo" accept comment "excluded: loopback"',
+    ]);
+    // Every accept comes before the chain's drop rule.
+    const lines = ruleset.split("\n");
+    for (const chain of ["egress", "ingress"]) {
+      const ofChain = lines.filter((l) => l.startsWith(`add rule inet firedrill ${chain} `));
+      expect(ofChain.findIndex((l) => l.includes(" drop "))).toBe(ofChain.length - 1);
+    }
   });
 
   it("ports only, ingress: every address, remote source port", () => {

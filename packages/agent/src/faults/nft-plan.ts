@@ -9,6 +9,7 @@
  *   add rule inet firedrill egress ip daddr 10.0.0.5 meta l4proto { tcp, udp } th dport 7443 accept comment "excluded: the control plane …"
  *   add rule inet firedrill egress ip daddr 169.254.169.254 accept comment "excluded: EC2 instance metadata (IMDS)"
  *   add rule inet firedrill egress meta nfproto ipv4 meta l4proto { tcp, udp } th dport 53 accept comment "excluded: DNS"
+ *   add rule inet firedrill egress meta nfproto ipv4 tcp sport 22 accept comment "excluded: SSH (port 22, always)"
  *   …
  *   add rule inet firedrill egress ip daddr { 10.1.0.0/16 } meta l4proto { tcp, udp } th dport { 443 } counter numgen random mod 100 < 30 counter drop comment "firedrill network-loss 30%"
  *
@@ -16,7 +17,9 @@
  * merged into: the whole transaction is refused and nothing changes. Chains hook output (egress)
  * and input (ingress) at priority -10, before the usual filter chains, with policy accept: only the
  * drop rules act. Exclusions come first, as accept. Ports are the remote side's: `th dport` on
- * egress, `th sport` on ingress.
+ * egress, `th sport` on ingress — except local-port exclusions (SSH, --management ports), a server
+ * on this host: `sport` on egress (its replies), `dport` on ingress (connections to it), so that
+ * both established sessions and new connections to it keep working.
  */
 import type { FaultParamsByKind } from "@firedrill/protocol";
 import { blockText, safeComment } from "./net-common.js";
@@ -60,9 +63,19 @@ function addressMatch(blocks: readonly CidrBlock[], field: "daddr" | "saddr"): s
   return `${proto} ${field} { ${blocks.map(blockText).join(", ")} }`;
 }
 
-function portMatch(ports: readonly number[], field: "dport" | "sport"): string {
+function portMatch(ports: readonly number[], field: "dport" | "sport", protocol?: "tcp" | "udp"): string {
   const set = ports.length === 1 ? String(ports[0]) : `{ ${ports.join(", ")} }`;
-  return `meta l4proto { tcp, udp } th ${field} ${set}`;
+  return protocol ? `${protocol} ${field} ${set}` : `meta l4proto { tcp, udp } th ${field} ${set}`;
+}
+
+const OTHER_SIDE = { dport: "sport", sport: "dport" } as const;
+
+function exclusionMatch(e: ParsedExclusion, chain: (typeof CHAINS)[keyof typeof CHAINS]): string {
+  const match = [addressMatch([e.block], chain.addr)];
+  if (e.port !== undefined) match.push(portMatch([e.port], chain.port, e.protocol));
+  else if (e.localPort !== undefined) match.push(portMatch([e.localPort], OTHER_SIDE[chain.port], e.protocol));
+  else if (e.protocol) match.push(`meta l4proto ${e.protocol}`);
+  return match.join(" ");
 }
 
 function describe(action: NftAction): string {
@@ -78,10 +91,7 @@ export function buildNftPlan(input: NftPlanInput): NftPlan {
     const c = CHAINS[chain];
     const rule = (text: string) => lines.push(`add rule ${family} ${name} ${chain} ${text}`);
     lines.push(`add chain ${family} ${name} ${chain} { type filter hook ${c.hook} priority ${NFT_PRIORITY}; policy accept; }`);
-    for (const e of input.exclusions) {
-      const match = [addressMatch([e.block], c.addr), ...(e.port !== undefined ? [portMatch([e.port], c.port)] : [])];
-      rule(`${match.join(" ")} accept comment "${safeComment(`excluded: ${e.reason}`)}"`);
-    }
+    for (const e of input.exclusions) rule(`${exclusionMatch(e, c)} accept comment "${safeComment(`excluded: ${e.reason}`)}"`);
     // Cutting off the whole host leaves loopback alone, as a real network failure would.
     if (!input.destinations) rule(`${c.lo} "lo" accept comment "excluded: loopback"`);
     const ports = input.ports ? [portMatch(input.ports, c.port)] : [];

@@ -11,8 +11,16 @@ import type { FaultParamsByKind, JsonObject } from "@firedrill/protocol";
 import type { Logger } from "pino";
 import { isProcessAlive } from "../proc.js";
 import type { FaultKindDefinition, HostInfo, RunningFault } from "./types.js";
-import { checkSelection, readProcess, selectProcesses, signalProcess } from "./process-select.js";
-import type { ProcessRef, Selection } from "./process-select.js";
+import {
+  checkSelection,
+  describeSelector,
+  previewSelection,
+  readProcess,
+  selectProcesses,
+  signalProcess,
+  skippedDetails,
+} from "./process-select.js";
+import type { ProcessRef, ProtectionHost, Selection } from "./process-select.js";
 
 /** Validated process-stop parameters. */
 export type ProcessStopPlan = FaultParamsByKind["process-stop"];
@@ -23,8 +31,8 @@ const NONE_HINT = "check with ps -eo pid,comm,args";
  * Selects, setting aside processes that are already stopped: someone else stopped them, and this
  * fault's revert must not resume what it did not stop.
  */
-function select(plan: ProcessStopPlan, protectedPids: readonly number[]): Selection {
-  const selection = selectProcesses(plan, protectedPids);
+function select(plan: ProcessStopPlan, host: ProtectionHost): Selection {
+  const selection = selectProcesses(plan, host);
   const selected = selection.selected.filter((p) => p.state !== "T" && p.state !== "t");
   for (const p of selection.selected) {
     if (!selected.includes(p)) selection.skipped.push({ process: p, reason: "already stopped, by someone else" });
@@ -32,10 +40,21 @@ function select(plan: ProcessStopPlan, protectedPids: readonly number[]): Select
   return { selected, skipped: selection.skipped };
 }
 
+/** Selects and checks (refused: too many, none, only protected ones). */
+function selectChecked(plan: ProcessStopPlan, host: HostInfo): Selection {
+  const selection = select(plan, host);
+  checkSelection(plan, selection, { allowNone: false, noneHint: NONE_HINT });
+  return selection;
+}
+
 function validate(params: JsonObject, host: HostInfo): ProcessStopPlan {
   const plan = parseFaultParams("process-stop", params);
-  checkSelection(plan, select(plan, host.protectedPids()), { allowNone: false, noneHint: NONE_HINT });
+  selectChecked(plan, host);
   return plan;
+}
+
+function summary(plan: ProcessStopPlan, count: number): string {
+  return `stops (SIGSTOP) ${count} process${count === 1 ? "" : "es"} matching ${describeSelector(plan)}; SIGCONT resumes them on revert`;
 }
 
 /** Reads the pid list out of a revert record; throws when the record is malformed. */
@@ -65,19 +84,24 @@ function resume(refs: readonly ProcessRef[], log: Logger): number {
 export const processStop: FaultKindDefinition<ProcessStopPlan> = {
   kind: "process-stop",
   validate,
+  preview(plan, host) {
+    const selection = selectChecked(plan, host);
+    return previewSelection(selection, summary(plan, selection.selected.length));
+  },
   planRevert() {
     // Filled in by start() (updateRevert) before the first SIGSTOP.
     return { pids: [] };
   },
   async start(plan, ctx): Promise<RunningFault> {
-    const selection = select(plan, ctx.host.protectedPids());
-    checkSelection(plan, selection, { allowNone: false, noneHint: NONE_HINT });
+    const selection = selectChecked(plan, ctx.host);
     const refs: ProcessRef[] = selection.selected.map((p) => ({ pid: p.pid, startTime: p.startTime }));
     // Write-ahead: the journal knows whom to resume before anyone is stopped.
     ctx.updateRevert({ pids: refs.map((r) => ({ pid: r.pid, startTime: r.startTime })) });
     const stopped = refs.filter((ref) => signalProcess(ref, "SIGSTOP"));
-    ctx.log.info({ pids: stopped.map((r) => r.pid) }, "stopped processes");
+    const details = [summary(plan, stopped.length), ...skippedDetails(selection)];
+    ctx.log.info({ pids: stopped.map((r) => r.pid), details }, "stopped processes");
     return {
+      details,
       measure() {
         let stillStopped = 0;
         let gone = 0;

@@ -18,6 +18,30 @@ function plan(over: Partial<TcPlanInput> = {}) {
 const lines = (p: ReturnType<typeof plan>) => p.install.map((a) => a.join(" "));
 
 describe("the tc plan of network-delay", () => {
+  it("SSH and management ports on this host: their outgoing packets (source port) go to the normal band, before any target", () => {
+    const p = plan({
+      destinations: [parseBlock("0.0.0.0/0")],
+      exclusions: [
+        { block: parseBlock("0.0.0.0/0"), localPort: 22, protocol: "tcp" },
+        { block: parseBlock("::/0"), localPort: 22, protocol: "tcp" },
+        { block: parseBlock("0.0.0.0/0"), localPort: 161 }, // --management 161: TCP and UDP
+        { block: parseBlock("10.0.0.0/8") }, // --management 10.0.0.0/8
+      ],
+    });
+    expect(lines(p).filter((l) => l.endsWith("flowid 1f1d:1"))).toEqual([
+      "filter add dev eth0 parent 1f1d: protocol ip pref 1 u32 match ip dst 0.0.0.0/0 match ip protocol 6 0xff match u16 0 0x1fff at 6 match ip sport 22 0xffff flowid 1f1d:1",
+      "filter add dev eth0 parent 1f1d: protocol ip pref 1 u32 match ip dst 0.0.0.0/0 match ip protocol 6 0xff match u16 0 0x1fff at 6 match ip sport 161 0xffff flowid 1f1d:1",
+      "filter add dev eth0 parent 1f1d: protocol ip pref 1 u32 match ip dst 0.0.0.0/0 match ip protocol 17 0xff match u16 0 0x1fff at 6 match ip sport 161 0xffff flowid 1f1d:1",
+      "filter add dev eth0 parent 1f1d: protocol ip pref 1 u32 match ip dst 10.0.0.0/8 flowid 1f1d:1",
+      "filter add dev eth0 parent 1f1d: protocol ip pref 1 u32 match ip dst 127.0.0.0/8 flowid 1f1d:1",
+      "filter add dev eth0 parent 1f1d: protocol ipv6 pref 2 u32 match ip6 dst ::/0 match ip6 protocol 6 0xff match ip6 sport 22 0xffff flowid 1f1d:1",
+      "filter add dev eth0 parent 1f1d: protocol ipv6 pref 2 u32 match ip6 dst ::1/128 flowid 1f1d:1",
+    ]);
+    expect(lines(p).filter((l) => l.endsWith("flowid 1f1d:4"))).toEqual([
+      "filter add dev eth0 parent 1f1d: protocol ip pref 3 u32 match ip dst 0.0.0.0/0 flowid 1f1d:4",
+    ]);
+  });
+
   it("no destinations: a 4-band prio whose priomap sends everything to netem; only exclusions bypass it", () => {
     const p = plan();
     expect(p.delaysEverything).toBe(true);

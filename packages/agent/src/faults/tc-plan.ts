@@ -11,6 +11,8 @@
  *
  * u32 filters on 1f1d:, first match wins, lowest pref first:
  *   pref 1 (IPv4) / 2 (IPv6)  exclusions + loopback        → 1f1d:1
+ *                             (a local-port exclusion — SSH, --management ports — matches the
+ *                             source port: the replies of a server on this host)
  *   pref 3 (IPv4) / 4 (IPv6)  destinations × ports         → 1f1d:4
  * With neither destinations nor ports the priomap sends every packet to band 4 and only the
  * exclusions bypass it; otherwise the priomap is the usual one (bands 1-3) and only the target
@@ -36,10 +38,15 @@ const ALL_TO_DELAY_PRIOMAP = Array<string>(16).fill("3");
 
 const PREF = { exclusion: { 4: "1", 6: "2" }, target: { 4: "3", 6: "4" } } as const;
 
-/** A block of addresses, on one port or all. */
+/** A block of remote addresses, on one port or all. */
 export interface TcMatch {
   block: CidrBlock;
+  /** The remote side's port (destination port: tc shapes outgoing packets). */
   port?: number;
+  /** A port on this host (source port of outgoing packets), e.g. sshd's. Not with `port`. */
+  localPort?: number;
+  /** Only this transport; TCP and UDP when absent. */
+  protocol?: "tcp" | "udp";
 }
 
 /** What the plan is built from: validated parameters, the device, and what must never be delayed. */
@@ -50,7 +57,7 @@ export interface TcPlanInput {
   correlation: number;
   destinations?: readonly CidrBlock[];
   ports?: readonly number[];
-  /** Exclusions from the host (control plane, IMDS, DNS); loopback is added by the plan. */
+  /** Exclusions from the host (control plane, IMDS, DNS, SSH, --management); loopback is added by the plan. */
   exclusions: readonly TcMatch[];
 }
 
@@ -65,25 +72,36 @@ export interface TcPlan {
   remove: string[];
 }
 
-function u32Filter(device: string, block: CidrBlock, pref: string, flowid: string, port: number | undefined, proto?: 6 | 17): string[] {
+function u32Filter(
+  device: string,
+  block: CidrBlock,
+  pref: string,
+  flowid: string,
+  port?: { field: "dport" | "sport"; value: number; proto: 6 | 17 },
+): string[] {
   const v4 = block.family === 4;
   const args = ["filter", "add", "dev", device, "parent", DELAY_ROOT_HANDLE, "protocol", v4 ? "ip" : "ipv6", "pref", pref, "u32"];
   args.push("match", v4 ? "ip" : "ip6", "dst", block.text);
-  if (port !== undefined && proto !== undefined) {
-    args.push("match", v4 ? "ip" : "ip6", "protocol", String(proto), "0xff");
+  if (port) {
+    args.push("match", v4 ? "ip" : "ip6", "protocol", String(port.proto), "0xff");
     // Fragment offset 0: a non-first fragment carries no port.
     if (v4) args.push("match", "u16", "0", "0x1fff", "at", "6");
-    args.push("match", v4 ? "ip" : "ip6", "dport", String(port), "0xffff");
+    args.push("match", v4 ? "ip" : "ip6", port.field, String(port.value), "0xffff");
   }
   args.push("flowid", flowid);
   return args;
 }
 
+const PROTO_NUMBERS = { tcp: [6], udp: [17] } as const;
+
 function filtersFor(device: string, match: TcMatch, kind: "exclusion" | "target"): string[][] {
   const pref = PREF[kind][match.block.family];
   const flowid = kind === "exclusion" ? NORMAL_CLASS : DELAY_CLASS;
-  if (match.port === undefined) return [u32Filter(device, match.block, pref, flowid, undefined)];
-  return ([6, 17] as const).map((proto) => u32Filter(device, match.block, pref, flowid, match.port, proto));
+  const field = match.port !== undefined ? "dport" : match.localPort !== undefined ? "sport" : undefined;
+  const value = match.port ?? match.localPort;
+  if (field === undefined || value === undefined) return [u32Filter(device, match.block, pref, flowid)];
+  const protos: readonly (6 | 17)[] = match.protocol ? PROTO_NUMBERS[match.protocol] : [6, 17];
+  return protos.map((proto) => u32Filter(device, match.block, pref, flowid, { field, value, proto }));
 }
 
 /** The blocks "every destination" stands for. */

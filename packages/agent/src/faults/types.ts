@@ -6,15 +6,34 @@ import type { Logger } from "pino";
 
 /**
  * Traffic no network fault may ever touch: the agent's link to the control plane (so the lease keeps
- * flowing), EC2 instance metadata, DNS.
+ * flowing), EC2 instance metadata, DNS, management networks and ports (--management); SSH is added
+ * by the network faults themselves at fault start.
  */
 export interface NetworkExclusion {
-  /** Destination CIDR, e.g. "10.0.0.5/32", "0.0.0.0/0". */
+  /** The remote side's CIDR, e.g. "10.0.0.5/32", "0.0.0.0/0". */
   cidr: string;
-  /** Destination port (TCP and UDP); all ports when absent. */
+  /** The remote side's port (destination going out, source coming in); all ports when absent. */
   port?: number;
+  /**
+   * A port on this host, e.g. a server's listening port (sshd's 22): packets to it coming in and
+   * from it going out. Not with `port`.
+   */
+  localPort?: number;
+  /** Only this transport; TCP and UDP when absent. */
+  protocol?: "tcp" | "udp";
   /** Why it is excluded, for error messages: "the control plane", "EC2 instance metadata (IMDS)", "DNS". */
   reason: string;
+}
+
+/** Local process protections of an agent (see docs/security.md). */
+export interface ProcessProtectionConfig {
+  /**
+   * --protect-process rules: a process name (exact; a trailing `*` matches a prefix), `/regex/`
+   * (RE2, on the command line), or `unit:NAME` (a systemd unit, from the process's cgroup).
+   */
+  rules: readonly string[];
+  /** The control plane's gRPC port when it runs on this host: whatever listens on it is never signalled. */
+  controlPlanePort?: number;
 }
 
 /** What a fault kind may know about the host when validating and running. */
@@ -24,6 +43,11 @@ export interface HostInfo {
   stateDir: string;
   /** Processes that must never be signalled: the agent, its guard, its parent. Read at use. */
   protectedPids: () => number[];
+  /**
+   * What else process faults never signal, from this agent's own configuration (the control plane
+   * cannot change it); the built-in protections (sshd, systemd, container runtimes...) always apply.
+   */
+  processProtection?: ProcessProtectionConfig;
   /** Traffic every network fault excludes. */
   networkExclusions: NetworkExclusion[];
 }

@@ -1,14 +1,37 @@
 /** Shared by the experiment commands: reading the experiment file, exit codes. */
 import { readFileSync } from "node:fs";
-import { CliError } from "../errors.js";
+import { resolveCallerPath } from "@firedrill/protocol";
+import { ApiRequestError, CliError } from "../errors.js";
 
-/** Reads an experiment file. Thrown when unreadable: CliError naming the file. */
+/**
+ * Reads an experiment file, a relative path being relative to where the user ran the command (see
+ * {@link resolveCallerPath}). Thrown when unreadable: CliError naming the file.
+ */
 export function readExperimentFile(file: string): string {
+  const path = resolveCallerPath(file);
   try {
-    return readFileSync(file, "utf8");
+    return readFileSync(path, "utf8");
   } catch (err) {
-    throw new CliError(`cannot read the experiment file ${file}: ${(err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message}`);
+    throw new CliError(`cannot read the experiment file ${path}: ${(err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message}`);
   }
+}
+
+/**
+ * The control plane's refusal of an experiment file as the CLI prints it: each problem once, as
+ * `FILE:LINE: path: message` like `firedrill validate` (the API's message repeats the issues in
+ * one line for other clients). Any other error is returned as it is.
+ */
+export function experimentError(err: unknown, file: string): unknown {
+  if (!(err instanceof ApiRequestError)) return err;
+  if (err.code === "invalid_experiment" && err.issues.length > 0) {
+    const issues = err.issues.map((issue) => {
+      const line = (issue as { line?: unknown }).line;
+      return { field: typeof line === "number" ? `${file}:${line}` : file, message: `${issue.field}: ${issue.message}` };
+    });
+    return new CliError(`${file} is not a valid experiment (the control plane's check; \`firedrill validate ${file}\` checks it without one):`, issues);
+  }
+  if (err.code === "experiment_too_large") return new CliError(err.message.replace(/^the experiment\b/, file));
+  return err;
 }
 
 /** `firedrill run` exit codes: 0 completed, 2 aborted, 1 failed. */

@@ -4,7 +4,7 @@ import type { FaultJson } from "@firedrill/control-plane";
 import type { CommandContext } from "../context.js";
 import { printJson } from "../context.js";
 import { CliError } from "../errors.js";
-import { EMPTY, formatFaultDuration, formatMeasurements, formatRelativeTime, renderTable } from "../format.js";
+import { formatFaultDuration, formatFaultReason, formatFaultState, formatMeasurements, formatRelativeTime, renderTable } from "../format.js";
 
 /** Renders faults as the `firedrill fault list` table. */
 export function renderFaults(faults: readonly FaultJson[], now: number = Date.now()): string {
@@ -14,8 +14,8 @@ export function renderFaults(faults: readonly FaultJson[], now: number = Date.no
       f.id,
       f.agentId,
       f.kind,
-      f.state,
-      f.reason ?? EMPTY,
+      formatFaultState(f),
+      formatFaultReason(f),
       formatRelativeTime(f.startedAt, now),
       formatFaultDuration(f.durationMs),
       formatMeasurements(f.measurements),
@@ -30,11 +30,22 @@ interface ListOptions {
   json?: boolean;
 }
 
+/** A warning about faults whose revert failed, or "" when there are none. */
+export function revertFailedWarning(faults: readonly FaultJson[]): string {
+  const failed = faults.filter((f) => f.state === "revert_failed");
+  if (failed.length === 0) return "";
+  const which = failed.map((f) => `${f.id} (${f.kind} on ${f.agentId})`).join(", ");
+  return (
+    `warning: the revert of ${failed.length === 1 ? "1 fault" : `${failed.length} faults`} FAILED: ${which}. ` +
+    "Its effect may still be on the host: see firedrill fault show ID for the error; fix the cause, then firedrill fault stop ID to have the agent try the revert again\n"
+  );
+}
+
 /** Registers `fault list`. */
 export function registerFaultListCommand(fault: Command, ctx: CommandContext): void {
   fault
     .command("list")
-    .description("list faults, newest first: active ones (pending, accepted, running) unless --all")
+    .description("list faults, newest first: active ones (pending, accepted, running, and revert_failed: their effect may remain) unless --all")
     .option("--agent <id>", "only this agent's faults")
     .option("--all", "include faults that have ended")
     .option("--limit <n>", "at most this many", "100")
@@ -55,5 +66,7 @@ export function registerFaultListCommand(fault: Command, ctx: CommandContext): v
         return;
       }
       ctx.io.out(renderFaults(body.faults));
+      const warning = revertFailedWarning(body.faults);
+      if (warning) ctx.io.err(warning);
     });
 }

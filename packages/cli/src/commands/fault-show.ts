@@ -1,5 +1,6 @@
 /** `firedrill fault show`: one fault and its timeline. */
 import type { Command } from "commander";
+import { LEASE_ASSUMED_REASON } from "@firedrill/control-plane";
 import type { FaultEventJson, FaultJson } from "@firedrill/control-plane";
 import type { CommandContext } from "../context.js";
 import { printJson } from "../context.js";
@@ -27,6 +28,33 @@ function eventDetails(event: FaultEventJson): string {
   return parts.join("; ");
 }
 
+/** The State line: loud for a revert that failed, explicit for a revert nobody confirmed. */
+function describeState(fault: FaultJson): string {
+  if (fault.state === "revert_failed") {
+    return "REVERT FAILED: the agent gave the revert up; the fault's effect may still be on the host";
+  }
+  if (fault.state === "reverted" && fault.reason === LEASE_ASSUMED_REASON) {
+    return "reverted (lease-assumed): NOT confirmed by the agent; the control plane closed it once the agent's lease must have ended it";
+  }
+  if (fault.endedAt === null && fault.stopRequestedAt) return `${formatState(fault.state, fault.reason)}, stopping: the revert is not confirmed yet`;
+  return formatState(fault.state, fault.reason);
+}
+
+/** The Stop line: when the control plane wanted the fault ended, why, and whether that is confirmed. */
+function describeStop(fault: FaultJson, now: number): string | undefined {
+  if (!fault.stopRequestedAt) return undefined;
+  const why = [fault.stopReason, fault.stopRequestedBy].filter(Boolean).join(": ");
+  const status =
+    fault.endedAt === null
+      ? "not confirmed yet: sent again whenever the agent reconnects, and every few seconds while it is connected, until it confirms or its lease must have ended the fault"
+      : fault.reason === LEASE_ASSUMED_REASON
+        ? "never confirmed by the agent"
+        : fault.state === "revert_failed"
+          ? "the agent tried and gave up"
+          : "confirmed by the agent";
+  return `wanted since ${when(fault.stopRequestedAt, now)}${why ? ` (${why})` : ""}; ${status}`;
+}
+
 /** Renders a fault with its event timeline. */
 export function renderFault(fault: FaultJson, events: readonly FaultEventJson[], now: number = Date.now()): string {
   const fields: [string, string][] = [
@@ -34,7 +62,7 @@ export function renderFault(fault: FaultJson, events: readonly FaultEventJson[],
     ["Agent", fault.agentId],
     ["Kind", fault.kind],
     ["Params", formatParams(fault.params)],
-    ["State", formatState(fault.state, fault.reason)],
+    ["State", describeState(fault)],
     ["Duration", formatFaultDuration(fault.durationMs)],
     ["Created", when(fault.createdAt, now)],
     ["Started", when(fault.startedAt, now)],
@@ -44,9 +72,16 @@ export function renderFault(fault: FaultJson, events: readonly FaultEventJson[],
   if (fault.actor) fields.push(["By", fault.actor]);
   if (fault.policyOverride) fields.push(["Override", `server policy overridden: ${fault.policyOverride}`]);
   if (fault.runId) fields.push(["Run", fault.runId]);
-  if (fault.error) fields.push(["Error", fault.error]);
+  const stop = describeStop(fault, now);
+  if (stop) fields.push(["Stop", stop]);
+  if (fault.error) fields.push([fault.state === "failed" ? "Refused" : "Error", fault.error]);
+  if (fault.state === "revert_failed") {
+    fields.push(["Fix", `remove the cause named in Error, then firedrill fault stop ${fault.id} (the agent tries the revert again) or firedrill-agent recover on the host: the revert it reports replaces this state`]);
+  }
+  // What the agent said about the fault, e.g. what it leaves alone: one line each.
+  for (const [i, line] of (fault.details ?? []).entries()) fields.push([i === 0 ? "Details" : "", line]);
   const width = Math.max(...fields.map(([k]) => k.length));
-  const head = fields.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join("\n");
+  const head = fields.map(([k, v]) => `${k.padEnd(width)}  ${v}`.trimEnd()).join("\n");
   const timeline = events.length
     ? renderTable(
         ["TIME", "EVENT", "DETAILS"],

@@ -14,8 +14,11 @@ interface StopOptions {
 }
 
 function describe(fault: FaultJson): string {
-  return `${fault.id}  ${formatState(fault.state, fault.reason)}${fault.error ? `  error: ${fault.error}` : ""}`;
+  const state = fault.state === "revert_failed" ? "REVERT FAILED (the effect may still be on the host)" : formatState(fault.state, fault.reason);
+  return `${fault.id}  ${state}${fault.error ? `  error: ${fault.error}` : ""}`;
 }
+
+const RESENT = "the stop is recorded and sent again whenever the agent reconnects, until it confirms or its lease must have ended the fault";
 
 /** Registers `fault stop`. */
 export function registerFaultStopCommand(fault: Command, ctx: CommandContext): void {
@@ -38,7 +41,7 @@ export function registerFaultStopCommand(fault: Command, ctx: CommandContext): v
         const pending = body.faults.filter((f) => f.endedAt === null);
         if (pending.length > 0) {
           ctx.io.err(
-            `warning: agent ${options.agent} has not confirmed the revert of ${pending.map((f) => f.id).join(", ")} yet; check with: firedrill fault list --agent ${options.agent}\n`,
+            `warning: agent ${options.agent} has not confirmed the revert of ${pending.map((f) => f.id).join(", ")} yet; ${RESENT}. Check with: firedrill fault list --agent ${options.agent}\n`,
           );
         }
         return;
@@ -56,9 +59,13 @@ export function registerFaultStopCommand(fault: Command, ctx: CommandContext): v
       );
       if (options.json) printJson(ctx.io, body.fault);
       else ctx.io.out(`${describe(body.fault)}\n`);
-      if (status === 202) {
+      if (status === 202 && body.fault.state === "revert_failed") {
         ctx.io.err(
-          `warning: the stop was sent but agent ${agentId} has not confirmed the revert yet (state ${body.fault.state}); check with: firedrill fault show ${faultId}\n`,
+          `warning: the revert of ${faultId} FAILED and agent ${agentId} has not confirmed a new one (it tries again when it gets the stop, if connected): its effect may still be on the host. See the error with firedrill fault show ${faultId}, fix the cause, and stop it again\n`,
+        );
+      } else if (status === 202) {
+        ctx.io.err(
+          `warning: agent ${agentId} has not confirmed the revert yet (state ${body.fault.state}); ${RESENT}. Check with: firedrill fault show ${faultId}\n`,
         );
       }
     });

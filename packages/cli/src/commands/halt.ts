@@ -14,12 +14,18 @@ export function registerHaltCommands(program: Command, ctx: CommandContext): voi
   program
     .command("halt")
     .description("abort every run, revert every fault on every agent, and refuse new runs and faults until unhalt")
-    .requiredOption("--reason <text>", "why (recorded with your name)")
-    .option("--json", "print the halt as JSON")
+    .requiredOption("--reason <text>", "why (recorded with your name; when already halted, the halt is kept and this reason goes to the audit log)")
+    .option("--json", "print the halt as JSON (with alreadyHalted: true when it was set before)")
     .action(async (options: { reason: string; json?: boolean }) => {
-      const { body } = await ctx.client().post<{ halt: HaltJson }>("/api/v1/halt", { reason: options.reason });
-      if (options.json) return printJson(ctx.io, body.halt);
-      ctx.io.out(`halted by ${body.halt.actor} at ${body.halt.at}: ${body.halt.reason}\nevery run was aborted; new runs and faults are refused until firedrill unhalt\n`);
+      const { body } = await ctx.client().post<{ halt: HaltJson; alreadyHalted?: boolean }>("/api/v1/halt", { reason: options.reason });
+      if (options.json) return printJson(ctx.io, { ...body.halt, alreadyHalted: body.alreadyHalted === true });
+      const { actor, at, reason } = body.halt;
+      ctx.io.out(
+        body.alreadyHalted
+          ? `firedrill was already halted by ${actor} since ${at}: ${reason}\n` +
+              `that halt is kept (firedrill unhalt lifts it); your reason (${options.reason}) is recorded in the audit log, and every agent was told again to revert every fault\n`
+          : `halted by ${actor} at ${at}: ${reason}\nevery run was aborted; new runs and faults are refused until firedrill unhalt\n`,
+      );
     });
   program
     .command("unhalt")

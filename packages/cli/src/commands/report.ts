@@ -1,6 +1,7 @@
 /** `firedrill report RUN_ID`: hypothesis, verdict, what was hit, what broke, timeline. */
 import type { Command } from "commander";
 import type { RunReport } from "@firedrill/control-plane";
+import { plural } from "@firedrill/protocol";
 import type { CommandContext } from "../context.js";
 import { printJson } from "../context.js";
 import { formatMeasurements, renderTable } from "../format.js";
@@ -30,11 +31,18 @@ export function renderReport(r: ReportJson): string {
   out.push("", "What broke");
   if (r.broke.length === 0) out.push("  nothing");
   for (const b of r.broke) out.push(`  ${new Date(b.time).toISOString()}  ${b.type}: ${b.message}`);
+  // Reports of older control planes have no revert summary.
+  if (r.reverts) out.push("", `Reverts     ${r.reverts.text}`);
+  const failed = r.revertFailed ?? [];
+  if (failed.length > 0) {
+    out.push("", "REVERT FAILED: the effect may still be on these hosts (fix the cause, then firedrill fault stop FAULT_ID to have the agent try the revert again)");
+    for (const f of failed) out.push(`  ${f.faultId}  ${f.kind} on ${f.agentId}: ${f.error ?? "no reason given"}`);
+  }
   if (r.unconfirmed.length > 0) {
     out.push("", "Reverts not confirmed");
     for (const u of r.unconfirmed) out.push(`  ${u.message}`);
   }
-  out.push("", `Timeline (${r.measurements} measurements not shown)`);
+  out.push("", `Timeline (${plural(r.measurements, "measurement")} not shown)`);
   for (const e of r.timeline) out.push(`  ${renderRunEvent(e).trimEnd()}`);
   return `${out.join("\n")}\n`;
 }

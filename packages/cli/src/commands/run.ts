@@ -11,7 +11,7 @@ import { printJson } from "../context.js";
 import { CliError } from "../errors.js";
 import { segment } from "../http-client.js";
 import { readEventStream } from "../sse.js";
-import { clock, exitCodeFor, readExperimentFile } from "./experiment-io.js";
+import { clock, experimentError, exitCodeFor, readExperimentFile } from "./experiment-io.js";
 
 /** A run as the API returns it. */
 export interface RunJson {
@@ -45,6 +45,8 @@ const MARK: Record<string, string> = {
   "fault-failed": "✗",
   "agent-lost": "✗",
   unconfirmed: "!",
+  "revert-assumed": "!",
+  "revert-failed": "✗",
   "fault-reverted": "↺",
   "step-started": "▶",
   "step-ended": "■",
@@ -103,12 +105,23 @@ export function registerRunCommand(program: Command, ctx: CommandContext): void 
         ctx.io.out(`Run ${body.run.id}  ${body.run.name}  ${body.run.state}${body.run.reason ? `: ${body.run.reason}` : ""}\n`);
         ctx.io.out(`started by ${body.run.actor} at ${body.run.createdAt}\n\n`);
         for (const e of body.events) if (e.type !== "measurement") ctx.io.out(renderRunEvent(e));
+        const failedReverts = body.events.filter((e) => e.type === "revert-failed");
+        if (failedReverts.length > 0) {
+          ctx.io.err(
+            `warning: ${failedReverts.length === 1 ? "a revert" : `${failedReverts.length} reverts`} of this run FAILED (${failedReverts.map((e) => e.faultId ?? "?").join(", ")}): the effect may still be on the host; see firedrill fault show FAULT_ID\n`,
+          );
+        }
         ctx.setExitCode(body.run.state === "completed" || !body.run.endedAt ? 0 : exitCodeFor(body.run.state));
         return;
       }
       if (runId !== undefined) throw new CliError(`unexpected argument ${JSON.stringify(runId)}: run takes one experiment file`);
       const spec = readExperimentFile(first);
-      const { body } = await ctx.client().post<{ run: RunJson; plan: RunPlan }>("/api/v1/runs", { spec });
+      const { body } = await ctx
+        .client()
+        .post<{ run: RunJson; plan: RunPlan }>("/api/v1/runs", { spec })
+        .catch((err: unknown) => {
+          throw experimentError(err, first);
+        });
       if (!options.follow) {
         if (options.json) return printJson(ctx.io, body.run);
         ctx.io.out(`${body.run.id}\n`);

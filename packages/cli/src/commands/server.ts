@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { DATABASE_FILE, InvalidConfigError, createIdentityStore, createLogger, createStore, resetAdminToken, startControlPlane } from "@firedrill/control-plane";
 import type { ControlPlaneOptions } from "@firedrill/control-plane";
 import { parseDuration } from "@firedrill/protocol";
+import { callerPath } from "../caller-path.js";
 import type { CommandContext } from "../context.js";
 import { CliError } from "../errors.js";
 
@@ -70,18 +71,23 @@ function duration(flag: string, value: string): number {
   return ms;
 }
 
-/** Resolves when the process receives SIGINT or SIGTERM; a second signal exits at once. */
+/**
+ * Resolves when the process receives SIGINT or SIGTERM; a second signal (a moment later: Ctrl-C
+ * under `pnpm firedrill` arrives twice, from the terminal and passed on by pnpm) exits at once.
+ */
 function untilSignal(ctx: CommandContext): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
     const onSignal = (signal: NodeJS.Signals) => {
       process.off("SIGINT", onSignal);
       process.off("SIGTERM", onSignal);
+      const first = performance.now();
       const force = (again: NodeJS.Signals) => {
+        if (performance.now() - first < 1000) return;
         ctx.io.err(`received ${again} again during shutdown; exiting now\n`);
         process.exit(1);
       };
-      process.once("SIGINT", force);
-      process.once("SIGTERM", force);
+      process.on("SIGINT", force);
+      process.on("SIGTERM", force);
       resolve(signal);
     };
     process.on("SIGINT", onSignal);
@@ -95,7 +101,7 @@ export function registerServerCommand(program: Command, ctx: CommandContext): vo
     .command("server")
     .description("run the control plane: the gRPC port agents connect to, the HTTP JSON API and /metrics")
     .addOption(
-      new Option("--data-dir <dir>", "where the database (firedrill.db) and the join token (join-token) live").env(
+      new Option("--data-dir <dir>", "where the database (firedrill.db) and the join token (join-token) live").argParser(callerPath).env(
         "FIREDRILL_DATA_DIR",
       ),
     )
@@ -114,8 +120,8 @@ export function registerServerCommand(program: Command, ctx: CommandContext): vo
         "FIREDRILL_ADVERTISE",
       ),
     )
-    .addOption(new Option("--http-tls-cert <file>", "TLS certificate chain (PEM) for the HTTP API (default on non-loopback: one from the server's own CA)").env("FIREDRILL_HTTP_TLS_CERT"))
-    .addOption(new Option("--http-tls-key <file>", "TLS private key (PEM) for the HTTP API").env("FIREDRILL_HTTP_TLS_KEY"))
+    .addOption(new Option("--http-tls-cert <file>", "TLS certificate chain (PEM) for the HTTP API (default on non-loopback: one from the server's own CA)").argParser(callerPath).env("FIREDRILL_HTTP_TLS_CERT"))
+    .addOption(new Option("--http-tls-key <file>", "TLS private key (PEM) for the HTTP API").argParser(callerPath).env("FIREDRILL_HTTP_TLS_KEY"))
     .addOption(
       new Option("--auth-failure-limit <n>", "failed authentications allowed per source address per minute before 429")
         .env("FIREDRILL_AUTH_FAILURE_LIMIT")
@@ -148,7 +154,7 @@ export function registerServerCommand(program: Command, ctx: CommandContext): vo
     .addOption(new Option("--agent-stale-after <duration>", "an agent unseen this long is stale: listed as such, never targeted").env("FIREDRILL_AGENT_STALE_AFTER").default("24h"))
     .addOption(new Option("--max-agents <n>", "most agents this control plane enrolls").env("FIREDRILL_MAX_AGENTS").default("20000"))
     .addOption(
-      new Option("--policy <file>", "guardrail policy (YAML); the stricter of it and each experiment's guardrails wins").env("FIREDRILL_POLICY"),
+      new Option("--policy <file>", "guardrail policy (YAML); the stricter of it and each experiment's guardrails wins").argParser(callerPath).env("FIREDRILL_POLICY"),
     )
     .addOption(new Option("--aws-region <region>", "AWS region for selectors and alarms that name none (default: the SDK's chain)").env("FIREDRILL_AWS_REGION"))
     .addOption(new Option("--aws-endpoint <url>", "AWS endpoint override, e.g. a local emulator (AWS_ENDPOINT_URL works too)").env("FIREDRILL_AWS_ENDPOINT"))
@@ -224,7 +230,7 @@ export function registerServerCommand(program: Command, ctx: CommandContext): vo
   server
     .command("reset-admin-token")
     .description("offline: revoke the bootstrap admin token and write a new one to DATA_DIR/admin-token (for a lost token)")
-    .addOption(new Option("--data-dir <dir>", "the control plane's data dir").env("FIREDRILL_DATA_DIR"))
+    .addOption(new Option("--data-dir <dir>", "the control plane's data dir").argParser(callerPath).env("FIREDRILL_DATA_DIR"))
     .action((own: { dataDir?: string }, command: Command) => {
       // `--data-dir` is also an option of `server`, which commander gives to the parent.
       const options = { dataDir: own.dataDir ?? command.parent?.opts<{ dataDir?: string }>().dataDir };

@@ -68,7 +68,22 @@ spec:
     const file = tempFile("apiVersion: firedrill/v1\nkind: Experiment\nmetadata:\n\tname: x\n");
     const result = await cli("validate", file);
     expect(result.code).toBe(1);
-    expect(result.err.split("\n")[0]).toBe(`${file}:4:1: YAML syntax error: Tabs are not allowed as indentation`);
+    expect(result.err.split("\n")[0]).toBe(`${file}:4:1: (top level): YAML syntax error: Tabs are not allowed as indentation`);
+  });
+
+  it("lists the first 50 problems, counts the rest, and refuses a file past the limits before reading it", async () => {
+    const head = "apiVersion: firedrill/v1\nkind: Experiment\nmetadata: { name: demo }\nspec:\n  hypothesis: h\n";
+    const many = tempFile(`${head}${Array.from({ length: 120 }, (_, i) => `  u${i}: 1\n`).join("")}`);
+    const result = await cli("validate", many);
+    const lines = result.err.trimEnd().split("\n");
+    expect(result.code).toBe(1);
+    expect(lines).toHaveLength(52);
+    expect(lines[50]).toBe(`${many}: (file): and 72 more problems from line 54 on (only the first 50 are listed): fix these and check again`);
+    expect(lines[51]).toBe(`${many} is not a valid experiment: 122 problems`);
+    const big = tempFile(`${head}# ${"x".repeat(300 * 1024)}\n`);
+    expect((await cli("validate", big)).err.split("\n")[0]).toMatch(
+      new RegExp(`^${big.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}: \\(file\\): is 300\\.1 KiB \\(\\d+ bytes\\); a file may be at most 256 KiB \\(262144 bytes\\)`),
+    );
   });
 
   it("prints JSON with --json", async () => {

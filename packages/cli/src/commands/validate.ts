@@ -2,8 +2,9 @@
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { CommanderError } from "commander";
-import { ExperimentSpecError, formatSpecIssue, parseExperiment } from "@firedrill/control-plane";
+import { countProblems, ExperimentSpecError, formatSpecIssue, parseExperiment } from "@firedrill/control-plane";
 import type { Experiment, SpecIssue } from "@firedrill/control-plane";
+import { callerPath } from "../caller-path.js";
 import type { CommandContext } from "../context.js";
 import { printJson } from "../context.js";
 import { CliError } from "../errors.js";
@@ -39,7 +40,7 @@ export function registerValidateCommand(program: Command, ctx: CommandContext): 
   program
     .command("validate")
     .description("check an experiment file (no control plane needed): every problem with its line, path and what is allowed")
-    .argument("<file>", "the experiment YAML file")
+    .argument("<file>", "the experiment YAML file", callerPath)
     .option("--json", "print the result as JSON")
     .action((file: string, options: { json?: boolean }) => {
       let text: string;
@@ -58,7 +59,7 @@ export function registerValidateCommand(program: Command, ctx: CommandContext): 
         );
       } else {
         for (const issue of result.issues) ctx.io.err(`${formatSpecIssue(issue, file)}\n`);
-        ctx.io.err(`${file} is not a valid experiment: ${count(result.issues.length, "problem")}\n`);
+        ctx.io.err(`${file} is not a valid experiment: ${count(countProblems(result.issues), "problem")}\n`);
       }
       // Exit 1 without a second error line: the problems are printed above.
       if (!result.valid) throw new CommanderError(1, "firedrill.invalidExperiment", "");

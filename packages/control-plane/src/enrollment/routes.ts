@@ -3,7 +3,7 @@
  * (`POST /api/v1/agents/:id/revoke`) and forgetting one (`DELETE /api/v1/agents/:id`).
  */
 import * as grpc from "@grpc/grpc-js";
-import { LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN, RevertReason, parseDuration } from "@firedrill/protocol";
+import { LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN, RevertReason, parseDuration, plural } from "@firedrill/protocol";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { toAgentJson } from "../api-types.js";
 import { callerOf } from "../auth/http.js";
@@ -133,6 +133,8 @@ export function registerEnrollmentRoutes(app: FastifyInstance, options: Enrollme
     else identities.enroll({ agentId: id, hostname: agent!.hostname, joinTokenId: null, labels: {}, enrolledAt: now, certSerial: "", certNotAfter: 0 });
     if (!identity) identities.revoke(id, by, reason, now);
     const active = store.listActiveFaults(id).map((f) => f.id);
+    // Wanted ended: a revert it does not confirm is closed once its lease must have ended it.
+    if (active.length > 0) hub.requestStops({ agentId: id }, "stopped", `agent revoked by ${by}: ${reason}`);
     let confirmed = active.length === 0;
     if (hub.isConnected(id)) {
       if (active.length > 0) {
@@ -146,7 +148,7 @@ export function registerEnrollmentRoutes(app: FastifyInstance, options: Enrollme
       }
       hub.disconnect(id, { code: grpc.status.PERMISSION_DENIED, refusal: "revoked", details: `agent ${id} was revoked by ${by}: ${reason}; it cannot connect again` });
     }
-    request.auditDetail = `revoked: ${reason}; ${active.length} active fault(s)${confirmed ? "" : ", revert not confirmed (the lease reverts them)"}`;
+    request.auditDetail = `revoked: ${reason}; ${plural(active.length, "active fault")}${confirmed ? "" : ", revert not confirmed (the lease reverts them)"}`;
     const after = store.getAgent(id);
     return { agent: after ? toAgentJson(after, options.staleAfterMs) : null, faultsReverted: active.length, confirmed };
   });

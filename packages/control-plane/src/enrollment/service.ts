@@ -9,7 +9,7 @@ import * as grpc from "@grpc/grpc-js";
 /** What every server call offers: metadata, the peer, the TLS auth context. */
 type ServerCall = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>;
 import { create } from "@bufbuild/protobuf";
-import { AGENT_TOKEN_METADATA_KEY, EnrollResponseSchema, REFUSAL_METADATA_KEY, RenewCertificateResponseSchema, parseBearer, timestampFromMs } from "@firedrill/protocol";
+import { AGENT_TOKEN_METADATA_KEY, EnrollResponseSchema, REFUSAL_METADATA_KEY, RenewCertificateResponseSchema, parseBearer, plural, timestampFromMs } from "@firedrill/protocol";
 import type { EnrollRequest, EnrollResponse, Refusal, RenewCertificateRequest, RenewCertificateResponse } from "@firedrill/protocol";
 import type { Logger } from "pino";
 import type { AuditLog } from "../auth/audit.js";
@@ -202,7 +202,7 @@ export function createEnrollmentService(options: EnrollmentOptions): EnrollmentS
     }
     // Enrollments in flight count too: the cap holds however many arrive at once.
     if (identities.countActive() + inFlight >= maxAgents) {
-      refuse({ code: grpc.status.RESOURCE_EXHAUSTED, refusal: "limit", details: `this control plane already holds ${maxAgents} agents (--max-agents); revoke or remove some first` }, [checked.token.id]);
+      refuse({ code: grpc.status.RESOURCE_EXHAUSTED, refusal: "limit", details: `this control plane already holds ${plural(maxAgents, "agent")} (--max-agents); revoke or remove some first` }, [checked.token.id]);
       return;
     }
     const hostname = call.request.hostname.slice(0, MAX_HOSTNAME);

@@ -272,7 +272,7 @@ function checkTargets(input: GuardrailInput): GuardrailVerdict {
     const why = t.excluded.length > 0 ? ` (${plural(t.excluded.length, "host")} left out: ${listed(t.excluded.map((e) => `${hostName(e.agent)} ${e.why}`), 3)})` : "";
     if (t.matching.length === 0) problems.push(`${name}: no agent matches the selector; check the labels and facts with firedrill agents`);
     else if (t.selected.length === 0) problems.push(`${name}: ${plural(t.matching.length, "host matches", "hosts match")} but none can be targeted${why}`);
-    else if (short) problems.push(`${name}: asks for ${wanted} hosts but only ${t.eligible.length} can be targeted${why}`);
+    else if (short) problems.push(`${name}: asks for ${plural(wanted, "host")} but only ${t.eligible.length} can be targeted${why}`);
     else fine.push(`${name}: ${t.selected.length} of ${t.matching.length} matching selected`);
   }
   if (problems.length > 0) return { rule: "targets", ok: false, message: listed(problems) };
@@ -373,7 +373,7 @@ function checkMaxTargets(input: GuardrailInput): GuardrailVerdict {
   const problems: string[] = [];
   const fine: string[] = [];
   for (const [name, t] of Object.entries(input.targets)) {
-    if (t.selected.length > max) problems.push(`${name}: ${t.selected.length} hosts selected, over ${limit}; lower the group's mode`);
+    if (t.selected.length > max) problems.push(`${name}: ${plural(t.selected.length, "host")} selected, over ${limit}; lower the group's mode`);
     else fine.push(`${name}: ${t.selected.length}`);
   }
   if (problems.length > 0) return { rule: "max-targets", ok: false, message: listed(problems) };

@@ -2,11 +2,54 @@
  * The report of a run: the hypothesis, the verdict, what was hit, what broke, and the timeline.
  */
 import type { RunEvent, RunRecord } from "../store/run-store.js";
+import { LEASE_ASSUMED_REASON } from "../store/types.js";
 import type { FaultRecord } from "../store/types.js";
 import type { RunPlan } from "./plan.js";
 
 /** Whether the run supports the hypothesis. */
 export type Verdict = "held" | "rejected" | "inconclusive";
+
+/** How the faults of a run ended, counted. */
+export interface RevertSummary {
+  /** Faults started on their hosts (every fault of the run but those refused or failed to start). */
+  started: number;
+  /** Reverted, as their agents confirmed. */
+  confirmed: number;
+  /** Closed as reverted by their agents' leases, never confirmed (reason `lease-assumed`). */
+  assumedByLease: number;
+  /** The agent gave the revert up: the effect may still be on the host. */
+  revertFailed: number;
+  /** Not ended yet: the stop is sent again until the agent confirms or its lease must have ended it. */
+  pending: number;
+}
+
+/** Counts how the faults of a run ended. */
+export function summarizeReverts(faults: readonly FaultRecord[]): RevertSummary {
+  const summary: RevertSummary = { started: 0, confirmed: 0, assumedByLease: 0, revertFailed: 0, pending: 0 };
+  for (const f of faults) {
+    if (f.state === "failed") continue;
+    summary.started += 1;
+    if (f.state === "revert_failed") summary.revertFailed += 1;
+    else if (f.endedAt === null) summary.pending += 1;
+    else if (f.reason === LEASE_ASSUMED_REASON) summary.assumedByLease += 1;
+    else summary.confirmed += 1;
+  }
+  return summary;
+}
+
+/** The summary in words; it claims every fault reverted only when each agent confirmed it. */
+export function describeReverts(s: RevertSummary): string {
+  if (s.started === 0) return "no fault was started";
+  const plural = (n: number, one: string, many: string) => `${n} ${n === 1 ? one : many}`;
+  if (s.confirmed === s.started) {
+    return s.started === 1 ? "its fault was reverted (confirmed by its agent)" : `all ${s.started} faults reverted (confirmed by their agents)`;
+  }
+  const parts = [`${s.confirmed} of ${s.started} reverts confirmed`];
+  if (s.revertFailed > 0) parts.push(`${plural(s.revertFailed, "revert", "reverts")} FAILED (the effect may still be on the host)`);
+  if (s.pending > 0) parts.push(`${s.pending} not confirmed yet (the stop is sent again until the agent confirms or its lease must have ended the fault)`);
+  if (s.assumedByLease > 0) parts.push(`${s.assumedByLease} assumed reverted by the agent's lease, not confirmed`);
+  return parts.join(", ");
+}
 
 /** A run's report. */
 export interface RunReport {
@@ -17,23 +60,35 @@ export interface RunReport {
   summary: string;
   /** What was hit: every fault of the run, per step. */
   hits: { step: string | null; agentId: string; faultId: string; kind: string; state: string; reason: string | null; error: string | null; measurements: Record<string, number> | null }[];
-  /** What broke: stop-condition breaches, refused or failed faults, lost agents. */
+  /** What broke: stop-condition breaches, refused or failed faults, lost agents, reverts that failed. */
   broke: { time: number; type: string; message: string }[];
-  /** Reverts that could not be confirmed. */
+  /** How the run's faults ended, counted (`describeReverts` words it). */
+  reverts: RevertSummary & { text: string };
+  /**
+   * Reverts not confirmed by their agent: still pending (the stop is re-sent until confirmed), or
+   * assumed done by the agent's lease.
+   */
   unconfirmed: { time: number; agentId: string | null; faultId: string | null; message: string }[];
+  /** Reverts the agent gave up: the fault's effect may still be on its host. */
+  revertFailed: { time: number; agentId: string; faultId: string; kind: string; error: string | null }[];
   /** The timeline without the periodic measurements (see `measurements` for their count). */
   timeline: RunEvent[];
   measurements: number;
 }
 
 /** Builds the report of a run from its record, timeline and faults. */
-export function buildReport(run: RunRecord, events: RunEvent[], faults: FaultRecord[]): RunReport {
+export function buildReport(run: RunRecord, events: RunEvent[], faults: FaultRecord[], now: number = Date.now()): RunReport {
   const plan = run.plan as RunPlan;
-  const stepOf = new Map(events.filter((e) => e.faultId).map((e) => [e.faultId!, e.step]));
+  // The step that started each fault (outcomes recorded after the run ended carry no step).
+  const stepOf = new Map<string, string | null>();
+  for (const e of events) if (e.faultId && e.step !== null && !stepOf.has(e.faultId)) stepOf.set(e.faultId, e.step);
   const broke = events
-    .filter((e) => ["breach", "fault-refused", "fault-failed", "agent-lost"].includes(e.type))
+    .filter((e) => ["breach", "fault-refused", "fault-failed", "agent-lost", "revert-failed"].includes(e.type))
     .map((e) => ({ time: e.time, type: e.type, message: e.message }));
   const breach = events.find((e) => e.type === "breach");
+  const reverts = summarizeReverts(faults);
+  const allConfirmed = reverts.confirmed === reverts.started;
+  const revertsText = describeReverts(reverts);
   let verdict: Verdict;
   let summary: string;
   if (run.state === "completed") {
@@ -41,13 +96,31 @@ export function buildReport(run: RunRecord, events: RunEvent[], faults: FaultRec
     summary = "The hypothesis held: every step ran and no stop condition breached.";
   } else if (breach) {
     verdict = "rejected";
-    summary = `The hypothesis was rejected: ${breach.message}. The run was aborted and its faults reverted.`;
+    summary = `The hypothesis was rejected: ${breach.message}. The run was aborted; ${allConfirmed ? "its faults were reverted" : revertsText}.`;
   } else if (run.state === "aborted" || run.state === "failed") {
     verdict = "inconclusive";
     summary = `Inconclusive: the run ${run.state === "aborted" ? "was aborted" : "failed"} (${run.reason ?? "no reason recorded"}).`;
   } else {
     verdict = "inconclusive";
     summary = `Inconclusive: the run is still ${run.state}.`;
+  }
+  const ended = run.state === "completed" || run.state === "aborted" || run.state === "failed";
+  const unconfirmed: RunReport["unconfirmed"] = [];
+  const revertFailed: RunReport["revertFailed"] = [];
+  for (const f of faults) {
+    if (f.state === "revert_failed") {
+      revertFailed.push({ time: f.endedAt ?? f.updatedAt, agentId: f.agentId, faultId: f.id, kind: f.kind, error: f.error });
+    } else if (f.state === "reverted" && f.reason === LEASE_ASSUMED_REASON) {
+      unconfirmed.push({ time: f.endedAt ?? f.updatedAt, agentId: f.agentId, faultId: f.id, message: `${f.kind} on ${f.agentId} (${f.id}): assumed reverted by the agent's lease, never confirmed by the agent` });
+    } else if (ended && f.endedAt === null && f.state !== "failed") {
+      const since = f.stopRequestedAt !== null ? ` since ${new Date(f.stopRequestedAt).toISOString()}` : "";
+      unconfirmed.push({
+        time: f.stopRequestedAt ?? now,
+        agentId: f.agentId,
+        faultId: f.id,
+        message: `${f.kind} on ${f.agentId} (${f.id}): revert not confirmed yet; the stop is wanted${since} and sent again until the agent confirms, or its lease must have ended it`,
+      });
+    }
   }
   return {
     run: { id: run.id, name: run.name, state: run.state, reason: run.reason, actor: run.actor, createdAt: run.createdAt, startedAt: run.startedAt, endedAt: run.endedAt },
@@ -65,7 +138,9 @@ export function buildReport(run: RunRecord, events: RunEvent[], faults: FaultRec
       measurements: f.measurements,
     })),
     broke,
-    unconfirmed: events.filter((e) => e.type === "unconfirmed").map((e) => ({ time: e.time, agentId: e.agentId, faultId: e.faultId, message: e.message })),
+    reverts: { ...reverts, text: revertsText },
+    unconfirmed,
+    revertFailed,
     timeline: events.filter((e) => e.type !== "measurement"),
     measurements: events.filter((e) => e.type === "measurement").length,
   };

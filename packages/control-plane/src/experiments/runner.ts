@@ -4,13 +4,16 @@
  * Preflight checks every stop condition once (steady state); a breach there refuses the run. While
  * running, steps start per their DAG, faults fan out to agents in parallel with bounded waits for
  * acks, and the stop conditions are watched. Abort (breach, operator, halt, agent lost, a refused
- * or failed fault): no new steps, every fault of the run is told to revert, revert acks are awaited
- * (bounded), and whatever could not be confirmed is recorded. Every transition, ack, measurement and
- * breach is a timestamped event on the run.
+ * or failed fault): no new steps, every fault of the run is told to revert (the stop is recorded:
+ * the hub sends it again on every reconnect until the agent confirms, or its lease must have ended
+ * the fault), revert acks are awaited (bounded), and whatever could not be confirmed is recorded.
+ * Outcomes that arrive after the run has ended (a late confirmation, a revert assumed by lease, a
+ * revert given up) are recorded on the run too. Every transition, ack, measurement and breach is a
+ * timestamped event on the run.
  */
 import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
-import { RevertReason, formatDuration } from "@firedrill/protocol";
+import { RevertReason, formatDuration, plural } from "@firedrill/protocol";
 import type { Logger } from "pino";
 import type { Scope } from "../auth/scope.js";
 import { ApiError } from "../errors.js";
@@ -21,6 +24,7 @@ import type { AgentHub, FaultUpdate } from "../hub/agent-hub.js";
 import type { RunEvent, RunRecord, RunStore, NewRunEvent } from "../store/run-store.js";
 import { isTerminalRunState } from "../store/run-store.js";
 import type { Store } from "../store/store.js";
+import { LEASE_ASSUMED_REASON } from "../store/types.js";
 import type { FaultRecord } from "../store/types.js";
 import { createWatcher, describeStopCondition } from "../stop-conditions/index.js";
 import type { AlertSource, StopConditionWatcher } from "../stop-conditions/types.js";
@@ -28,10 +32,11 @@ import { isCloudFaultKind } from "../aws/faults.js";
 import type { AwsInstance, AwsService, InstanceActionResult } from "../aws/types.js";
 import { planAws } from "./aws-plan.js";
 import { mergeGuardrails } from "./guardrails.js";
-import { createPlan } from "./plan.js";
+import { createPlan, previewPlan } from "./plan.js";
+import { describeReverts, summarizeReverts } from "./report.js";
 import { awsGuardrailsFrom } from "./policy.js";
 import type { PlannedStep, RunPlan } from "./plan.js";
-import { ExperimentSpecError, parseExperiment } from "./spec.js";
+import { parseExperimentForApi } from "./spec-pool.js";
 import type { Experiment, GuardrailsSpec } from "./types.js";
 
 /** Options of {@link createRunner}. */
@@ -67,6 +72,11 @@ export interface RunScopeOptions {
 export interface Runner {
   /** Parses and plans an experiment without acting. Thrown: ApiError 400 with the spec's issues. */
   plan(specYaml: string, options?: RunScopeOptions): Promise<{ experiment: Experiment; plan: RunPlan }>;
+  /**
+   * Adds to a plan what each host fault step would do on each host, asked of the agents (a dry
+   * run, a few seconds at most; see previewPlan).
+   */
+  previewPlan(plan: RunPlan): Promise<RunPlan>;
   /**
    * Starts a run and returns it (pending); it proceeds in the background. Its faults are started
    * with `actor` and the scope (a host whose labels left the scope mid-run refuses its fault, which
@@ -106,7 +116,7 @@ export function createRunner(options: RunnerOptions): Runner {
   const active = new Map<string, ActiveRun>();
 
   const interrupted = runs.failInterruptedRuns(
-    `the control plane restarted during the run; its faults are reverted by the agents' leases (TTL ${formatDuration(options.leaseTtlMs)})`,
+    `the control plane restarted during the run; its faults are stopped as their agents reconnect, or reverted by the agents' leases (TTL ${formatDuration(options.leaseTtlMs)})`,
   );
   for (const run of interrupted) log.warn({ runId: run.id, name: run.name }, "marked a run interrupted by a restart as failed");
 
@@ -119,23 +129,22 @@ export function createRunner(options: RunnerOptions): Runner {
     events.emit("event", runs.transition(runId, state, reason));
   };
 
-  function parse(specYaml: string): Experiment {
+  // How faults of runs that have ended end: a confirmation after the abort gave up waiting, a
+  // revert assumed by lease, a revert given up. Runs being executed record their own (ActiveRun).
+  const onLateOutcome = ({ fault, cause }: FaultUpdate): void => {
+    if (fault.runId === null || fault.endedAt === null || active.has(fault.runId)) return;
+    const event = faultOutcomeEvent(fault, cause, true);
+    if (!event || !runs.getRun(fault.runId)) return;
+    record(fault.runId, { ...event, agentId: fault.agentId, faultId: fault.id });
+  };
+  hub.events.on("fault", onLateOutcome);
+
+  // Parsed in a worker thread (spec-pool.ts): a maximal experiment costs the event loop nothing.
+  async function parse(specYaml: string): Promise<Experiment> {
     if (typeof specYaml !== "string" || specYaml.trim() === "") {
       throw new ApiError(400, "invalid_request", "the body needs `spec`: the experiment YAML as a string (firedrill run FILE sends it)");
     }
-    try {
-      return parseExperiment(specYaml);
-    } catch (err) {
-      if (err instanceof ExperimentSpecError) {
-        throw new ApiError(
-          400,
-          "invalid_experiment",
-          `invalid experiment: ${err.issues.map((i) => `${i.line !== undefined ? `line ${i.line}: ` : ""}${i.path}: ${i.message}`).join("; ")}`,
-          err.issues.map((i) => ({ field: i.path, message: i.message, ...(i.line !== undefined ? { line: i.line } : {}) })),
-        );
-      }
-      throw err;
-    }
+    return parseExperimentForApi(specYaml);
   }
 
   function hostFaults(): Map<string, string[]> {
@@ -147,7 +156,7 @@ export function createRunner(options: RunnerOptions): Runner {
   }
 
   async function plan(specYaml: string, planOptions: RunScopeOptions = {}): Promise<{ experiment: Experiment; plan: RunPlan }> {
-    const experiment = parse(specYaml);
+    const experiment = await parse(specYaml);
     const agents = store.listAgents();
     const aws = await planAws({ experiment, agents, policy: options.policy, aws: options.aws });
     const hostPlan = createPlan({
@@ -159,6 +168,7 @@ export function createRunner(options: RunnerOptions): Runner {
       now: now(),
       scope: planOptions.scope ?? null,
       awsCandidates: aws.candidates,
+      halt: readHalt(store),
     });
     // Put the cloud steps back where the host half saw waits of the same length.
     const steps = hostPlan.steps.map((planned) => {
@@ -225,7 +235,7 @@ export function createRunner(options: RunnerOptions): Runner {
     record(id, { type: "state", message: `pending: started by ${actor}`, data: { state: "pending" } });
     record(id, {
       type: "plan",
-      message: `${planned.plan.steps.length} steps on ${new Set(planned.plan.steps.flatMap((s) => s.hosts.map((h) => h.id))).size} hosts; guardrails passed`,
+      message: `${plural(planned.plan.steps.length, "step")} on ${plural(new Set(planned.plan.steps.flatMap((s) => s.hosts.map((h) => h.id))).size, "host")}; guardrails passed`,
       data: planned.plan,
     });
     const activeRun = new ActiveRun(run, planned.experiment, planned.plan, scope);
@@ -239,6 +249,8 @@ export function createRunner(options: RunnerOptions): Runner {
     private readonly watchers: { desc: string; watcher: StopConditionWatcher }[] = [];
     /** Every fault this run started, by id, with the step that started it. */
     private readonly stepByFault = new Map<string, string>();
+    /** The run's faults not ended yet, per agent (so a disconnect is checked without a scan). */
+    private readonly liveByAgent = new Map<string, Set<string>>();
     private readonly inFlight = new Set<Promise<unknown>>();
     private readonly abortWaiters = new Set<() => void>();
     private readonly log: Logger;
@@ -330,10 +342,7 @@ export function createRunner(options: RunnerOptions): Runner {
       hub.events.on("fault", onFault);
       this.unsubscribe.push(() => hub.events.off("fault", onFault));
       const onDisconnected = (agentId: string) => {
-        const holds = [...this.stepByFault.keys()].some((id) => {
-          const f = store.getFault(id);
-          return f && f.agentId === agentId && f.endedAt === null;
-        });
+        const holds = (this.liveByAgent.get(agentId)?.size ?? 0) > 0;
         if (holds && !this.aborting) {
           this.event({ type: "agent-lost", agentId, message: `agent ${agentId} lost its link while holding faults of this run` });
           void this.abort(`agent lost: ${agentId} disconnected while holding faults of this run (its lease reverts them)`, "failure");
@@ -343,17 +352,24 @@ export function createRunner(options: RunnerOptions): Runner {
       this.unsubscribe.push(() => hub.events.off("disconnected", onDisconnected));
     }
 
+    private track(fault: FaultRecord): void {
+      if (fault.endedAt !== null) return;
+      let live = this.liveByAgent.get(fault.agentId);
+      if (!live) this.liveByAgent.set(fault.agentId, (live = new Set()));
+      live.add(fault.id);
+    }
+
     private onFault({ fault, cause }: FaultUpdate): void {
       if (!this.stepByFault.has(fault.id)) return;
+      if (fault.endedAt !== null) this.liveByAgent.get(fault.agentId)?.delete(fault.id);
       const base = { step: this.stepByFault.get(fault.id) ?? null, agentId: fault.agentId, faultId: fault.id };
       if (cause === "progress" && fault.measurements) {
         this.event({ ...base, type: "measurement", message: formatMeasurements(fault.measurements), data: fault.measurements });
       } else if (cause === "started") {
         this.event({ ...base, type: "fault-started", message: `${fault.kind} running on ${fault.agentId}` });
-      } else if (fault.state === "reverted" && (cause === "reverted" || cause === "reconciled")) {
-        this.event({ ...base, type: "fault-reverted", message: `${fault.kind} reverted on ${fault.agentId} (${fault.reason ?? "unknown"})`, data: { reason: fault.reason } });
-      } else if (fault.state === "failed") {
-        this.event({ ...base, type: "fault-failed", message: `${fault.kind} failed on ${fault.agentId}: ${fault.error ?? "unknown error"}` });
+      } else {
+        const outcome = faultOutcomeEvent(fault, cause, false);
+        if (outcome) this.event({ ...base, ...outcome });
       }
     }
 
@@ -394,7 +410,7 @@ export function createRunner(options: RunnerOptions): Runner {
 
     private async runStep(step: PlannedStep): Promise<void> {
       if (this.aborting) return;
-      this.event({ type: "step-started", step: step.name, message: step.type === "wait" ? `wait ${formatDuration(step.durationMs)}` : `${step.fault} on ${step.hosts.length} hosts for ${formatDuration(step.durationMs)}`, data: { hosts: step.hosts } });
+      this.event({ type: "step-started", step: step.name, message: step.type === "wait" ? `wait ${formatDuration(step.durationMs)}` : `${step.fault} on ${plural(step.hosts.length, "host")} for ${formatDuration(step.durationMs)}`, data: { hosts: step.hosts } });
       if (step.type === "wait") {
         await this.sleep(step.durationMs);
         if (!this.aborting) this.event({ type: "step-ended", step: step.name, message: "wait over" });
@@ -409,16 +425,16 @@ export function createRunner(options: RunnerOptions): Runner {
       const ended = await this.waitForEnd(faultIds, deadline);
       if (this.aborting) return;
       const faultsNow = faultIds.map((id) => store.getFault(id)!);
-      const bad = faultsNow.filter((f) => f.state === "failed" || (f.state === "reverted" && f.reason !== "duration"));
+      const bad = faultsNow.filter((f) => f.state === "failed" || f.state === "revert_failed" || (f.state === "reverted" && f.reason !== "duration"));
       if (!ended) {
         await this.abort(`step ${step.name}: faults did not end within ${formatDuration(deadline)} of starting`, "failure");
       } else if (bad.length > 0) {
         await this.abort(
-          `step ${step.name}: ${bad.map((f) => `${f.id} on ${f.agentId} ${f.state === "failed" ? `failed: ${f.error}` : `ended early (${f.reason})`}`).join("; ")}`,
+          `step ${step.name}: ${bad.map((f) => `${f.id} on ${f.agentId} ${f.state === "failed" ? `failed: ${f.error}` : f.state === "revert_failed" ? `REVERT FAILED: ${f.error}` : `ended early (${f.reason})`}`).join("; ")}`,
           "failure",
         );
       } else {
-        this.event({ type: "step-ended", step: step.name, message: `${step.fault} ended on ${faultIds.length} hosts; all reverted` });
+        this.event({ type: "step-ended", step: step.name, message: `${step.fault} ended on ${plural(faultIds.length, "host")}; all reverted` });
       }
     }
 
@@ -459,7 +475,7 @@ export function createRunner(options: RunnerOptions): Runner {
         // A duration keeps the step (and the stop conditions' watch) open while the groups replace them.
         if (step.durationMs > 0) await this.sleep(step.durationMs);
         if (this.aborting) return;
-        this.event({ type: "step-ended", step: step.name, message: `terminated ${results.length} instances; their Auto Scaling groups replace them` });
+        this.event({ type: "step-ended", step: step.name, message: `terminated ${plural(results.length, "instance")}; their Auto Scaling groups replace them` });
         return;
       }
       // ec2-stop: stop, hold for the duration, start again (also on abort).
@@ -472,7 +488,7 @@ export function createRunner(options: RunnerOptions): Runner {
       await this.sleep(step.durationMs);
       if (this.aborting) return; // the abort starts them
       await this.startStopped(step.name);
-      this.event({ type: "step-ended", step: step.name, message: `stopped ${results.length} instances for ${formatDuration(step.durationMs)} and started them again` });
+      this.event({ type: "step-ended", step: step.name, message: `stopped ${plural(results.length, "instance")} for ${formatDuration(step.durationMs)} and started them again` });
     }
 
     private async startStopped(stepName: string | null): Promise<void> {
@@ -500,6 +516,7 @@ export function createRunner(options: RunnerOptions): Runner {
       try {
         const { fault, acknowledged } = await attempt;
         this.stepByFault.set(fault.id, step.name);
+        this.track(store.getFault(fault.id) ?? fault);
         this.event({
           type: acknowledged ? "fault-acked" : "fault-sent",
           step: step.name,
@@ -528,8 +545,9 @@ export function createRunner(options: RunnerOptions): Runner {
      * `interruptOnAbort`, as soon as the run starts aborting.
      */
     private waitForEnd(faultIds: string[], timeoutMs: number, interruptOnAbort = true): Promise<boolean> {
-      const allEnded = () => faultIds.every((id) => store.getFault(id)?.endedAt !== null);
-      if (allEnded()) return Promise.resolve(true);
+      // Checked once here, then kept up to date from each fault update: O(1) per event.
+      const remaining = new Set(faultIds.filter((id) => store.getFault(id)?.endedAt === null));
+      if (remaining.size === 0) return Promise.resolve(true);
       return new Promise((resolve) => {
         const finish = (value: boolean) => {
           clearTimeout(timer);
@@ -537,9 +555,11 @@ export function createRunner(options: RunnerOptions): Runner {
           this.abortWaiters.delete(onAbort);
           resolve(value);
         };
-        const onFault = () => allEnded() && finish(true);
-        const onAbort = () => finish(allEnded());
-        const timer = setTimeout(() => finish(allEnded()), timeoutMs);
+        const onFault = ({ fault }: FaultUpdate) => {
+          if (fault.endedAt !== null && remaining.delete(fault.id) && remaining.size === 0) finish(true);
+        };
+        const onAbort = () => finish(remaining.size === 0);
+        const timer = setTimeout(() => finish(remaining.size === 0), timeoutMs);
         hub.events.on("fault", onFault);
         if (!interruptOnAbort) return;
         if (this.aborting) onAbort();
@@ -547,10 +567,11 @@ export function createRunner(options: RunnerOptions): Runner {
       });
     }
 
+    /** Records that the fault is wanted ended (the hub re-sends the stop until it is confirmed) and sends it. */
     private stopFault(fault: FaultRecord): void {
       if (fault.endedAt !== null) return;
-      const reason = this.aborting?.kind === "halt" ? RevertReason.HALT : RevertReason.ABORTED;
-      hub.send(fault.agentId, { case: "stopFault", value: { faultId: fault.id, reason } });
+      const halt = this.aborting?.kind === "halt";
+      hub.requestStop(fault.id, halt ? "halt" : "aborted", `run ${this.run.id} ${halt ? "halted" : "aborting"}: ${clip(this.aborting?.reason ?? "", 300)}`);
     }
 
     abort(reason: string, kind: "breach" | "operator" | "halt" | "failure"): Promise<void> {
@@ -576,7 +597,11 @@ export function createRunner(options: RunnerOptions): Runner {
               step: this.stepByFault.get(fault.id) ?? null,
               agentId: fault.agentId,
               faultId: fault.id,
-              message: `revert of ${fault.kind} on ${fault.agentId} not confirmed within ${formatDuration(revertWaitMs)}${connected ? "" : ` (agent disconnected: its lease reverts it within ${formatDuration(options.leaseTtlMs)})`}`,
+              message:
+                `revert of ${fault.kind} on ${fault.agentId} not confirmed within ${formatDuration(revertWaitMs)}: ` +
+                (connected
+                  ? "the stop is sent again every few seconds until the agent confirms"
+                  : `the agent is disconnected; the stop is sent again when it reconnects, and its lease reverts the fault within ${formatDuration(options.leaseTtlMs)} of losing the link`),
             });
           }
         }
@@ -584,7 +609,8 @@ export function createRunner(options: RunnerOptions): Runner {
         for (const i of this.terminated) {
           this.event({ type: "irreversible", message: `${i.instanceId} was terminated and cannot be brought back${i.autoScalingGroup ? ` (${i.autoScalingGroup} replaces it)` : ""}`, data: i });
         }
-        transition(this.run.id, "aborted", reason);
+        const faultsNow = [...this.stepByFault.keys()].map((id) => store.getFault(id)).filter((f): f is FaultRecord => f !== undefined);
+        transition(this.run.id, "aborted", faultsNow.length > 0 ? `${reason}; ${describeReverts(summarizeReverts(faultsNow))}` : reason);
       })();
       return this.abortPromise;
     }
@@ -608,6 +634,8 @@ export function createRunner(options: RunnerOptions): Runner {
     const state: HaltState = haltState() ?? { reason, actor, at: Date.now() };
     writeHalt(store, state);
     log.warn({ reason, actor }, "global halt: aborting every run and reverting every fault");
+    // Recorded per fault, so that agents not connected now get the stop when they reconnect.
+    hub.requestStops({}, "halt", clip(`halt by ${actor}: ${reason}`, 500));
     // Every connected agent reverts everything it holds, in or out of a run.
     for (const agent of store.listAgents()) {
       if (hub.isConnected(agent.id)) hub.send(agent.id, { case: "stopAll", value: { reason: RevertReason.HALT, message: `halt by ${actor}: ${reason}` } });
@@ -624,6 +652,7 @@ export function createRunner(options: RunnerOptions): Runner {
 
   return {
     plan,
+    previewPlan: (planned) => previewPlan(planned, hub),
     start,
     abort,
     halt,
@@ -637,12 +666,47 @@ export function createRunner(options: RunnerOptions): Runner {
     },
     async close() {
       await Promise.all([...active.values()].map((r) => r.abort("the control plane is shutting down", "operator").then(() => r.done)));
+      hub.events.off("fault", onLateOutcome);
     },
   };
 }
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+function clip(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
+/**
+ * The run event for how a fault ended, or undefined when the update is not an end. `late`: the run
+ * had ended already (its abort stopped waiting), so the event says so.
+ */
+export function faultOutcomeEvent(fault: FaultRecord, cause: FaultUpdate["cause"], late: boolean): Omit<NewRunEvent, "step" | "agentId" | "faultId"> | undefined {
+  const after = late ? " (after the run ended)" : "";
+  if (fault.state === "reverted" && fault.reason === LEASE_ASSUMED_REASON) {
+    return {
+      type: "revert-assumed",
+      message: `${fault.kind} on ${fault.agentId}: revert NOT confirmed by the agent; assumed done by its lease (it was not heard for longer than the lease TTL)${after}`,
+      data: { reason: fault.reason, confirmed: false },
+    };
+  }
+  if (fault.state === "reverted" && (cause === "reverted" || cause === "reconciled")) {
+    const how = cause === "reconciled" ? "the agent no longer holds it" : `${fault.reason ?? "unknown"}, confirmed by the agent`;
+    return { type: "fault-reverted", message: `${fault.kind} reverted on ${fault.agentId} (${how})${after}`, data: { reason: fault.reason, confirmed: true } };
+  }
+  if (fault.state === "revert_failed") {
+    return {
+      type: "revert-failed",
+      message: `REVERT FAILED: ${fault.kind} on ${fault.agentId}: ${fault.error ?? "no reason given"}; its effect may still be on the host (fix the cause, then firedrill fault stop ${fault.id} to have the agent try again)${after}`,
+      data: { error: fault.error },
+    };
+  }
+  if (fault.state === "failed" && cause === "failed") {
+    return { type: "fault-failed", message: `${fault.kind} failed on ${fault.agentId}: ${fault.error ?? "unknown error"}${after}` };
+  }
+  return undefined;
 }
 
 function formatMeasurements(m: Record<string, number>): string {

@@ -27,16 +27,31 @@ import {
   parseLabelTerm,
   parseTagTerm,
   parseTimeZone,
+  quote,
   WEEKDAYS,
 } from "./spec-values.js";
 import type { Parsed } from "./spec-values.js";
 
-/** Describes a value the user wrote, for messages: strings quoted, null as "empty". */
+/** Most steps in an experiment. */
+export const MAX_STEPS = 200;
+/** Most stop conditions in an experiment. */
+export const MAX_STOP_CONDITIONS = 20;
+/** Most target groups in an experiment (checked in spec.ts: a record has no size check). */
+export const MAX_TARGET_GROUPS = 50;
+
+/** How many entries a too-long list has, for messages. */
+function listed(input: unknown, max: number): string {
+  return Array.isArray(input) ? String(input.length) : `more than ${max}`;
+}
+
+/** Describes a value the user wrote, for messages: strings quoted (long ones shortened), null as "empty". */
 export function describeValue(value: unknown): string {
   if (value === null) return "an empty value";
   if (Array.isArray(value)) return "a list";
   if (typeof value === "object") return "a mapping";
-  return JSON.stringify(value);
+  if (typeof value === "string") return quote(value);
+  if (typeof value === "number" && !Number.isFinite(value)) return Number.isNaN(value) ? ".nan" : value > 0 ? ".inf" : "-.inf";
+  return String(JSON.stringify(value) ?? String(value));
 }
 
 const EXPECTED: Record<string, string> = {
@@ -418,9 +433,17 @@ export const experimentSchema = strict({
       })
       .min(1)
       .meta({ description: "What should stay true while the faults run." }),
-    targets: z.record(nameSchema("target group"), targetSchema).meta({ description: "Named target groups.", minProperties: 1 }),
-    steps: z.array(stepSchema).min(1).meta({ description: "The steps: a DAG ordered by startAfter." }),
-    stopConditions: z.array(stopConditionSchema).optional().meta({ description: "Conditions that abort the run and revert every fault." }),
+    targets: z.record(nameSchema("target group"), targetSchema).meta({ description: `Named target groups (at most ${MAX_TARGET_GROUPS}).`, minProperties: 1, maxProperties: MAX_TARGET_GROUPS }),
+    steps: z
+      .array(stepSchema)
+      .min(1)
+      .max(MAX_STEPS, { error: (issue) => `lists ${listed(issue.input, MAX_STEPS)} steps; an experiment may have at most ${MAX_STEPS}: split it into smaller experiments` })
+      .meta({ description: `The steps: a DAG ordered by startAfter (at most ${MAX_STEPS}).` }),
+    stopConditions: z
+      .array(stopConditionSchema)
+      .max(MAX_STOP_CONDITIONS, { error: (issue) => `lists ${listed(issue.input, MAX_STOP_CONDITIONS)} stop conditions; an experiment may have at most ${MAX_STOP_CONDITIONS}` })
+      .optional()
+      .meta({ description: `Conditions that abort the run and revert every fault (at most ${MAX_STOP_CONDITIONS}).` }),
     guardrails: guardrailsSchema.optional(),
   }),
 }).meta({ title: "firedrill experiment", description: "A chaos experiment: targets, steps, stop conditions and guardrails." });

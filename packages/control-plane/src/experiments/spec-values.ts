@@ -9,6 +9,18 @@ import { formatDuration, MAX_FAULT_DURATION_MS, MIN_FAULT_DURATION_MS, parseDura
 export type Parsed<T> = { ok: true; value: T } | { ok: false; message: string };
 
 const ok = <T>(value: T): Parsed<T> => ({ ok: true, value });
+
+/** Longest text quoted whole in a message; longer text is shortened, with its length. */
+const MAX_QUOTED = 60;
+
+/**
+ * Quotes text for a message (as JSON), shortened when long: `"aaaa…" (300000 characters)`, so a
+ * message never repeats a huge value back.
+ */
+export function quote(text: string): string {
+  if (text.length <= MAX_QUOTED) return JSON.stringify(text);
+  return `${JSON.stringify(text.slice(0, MAX_QUOTED - 12)).slice(0, -1)}…" (${text.length} characters)`;
+}
 const fail = (message: string): Parsed<never> => ({ ok: false, message });
 
 /** Days of the week, in order, as written in windows. */
@@ -30,7 +42,7 @@ export function parseDurationText(
   bounds: { min?: number; max?: number } = { min: MIN_FAULT_DURATION_MS, max: MAX_FAULT_DURATION_MS },
 ): Parsed<number> {
   const ms = new RegExp(DURATION_PATTERN).test(text.trim()) ? parseDuration(text) : undefined;
-  if (ms === undefined) return fail(`${JSON.stringify(text)} is not a duration; use a number with a unit (ms, s, m, h), ${DURATION_EXAMPLES}`);
+  if (ms === undefined) return fail(`${quote(text)} is not a duration; use a number with a unit (ms, s, m, h), ${DURATION_EXAMPLES}`);
   if (bounds.min !== undefined && ms < bounds.min) {
     return fail(`${text} is shorter than the minimum ${formatDuration(bounds.min)}`);
   }
@@ -46,12 +58,12 @@ function dayRange(term: string): Parsed<Weekday[]> {
   const index = (d: string): number => WEEKDAYS.indexOf(d as Weekday);
   if (parts.length === 1) {
     const i = index(parts[0]!);
-    return i < 0 ? fail(`${JSON.stringify(term)} is not a day; ${allowed}`) : ok([WEEKDAYS[i]!]);
+    return i < 0 ? fail(`${quote(term)} is not a day; ${allowed}`) : ok([WEEKDAYS[i]!]);
   }
-  if (parts.length !== 2) return fail(`${JSON.stringify(term)} is not a day range; ${allowed}`);
+  if (parts.length !== 2) return fail(`${quote(term)} is not a day range; ${allowed}`);
   const from = index(parts[0]!);
   const to = index(parts[1]!);
-  if (from < 0 || to < 0) return fail(`${JSON.stringify(term)} is not a day range; ${allowed}`);
+  if (from < 0 || to < 0) return fail(`${quote(term)} is not a day range; ${allowed}`);
   // A range may wrap around the week end: fri-mon is fri, sat, sun, mon.
   const days: Weekday[] = [];
   for (let i = from; ; i = (i + 1) % 7) {
@@ -65,7 +77,7 @@ function dayRange(term: string): Parsed<Weekday[]> {
 export function parseDays(input: string | readonly string[]): Parsed<Weekday[]> {
   const terms = (typeof input === "string" ? [input] : input).flatMap((t) => t.split(",")).map((t) => t.trim());
   if (terms.length === 0 || terms.some((t) => t === "")) {
-    return fail(`${JSON.stringify(input)} has an empty day; use e.g. mon-fri or sat,sun`);
+    return fail(`${typeof input === "string" ? quote(input) : quote(input.join(","))} has an empty day; use e.g. mon-fri or sat,sun`);
   }
   const set = new Set<Weekday>();
   for (const term of terms) {
@@ -99,16 +111,16 @@ export const HOURS_PATTERN = "^\\d{2}:\\d{2}-\\d{2}:\\d{2}$";
 export function parseHours(text: string): Parsed<{ startMinute: number; endMinute: number }> {
   const m = /^(\d{2}):(\d{2})-(\d{2}):(\d{2})$/.exec(text.trim());
   const hint = `use HH:MM-HH:MM in 24-hour time, e.g. "10:00-16:00"`;
-  if (!m) return fail(`${JSON.stringify(text)} is not an hour range; ${hint}`);
+  if (!m) return fail(`${quote(text)} is not an hour range; ${hint}`);
   const [h1, m1, h2, m2] = m.slice(1).map(Number) as [number, number, number, number];
   const start = h1 * 60 + m1;
   const end = h2 * 60 + m2;
   if (h1 > 23 || m1 > 59 || m2 > 59 || h2 > 24 || (h2 === 24 && m2 !== 0)) {
-    return fail(`${JSON.stringify(text)} has a time that does not exist; ${hint} (00:00 to 24:00)`);
+    return fail(`${quote(text)} has a time that does not exist; ${hint} (00:00 to 24:00)`);
   }
   if (start >= end) {
     return fail(
-      `${JSON.stringify(text)} ends before it starts; a window must start before it ends on the same day (for a window across midnight, use two windows: "22:00-24:00" and "00:00-06:00")`,
+      `${quote(text)} ends before it starts; a window must start before it ends on the same day (for a window across midnight, use two windows: "22:00-24:00" and "00:00-06:00")`,
     );
   }
   return ok({ startMinute: start, endMinute: end });
@@ -134,7 +146,7 @@ export function isValidTimeZone(tz: string): boolean {
 export function parseTimeZone(tz: string): Parsed<string> {
   return isValidTimeZone(tz)
     ? ok(tz)
-    : fail(`${JSON.stringify(tz)} is not a known IANA time zone; use a name such as UTC, Europe/Berlin or America/New_York`);
+    : fail(`${quote(tz)} is not a known IANA time zone; use a name such as UTC, Europe/Berlin or America/New_York`);
 }
 
 /** The date syntax, for JSON Schema. */
@@ -143,11 +155,11 @@ export const DATE_PATTERN = "^\\d{4}-\\d{2}-\\d{2}$";
 /** Checks a calendar date written YYYY-MM-DD. */
 export function parseDate(text: string): Parsed<string> {
   const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(text);
-  if (!m) return fail(`${JSON.stringify(text)} is not a date; use YYYY-MM-DD, e.g. "2026-12-24"`);
+  if (!m) return fail(`${quote(text)} is not a date; use YYYY-MM-DD, e.g. "2026-12-24"`);
   const [y, mo, d] = m.slice(1).map(Number) as [number, number, number];
   const date = new Date(Date.UTC(y, mo - 1, d));
   if (date.getUTCFullYear() !== y || date.getUTCMonth() !== mo - 1 || date.getUTCDate() !== d) {
-    return fail(`${JSON.stringify(text)} is not a day of the calendar; use YYYY-MM-DD, e.g. "2026-12-24"`);
+    return fail(`${quote(text)} is not a day of the calendar; use YYYY-MM-DD, e.g. "2026-12-24"`);
   }
   return ok(text);
 }
@@ -158,12 +170,12 @@ export function parseHttpUrl(text: string): Parsed<string> {
   try {
     url = new URL(text);
   } catch {
-    return fail(`${JSON.stringify(text)} is not a URL; use an absolute http(s) URL such as "http://web.internal/health"`);
+    return fail(`${quote(text)} is not a URL; use an absolute http(s) URL such as "http://web.internal/health"`);
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") {
-    return fail(`${JSON.stringify(text)} uses ${url.protocol.slice(0, -1)}; only http and https URLs are allowed`);
+    return fail(`${quote(text)} uses ${url.protocol.slice(0, -1)}; only http and https URLs are allowed`);
   }
-  if (url.hostname === "") return fail(`${JSON.stringify(text)} has no host; use e.g. "http://web.internal/health"`);
+  if (url.hostname === "") return fail(`${quote(text)} has no host; use e.g. "http://web.internal/health"`);
   return ok(text);
 }
 
@@ -180,11 +192,11 @@ export function parseLabelTerm(text: string, opts: { keyOnly: boolean }): Parsed
   const eq = text.indexOf("=");
   if (eq < 0) {
     if (opts.keyOnly && /^\S+$/.test(text)) return ok({ key: text });
-    return fail(`${JSON.stringify(text)} is not a label; ${hint}`);
+    return fail(`${quote(text)} is not a label; ${hint}`);
   }
   const key = text.slice(0, eq);
   const value = text.slice(eq + 1);
-  if (!/^\S+$/.test(key) || !/^[^\s=]+$/.test(value)) return fail(`${JSON.stringify(text)} is not a label; ${hint}`);
+  if (!/^\S+$/.test(key) || !/^[^\s=]+$/.test(value)) return fail(`${quote(text)} is not a label; ${hint}`);
   return ok({ key, value });
 }
 
@@ -201,7 +213,7 @@ export const AWS_REGION_PATTERN = "^[a-z]{2}(-[a-z]+)+-\\d+$";
 
 /** Checks an AWS region name (syntax only: AWS answers for whether it exists). */
 export function parseAwsRegion(text: string): Parsed<string> {
-  return new RegExp(AWS_REGION_PATTERN).test(text) ? ok(text) : fail(`${JSON.stringify(text)} is not an AWS region; use a region name such as eu-west-1 or us-east-2`);
+  return new RegExp(AWS_REGION_PATTERN).test(text) ? ok(text) : fail(`${quote(text)} is not an AWS region; use a region name such as eu-west-1 or us-east-2`);
 }
 
 /** The EC2 instance id syntax, for JSON Schema: `i-` and 8 or 17 hex digits. */
@@ -209,7 +221,7 @@ export const INSTANCE_ID_PATTERN = "^i-([0-9a-f]{8}|[0-9a-f]{17})$";
 
 /** Checks an EC2 instance id. */
 export function parseInstanceId(text: string): Parsed<string> {
-  return new RegExp(INSTANCE_ID_PATTERN).test(text) ? ok(text) : fail(`${JSON.stringify(text)} is not an EC2 instance id; use i- and 8 or 17 hex digits, e.g. i-0abc123def4567890`);
+  return new RegExp(INSTANCE_ID_PATTERN).test(text) ? ok(text) : fail(`${quote(text)} is not an EC2 instance id; use i- and 8 or 17 hex digits, e.g. i-0abc123def4567890`);
 }
 
 /** Parses an EC2 tag term: `key=value`, or (for exclusions) `key` for any value. */

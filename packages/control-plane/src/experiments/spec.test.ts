@@ -370,18 +370,18 @@ const CASES: Case[] = [
     name: "YAML syntax error (line and column)",
     text: edit({ 12: "    - { name: burn, fault: cpu-burn, target: web, params: { load: 80 }, duration: 2m" }),
     issues: [
-      { path: "", line: 13, column: 5, message: "YAML syntax error: Flow map in block collection must be sufficiently indented and end with a }" },
+      { path: "steps[0]", line: 13, column: 5, message: "YAML syntax error: Flow map in block collection must be sufficiently indented and end with a }" },
     ],
   },
   {
     name: "tab indentation",
     text: edit({ 4: "\tname: demo" }),
-    issues: [{ path: "", line: 4, column: 1, message: "YAML syntax error: Tabs are not allowed as indentation" }],
+    issues: [{ path: "(top level)", line: 4, column: 1, message: "YAML syntax error: Tabs are not allowed as indentation" }],
   },
   {
     name: "duplicate key",
     text: edit({ 4: "  name: demo\n  name: other" }),
-    issues: [{ path: "", line: 5, column: 3, message: "YAML syntax error: Map keys must be unique" }],
+    issues: [{ path: "metadata.name", line: 5, message: "is given twice in this mapping (first on line 4); keep one" }],
   },
 ];
 
@@ -443,13 +443,13 @@ spec:
   it("says so when the file is empty or not a mapping", () => {
     expect(issuesOf("")).toEqual([
       {
-        path: "",
+        path: "(file)",
         line: 1,
         message: "the file is empty; an experiment starts with apiVersion: firedrill/v1 and kind: Experiment (see docs/spec/experiment.md)",
       },
     ]);
     expect(issuesOf("- a\n- b\n")).toEqual([
-      { path: "", line: 1, message: "a list is not a mapping; expected a mapping with: apiVersion, kind, metadata, spec" },
+      { path: "(top level)", line: 1, message: "a list is not a mapping; expected a mapping with: apiVersion, kind, metadata, spec" },
     ]);
   });
 

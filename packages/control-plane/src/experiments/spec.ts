@@ -8,9 +8,9 @@ import type { JsonObject } from "@firedrill/protocol";
 import { isCloudFaultKind } from "../aws/faults.js";
 import type { AwsSelector } from "../aws/types.js";
 import { findCycles } from "./dag.js";
-import { experimentSchema, RESERVED_AWS_FILTERS, specErrorMap } from "./spec-schema.js";
+import { describeValue, experimentSchema, MAX_TARGET_GROUPS, RESERVED_AWS_FILTERS, specErrorMap } from "./spec-schema.js";
 import type { ExperimentInput, GuardrailsInput } from "./spec-schema.js";
-import { parseDays, parseDurationText, parseHours } from "./spec-values.js";
+import { parseDays, parseDurationText, parseHours, quote } from "./spec-values.js";
 import type {
   Experiment,
   GuardrailsSpec,
@@ -21,7 +21,7 @@ import type {
   TargetSpec,
   WindowSpec,
 } from "./types.js";
-import { formatPath, formatSpecIssue, fromZodIssues, parsePath, readYaml, toSpecIssues } from "./yaml-source.js";
+import { countProblems, FILE_PATH_LABEL, formatPath, formatSpecIssue, fromZodIssues, parsePath, readYaml, toSpecIssues } from "./yaml-source.js";
 import type { SourceIssue, SourcePath } from "./yaml-source.js";
 
 export { formatSpecIssue } from "./yaml-source.js";
@@ -35,8 +35,9 @@ export class ExperimentSpecError extends Error {
     /** The file name used in messages. */
     readonly file = "<input>",
   ) {
+    const count = countProblems(issues);
     super(
-      `${file} is not a valid experiment (${issues.length} ${issues.length === 1 ? "problem" : "problems"}):\n${issues
+      `${file} is not a valid experiment (${count} ${count === 1 ? "problem" : "problems"}):\n${issues
         .map((i) => `  ${formatSpecIssue(i, file)}`)
         .join("\n")}`,
     );
@@ -55,6 +56,11 @@ function list(value: unknown): unknown[] | undefined {
 
 function present(obj: Raw, key: string): boolean {
   return Object.hasOwn(obj, key) && obj[key] !== undefined;
+}
+
+/** Names for a message: the first `max`, then how many more. */
+function someNames(names: readonly string[], max = 10): string {
+  return names.length <= max ? names.join(", ") : `${names.slice(0, max).join(", ")} and ${names.length - max} more`;
 }
 
 const STOP_KINDS = ["http", "prometheus", "alert", "cloudwatchAlarm"] as const;
@@ -100,6 +106,13 @@ function crossCheck(data: unknown): SourceIssue[] {
 
   const targets = rec(spec["targets"]);
   const targetNames = targets ? Object.keys(targets) : undefined;
+  const targetSet = new Set(targetNames);
+  if (targetNames && targetNames.length > MAX_TARGET_GROUPS) {
+    issues.push({
+      path: ["spec", "targets"],
+      message: `defines ${targetNames.length} target groups; an experiment may define at most ${MAX_TARGET_GROUPS}: split it into smaller experiments`,
+    });
+  }
   if (targets && targetNames?.length === 0) {
     issues.push({
       path: ["spec", "targets"],
@@ -139,7 +152,7 @@ function crossCheck(data: unknown): SourceIssue[] {
       if (typeof name !== "string") return;
       const first = firstIndex.get(name);
       if (first === undefined) firstIndex.set(name, i);
-      else issues.push({ path: ["spec", "steps", i, "name"], message: `duplicate step name ${JSON.stringify(name)} (also steps[${first}]); step names must be unique` });
+      else issues.push({ path: ["spec", "steps", i, "name"], message: `duplicate step name ${quote(name)} (also steps[${first}]); step names must be unique` });
     });
     const stepNames = [...firstIndex.keys()];
     steps.forEach((value, i) => {
@@ -154,7 +167,7 @@ function crossCheck(data: unknown): SourceIssue[] {
         issues.push({ path: at, message: "is neither a fault nor a wait; give fault: <kind> with target and duration, or wait: <duration>" });
       } else if (isFault) {
         if (!present(step, "target")) {
-          issues.push({ path: [...at, "target"], message: `is required for a fault step; name a target group${targetNames?.length ? ` (${targetNames.join(", ")})` : ""}` });
+          issues.push({ path: [...at, "target"], message: `is required for a fault step; name a target group${targetNames?.length ? ` (${someNames(targetNames)})` : ""}` });
         }
         const kind = step["fault"];
         if (!present(step, "duration") && kind !== "ec2-terminate") {
@@ -173,7 +186,7 @@ function crossCheck(data: unknown): SourceIssue[] {
             issues.push({ path: [...at, "params"], message: `${kind} takes no params; remove params (it acts on every instance the target group resolves to)` });
           }
           const target = step["target"];
-          const group = typeof target === "string" && targets && Object.hasOwn(targets, target) ? rec(rec(targets[target])?.["selector"]) : undefined;
+          const group = typeof target === "string" && targets && targetSet.has(target) ? rec(rec(targets[target])?.["selector"]) : undefined;
           if (group && !present(group, "aws")) {
             issues.push({
               path: [...at, "target"],
@@ -183,12 +196,18 @@ function crossCheck(data: unknown): SourceIssue[] {
         }
         if (typeof kind === "string" && isFaultKind(kind) && rec(params)) {
           const prefix = formatPath([...at.slice(1), "params"]);
+          // YAML reads 1e400 and .inf as Infinity, which JSON (and the fault's own check) sees as null.
+          const infinite = Object.entries(rec(params)!).filter(([, v]) => typeof v === "number" && !Number.isFinite(v));
+          for (const [key, value] of infinite) {
+            issues.push({ path: [...at, "params", key], message: `${describeValue(value)} is not a finite number; write the value as a plain number` });
+          }
           try {
             parseFaultParams(kind, params as JsonObject, prefix);
           } catch (err) {
             if (!(err instanceof InvalidFaultRequestError)) throw err;
             for (const issue of err.issues) {
               const rest = issue.field.startsWith(`${prefix}.`) ? parsePath(issue.field.slice(prefix.length + 1)) : [];
+              if (infinite.some(([key]) => rest[0] === key)) continue;
               issues.push({ path: [...at, "params", ...rest], message: issue.message });
             }
           }
@@ -201,15 +220,15 @@ function crossCheck(data: unknown): SourceIssue[] {
         }
       }
       const target = step["target"];
-      if (isFault && typeof target === "string" && targetNames && !targetNames.includes(target)) {
+      if (isFault && typeof target === "string" && targetNames && !targetSet.has(target)) {
         issues.push({
           path: [...at, "target"],
-          message: `unknown target ${JSON.stringify(target)}; ${targetNames.length ? `target groups: ${targetNames.join(", ")}` : "define it under targets"}`,
+          message: `unknown target ${quote(target)}; ${targetNames.length ? `target groups: ${someNames(targetNames)}` : "define it under targets"}`,
         });
       }
       list(step["startAfter"])?.forEach((ref, j) => {
         if (typeof ref === "string" && !firstIndex.has(ref)) {
-          issues.push({ path: [...at, "startAfter", j], message: `unknown step ${JSON.stringify(ref)}; steps: ${stepNames.join(", ")}` });
+          issues.push({ path: [...at, "startAfter", j], message: `unknown step ${quote(ref)}; steps: ${someNames(stepNames)}` });
         }
       });
     });
@@ -362,12 +381,12 @@ function toModel(input: ExperimentInput): Experiment {
  * Thrown when anything is wrong: {@link ExperimentSpecError} listing every issue with path and line.
  */
 export function parseExperiment(text: string, file = "<input>"): Experiment {
-  const source = readYaml(text);
+  const source = readYaml(text, { dropPrefix: "spec" });
   if (source.syntaxIssues.length > 0) throw new ExperimentSpecError(source.syntaxIssues, file);
   const data = source.data;
   if (data === null || data === undefined) {
     throw new ExperimentSpecError(
-      [{ path: "", line: 1, message: "the file is empty; an experiment starts with apiVersion: firedrill/v1 and kind: Experiment (see docs/spec/experiment.md)" }],
+      [{ path: FILE_PATH_LABEL, line: 1, message: "the file is empty; an experiment starts with apiVersion: firedrill/v1 and kind: Experiment (see docs/spec/experiment.md)" }],
       file,
     );
   }

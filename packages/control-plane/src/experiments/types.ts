@@ -171,4 +171,6 @@ export interface SpecIssue {
   /** 1-based column, for YAML syntax errors. */
   column?: number;
   message: string;
+  /** On the last issue of a capped list: how many more problems were found but not listed. */
+  omitted?: number;
 }

@@ -5,7 +5,12 @@ import { ApiError } from "../errors.js";
 
 const JSON_HINT = "send a JSON object with Content-Type: application/json";
 
-function fromFastify(error: FastifyError): ApiError | undefined {
+/** A body limit for messages: `576 KiB`, `1 MiB`. */
+function formatLimit(bytes: number): string {
+  return bytes % (1024 * 1024) === 0 ? `${bytes / 1024 / 1024} MiB` : `${Math.round(bytes / 1024)} KiB`;
+}
+
+function fromFastify(error: FastifyError, request: FastifyRequest): ApiError | undefined {
   switch (error.code) {
     case "FST_ERR_CTP_INVALID_JSON_BODY":
       return new ApiError(400, "invalid_json", `the request body is not valid JSON (${error.message}); ${JSON_HINT}`);
@@ -14,7 +19,11 @@ function fromFastify(error: FastifyError): ApiError | undefined {
     case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
       return new ApiError(415, "unsupported_media_type", `this endpoint only accepts JSON; ${JSON_HINT}`);
     case "FST_ERR_CTP_BODY_TOO_LARGE":
-      return new ApiError(413, "body_too_large", "the request body is larger than 1 MiB");
+      return new ApiError(
+        413,
+        "body_too_large",
+        `the request body is larger than ${formatLimit(request.routeOptions.bodyLimit ?? 1024 * 1024)}, this endpoint's limit${request.method === "POST" && (request.routeOptions.url === "/api/v1/plan" || request.routeOptions.url === "/api/v1/runs") ? "; an experiment may be at most 256 KiB" : ""}`,
+      );
     default:
       if (error instanceof SyntaxError && error.statusCode === 400) {
         return new ApiError(400, "invalid_json", `the request body is not valid JSON (${error.message}); ${JSON_HINT}`);
@@ -41,7 +50,7 @@ export function errorBody(error: ApiError): ErrorJson {
 /** Installs the JSON error and not-found handlers. */
 export function installErrorHandlers(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
-    const api = error instanceof ApiError ? error : fromFastify(error);
+    const api = error instanceof ApiError ? error : fromFastify(error, request);
     if (api) {
       request.auditOutcome ??= api.code;
       if (api.statusCode >= 400) request.auditDetail ??= api.message;

@@ -210,7 +210,7 @@ describe("HTTP API", () => {
     expect(active.body.faults).toEqual([]);
   });
 
-  it("refuses to stop on a disconnected agent, explaining the lease", async () => {
+  it("records a stop for a disconnected agent (202): it is sent when the agent reconnects", async () => {
     const response = post({ kind: "cpu-burn", duration: "10m" });
     const start = await agent.next("startFault");
     agent.event(start.faultId, FaultEventType.STARTED);
@@ -218,8 +218,9 @@ describe("HTTP API", () => {
     agent.close();
     await agent.ended;
     // The hub marks the agent disconnected before it sends the final status, so this is immediate.
-    const res = await call<ErrorJson>("DELETE", `/api/v1/agents/agent-1/faults/${start.faultId}`);
-    expect(res.status).toBe(409);
-    expect(res.body.error.message).toMatch(/is not connected .* revert every fault on its own within the lease TTL \(3s\)/);
+    const res = await call<{ fault: FaultJson }>("DELETE", `/api/v1/agents/agent-1/faults/${start.faultId}`);
+    expect(res.status).toBe(202);
+    expect(res.body.fault).toMatchObject({ id: start.faultId, state: "running", stopReason: "stopped" });
+    expect(res.body.fault.stopRequestedAt).not.toBeNull();
   });
 });

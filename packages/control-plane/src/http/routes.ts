@@ -73,12 +73,12 @@ export function registerRoutes(app: FastifyInstance, options: RoutesOptions): vo
   });
 
   app.delete<AgentFaultParams>("/api/v1/agents/:id/faults/:faultId", WRITE, async (request, reply) => {
-    const outcome = await faults.stop(request.params.id, request.params.faultId);
+    const outcome = await faults.stop(request.params.id, request.params.faultId, callerOf(request).name);
     return reply.code(outcome.acknowledged ? 200 : 202).send({ fault: toFaultJson(outcome.fault) });
   });
 
   app.delete<AgentParams>("/api/v1/agents/:id/faults", WRITE, async (request) => ({
-    faults: (await faults.stopAll(request.params.id)).map(toFaultJson),
+    faults: (await faults.stopAll(request.params.id, callerOf(request).name)).map(toFaultJson),
   }));
 
   app.get("/api/v1/faults", READ, async (request) => {

@@ -3,7 +3,7 @@
  */
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { ApiError } from "../errors.js";
-import { readLastLifted } from "../halt.js";
+import { haltJson, readLastLifted } from "../halt.js";
 import type { LiftedHalt } from "../halt.js";
 import { callerOf } from "../auth/http.js";
 import { parseScope } from "../auth/scope.js";
@@ -13,6 +13,8 @@ import type { Runner } from "../experiments/runner.js";
 import type { RunEvent, RunRecord, RunStore } from "../store/run-store.js";
 import { isTerminalRunState } from "../store/run-store.js";
 import type { Store } from "../store/store.js";
+import { MAX_SPEC_BYTES } from "../experiments/yaml-source.js";
+import { createBodyGate } from "./body-gate.js";
 
 /** What the run routes need. */
 export interface RunRoutesOptions {
@@ -24,6 +26,13 @@ export interface RunRoutesOptions {
 type RunParams = { Params: { id: string } };
 
 const READ = { config: { permission: "read" as const } };
+
+/**
+ * Body limit of the routes that take an experiment: a JSON string of a 256 KiB spec written with
+ * many newlines, tabs and quotes (each escaped as two characters), plus the other fields. The spec
+ * itself is held to {@link MAX_SPEC_BYTES} with a precise 413 (spec-pool.ts).
+ */
+export const SPEC_BODY_LIMIT = 2 * MAX_SPEC_BYTES + 64 * 1024;
 
 /** JSON of a run (without the spec text, which `GET /runs/:id` adds). */
 export function toRunJson(run: RunRecord) {
@@ -85,13 +94,18 @@ export function registerRunRoutes(app: FastifyInstance, options: RunRoutesOption
     return run;
   };
 
-  app.post("/api/v1/plan", { config: { permission: "run:write" } }, async (request) => {
+  // Experiments are big bodies: parsed one per loop turn (body-gate.ts), checked in a worker (spec-pool.ts).
+  const specBodies = { bodyLimit: SPEC_BODY_LIMIT, preParsing: createBodyGate() };
+
+  app.post("/api/v1/plan", { ...specBodies, config: { permission: "run:write" } }, async (request) => {
     const spec = stringField(body(request), "spec", { required: true })!;
     const { experiment, plan } = await runner.plan(spec, { scope: scopeOf(request) });
-    return { experiment: { name: experiment.metadata.name, hypothesis: experiment.spec.hypothesis }, plan };
+    // What each host fault would hit there (processes, exclusions), from a dry run on its agent.
+    const previewed = await runner.previewPlan(plan);
+    return { experiment: { name: experiment.metadata.name, hypothesis: experiment.spec.hypothesis }, plan: previewed };
   });
 
-  app.post("/api/v1/runs", { config: { permission: "run:write" } }, async (request, reply) => {
+  app.post("/api/v1/runs", { ...specBodies, config: { permission: "run:write" } }, async (request, reply) => {
     const b = body(request);
     const spec = stringField(b, "spec", { required: true })!;
     const run = await runner.start(spec, callerOf(request).name, { scope: scopeOf(request) });
@@ -167,12 +181,18 @@ export function registerRunRoutes(app: FastifyInstance, options: RunRoutesOption
     return { halt: halt ? { ...halt, at: new Date(halt.at).toISOString() } : null, lastLifted: lifted ? liftedJson(lifted) : null };
   });
 
+  // Halting while halted keeps the halt as it was (who, since when, why: what unhalt lifts), records
+  // the new reason in the audit log, and tells every agent again to revert everything: a second
+  // halt is never refused, since it may be what ends a fault a first one missed.
   app.post("/api/v1/halt", { config: { permission: "halt" } }, async (request) => {
     const b = body(request);
     const reason = stringField(b, "reason", { required: true, max: 1000 })!;
-    request.auditDetail = `halt: ${reason}`;
+    const before = runner.haltState();
+    request.auditDetail = before
+      ? `halt again: ${reason} (already halted by ${before.actor} since ${new Date(before.at).toISOString()}: ${before.reason}; that halt is kept)`
+      : `halt: ${reason}`;
     const halt = await runner.halt(reason, callerOf(request).name);
-    return { halt: { ...halt, at: new Date(halt.at).toISOString() } };
+    return { halt: haltJson(halt), alreadyHalted: before !== undefined };
   });
 
   app.delete("/api/v1/halt", { config: { permission: "admin" } }, async (request) => {

@@ -18,19 +18,28 @@ import {
   durationFromMs,
   formatDuration,
 } from "@firedrill/protocol";
-import type { ConnectRequest, ConnectResponse, FaultEvent, Hello, Refusal } from "@firedrill/protocol";
+import type { ConnectRequest, ConnectResponse, FaultEvent, Hello, JsonObject, Refusal } from "@firedrill/protocol";
 import type { Logger } from "pino";
 import type { Metrics } from "../metrics.js";
 import type { Store } from "../store/store.js";
-import type { FaultEventType, FaultRecord } from "../store/types.js";
+import type { FaultEventType, FaultRecord, StopReason } from "../store/types.js";
+import { describeHalt, readHalt } from "../halt.js";
 import { CONTROL_PLANE_VERSION } from "../version.js";
 import { agentFromHello, faultEventFromProto } from "./convert.js";
+import { createPreviewRequests } from "./previews.js";
+import type { AgentPreview } from "./previews.js";
+import { createStopKeeper } from "./stop-keeper.js";
+import type { StopRequest } from "./stop-keeper.js";
 
 /** A change to a fault, announced to in-process listeners (e.g. HTTP requests awaiting an ack). */
 export interface FaultUpdate {
   fault: FaultRecord;
-  /** The event that caused it; `reconciled` when the control plane ended the fault itself. */
-  cause: FaultEventType | "reconciled";
+  /**
+   * The event that caused it; `reconciled` when the control plane ended the fault itself (the
+   * agent no longer holds it), `lease-assumed` when it closed it as reverted by the agent's lease
+   * without a confirmation.
+   */
+  cause: FaultEventType | "reconciled" | "lease-assumed";
 }
 
 /** Events of {@link AgentHub.events}. */
@@ -61,6 +70,8 @@ export interface AgentHubOptions {
   reconcileGraceMs: number;
   /** How long a new stream may take to send Hello. @default 10000 */
   helloTimeoutMs?: number;
+  /** How often a stop not confirmed yet is sent again on a live link. @default 2000 */
+  stopRetryMs?: number;
 }
 
 /** The agent hub. */
@@ -75,6 +86,26 @@ export interface AgentHub {
   send(agentId: string, message: AgentMessage): boolean;
   /** Ends the agent's stream with a refusal (e.g. revoked); false when it had none. */
   disconnect(agentId: string, refusal: HubRefusal): boolean;
+  /**
+   * Asks a connected agent for a dry run of a fault (PreviewFault): its refusal, or what it would
+   * act on (e.g. the processes a process fault would hit). At most a few pending per agent.
+   * Rejected with PreviewUnavailableError when the agent is not connected, does not answer within
+   * `timeoutMs`, disconnects first, or has too many previews pending.
+   */
+  preview(agentId: string, kind: string, params: JsonObject, timeoutMs: number): Promise<AgentPreview>;
+  /**
+   * Records in the store that the control plane wants the fault ended, and sends StopFault now if
+   * its agent is connected. The stop is sent again right after every Welcome of that agent and
+   * every few seconds on its live link until the agent reports the fault ended, or until the
+   * agent's lease must have ended it (then it is closed as reverted, reason `lease-assumed`).
+   */
+  requestStop(faultId: string, reason: StopReason, by: string): StopRequest;
+  /**
+   * The same for every active fault of an agent (`{ agentId }`) or of every agent (`{}`, a halt),
+   * recorded only: the caller sends StopAll to connected agents; unconfirmed stops are re-sent
+   * per fault. Returns how many faults it marked.
+   */
+  requestStops(which: { agentId?: string }, reason: StopReason, by: string): number;
   /** Ends every stream (status UNAVAILABLE) and stops all timers. */
   close(): void;
 }
@@ -154,6 +185,31 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
   const byAgent = new Map<string, Session>();
   let serial = 0;
   let closing = false;
+  const stops = createStopKeeper({
+    store,
+    metrics,
+    log: log.child({ component: "stops" }),
+    leaseTtlMs,
+    // The agent's lease runs from the last message it received; the control plane may write to a
+    // silent link for up to `inactivityMs` after it last heard the agent (which is when lastSeen
+    // is updated, at the latest on disconnect), and then a margin for late delivery.
+    assumeAfterMs: leaseTtlMs + inactivityMs + 2000,
+    retryMs: options.stopRetryMs ?? 2000,
+    send(agentId, faultId, reason) {
+      const session = byAgent.get(agentId);
+      return session ? write(session, { case: "stopFault", value: { faultId, reason } }) : false;
+    },
+    isConnected: (agentId) => byAgent.has(agentId),
+    closed: (fault) => events.emit("fault", { fault, cause: "lease-assumed" }),
+  });
+
+  const previews = createPreviewRequests({
+    log: log.child({ component: "previews" }),
+    send(agentId, request) {
+      const session = byAgent.get(agentId);
+      return session ? write(session, { case: "previewFault", value: request }) : false;
+    },
+  });
 
   function timer(session: Session, fn: () => void, ms: number, repeat = false): void {
     const handle = repeat
@@ -207,6 +263,7 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
     const agentId = session.agentId;
     if (agentId !== undefined && byAgent.get(agentId) === session) {
       byAgent.delete(agentId);
+      previews.disconnected(agentId);
       store.markAgentDisconnected(agentId, Date.now());
       session.log.info("agent disconnected");
       events.emit("disconnected", agentId);
@@ -297,17 +354,27 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
       true,
     );
 
-    // Faults the agent holds but the store does not know, or knows as ended, must not keep running.
+    // Faults the agent holds but the store does not know, or knows as ended, must not keep running;
+    // nor may faults the control plane wants ended (stopped, their run over, a halt): their stop is
+    // sent again right after Welcome, whatever happened to the first one.
+    const halt = readHalt(store);
     for (const held of hello.heldFaults) {
       if (held.state !== HeldFaultState.STARTING && held.state !== HeldFaultState.RUNNING && held.state !== HeldFaultState.UNSPECIFIED) continue;
       const fault = store.getFault(held.faultId);
-      if (fault && fault.agentId === agentId && fault.endedAt === null) continue;
+      if (fault && fault.agentId === agentId && fault.endedAt === null) {
+        if (fault.stopRequestedAt === null) {
+          if (halt) stops.mark(fault.id, "halt", describeHalt(halt));
+          else if (fault.runId !== null && store.isRunEnded(fault.runId)) stops.mark(fault.id, "aborted", `run ${fault.runId} has ended`);
+        }
+        continue;
+      }
       session.log.warn(
         { faultId: held.faultId, kind: held.kind, known: fault !== undefined },
         fault ? "agent still holds a fault that has ended; stopping it" : "agent holds a fault this control plane does not know; stopping it",
       );
       write(session, { case: "stopFault", value: { faultId: held.faultId, reason: RevertReason.STOPPED } });
     }
+    stops.afterWelcome(agentId);
 
     const held = new Set(hello.heldFaults.map((f) => f.faultId));
     timer(session, () => reconcile(session, held, now), options.reconcileGraceMs);
@@ -338,6 +405,7 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
         now,
       );
       if (result.changed && result.fault) {
+        stops.ended(fault.id);
         session.log.warn({ faultId: fault.id, kind: fault.kind }, "agent no longer holds a fault; marked reverted (reason unknown)");
         events.emit("fault", { fault: result.fault, cause: "reconciled" });
       }
@@ -376,6 +444,11 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
       { faultId: input.faultId, type: input.type, state: result.fault.state, reason: input.reason ?? undefined, error: input.error ?? undefined },
       "fault event",
     );
+    if (result.fault.endedAt !== null) stops.ended(result.fault.id);
+    if (result.changed && result.fault.state === "revert_failed") {
+      metrics.revertFailures.inc({ kind: result.fault.kind });
+      session.log.error({ faultId: result.fault.id, kind: result.fault.kind, error: result.fault.error }, "the agent gave up reverting a fault: its effect may still be on the host");
+    }
     events.emit("fault", { fault: result.fault, cause: input.type });
   }
 
@@ -417,6 +490,9 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
         break;
       case "faultEvent":
         onFaultEvent(session, agentId, message.value);
+        break;
+      case "faultPreview":
+        previews.answer(agentId, message.value);
         break;
       case "hello":
         session.log.warn("ignoring a second Hello on the same stream");
@@ -501,8 +577,13 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
       end(session, refusal);
       return true;
     },
+    requestStop: (faultId, reason, by) => stops.request(faultId, reason, by),
+    requestStops: (which, reason, by) => store.requestStops(which, reason, by, Date.now()),
+    preview: (agentId, kind, params, timeoutMs) => previews.request(agentId, kind, params, timeoutMs),
     close() {
       closing = true;
+      previews.close();
+      stops.close();
       for (const session of [...open]) {
         end(session, { code: grpc.status.UNAVAILABLE, details: "the control plane is shutting down; reconnect later" });
       }

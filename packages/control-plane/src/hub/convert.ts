@@ -1,6 +1,7 @@
 /** Conversions from protocol messages to store records. */
 import type { Capabilities, FaultEvent, Hello, HostFacts } from "@firedrill/protocol";
 import { faultEventTypeName, revertReasonName, timestampToMs } from "@firedrill/protocol";
+import { FAULT_DETAILS_BOUNDS } from "../store/types.js";
 import type { AgentHello, CapabilitiesJson, FaultEventInput, HostFactsJson } from "../store/types.js";
 
 /** Host facts as plain JSON (uint64 sizes become numbers; they stay far below 2^53). */
@@ -66,14 +67,43 @@ export function faultEventFromProto(agentId: string, event: FaultEvent, now: num
   const type = faultEventTypeName(event.type);
   if (type === "unknown") return undefined;
   const measurements = Object.keys(event.measurements).length > 0 ? { ...event.measurements } : null;
+  const details = boundFaultDetails(event.details);
   return {
     faultId: event.faultId,
     agentId,
     type,
     time: timestampToMs(event.time) ?? now,
-    reason: type === "reverted" ? revertReasonName(event.reason) : null,
+    reason:
+      type === "reverted" ? revertReasonName(event.reason) : type === "revert_failed" && event.reason ? revertReasonName(event.reason) : null,
     error: event.error || null,
     message: event.message || null,
     measurements,
+    ...(details.length > 0 ? { details } : {}),
   };
+}
+
+// C0 and C1 control characters (ESC among them): an agent's text must not drive the terminal it is shown in.
+// eslint-disable-next-line no-control-regex
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]/g;
+
+/**
+ * An agent's fault details, bounded: at most {@link FAULT_DETAILS_BOUNDS}.lines lines (the last
+ * says how many more were dropped), each cut to lineLength characters, control characters replaced,
+ * empty lines dropped.
+ */
+export function boundFaultDetails(details: readonly string[]): string[] {
+  const { lines, lineLength } = FAULT_DETAILS_BOUNDS;
+  const kept: string[] = [];
+  let dropped = 0;
+  for (const raw of details) {
+    if (kept.length >= lines) {
+      dropped += 1;
+      continue;
+    }
+    const text = raw.slice(0, lineLength * 2).replace(CONTROL_CHARACTERS, " ").trim();
+    if (text === "") continue;
+    kept.push(text.length > lineLength ? `${text.slice(0, lineLength - 1)}…` : text);
+  }
+  if (dropped > 0) kept[lines - 1] = `… and ${dropped + 1} more lines`;
+  return kept;
 }

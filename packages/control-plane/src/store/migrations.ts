@@ -271,17 +271,69 @@ const MIGRATIONS: readonly string[] = [
   -- A host forgotten with firedrill agents rm: hidden from listings and targets, history kept.
   ALTER TABLE agents ADD COLUMN removed_at INTEGER;
   `,
+  `
+  -- Faults gain the state revert_failed (the agent gave a revert up: ended, never "reverted"), the
+  -- details their agent reports (what the fault leaves alone, ...: a JSON array of strings), and
+  -- the stop the control plane wants (an operator stop, the run's end, a halt), kept until the fault
+  -- has ended so that the stop is sent again on every reconnect of its agent. SQLite cannot change
+  -- a CHECK constraint, so the table is rebuilt (no table references faults).
+  CREATE TABLE faults_v7 (
+    id TEXT PRIMARY KEY,
+    agent_id TEXT NOT NULL REFERENCES agents(id),
+    run_id TEXT,
+    kind TEXT NOT NULL,
+    params TEXT NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'accepted', 'running', 'reverted', 'failed', 'revert_failed')),
+    reason TEXT,
+    error TEXT,
+    created_at INTEGER NOT NULL,
+    started_at INTEGER,
+    ended_at INTEGER,
+    measurements TEXT,
+    updated_at INTEGER NOT NULL,
+    actor TEXT,
+    policy_override TEXT,
+    details TEXT,
+    stop_requested_at INTEGER,
+    stop_reason TEXT CHECK (stop_reason IN ('stopped', 'aborted', 'halt')),
+    stop_requested_by TEXT
+  );
+  INSERT INTO faults_v7 (id, agent_id, run_id, kind, params, duration_ms, state, reason, error, created_at,
+                         started_at, ended_at, measurements, updated_at, actor, policy_override)
+    SELECT id, agent_id, run_id, kind, params, duration_ms, state, reason, error, created_at,
+           started_at, ended_at, measurements, updated_at, actor, policy_override
+    FROM faults ORDER BY rowid;
+  DROP TABLE faults;
+  ALTER TABLE faults_v7 RENAME TO faults;
+  CREATE INDEX faults_agent_state ON faults(agent_id, state);
+  CREATE INDEX faults_state ON faults(state);
+  CREATE INDEX faults_created_at ON faults(created_at);
+  CREATE INDEX faults_run ON faults(run_id);
+  -- The stops still wanted: small, read on every reconnect (per agent) and every retry tick.
+  CREATE INDEX faults_stop_wanted ON faults(agent_id, stop_requested_at)
+    WHERE stop_requested_at IS NOT NULL AND ended_at IS NULL;
+  CREATE INDEX faults_stop_wanted_at ON faults(stop_requested_at)
+    WHERE stop_requested_at IS NOT NULL AND ended_at IS NULL;
+  -- Faults still active whose run has ended: the control plane wants them ended.
+  UPDATE faults SET stop_requested_at = updated_at, stop_reason = 'aborted',
+      stop_requested_by = 'run ' || run_id || ' had ended when this control plane was upgraded'
+    WHERE ended_at IS NULL AND run_id IN (SELECT id FROM runs WHERE state IN ('completed', 'aborted', 'failed'));
+  `,
 ];
 
-/** Brings the database schema up to date. Returns the number of migrations applied. */
-export function migrate(db: Database): number {
+/**
+ * Brings the database schema up to date (or, for tests of a migration, up to version `target`).
+ * Returns the number of migrations applied.
+ */
+export function migrate(db: Database, target: number = MIGRATIONS.length): number {
   const current = db.pragma("user_version", { simple: true }) as number;
   if (current > MIGRATIONS.length) {
     throw new Error(
       `the database schema (version ${current}) is newer than this firedrill (version ${MIGRATIONS.length}); upgrade firedrill or use another --data-dir`,
     );
   }
-  const pending = MIGRATIONS.slice(current);
+  const pending = MIGRATIONS.slice(current, Math.max(current, target));
   db.transaction(() => {
     pending.forEach((sql, index) => {
       db.exec(sql);

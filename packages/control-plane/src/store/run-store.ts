@@ -45,6 +45,8 @@ export type RunEventType =
   | "measurement"
   | "fault-reverted"
   | "fault-failed"
+  | "revert-failed"
+  | "revert-assumed"
   | "stop-condition"
   | "breach"
   | "abort"
@@ -132,7 +134,11 @@ export interface RunStore {
   getRun(id: string): RunRecord | undefined;
   listRuns(opts?: { limit?: number; active?: boolean }): RunRecord[];
   countActiveRuns(): number;
-  /** Moves a run to `state` (setting started/ended times) and records the transition as an event. */
+  /**
+   * Moves a run to `state` (setting started/ended times) and records the transition as an event.
+   * `reason` is why the run is in `state`; null clears the previous state's (a running run does not
+   * keep "checking the steady state").
+   */
   transition(id: string, state: RunState, reason: string | null, now?: number): RunEvent;
   addEvent(runId: string, event: NewRunEvent): RunEvent;
   listEvents(runId: string, afterId?: number): RunEvent[];
@@ -155,7 +161,7 @@ export function createRunStore(db: Database.Database): RunStore {
       "SELECT COUNT(*) AS n FROM runs WHERE state IN ('pending', 'preflight', 'running')",
     ),
     setState: db.prepare(`
-      UPDATE runs SET state = @state, reason = COALESCE(@reason, reason), updated_at = @now,
+      UPDATE runs SET state = @state, reason = @reason, updated_at = @now,
         started_at = CASE WHEN @state = 'running' AND started_at IS NULL THEN @now ELSE started_at END,
         ended_at = CASE WHEN @state IN ('completed', 'aborted', 'failed') THEN @now ELSE ended_at END
       WHERE id = @id`),
@@ -163,6 +169,10 @@ export function createRunStore(db: Database.Database): RunStore {
       INSERT INTO run_events (run_id, time, type, step, agent_id, fault_id, message, data)
       VALUES (@runId, @time, @type, @step, @agentId, @faultId, @message, @data)`),
     getEvent: db.prepare<[number | bigint], RunEventRow>("SELECT * FROM run_events WHERE id = ?"),
+    // A run that ends wants its faults ended: the hub re-sends the stop until each is confirmed.
+    stopFaults: db.prepare(`
+      UPDATE faults SET stop_requested_at = @now, stop_reason = 'aborted', stop_requested_by = @by, updated_at = @now
+      WHERE run_id = @id AND ended_at IS NULL AND stop_requested_at IS NULL`),
     listEvents: db.prepare<[string, number], RunEventRow>("SELECT * FROM run_events WHERE run_id = ? AND id > ? ORDER BY id"),
   };
 
@@ -182,6 +192,10 @@ export function createRunStore(db: Database.Database): RunStore {
 
   const transition = db.transaction((id: string, state: RunState, reason: string | null, now: number): RunEvent => {
     stmt.setState.run({ id, state, reason, now });
+    if (isTerminalRunState(state)) {
+      const why = `run ${id} ${state}${reason ? `: ${reason}` : ""}`;
+      stmt.stopFaults.run({ id, now, by: why.length > 500 ? `${why.slice(0, 499)}…` : why });
+    }
     return addEvent(id, { type: "state", time: now, message: reason ? `${state}: ${reason}` : state, data: { state, reason } });
   });
 

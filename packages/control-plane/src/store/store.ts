@@ -2,11 +2,11 @@
  * The control plane's embedded store: SQLite (better-sqlite3, WAL) in `<dataDir>/firedrill.db`.
  * Every method is synchronous and each write is one transaction.
  */
-import { chmodSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import type { JsonObject } from "@firedrill/protocol";
-import { faultChangeFor } from "./fault-state.js";
+import { ensureDataDir, ensurePrivateFile } from "./data-dir.js";
+import { acceptsEvent, faultChangeFor } from "./fault-state.js";
 import { migrate } from "./migrations.js";
 import type {
   AgentHello,
@@ -16,6 +16,7 @@ import type {
   FaultRecord,
   FaultState,
   NewFault,
+  StopReason,
 } from "./types.js";
 
 /** The database file name inside the data dir. */
@@ -23,7 +24,10 @@ export const DATABASE_FILE = "firedrill.db";
 
 /** Options of {@link createStore}. */
 export interface StoreOptions {
-  /** Directory holding `firedrill.db`; created (mode 0700) if missing. */
+  /**
+   * Directory holding `firedrill.db`; created (mode 0700) if missing. Refused (UnsafePathError)
+   * when another user owns it or can write to it (or to a directory on the way).
+   */
   dataDir: string;
 }
 
@@ -32,7 +36,10 @@ export interface FaultQuery {
   agentId?: string;
   /** Only the faults of this experiment run. */
   runId?: string;
-  /** `active`: pending, accepted or running. @default "all" */
+  /**
+   * `active`: pending, accepted or running — and revert_failed, whose effect may still be on the
+   * host (until a later revert is reported). @default "all"
+   */
   state?: "active" | "all";
   /** @default 100 */
   limit?: number;
@@ -74,8 +81,26 @@ export interface Store {
   listFaults(query?: FaultQuery): FaultRecord[];
   listActiveFaults(agentId: string): FaultRecord[];
   countActiveFaultsByKind(): Map<string, number>;
-  /** Stores an event and applies it to its fault; duplicates and events for ended faults change nothing. */
+  /**
+   * Stores an event and applies it to its fault; duplicates and events for ended faults change
+   * nothing (but a final report replaces a provisional end: see isProvisionalEnd).
+   */
   recordFaultEvent(event: FaultEventInput, now: number): RecordedFaultEvent;
+  /**
+   * Records that the control plane wants an active fault ended (the first request wins). Returns
+   * the fault as it is now (undefined when unknown); a fault that has ended is returned unchanged.
+   */
+  requestStop(faultId: string, reason: StopReason, by: string, now: number): FaultRecord | undefined;
+  /**
+   * The same for every active fault of a run (`{ runId }`), of an agent (`{ agentId }`), or of
+   * every agent (`{}`, e.g. a halt). Returns how many faults it marked.
+   */
+  requestStops(which: { runId?: string; agentId?: string }, reason: StopReason, by: string, now: number): number;
+  /** Faults the control plane wants ended that have not ended yet, oldest request first (of one agent, or all). */
+  listStopsWanted(agentId?: string): FaultRecord[];
+  countStopsWanted(): number;
+  /** Whether the run has ended (completed, aborted, failed); false for unknown runs. */
+  isRunEnded(runId: string): boolean;
   listFaultEvents(faultId: string): FaultEventRecord[];
   close(): void;
 }
@@ -117,6 +142,10 @@ interface FaultRow {
   updated_at: number;
   actor: string | null;
   policy_override: string | null;
+  details: string | null;
+  stop_requested_at: number | null;
+  stop_reason: StopReason | null;
+  stop_requested_by: string | null;
 }
 
 interface FaultEventRow {
@@ -133,6 +162,9 @@ interface FaultEventRow {
 }
 
 const ACTIVE_SQL = "state IN ('pending', 'accepted', 'running')";
+/** What `fault list` calls active: also faults whose revert failed (their effect may remain). */
+const LISTED_ACTIVE_SQL = "state IN ('pending', 'accepted', 'running', 'revert_failed')";
+const STOP_WANTED_SQL = "stop_requested_at IS NOT NULL AND ended_at IS NULL";
 
 function toAgent(row: AgentRow): AgentRecord {
   return {
@@ -173,6 +205,10 @@ function toFault(row: FaultRow): FaultRecord {
     updatedAt: row.updated_at,
     actor: row.actor,
     policyOverride: row.policy_override,
+    details: row.details === null ? [] : (JSON.parse(row.details) as string[]),
+    stopRequestedAt: row.stop_requested_at,
+    stopReason: row.stop_reason,
+    stopRequestedBy: row.stop_requested_by,
   };
 }
 
@@ -193,12 +229,15 @@ function toFaultEvent(row: FaultEventRow): FaultEventRecord {
 
 /** Opens (creating and migrating as needed) the store in `dataDir`. */
 export function createStore(options: StoreOptions): Store {
-  mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+  ensureDataDir(options.dataDir);
   const path = join(options.dataDir, DATABASE_FILE);
+  // The database holds token hashes and the audit log: owner-only (0600) from its first byte, like
+  // the directory, even in a data dir that existed before. SQLite creates the -wal and -shm files
+  // with the database file's mode; ones an older version left wider are narrowed too.
+  ensurePrivateFile(path, { create: true });
+  ensurePrivateFile(`${path}-wal`, { create: false });
+  ensurePrivateFile(`${path}-shm`, { create: false });
   const db = new Database(path);
-  // The database holds token hashes and the audit log: owner-only, like the directory (SQLite
-  // creates the -wal and -shm files with the database file's mode).
-  chmodSync(path, 0o600);
   db.pragma("journal_mode = WAL");
   db.pragma("synchronous = NORMAL");
   db.pragma("foreign_keys = ON");
@@ -247,8 +286,26 @@ export function createStore(options: StoreOptions): Store {
       VALUES (@faultId, @agentId, @type, @time, @reason, @error, @message, @measurements, @receivedAt)`),
     updateFault: db.prepare(`
       UPDATE faults SET state = @state, reason = @reason, error = @error, started_at = @startedAt,
-        ended_at = @endedAt, measurements = @measurements, updated_at = @updatedAt
+        ended_at = @endedAt, measurements = @measurements, details = @details, updated_at = @updatedAt
       WHERE id = @id`),
+    requestStop: db.prepare(`
+      UPDATE faults SET stop_requested_at = @now, stop_reason = @reason, stop_requested_by = @by, updated_at = @now
+      WHERE id = @id AND ended_at IS NULL AND stop_requested_at IS NULL`),
+    requestStopsOfRun: db.prepare(`
+      UPDATE faults SET stop_requested_at = @now, stop_reason = @reason, stop_requested_by = @by, updated_at = @now
+      WHERE run_id = @runId AND ended_at IS NULL AND stop_requested_at IS NULL`),
+    requestStopsOfAgent: db.prepare(`
+      UPDATE faults SET stop_requested_at = @now, stop_reason = @reason, stop_requested_by = @by, updated_at = @now
+      WHERE agent_id = @agentId AND ${ACTIVE_SQL} AND stop_requested_at IS NULL`),
+    requestStopsOfAll: db.prepare(`
+      UPDATE faults SET stop_requested_at = @now, stop_reason = @reason, stop_requested_by = @by, updated_at = @now
+      WHERE ${ACTIVE_SQL} AND stop_requested_at IS NULL`),
+    stopsWanted: db.prepare<[], FaultRow>(`SELECT * FROM faults WHERE ${STOP_WANTED_SQL} ORDER BY stop_requested_at`),
+    stopsWantedOf: db.prepare<[string], FaultRow>(
+      `SELECT * FROM faults WHERE agent_id = ? AND ${STOP_WANTED_SQL} ORDER BY stop_requested_at`,
+    ),
+    countStopsWanted: db.prepare<[], { n: number }>(`SELECT COUNT(*) AS n FROM faults WHERE ${STOP_WANTED_SQL}`),
+    runState: db.prepare<[string], { state: string }>("SELECT state FROM runs WHERE id = ?"),
     listEvents: db.prepare<[string], FaultEventRow>("SELECT * FROM fault_events WHERE fault_id = ? ORDER BY time, id"),
   };
 
@@ -257,10 +314,17 @@ export function createStore(options: StoreOptions): Store {
     const fault = row ? toFault(row) : undefined;
     // Events from an agent about another agent's fault are dropped: ids are chosen by the control plane.
     if (fault && fault.agentId !== event.agentId) return { recorded: false, fault, changed: false };
-    // An event for a fault that has already ended is a re-send: nothing to record or change.
-    if (fault && fault.endedAt !== null) return { recorded: false, fault, changed: false };
+    // An event for a fault that has already ended is a re-send: nothing to record or change —
+    // unless the end was provisional and the agent now reports how it really ended.
+    if (fault && fault.endedAt !== null && !acceptsEvent(fault, event)) return { recorded: false, fault, changed: false };
     const inserted = stmt.insertEvent.run({
-      ...event,
+      faultId: event.faultId,
+      agentId: event.agentId,
+      type: event.type,
+      time: event.time,
+      reason: event.reason,
+      error: event.error,
+      message: event.message,
       measurements: event.measurements ? JSON.stringify(event.measurements) : null,
       receivedAt: now,
     });
@@ -276,6 +340,7 @@ export function createStore(options: StoreOptions): Store {
       startedAt: next.startedAt,
       endedAt: next.endedAt,
       measurements: next.measurements ? JSON.stringify(next.measurements) : null,
+      details: next.details.length > 0 ? JSON.stringify(next.details) : null,
       updatedAt: now,
     });
     return { recorded: true, fault: next, changed: true };
@@ -330,7 +395,7 @@ export function createStore(options: StoreOptions): Store {
         where.push("run_id = ?");
         args.push(query.runId);
       }
-      if (query.state === "active") where.push(ACTIVE_SQL);
+      if (query.state === "active") where.push(LISTED_ACTIVE_SQL);
       const sql = `SELECT * FROM faults ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
         ORDER BY created_at DESC, rowid DESC LIMIT ?`;
       return db
@@ -341,6 +406,23 @@ export function createStore(options: StoreOptions): Store {
     listActiveFaults: (agentId) => stmt.activeFaults.all(agentId).map(toFault),
     countActiveFaultsByKind: () => new Map(stmt.activeByKind.all().map((r) => [r.kind, r.n])),
     recordFaultEvent: (event, now) => recordFaultEvent(event, now),
+    requestStop(faultId, reason, by, now) {
+      stmt.requestStop.run({ id: faultId, reason, by, now });
+      const row = stmt.getFault.get(faultId);
+      return row ? toFault(row) : undefined;
+    },
+    requestStops(which, reason, by, now) {
+      const args = { reason, by, now };
+      if (which.runId !== undefined) return stmt.requestStopsOfRun.run({ ...args, runId: which.runId }).changes;
+      if (which.agentId !== undefined) return stmt.requestStopsOfAgent.run({ ...args, agentId: which.agentId }).changes;
+      return stmt.requestStopsOfAll.run(args).changes;
+    },
+    listStopsWanted: (agentId) => (agentId === undefined ? stmt.stopsWanted.all() : stmt.stopsWantedOf.all(agentId)).map(toFault),
+    countStopsWanted: () => stmt.countStopsWanted.get()?.n ?? 0,
+    isRunEnded(runId) {
+      const state = stmt.runState.get(runId)?.state;
+      return state === "completed" || state === "aborted" || state === "failed";
+    },
     listFaultEvents: (faultId) => stmt.listEvents.all(faultId).map(toFaultEvent),
     close() {
       if (db.open) db.close();

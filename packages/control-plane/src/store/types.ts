@@ -1,16 +1,34 @@
 /** Records kept in the store. Times are epoch milliseconds. */
 import type { JsonObject } from "@firedrill/protocol";
 
-/** Where a fault is in its life, as the control plane sees it. */
-export type FaultState = "pending" | "accepted" | "running" | "reverted" | "failed";
+/**
+ * Where a fault is in its life, as the control plane sees it. `revert_failed`: the agent gave up
+ * reverting it — it has ended as far as the agent is concerned, but its effect may still be on the
+ * host (never "reverted", never "running") until a later revert (e.g. `firedrill-agent recover`)
+ * is reported.
+ */
+export type FaultState = "pending" | "accepted" | "running" | "reverted" | "failed" | "revert_failed";
 
-/** States in which a fault may still be acting on its host. */
+/** States in which a fault is in the agent's hands (its agent still runs or reverts it). */
 export const ACTIVE_FAULT_STATES: readonly FaultState[] = ["pending", "accepted", "running"];
 
-/** Whether a fault in this state may still be acting on its host. */
+/** Whether a fault in this state is still in its agent's hands (not ended). */
 export function isActiveFaultState(state: FaultState): boolean {
   return ACTIVE_FAULT_STATES.includes(state);
 }
+
+/** Why the control plane wants a fault ended: an operator's stop, its run ending, a halt. */
+export type StopReason = "stopped" | "aborted" | "halt";
+
+/**
+ * The reason of a fault the control plane closed itself because its agent never confirmed the
+ * revert, but the agent's lease must have ended it (no word from the control plane for the lease
+ * TTL). Not a confirmation: a later report from the agent replaces it.
+ */
+export const LEASE_ASSUMED_REASON = "lease-assumed";
+
+/** Bounds on a fault's details (what the agent says about it, e.g. what it leaves alone). */
+export const FAULT_DETAILS_BOUNDS = { lines: 50, lineLength: 300 } as const;
 
 /** The type of a fault event, lower-case. */
 export type FaultEventType = "accepted" | "started" | "progress" | "reverted" | "failed" | "revert_failed";
@@ -99,6 +117,20 @@ export interface FaultRecord {
   actor: string | null;
   /** Why an admin overrode the server policy for this ad-hoc fault; null when the policy was applied. */
   policyOverride: string | null;
+  /**
+   * What the agent reported about the fault with ACCEPTED/STARTED (e.g. "Leaves alone: tcp port
+   * 22 (ssh)"), at most {@link FAULT_DETAILS_BOUNDS}; empty when it said nothing.
+   */
+  details: string[];
+  /**
+   * When the control plane first wanted the fault ended (an operator stop, its run ending, a halt);
+   * null when it never did. Kept until the fault has ended: the stop is re-sent on every reconnect
+   * of its agent and retried on the live link.
+   */
+  stopRequestedAt: number | null;
+  stopReason: StopReason | null;
+  /** Who or what wanted it ended, e.g. "run run_… aborted: …", "halt by alice: …". */
+  stopRequestedBy: string | null;
 }
 
 /** A new fault, before it is sent. */
@@ -126,6 +158,8 @@ export interface FaultEventInput {
   error: string | null;
   message: string | null;
   measurements: Record<string, number> | null;
+  /** Details the agent reported about the fault (ACCEPTED/STARTED), already bounded; absent: none. */
+  details?: string[] | null;
 }
 
 /** A stored fault event. */

@@ -52,6 +52,8 @@ export interface EventOverrides {
   message?: string;
   measurements?: Record<string, number>;
   time?: Timestamp;
+  /** FaultEvent.details (ACCEPTED/STARTED): what the agent says about the fault. */
+  details?: string[];
 }
 
 /** A test agent: one real Connect stream. */
@@ -65,6 +67,8 @@ export interface TestAgent {
   hello(init?: HelloOverrides): void;
   event(faultId: string, type: FaultEventType, init?: EventOverrides): void;
   heartbeat(): void;
+  /** Sends any message on the stream (e.g. a FaultPreview answer). */
+  send(message: NonNullable<MessageInitShape<typeof ConnectRequestSchema>["message"]>): void;
   /** Half-closes the stream and closes the client. */
   close(): void;
   /** Cancels the call abruptly (like a killed process). */
@@ -147,6 +151,9 @@ export function connectTestAgent(options: {
     },
     event(faultId, type, init = {}) {
       send({ case: "faultEvent", value: { faultId, type, time: timestampFromMs(Date.now()), kind: "cpu-burn", ...init } });
+    },
+    send(message) {
+      send(message);
     },
     heartbeat() {
       send({ case: "heartbeat", value: { time: timestampFromMs(Date.now()) } });

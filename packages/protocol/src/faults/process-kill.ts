@@ -1,16 +1,20 @@
 import { constants } from "node:os";
 import { parseDuration } from "../params.js";
 import type { ParamReader } from "../params.js";
+import { ProcessPatternError, compileProcessPattern } from "./process-pattern.js";
 
 /** Which processes a process fault acts on: exactly one of `name`, `pattern` and `pid` is set. */
 export interface ProcessSelectorParams {
   /** The exact process name (`/proc/PID/comm`, at most 15 characters). */
   name?: string;
-  /** A JavaScript regular expression matched against the command line (arguments joined by spaces). */
+  /**
+   * An RE2 regular expression (linear-time matching: no backreferences or lookaround), at most 256
+   * characters, matched against the first 4 KiB of the command line (arguments joined by spaces).
+   */
   pattern?: string;
   /** One process id. */
   pid?: number;
-  /** Refuse when more processes than this match. @default 100 */
+  /** Refuse when more processes than this match (at most {@link MAX_PROCESSES}). @default 100 */
   maxProcesses: number;
 }
 
@@ -27,6 +31,8 @@ export type ProcessStopParams = ProcessSelectorParams;
 
 /** The kernel truncates process names (comm) to 15 characters. */
 export const PROCESS_NAME_MAX = 15;
+/** The most processes one process fault may act on. */
+export const MAX_PROCESSES = 1000;
 /** The shortest `repeatEvery`: 100 ms. */
 export const MIN_REPEAT_EVERY_MS = 100;
 /** The largest pid Linux can hand out (PID_MAX_LIMIT on 64-bit). */
@@ -85,10 +91,12 @@ function parseSelector(reader: ParamReader): ProcessSelectorParams {
     const pattern = readText(reader, "pattern");
     if (pattern !== undefined) {
       try {
-        new RegExp(pattern);
+        compileProcessPattern(pattern);
         result.pattern = pattern;
       } catch (err) {
-        reader.fail("pattern", `${JSON.stringify(pattern)} is not a valid regular expression: ${(err as Error).message}`);
+        if (!(err instanceof ProcessPatternError)) throw err;
+        const shown = pattern.length > 60 ? `${JSON.stringify(pattern.slice(0, 60))}…` : JSON.stringify(pattern);
+        reader.fail("pattern", `${shown} ${err.message}`);
       }
     }
   } else {
@@ -96,7 +104,7 @@ function parseSelector(reader: ParamReader): ProcessSelectorParams {
     if (pid === 1) reader.fail("pid", "1 is protected (init)");
     else if (pid !== undefined) result.pid = pid;
   }
-  result.maxProcesses = reader.number("maxProcesses", { min: 1, max: 10_000, integer: true, default: 100 }) ?? 100;
+  result.maxProcesses = reader.number("maxProcesses", { min: 1, max: MAX_PROCESSES, integer: true, default: 100 }) ?? 100;
   return result;
 }
 
