@@ -272,16 +272,34 @@ export function specSizeError(bytes: number): ApiError | undefined {
 }
 
 /**
- * Parses experiment text for the API, off the event loop (in {@link sharedSpecCheckPool} unless
- * `pool` is given). Thrown: {@link ApiError} — 413 over 256 KiB (checked before anything is
- * queued), 400 `invalid_experiment` with every issue and its line, 400 `experiment_too_complex`
- * past the time budget or a worker's memory, 503 `busy` when too many wait, 503 `shutting_down`.
+ * Parses experiment text off the event loop (in {@link sharedSpecCheckPool} unless `pool` is
+ * given). Thrown: {@link ExperimentSpecError} for an invalid experiment (every issue and its line);
+ * {@link ApiError} 400 `experiment_too_complex` past the time budget or a worker's memory, 503
+ * `busy` when too many wait, 503 `shutting_down`.
+ */
+export async function parseExperimentOffLoop(text: string, pool: SpecCheckPool = sharedSpecCheckPool()): Promise<Experiment> {
+  try {
+    return await pool.parse(text);
+  } catch (err) {
+    if (err instanceof SpecCheckBusyError) throw new ApiError(503, "busy", err.message);
+    if (err instanceof SpecCheckTimeoutError || (err instanceof SpecCheckFailedError && err.reason === "memory")) {
+      throw new ApiError(400, "experiment_too_complex", err.message);
+    }
+    if (err instanceof SpecCheckFailedError && err.reason === "closed") throw new ApiError(503, "shutting_down", err.message);
+    throw err;
+  }
+}
+
+/**
+ * Parses experiment text for the API, off the event loop (see {@link parseExperimentOffLoop}).
+ * Thrown: {@link ApiError} — 413 over 256 KiB (checked before anything is queued), 400
+ * `invalid_experiment` with every issue and its line, and the errors of parseExperimentOffLoop.
  */
 export async function parseExperimentForApi(text: string, pool: SpecCheckPool = sharedSpecCheckPool()): Promise<Experiment> {
   const tooLarge = specSizeError(Buffer.byteLength(text, "utf8"));
   if (tooLarge) throw tooLarge;
   try {
-    return await pool.parse(text);
+    return await parseExperimentOffLoop(text, pool);
   } catch (err) {
     if (err instanceof ExperimentSpecError) {
       throw new ApiError(
@@ -291,11 +309,6 @@ export async function parseExperimentForApi(text: string, pool: SpecCheckPool = 
         err.issues.map((i) => ({ field: i.path, message: i.message, ...(i.line !== undefined ? { line: i.line } : {}) })),
       );
     }
-    if (err instanceof SpecCheckBusyError) throw new ApiError(503, "busy", err.message);
-    if (err instanceof SpecCheckTimeoutError || (err instanceof SpecCheckFailedError && err.reason === "memory")) {
-      throw new ApiError(400, "experiment_too_complex", err.message);
-    }
-    if (err instanceof SpecCheckFailedError && err.reason === "closed") throw new ApiError(503, "shutting_down", err.message);
     throw err;
   }
 }

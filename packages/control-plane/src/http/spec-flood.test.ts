@@ -104,6 +104,31 @@ describe("experiments posted to the API: bounded work on the event loop", () => 
     expect(longest(report)).toBeLessThan(LOOP_BUDGET_MS);
   });
 
+  it("experiment schedules: the fuzz corpus and maximal specs posted to /api/v1/schedules get a 4xx or 201, no handler holding the loop for 50 ms", async () => {
+    const scheduleRequest = (c: CorpusCase): ThreadRequest => ({
+      ...request("/api/v1/schedules", c),
+      body: JSON.stringify({ kind: "experiment", cron: "0 3 * * 1", tz: "UTC", spec: c.spec ?? c.rawBody ?? "" }),
+    });
+    const bad = cases.filter((c) => c.rawBody === undefined && !c.status.includes(200));
+    const requests = [...bad.map(scheduleRequest), ...Array.from({ length: 4 }, (_, i) => scheduleRequest({ name: "maximal", spec: maximalSpec(200 + i), status: [200] }))];
+    const monitor = startLoopMonitor();
+    const answers = await postFromThread(requests, { parallel: false });
+    const report = monitor.stop();
+    console.log(describeLoop(`${requests.length} schedules`, report));
+    for (const [i, answer] of answers.entries()) {
+      const c = i < bad.length ? bad[i]! : undefined;
+      const body = answer.body as ErrorBody;
+      if (c) {
+        expect(answer.status, `${c.name}: ${JSON.stringify(body).slice(0, 300)}`).toBeGreaterThanOrEqual(400);
+        expect(answer.status, `${c.name}: ${JSON.stringify(body).slice(0, 300)}`).toBeLessThan(500);
+        expect(body.error?.message ?? "").not.toBe("");
+      } else {
+        expect(answer.status, JSON.stringify(body).slice(0, 300)).toBe(201);
+      }
+    }
+    expect(longest(report)).toBeLessThan(LOOP_BUDGET_MS);
+  });
+
   it("the same inputs checked locally (firedrill validate) end in ExperimentSpecError with lines, never in another exception", () => {
     for (const c of cases) {
       if (typeof c.spec !== "string" || c.spec === "") continue;

@@ -9,6 +9,10 @@ import { formatWindow } from "./calendar.js";
 import { killChance } from "./scheduler.js";
 import type { Scheduler, ScheduleSummary } from "./scheduler.js";
 import type { SlotRecord } from "./types.js";
+import type { ParsedScheduleSpec } from "./validate.js";
+import { parseExperimentOffLoop } from "../experiments/spec-pool.js";
+import { ExperimentSpecError } from "../experiments/spec.js";
+import { MAX_SPEC_BYTES } from "../experiments/yaml-source.js";
 
 /** What the schedule routes need. */
 export interface ScheduleRoutesOptions {
@@ -113,12 +117,30 @@ function slotLimit(query: unknown): number {
   return n;
 }
 
+/**
+ * An experiment schedule's spec parsed in the worker pool, so that creating a schedule never
+ * parses YAML on the event loop. Undefined when the body holds no spec text to parse, or one over
+ * the size limit (validation refuses that without parsing).
+ */
+async function parseSpecOffLoop(body: unknown): Promise<ParsedScheduleSpec | undefined> {
+  if (typeof body !== "object" || body === null) return undefined;
+  const { kind, spec } = body as { kind?: unknown; spec?: unknown };
+  if (kind !== "experiment" || typeof spec !== "string" || Buffer.byteLength(spec, "utf8") > MAX_SPEC_BYTES) return undefined;
+  try {
+    return { text: spec, result: { name: (await parseExperimentOffLoop(spec)).metadata.name } };
+  } catch (err) {
+    if (err instanceof ExperimentSpecError) return { text: spec, result: { error: err } };
+    throw err;
+  }
+}
+
 /** Registers the schedule routes under /api/v1/schedules. */
 export function registerScheduleRoutes(app: FastifyInstance, options: ScheduleRoutesOptions): void {
   const { scheduler } = options;
 
   app.post("/api/v1/schedules", WRITE, async (request, reply) => {
-    const summary = scheduler.create(request.body ?? {}, actorOf(request));
+    const body = request.body ?? {};
+    const summary = scheduler.create(body, actorOf(request), await parseSpecOffLoop(body));
     request.auditTargets.push(summary.schedule.id);
     return reply.code(201).send({ schedule: toScheduleJson(summary) });
   });

@@ -34,6 +34,7 @@ import { createScheduleStore, newScheduleId } from "./store.js";
 import type { ScheduleStore, SlotUpdate } from "./store.js";
 import type { ScheduleRecord, SlotRecord } from "./types.js";
 import { createCron, validateNewSchedule } from "./validate.js";
+import type { ParsedScheduleSpec } from "./validate.js";
 
 /** What the scheduler needs of the experiment runner (the control plane's Runner fits). */
 export interface ScheduleRunner {
@@ -95,7 +96,7 @@ export interface Scheduler {
    * Creates a schedule from a request body (see validate.ts).
    * Thrown: ApiError 400 `invalid_schedule` naming each bad field.
    */
-  create(input: unknown, actor: string): ScheduleSummary;
+  create(input: unknown, actor: string, parsed?: ParsedScheduleSpec): ScheduleSummary;
   /** Every schedule, oldest first, with its next and last slot. */
   list(): ScheduleSummary[];
   /** One schedule. Thrown: ApiError 404. */
@@ -224,9 +225,9 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     return null;
   }
 
-  function create(input: unknown, actor: string): ScheduleSummary {
+  function create(input: unknown, actor: string, parsed?: ParsedScheduleSpec): ScheduleSummary {
     const now = clock();
-    const v = validateNewSchedule(input, now);
+    const v = validateNewSchedule(input, now, parsed);
     const t = now.getTime();
     const base = { id: newScheduleId(), tz: v.tz, state: "active" as const, activeSince: t, createdBy: actor, createdAt: t, updatedAt: t };
     let record: ScheduleRecord;

@@ -54,10 +54,24 @@ function fail(issues: Issue[]): never {
 }
 
 /**
- * Checks a new schedule and returns it typed (with defaults: `leashed` false).
+ * An experiment spec already parsed off the event loop (the API parses it in the worker pool
+ * before validating the schedule), keyed by its text.
+ */
+export interface ParsedScheduleSpec {
+  text: string;
+  result: { name: string } | { error: ExperimentSpecError };
+}
+
+/**
+ * Checks a new schedule and returns it typed (with defaults: `leashed` false). An experiment's spec
+ * is parsed here unless `parsed` holds the result for the same text.
  * Thrown when anything is wrong: ApiError 400 `invalid_schedule` with one issue per problem.
  */
-export function validateNewSchedule(input: unknown, now: Date = new Date()): NewSchedule & { experimentName?: string } {
+export function validateNewSchedule(
+  input: unknown,
+  now: Date = new Date(),
+  parsed?: ParsedScheduleSpec,
+): NewSchedule & { experimentName?: string } {
   if (typeof input !== "object" || input === null || Array.isArray(input)) {
     fail([{ field: "body", message: "must be a JSON object with kind: experiment or chaos-monkey" }]);
   }
@@ -110,11 +124,21 @@ export function validateNewSchedule(input: unknown, now: Date = new Date()): New
     const cron = str("cron", true);
     let experimentName: string | undefined;
     if (spec !== undefined) {
-      try {
-        experimentName = parseExperiment(spec).metadata.name;
-      } catch (err) {
-        if (!(err instanceof ExperimentSpecError)) throw err;
-        for (const i of err.issues) {
+      let result: ParsedScheduleSpec["result"];
+      if (parsed?.text === spec) {
+        result = parsed.result;
+      } else {
+        try {
+          result = { name: parseExperiment(spec).metadata.name };
+        } catch (err) {
+          if (!(err instanceof ExperimentSpecError)) throw err;
+          result = { error: err };
+        }
+      }
+      if ("name" in result) {
+        experimentName = result.name;
+      } else {
+        for (const i of result.error.issues) {
           issues.push({ field: `spec.${i.path}`, message: i.message, ...(i.line !== undefined ? { line: i.line } : {}) });
         }
       }
