@@ -348,15 +348,18 @@ function indexDocument(doc: Document, lineAt: (offset: number) => number): Docum
   return { maps, aliases, issues };
 }
 
-/** The offset of the key (or list item) at `path`, else of its nearest ancestor, through the index. */
-function indexedOffset(doc: Document, index: DocumentIndex, path: SourcePath): number {
+/** Finds the pair of `key` in a mapping (through an index, or by a scan). */
+type PairLookup = (map: YAMLMap, key: string) => Pair | undefined;
+
+/** The offset of the key (or list item) at `path`, else of its nearest ancestor. */
+function offsetOfPath(doc: Document, path: SourcePath, pairOf: PairLookup, resolveAlias: (node: unknown) => unknown = (n) => n): number {
   const offsetAt = (node: unknown): number | undefined => (node as Node | null | undefined)?.range?.[0];
   let node: unknown = doc.contents;
   let offset = offsetAt(node) ?? 0;
   for (const segment of path) {
-    if (isAlias(node)) node = index.aliases.get(node);
+    if (isAlias(node)) node = resolveAlias(node);
     if (isMap(node)) {
-      const pair = index.maps.get(node)?.get(String(segment));
+      const pair = pairOf(node, String(segment));
       if (!pair) break;
       offset = offsetAt(pair.key) ?? offset;
       node = pair.value;
@@ -372,30 +375,17 @@ function indexedOffset(doc: Document, index: DocumentIndex, path: SourcePath): n
   return offset;
 }
 
+/** The offset at `path` through the index built in one pass (linear). */
+function indexedOffset(doc: Document, index: DocumentIndex, path: SourcePath): number {
+  return offsetOfPath(doc, path, (map, key) => index.maps.get(map)?.get(key), (alias) => index.aliases.get(alias as Alias));
+}
+
 /**
- * The offset of the key at `path` without an index (a document with errors): a scan per level,
- * used only for the few issues shown.
+ * The offset at `path` without an index (a document with errors): a scan per level, used only for
+ * the few issues shown.
  */
 function scanOffset(doc: Document, path: SourcePath): number {
-  const offsetAt = (node: unknown): number | undefined => (node as Node | null | undefined)?.range?.[0];
-  let node: unknown = doc.contents;
-  let offset = offsetAt(node) ?? 0;
-  for (const segment of path) {
-    if (isMap(node)) {
-      const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(segment));
-      if (!pair) break;
-      offset = offsetAt(pair.key) ?? offset;
-      node = pair.value;
-    } else if (isSeq(node) && typeof segment === "number") {
-      const item = node.items[segment];
-      if (item === undefined) break;
-      offset = offsetAt(item) ?? offset;
-      node = item;
-    } else {
-      break;
-    }
-  }
-  return offset;
+  return offsetOfPath(doc, path, (map, key) => map.items.find((p) => isScalar(p.key) && String(p.key.value) === key));
 }
 
 /** The path of the innermost key or list item whose text holds `offset` (the path so far of a syntax error). */
