@@ -14,10 +14,15 @@ import type { Runner } from "./experiments/runner.js";
 import { DEFAULT_POLICY, loadPolicy } from "./experiments/policy.js";
 import { createRunStore } from "./store/run-store.js";
 import { createStore } from "./store/store.js";
+import { lockDataDir } from "./store/data-dir-lock.js";
 import { createAlertReceiver } from "./stop-conditions/alert-receiver.js";
 import { createAwsClients } from "./aws/clients.js";
 import type { AwsClients } from "./aws/clients.js";
 import { createAwsService } from "./aws/service.js";
+import { createCloudJournal } from "./aws/cloud-journal.js";
+import { createCloudReconciler } from "./aws/cloud-reconciler.js";
+import type { CloudReconciler } from "./aws/cloud-reconciler.js";
+import { createEc2StartReverter } from "./aws/cloud-reverters.js";
 import { createScheduler } from "./schedules/scheduler.js";
 import type { Scheduler } from "./schedules/scheduler.js";
 import { awsGuardrailsFrom } from "./experiments/policy.js";
@@ -73,22 +78,34 @@ export interface ControlPlane {
 export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
   const config = resolveConfig(options);
   const log = config.logger.child({ component: "control-plane" });
-  const store = createStore({ dataDir: config.dataDir });
+  // One server per data dir: taken before the store opens, so a second server touches nothing.
+  const lock = lockDataDir(config.dataDir);
+  let store: ReturnType<typeof createStore>;
+  try {
+    store = createStore({ dataDir: config.dataDir });
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
   let hub: AgentHub | undefined;
   let grpcServer: GrpcServer | undefined;
   let http: HttpApp | undefined;
   let runner: Runner | undefined;
   let scheduler: Scheduler | undefined;
   let awsClients: AwsClients | undefined;
+  let reconciler: CloudReconciler | undefined;
 
   const shutdown = async (): Promise<void> => {
     await scheduler?.stop();
+    // Runs aborting on shutdown want their cloud reverts: the reconciler makes them until it closes.
     await runner?.close();
+    await reconciler?.close();
     awsClients?.destroy();
     hub?.close();
     await Promise.allSettled([grpcServer?.close(), http?.close()]);
     store.markAllAgentsDisconnected();
     store.close();
+    lock.release();
   };
 
   try {
@@ -102,7 +119,9 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     const joinTokenFile = ensureBootstrapJoinToken({ joinTokens, dataDir: config.dataDir, caSha256, out, log });
     const identities = createIdentityStore(store.db);
     const audit = createAuditLog(store.db);
-    const metrics = createMetrics(store);
+    // Every reversible cloud action, written with its revert before the call (aws/cloud-journal.ts).
+    const cloudJournal = createCloudJournal(store.db);
+    const metrics = createMetrics(store, { cloud: cloudJournal });
     const enrollment = createEnrollmentService({
       ca,
       caSha256,
@@ -176,7 +195,12 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       ...(config.awsRegion !== undefined ? { region: config.awsRegion } : {}),
       ...(config.awsEndpoint !== undefined ? { endpoint: config.awsEndpoint } : {}),
     });
-    const aws = createAwsService({ clients: awsClients, db: store.db, log: config.logger });
+    const aws = createAwsService({ clients: awsClients, db: store.db, log: config.logger, journal: cloudJournal });
+    reconciler = createCloudReconciler({
+      journal: cloudJournal,
+      reverters: [createEc2StartReverter({ clients: awsClients, ledger: aws.ledger, log: config.logger })],
+      log: config.logger,
+    });
     runner = createRunner({
       store,
       runs,
@@ -189,7 +213,10 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       leaseTtlMs: config.leaseTtlMs,
       revertWaitMs: config.revertWaitMs,
       aws,
+      cloud: { journal: cloudJournal, reconciler },
     });
+    // After the runner marked the runs a crash interrupted failed: their cloud actions are reverted now.
+    reconciler.start();
     scheduler = createScheduler({
       db: store.db,
       runner,
@@ -216,6 +243,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       runner,
       alerts,
       aws,
+      cloud: cloudJournal,
       scheduler,
       hub,
       enrollment: { joinTokens, identities: agentIdentities, caFingerprint: ca.fingerprint, caSha256, staleAfterMs: config.agentStaleAfterMs },

@@ -13,6 +13,8 @@ export {
 } from "./config.js";
 export type { ControlPlaneConfig, ControlPlaneOptions } from "./config.js";
 export { ApiError, InvalidConfigError, ListenError } from "./errors.js";
+export { DataDirLockedError, HOLDER_FILE, LOCK_FILE, lockDataDir } from "./store/data-dir-lock.js";
+export type { DataDirLock, LockHolder } from "./store/data-dir-lock.js";
 export type { Issue } from "./errors.js";
 export { createLogger } from "./logger.js";
 export type { LoggerOptions } from "./logger.js";
@@ -23,6 +25,7 @@ export type { FaultState, StopReason } from "./store/types.js";
 export { LEASE_ASSUMED_REASON } from "./store/types.js";
 export type { HostPreview, RunPlan, PlannedStep, PlannedHost } from "./experiments/plan.js";
 export type { RunReport, Verdict } from "./experiments/report.js";
+export type { ReportCloudAction } from "./experiments/cloud-actions.js";
 export { parseExperiment, ExperimentSpecError, formatSpecIssue } from "./experiments/spec.js";
 export { countProblems, MAX_SPEC_ALIASES, MAX_SPEC_BYTES, MAX_SPEC_DEPTH, MAX_SPEC_ISSUES, MAX_SPEC_NODES } from "./experiments/yaml-source.js";
 export { MAX_STEPS, MAX_STOP_CONDITIONS, MAX_TARGET_GROUPS } from "./experiments/spec-schema.js";
@@ -51,6 +54,22 @@ export { createAwsService, AWS_CALLS } from "./aws/service.js";
 export type { AwsCall, AwsServiceOptions, AwsServiceWithLedger } from "./aws/service.js";
 export type { RetryOptions } from "./aws/retry.js";
 export { createTerminationLedger } from "./aws/ledger.js";
+export { createCloudJournal, describeUnconfirmed, OPEN_CLOUD_REVERT_STATES } from "./aws/cloud-journal.js";
+export type {
+  CloudJournal,
+  CloudRevertChange,
+  CloudRevertCheck,
+  CloudRevertContext,
+  CloudRevertEntry,
+  CloudRevertQuery,
+  CloudRevertState,
+  CloudReverter,
+  NewCloudRevert,
+} from "./aws/cloud-journal.js";
+export { createCloudReconciler, revertBackoffMs } from "./aws/cloud-reconciler.js";
+export type { CloudReconciler, CloudReconcilerOptions } from "./aws/cloud-reconciler.js";
+export { createEc2StartReverter, EC2_START_REVERT } from "./aws/cloud-reverters.js";
+export type { Ec2StartPayload, Ec2StartReverterOptions } from "./aws/cloud-reverters.js";
 export type { LedgerEntry, LedgerOutcome, LedgerQuery, TerminationLedger } from "./aws/ledger.js";
 export { AwsCallError, AwsRegionError, AwsSelectorError } from "./aws/errors.js";
 export { CLOUD_FAULT_KINDS, isCloudFaultKind } from "./aws/faults.js";

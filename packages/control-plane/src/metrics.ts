@@ -1,6 +1,7 @@
 /** Prometheus metrics of the control plane, in a registry of its own. */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
 import type { Store } from "./store/store.js";
+import type { CloudJournal } from "./aws/cloud-journal.js";
 
 /** The control plane's metrics. */
 export interface Metrics {
@@ -21,8 +22,8 @@ export interface Metrics {
   readonly stopsResent: Counter<"when">;
 }
 
-/** Creates the registry; gauges read the store when scraped. */
-export function createMetrics(store: Store): Metrics {
+/** Creates the registry; gauges read the store (and the cloud-revert journal, when given) when scraped. */
+export function createMetrics(store: Store, options: { cloud?: CloudJournal } = {}): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   new Gauge({
@@ -92,5 +93,19 @@ export function createMetrics(store: Store): Metrics {
       this.set(store.countStopsWanted());
     },
   });
+  const cloud = options.cloud;
+  if (cloud) {
+    new Gauge({
+      name: "firedrill_unreverted_cloud_actions",
+      help: "Cloud actions (e.g. an ec2-stop) whose revert is wanted and not confirmed by AWS: state=reverting (the reconciler retries it) or failed (it can never be reverted, e.g. the instance was terminated).",
+      labelNames: ["state"] as const,
+      registers: [registry],
+      collect() {
+        const counts = cloud.countUnconfirmed();
+        this.set({ state: "reverting" }, counts.reverting);
+        this.set({ state: "failed" }, counts.failed);
+      },
+    });
+  }
   return { registry, faultEvents, agentConnections, agentMessagesDropped, agentRefusals, revertFailures, revertsAssumed, stopsResent };
 }

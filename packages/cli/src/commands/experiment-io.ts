@@ -39,6 +39,19 @@ export function exitCodeFor(state: string): number {
   return state === "completed" ? 0 : state === "aborted" ? 2 : 1;
 }
 
+/** The exit code of a run that ended with a revert not confirmed (see {@link exitCodeForRun}). */
+export const EXIT_UNREVERTED = 3;
+
+/**
+ * `firedrill run --follow` / `run show` exit codes: {@link EXIT_UNREVERTED} (3) when the run has
+ * ended with a revert not confirmed — a cloud revert the journal keeps retrying, or a host fault
+ * whose revert failed or is not confirmed — else {@link exitCodeFor} its state.
+ */
+export function exitCodeForRun(run: { state: string; cloudRevertsUnconfirmed?: number; faultRevertsUnconfirmed?: number }): number {
+  if ((run.cloudRevertsUnconfirmed ?? 0) > 0 || (run.faultRevertsUnconfirmed ?? 0) > 0) return EXIT_UNREVERTED;
+  return exitCodeFor(run.state);
+}
+
 /** HH:MM:SS of an ISO time, local. */
 export function clock(iso: string): string {
   const d = new Date(iso);

@@ -26,8 +26,38 @@ export function renderReport(r: ReportJson): string {
           ["STEP", "AGENT", "FAULT", "KIND", "STATE", "REASON", "LAST MEASURED"],
           r.hits.map((h) => [h.step ?? "-", h.agentId, h.faultId, h.kind, h.state, h.reason ?? h.error ?? "", formatMeasurements(h.measurements)]),
         ).trimEnd()
-      : "  nothing: no fault was started",
+      : (r.cloudActions ?? []).length > 0
+        ? "  no fault on hosts (cloud actions below)"
+        : "  nothing: no fault was started",
   );
+  // Reports of older control planes have no cloud actions.
+  const cloud = r.cloudActions ?? [];
+  if (cloud.length > 0) {
+    out.push("", "Cloud actions");
+    out.push(
+      renderTable(
+        ["TIME", "STEP", "ACTION", "INSTANCE", "RESULT"],
+        cloud.map((a) => [
+          new Date(a.time).toISOString(),
+          a.step ?? "-",
+          `${a.call ?? a.action}${a.irreversible ? " (IRREVERSIBLE)" : ""}`,
+          `${a.instanceId}${a.autoScalingGroup ? ` (${a.autoScalingGroup})` : ""}`,
+          a.result === "done" ? "done" : `${a.result}: ${a.error ?? ""}`,
+        ]),
+      ).trimEnd(),
+    );
+  }
+  // Reversible cloud actions (ec2-stop) with their revert, from the cloud-revert journal.
+  const reverts = r.cloudReverts ?? [];
+  if (reverts.length > 0) {
+    out.push("", "Cloud reverts");
+    out.push(
+      renderTable(
+        ["#", "STEP", "ACTION", "ON", "REVERT", "ATTEMPTS", "DETAIL"],
+        reverts.map((c) => [String(c.id), c.step ?? "-", c.action, c.resource, c.state, String(c.attempts), c.text]),
+      ).trimEnd(),
+    );
+  }
   out.push("", "What broke");
   if (r.broke.length === 0) out.push("  nothing");
   for (const b of r.broke) out.push(`  ${new Date(b.time).toISOString()}  ${b.type}: ${b.message}`);
@@ -37,6 +67,11 @@ export function renderReport(r: ReportJson): string {
   if (failed.length > 0) {
     out.push("", "REVERT FAILED: the effect may still be on these hosts (fix the cause, then firedrill fault stop FAULT_ID to have the agent try the revert again)");
     for (const f of failed) out.push(`  ${f.faultId}  ${f.kind} on ${f.agentId}: ${f.error ?? "no reason given"}`);
+  }
+  const notReverted = r.cloudNotReverted ?? [];
+  if (notReverted.length > 0) {
+    out.push("", "Cloud actions NOT reverted (the control plane keeps retrying each until AWS confirms it)");
+    for (const line of notReverted) out.push(`  ${line}`);
   }
   if (r.unconfirmed.length > 0) {
     out.push("", "Reverts not confirmed");

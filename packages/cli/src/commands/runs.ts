@@ -20,11 +20,22 @@ export function registerRunsCommand(program: Command, ctx: CommandContext): void
       });
       if (options.json) return printJson(ctx.io, body.runs);
       if (body.runs.length === 0) return ctx.io.out("no runs yet: start one with firedrill run FILE\n");
+      // Cloud actions not reverted yet are the first thing to see: a column of their own when any run has some.
+      const unreverted = body.runs.some((r) => (r.cloudRevertsUnconfirmed ?? 0) > 0);
       ctx.io.out(
         renderTable(
-          ["ID", "EXPERIMENT", "STATE", "STARTED", "BY", "REASON"],
-          body.runs.map((r) => [r.id, r.name, r.state, formatRelativeTime(r.createdAt), r.actor, r.reason ?? ""]),
+          ["ID", "EXPERIMENT", "STATE", ...(unreverted ? ["CLOUD REVERTS"] : []), "STARTED", "BY", "REASON"],
+          body.runs.map((r) => [
+            r.id,
+            r.name,
+            r.state,
+            ...(unreverted ? [(r.cloudRevertsUnconfirmed ?? 0) > 0 ? `${r.cloudRevertsUnconfirmed} NOT confirmed` : ""] : []),
+            formatRelativeTime(r.createdAt),
+            r.actor,
+            r.reason ?? "",
+          ]),
         ),
       );
+      if (unreverted) ctx.io.err("warning: some runs have cloud actions NOT reverted yet (the control plane keeps retrying); see firedrill run show RUN_ID\n");
     });
 }

@@ -102,7 +102,7 @@ export function renderSchedule(s: ScheduleJson, slots: readonly SlotJson[], now:
     lines.push(
       `  kills:     mean ${s.meanWorkdays} workdays apart, at least ${s.minWorkdays}; chance ${s.killChance === null ? EMPTY : `1 in ${+(1 / s.killChance).toFixed(2)}`} on each eligible workday`,
     );
-    if (s.leashed) lines.push("  leashed:   yes: kills are recorded as would-kill, nothing is terminated");
+    if (s.leashed) lines.push("  leashed:   yes: each kill is checked against every guardrail and recorded as would-kill or refused; nothing is terminated");
   }
   lines.push(`  created:   ${formatZoned(s.createdAt, s.tz)} ${s.tz} by ${s.createdBy}`);
   lines.push(`  next slot: ${s.nextSlot ? `${formatZoned(s.nextSlot.at, s.tz)} ${s.tz} (${formatRelativeTime(s.nextSlot.at, now)}): ${s.nextSlot.note}` : s.state === "paused" ? "none while paused (firedrill schedule resume)" : EMPTY}`);

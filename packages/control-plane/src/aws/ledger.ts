@@ -6,9 +6,13 @@
  *
  * A terminate counts while its outcome is `pending` (in flight, or the process died mid-call),
  * `ok` or `unknown` (AWS may have acted: a timeout, a 5xx); `failed` means AWS refused the call.
+ *
+ * The tag guardrails (opt-in, exclusions) are evaluated in the same transaction, on the tags the
+ * caller read from AWS right before (DescribeInstances for that instance): a tag added a moment
+ * before the action refuses it, whatever the run saw at its start.
  */
 import type Database from "better-sqlite3";
-import { floorRefusal, intervalRefusal, percentRefusal } from "./rules.js";
+import { floorRefusal, intervalRefusal, percentRefusal, tagRefusal } from "./rules.js";
 import type { AwsGuardrails } from "./types.js";
 
 /** What happened to a ledger entry's call. */
@@ -52,16 +56,45 @@ export interface TerminationDecision {
   scheduleId?: string;
   now: number;
   guardrails: AwsGuardrails;
+  /** The instance's tags as read from AWS right before (not at run start): opt-in and exclusions are checked on these. */
+  tags: Readonly<Record<string, string>>;
   /** The instance's group as described right before; absent for an instance outside an ASG. */
   group?: GroupAtKillTime;
   /** Kills in this group earlier in the same call, counted for max percent when there is no runId. */
   earlierKillsWithoutRun?: number;
 }
 
+/** Why the ledger refuses an action. */
+export interface DecisionRefusal {
+  ok: false;
+  rule: "opt-in-tag" | "exclusion-tags" | "asg-member" | "min-time-between-terminations" | "min-healthy" | "max-percent-of-group" | "already-terminated" | "concurrent-termination";
+  reason: string;
+}
+
 /** The ledger's answer: recorded (go ahead) or refused by a rule (do not call AWS). */
-export type DecisionResult =
-  | { ok: true; id: number }
-  | { ok: false; rule: "min-time-between-terminations" | "min-healthy" | "max-percent-of-group" | "already-terminated" | "concurrent-termination"; reason: string };
+export type DecisionResult = { ok: true; id: number } | DecisionRefusal;
+
+/** Actions other than terminate that are checked against the tags before they are recorded. */
+export type CheckedAction = Exclude<LedgerEntry["action"], "terminate" | "start">;
+
+/** Inputs of {@link TerminationLedger.decideAction}. */
+export interface ActionDecision {
+  action: CheckedAction;
+  instanceId: string;
+  region: string;
+  /** The instance's Auto Scaling group, from its tags as read right before. */
+  groupName?: string;
+  /** Refuse an instance in an Auto Scaling group (a stopped member is replaced: a termination in effect). */
+  refuseAsgMember: boolean;
+  call: string;
+  actor: string;
+  runId?: string;
+  scheduleId?: string;
+  now: number;
+  guardrails: AwsGuardrails;
+  /** The instance's tags as read from AWS right before. */
+  tags: Readonly<Record<string, string>>;
+}
 
 /** Which rows {@link TerminationLedger.list} returns. */
 export interface LedgerQuery {
@@ -81,6 +114,17 @@ export interface TerminationLedger {
    * Thrown when the database fails (busy, full, read-only): the caller must not kill.
    */
   decideTermination(input: TerminationDecision): DecisionResult;
+  /**
+   * The same checks as {@link decideTermination}, recording nothing: what a termination would meet
+   * now (leashed Chaos-Monkey). `ok: true` carries no id.
+   */
+  evaluateTermination(input: TerminationDecision): { ok: true } | DecisionRefusal;
+  /**
+   * Checks the tag guardrails (and, with `refuseAsgMember`, the group membership) on the tags read
+   * right before and, when they pass, records the action as `pending`, in one IMMEDIATE
+   * transaction. Thrown when the database fails: the caller must not act.
+   */
+  decideAction(input: ActionDecision): DecisionResult;
   /**
    * Records a stop or start as `pending` before its call.
    * Thrown when the database fails: the caller must not act.
@@ -158,8 +202,11 @@ export function createTerminationLedger(db: Database.Database): TerminationLedge
     ),
   };
 
-  const decide = db.transaction((input: TerminationDecision): DecisionResult => {
+  /** Every rule a termination must pass now; the chain point to record it at when it does. */
+  const check = (input: TerminationDecision): { ok: true; prevId: number | null } | DecisionRefusal => {
     const { region, instanceId, guardrails, group, now } = input;
+    const tags = tagRefusal({ tags: input.tags }, guardrails);
+    if (tags) return { ok: false, rule: tags.rule, reason: `${instanceId} ${tags.reason} (tags read at the moment of the action)` };
     const already = stmt.instanceCounted.get(region, instanceId);
     if (already) {
       return {
@@ -188,6 +235,14 @@ export function createTerminationLedger(db: Database.Database): TerminationLedge
       const percent = percentRefusal(group.name, prior, group.desiredCapacity, guardrails);
       if (percent) return { ok: false, rule: "max-percent-of-group", reason: percent };
     }
+    return { ok: true, prevId };
+  };
+
+  const decide = db.transaction((input: TerminationDecision): DecisionResult => {
+    const checked = check(input);
+    if (!checked.ok) return checked;
+    const { region, instanceId, group, now } = input;
+    const prevId = checked.prevId;
     try {
       const inserted = stmt.insert.run({
         groupName: group?.name ?? null,
@@ -216,8 +271,40 @@ export function createTerminationLedger(db: Database.Database): TerminationLedge
     }
   });
 
+  const evaluate = db.transaction((input: TerminationDecision): { ok: true } | DecisionRefusal => {
+    const checked = check(input);
+    return checked.ok ? { ok: true } : checked;
+  });
+
+  const decideOther = db.transaction((input: ActionDecision): DecisionResult => {
+    const tags = tagRefusal({ tags: input.tags }, input.guardrails);
+    if (tags) return { ok: false, rule: tags.rule, reason: `${input.instanceId} ${tags.reason} (tags read at the moment of the action)` };
+    if (input.refuseAsgMember && input.groupName) {
+      return {
+        ok: false,
+        rule: "asg-member",
+        reason: `${input.instanceId} is in Auto Scaling group ${input.groupName}, which would mark a stopped instance unhealthy and replace it (a termination in effect); use ec2-terminate for group members, or put the instance in Standby first`,
+      };
+    }
+    const inserted = stmt.insert.run({
+      groupName: input.groupName ?? null,
+      instanceId: input.instanceId,
+      region: input.region,
+      action: input.action,
+      call: input.call,
+      actor: input.actor,
+      runId: input.runId ?? null,
+      scheduleId: input.scheduleId ?? null,
+      now: input.now,
+      prevId: null,
+    });
+    return { ok: true, id: Number(inserted.lastInsertRowid) };
+  });
+
   return {
     decideTermination: (input) => decide.immediate(input),
+    evaluateTermination: (input) => evaluate(input),
+    decideAction: (input) => decideOther.immediate(input),
     recordAction(input) {
       const inserted = stmt.insert.run({
         groupName: input.groupName ?? null,

@@ -66,7 +66,7 @@ describe("awsPlanVerdicts", () => {
     ec2.on(TerminateInstancesCommand).rejects(awsError("UnauthorizedOperation", 403, "You are not authorized to perform this operation."));
     asg.on(DescribeAutoScalingGroupsCommand).resolves({ AutoScalingGroups: [asgGroup("web-asg", { min: 2, desired: 2, inService: ["i-1", "i-2"] })] });
     // The group lost an instance to firedrill 10 minutes ago.
-    aws.ledger.decideTermination({ instanceId: "i-0", region: "eu-west-1", call: "TerminateInstanceInAutoScalingGroup", actor: "monkey", now: NOW - 600_000, guardrails: GUARDRAILS, group: { name: "web-asg", minSize: 0, desiredCapacity: 3, inService: ["i-0", "i-1", "i-2"] } });
+    aws.ledger.decideTermination({ instanceId: "i-0", region: "eu-west-1", call: "TerminateInstanceInAutoScalingGroup", actor: "monkey", now: NOW - 600_000, guardrails: GUARDRAILS, tags: instance("i-0").tags, group: { name: "web-asg", minSize: 0, desiredCapacity: 3, inService: ["i-0", "i-1", "i-2"] } });
     const bare = { ...instance("i-2", "web-asg"), tags: { "aws:autoscaling:groupName": "web-asg", tier: "db" } };
     const verdicts = await awsPlanVerdicts(aws, { fleet: [instance("i-1", "web-asg"), bare, instance("i-9")] }, [kill()], {
       ...GUARDRAILS,

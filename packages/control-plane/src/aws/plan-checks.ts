@@ -7,7 +7,7 @@
  */
 import { formatDuration } from "@firedrill/protocol";
 import type { GuardrailVerdict } from "../experiments/guardrails.js";
-import type { FaultStep, Step } from "../experiments/types.js";
+import type { FaultStep, Step, StopConditionSpec } from "../experiments/types.js";
 import { isCloudFaultKind } from "./faults.js";
 import type { TerminationLedger } from "./ledger.js";
 import { floorRefusal, intervalRefusal, percentRefusal, requiredTagsOf, tagRefusal } from "./rules.js";
@@ -241,6 +241,52 @@ export async function awsPlanVerdicts(
         ? { rule: "aws-min-time-between-terminations", ok: false, message: `${at}: ${timeBad.join("; ")}` }
         : { rule: "aws-min-time-between-terminations", ok: true, message: `${at}: ${timeOk.join("; ")}` },
     );
+  }
+  return verdicts;
+}
+
+/** The rule of {@link alarmPlanVerdicts}: one verdict per alarm a `cloudwatchAlarm` stop condition names. */
+export const ALARM_PLAN_RULE = "aws-cloudwatch-alarm";
+
+/**
+ * One verdict per alarm named by the experiment's `cloudwatchAlarm` stop conditions: it must exist
+ * (a missing alarm watches nothing, and its watch would abort the run after a few polls) and not
+ * be in ALARM (the run would be aborted at its first poll). OK and INSUFFICIENT_DATA pass. Never
+ * throws: a failed DescribeAlarms refuses each alarm it could not read, with the error.
+ */
+export async function alarmPlanVerdicts(aws: AwsService | undefined, stopConditions: readonly StopConditionSpec[]): Promise<GuardrailVerdict[]> {
+  const verdicts: GuardrailVerdict[] = [];
+  for (const sc of stopConditions) {
+    if (sc.kind !== "cloudwatchAlarm") continue;
+    const { names, region } = sc.cloudwatchAlarm;
+    const where = region ? ` in ${region}` : "";
+    if (!aws) {
+      for (const name of names) {
+        verdicts.push({ rule: ALARM_PLAN_RULE, ok: false, message: `alarm ${name}${where}: can't be checked: the control plane has no AWS access configured (credentials and region from the SDK's default chain, --aws-region)` });
+      }
+      continue;
+    }
+    let states;
+    try {
+      states = await aws.alarmStates(names, region);
+    } catch (err) {
+      for (const name of names) verdicts.push({ rule: ALARM_PLAN_RULE, ok: false, message: `alarm ${name}${where}: could not be read: ${(err as Error).message}` });
+      continue;
+    }
+    for (const a of states) {
+      const kind = a.type === "composite" ? "composite alarm" : "alarm";
+      if (a.state === "MISSING") {
+        verdicts.push({ rule: ALARM_PLAN_RULE, ok: false, message: `alarm ${a.name}: ${a.reason || `does not exist${where}`}; check the name and the stop condition's region (aws cloudwatch describe-alarms --alarm-names ${a.name})` });
+      } else if (a.state === "ALARM") {
+        verdicts.push({
+          rule: ALARM_PLAN_RULE,
+          ok: false,
+          message: `${kind} ${a.name}${where} is in ALARM now${a.reason ? ` (${a.reason.replace(/\s+/g, " ").slice(0, 200)})` : ""}: the run would be aborted at its first poll; start when it is OK`,
+        });
+      } else {
+        verdicts.push({ rule: ALARM_PLAN_RULE, ok: true, message: `${kind} ${a.name}${where} exists and is ${a.state}` });
+      }
+    }
   }
   return verdicts;
 }

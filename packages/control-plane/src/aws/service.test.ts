@@ -22,8 +22,9 @@ import { createAwsClients } from "./clients.js";
 import { AwsSelectorError } from "./errors.js";
 import { createAwsService } from "./service.js";
 import type { AwsServiceOptions, AwsServiceWithLedger } from "./service.js";
-import { asgGroup, awsError, ec2Instance, GUARDRAILS, instance } from "./test-support.js";
-import type { AwsGuardrails } from "./types.js";
+import type { Instance } from "@aws-sdk/client-ec2";
+import { asgGroup, awsError, describeFrom, ec2Instance, ec2InstanceOf, GUARDRAILS, instance as makeInstance } from "./test-support.js";
+import type { AwsGuardrails, AwsInstance } from "./types.js";
 
 const ec2 = mockClient(EC2Client);
 const asg = mockClient(AutoScalingClient);
@@ -33,6 +34,15 @@ const OPT_IN = { "firedrill:opt-in": "true" };
 
 let dir: string;
 let stores: Store[];
+/** What DescribeInstances answers, by id, for the read right before each action. */
+let live: Map<string, Instance>;
+
+/** An instance as the run resolved it; AWS has it so too (until a test changes `live`). */
+function instance(id: string, group?: string, tags: Record<string, string> = {}): AwsInstance {
+  const i = makeInstance(id, group, tags);
+  live.set(id, ec2InstanceOf(i));
+  return i;
+}
 let sleeps: number[];
 let clock: number;
 
@@ -60,6 +70,8 @@ beforeEach(() => {
   ec2.reset();
   asg.reset();
   cw.reset();
+  live = new Map();
+  ec2.on(DescribeInstancesCommand).callsFake(describeFrom(live));
   dir = mkdtempSync(join(tmpdir(), "firedrill-aws-"));
   stores = [];
   sleeps = [];
@@ -268,6 +280,7 @@ describe("terminate", () => {
   it("refuses by tag before calling AWS: no opt-in tag, an exclusion tag", async () => {
     const aws = service();
     const bare = { ...instance("i-1"), tags: { app: "web" } };
+    live.set("i-1", ec2InstanceOf(bare));
     const results = await aws.terminate([bare, instance("i-2", undefined, { tier: "db" })], ctx({ excludeTags: ["tier=db", "pci"] }));
     expect(results).toEqual([
       {
@@ -276,11 +289,11 @@ describe("terminate", () => {
         ok: false,
         refusedBy: "guardrail",
         call: "TerminateInstances",
-        error: "opt-in-tag: i-1 lacks the opt-in tag firedrill:opt-in=true; tag the instance (or its ASG, propagated to instances) to let firedrill act on it",
+        error: "opt-in-tag: i-1 lacks the opt-in tag firedrill:opt-in=true; tag the instance (or its ASG, propagated to instances) to let firedrill act on it (tags read at the moment of the action)",
       },
-      { instanceId: "i-2", action: "terminate", ok: false, refusedBy: "guardrail", call: "TerminateInstances", error: "exclusion-tags: i-2 carries the exclusion tag tier=db" },
+      { instanceId: "i-2", action: "terminate", ok: false, refusedBy: "guardrail", call: "TerminateInstances", error: "exclusion-tags: i-2 carries the exclusion tag tier=db (tags read at the moment of the action)" },
     ]);
-    expect(ec2.calls()).toHaveLength(0);
+    expect(ec2.commandCalls(TerminateInstancesCommand)).toHaveLength(0);
     expect(aws.ledger.list()).toEqual([]);
   });
 
@@ -391,7 +404,7 @@ describe("terminate", () => {
       [false, "guardrail", "ledger: could not record the termination before the call (database or disk is full); firedrill never kills without a record"],
     ]);
     expect(asg.commandCalls(TerminateInstanceInAutoScalingGroupCommand)).toHaveLength(0);
-    expect(ec2.calls()).toHaveLength(0);
+    expect(ec2.commandCalls(TerminateInstancesCommand)).toHaveLength(0);
     const [stop] = await aws.stop([instance("i-9")], ctx());
     expect(stop!.error).toMatch(/^ledger: could not record the stop before the call/);
   });
@@ -403,6 +416,115 @@ describe("terminate", () => {
       "min-healthy: Auto Scaling group web-asg no longer exists in eu-west-1",
       "min-healthy: i-1 is no longer a member of web-asg (detached or already replaced)",
     ]);
+  });
+});
+
+describe("checks at the moment of action", () => {
+  const ctx = (guardrails: Partial<AwsGuardrails> = {}, runId = "run-1") => ({ actor: "test", runId, guardrails: { ...GUARDRAILS, ...guardrails } });
+
+  it("an exclusion tag added after the run resolved its instances refuses the kill: AWS's tags now count, not the run's", async () => {
+    asg.on(DescribeAutoScalingGroupsCommand).resolves({ AutoScalingGroups: [asgGroup("web-asg", { inService: ["i-1", "i-2", "i-3"] })] });
+    asg.on(TerminateInstanceInAutoScalingGroupCommand).resolves({});
+    const aws = service();
+    // What the run resolved at its start: both opted in, neither excluded.
+    const resolved = [instance("i-1", "web-asg"), instance("i-2", "web-asg")];
+    // Seconds before the kill someone tags i-1 firedrill:exclude.
+    live.set("i-1", ec2InstanceOf(makeInstance("i-1", "web-asg", { "firedrill:exclude": "true" })));
+    const results = await aws.terminate(resolved, ctx({ excludeTags: ["firedrill:exclude"] }));
+
+    expect(results.map((r) => [r.instanceId, r.ok, r.refusedBy, r.error])).toEqual([
+      ["i-1", false, "guardrail", "exclusion-tags: i-1 carries the exclusion tag firedrill:exclude (tags read at the moment of the action)"],
+      ["i-2", true, undefined, undefined],
+    ]);
+    expect(asg.commandCalls(TerminateInstanceInAutoScalingGroupCommand).map((c) => c.args[0].input.InstanceId)).toEqual(["i-2"]);
+    // Each kill read its own instance right before, by id.
+    expect(ec2.commandCalls(DescribeInstancesCommand).map((c) => c.args[0].input.Filters)).toEqual([
+      [{ Name: "instance-id", Values: ["i-1"] }],
+      [{ Name: "instance-id", Values: ["i-2"] }],
+    ]);
+    // Nothing recorded for the refused kill: it never counts for the floors or intervals.
+    expect(aws.ledger.list().map((e) => [e.instanceId, e.outcome])).toEqual([["i-2", "ok"]]);
+  });
+
+  it("an opt-in tag removed, an instance stopped or gone since the run started: each refused with why, nothing called", async () => {
+    const aws = service();
+    const resolved = [instance("i-1"), instance("i-2"), instance("i-3")];
+    live.set("i-1", ec2Instance("i-1", { app: "web" }));
+    live.set("i-2", ec2InstanceOf(resolved[1]!, "stopped"));
+    live.delete("i-3");
+    const results = await aws.terminate(resolved, ctx());
+    expect(results.map((r) => r.error)).toEqual([
+      "opt-in-tag: i-1 lacks the opt-in tag firedrill:opt-in=true; tag the instance (or its ASG, propagated to instances) to let firedrill act on it (tags read at the moment of the action)",
+      "instance-state: i-2 is stopped now, not running; nothing to terminate",
+      "instance-state: i-3 no longer exists in eu-west-1",
+    ]);
+    expect(ec2.commandCalls(TerminateInstancesCommand)).toHaveLength(0);
+  });
+
+  it("an instance that cannot be read right before the kill is not killed", async () => {
+    ec2.on(DescribeInstancesCommand).rejects(awsError("Unavailable", 503, "Service Unavailable"));
+    const aws = service({ retry: { attempts: 2, baseDelayMs: 1, maxDelayMs: 1 } });
+    const [r] = await aws.terminate([makeInstance("i-1")], ctx());
+    expect(r).toMatchObject({ ok: false, refusedBy: "guardrail" });
+    expect(r!.error).toMatch(/^instance-state: could not read i-1 right before the termination \(DescribeInstances in eu-west-1 failed: Unavailable: Service Unavailable \(gave up after 2 attempts\)\); firedrill does not act without checking its tags at that moment$/);
+    expect(ec2.commandCalls(TerminateInstancesCommand)).toHaveLength(0);
+  });
+
+  it("records the kill before the call: the ledger row is there when AWS is asked", async () => {
+    const aws = service();
+    const seen: string[] = [];
+    ec2.on(TerminateInstancesCommand).callsFake(() => {
+      seen.push(...aws.ledger.list().map((e) => `${e.instanceId} ${e.outcome}`));
+      return {};
+    });
+    await aws.terminate([instance("i-1")], ctx());
+    expect(seen).toEqual(["i-1 pending"]);
+  });
+
+  it("a stop reads the instance again: an exclusion tag or an Auto Scaling group tag that appeared since refuses it", async () => {
+    ec2.on(StopInstancesCommand).resolves({});
+    const aws = service();
+    const resolved = [instance("i-1"), instance("i-2"), instance("i-3")];
+    live.set("i-1", ec2InstanceOf(makeInstance("i-1", undefined, { "firedrill:exclude": "" })));
+    live.set("i-2", ec2InstanceOf(makeInstance("i-2", "web-asg")));
+    const results = await aws.stop(resolved, ctx({ excludeTags: ["firedrill:exclude"] }));
+    expect(results.map((r) => [r.instanceId, r.ok, r.error])).toEqual([
+      ["i-1", false, "exclusion-tags: i-1 carries the exclusion tag firedrill:exclude (tags read at the moment of the action)"],
+      ["i-2", false, expect.stringMatching(/^asg-member: i-2 is in Auto Scaling group web-asg, which would mark a stopped instance unhealthy/)],
+      ["i-3", true, undefined],
+    ]);
+    expect(ec2.commandCalls(StopInstancesCommand).map((c) => c.args[0].input.InstanceIds)).toEqual([["i-3"]]);
+    expect(aws.ledger.list().map((e) => [e.instanceId, e.action])).toEqual([["i-3", "stop"]]);
+  });
+
+  it("checkTerminate says what a kill would meet now (tags, floor, percent, interval) and records and calls nothing", async () => {
+    asg.on(DescribeAutoScalingGroupsCommand).resolves({ AutoScalingGroups: [asgGroup("web-asg", { min: 2, desired: 2, inService: ["i-1", "i-2"] })] });
+    const aws = service();
+    const [atFloor] = await aws.checkTerminate([instance("i-1", "web-asg")], ctx());
+    expect(atFloor).toMatchObject({
+      ok: false,
+      refusedBy: "guardrail",
+      error: "min-healthy: would leave web-asg with 1 InService instance (2 now), below max(MinSize 2, minHealthy 1) = 2",
+    });
+    asg.reset();
+    asg.on(DescribeAutoScalingGroupsCommand).resolves({ AutoScalingGroups: [asgGroup("web-asg", { min: 1, desired: 4, inService: ["i-1", "i-2", "i-3", "i-4"] })] });
+    const [fine] = await aws.checkTerminate([instance("i-1", "web-asg")], ctx());
+    expect(fine).toEqual({
+      instanceId: "i-1",
+      action: "terminate",
+      call: "TerminateInstanceInAutoScalingGroup",
+      autoScalingGroup: "web-asg",
+      ok: true,
+      note: "every guardrail passes at this moment; nothing was called or recorded",
+    });
+    // A real kill 10 minutes ago makes the interval refuse.
+    asg.on(TerminateInstanceInAutoScalingGroupCommand).resolves({});
+    expect((await aws.terminate([instance("i-4", "web-asg")], ctx()))[0]!.ok).toBe(true);
+    clock += 600_000;
+    const [tooSoon] = await aws.checkTerminate([instance("i-2", "web-asg")], ctx({ minTimeBetweenTerminationsMs: 3_600_000 }));
+    expect(tooSoon!.error).toMatch(/^min-time-between-terminations: web-asg had a termination 10m ago/);
+    expect(asg.commandCalls(TerminateInstanceInAutoScalingGroupCommand)).toHaveLength(1);
+    expect(aws.ledger.list()).toHaveLength(1);
   });
 });
 

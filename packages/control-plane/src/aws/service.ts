@@ -22,11 +22,15 @@ import type Database from "better-sqlite3";
 import type { Logger } from "pino";
 import type { AwsClients } from "./clients.js";
 import { AwsCallError, AwsSelectorError, describeAwsError, errorCode, isDefinitiveRefusal, isRetryable } from "./errors.js";
+import { createCloudJournal } from "./cloud-journal.js";
+import type { CloudJournal } from "./cloud-journal.js";
+import { EC2_START_REVERT } from "./cloud-reverters.js";
+import type { Ec2StartPayload } from "./cloud-reverters.js";
 import { createTerminationLedger } from "./ledger.js";
-import type { TerminationLedger } from "./ledger.js";
+import type { TerminationDecision, TerminationLedger } from "./ledger.js";
 import { withRetry } from "./retry.js";
 import type { RetryOptions } from "./retry.js";
-import { ASG_TAG, tagRefusal } from "./rules.js";
+import { ASG_TAG } from "./rules.js";
 import type { ActionContext, AlarmState, AwsGroupState, AwsInstance, AwsSelector, AwsService, InstanceActionResult } from "./types.js";
 
 /** Every AWS API call the control plane makes, with the IAM action it needs. */
@@ -72,6 +76,11 @@ export interface AwsServiceOptions {
    * before reporting it. @default 300000
    */
   startWaitMs?: number;
+  /**
+   * The cloud-revert journal: every stop is written there with its revert (StartInstances) in the
+   * transaction that records it in the ledger, before the call. @default one on `db`
+   */
+  journal?: CloudJournal;
 }
 
 /** The service plus its ledger (for plan checks and audits). */
@@ -128,6 +137,26 @@ export function createAwsService(options: AwsServiceOptions): AwsServiceWithLedg
   const retryOptions = options.retry ?? {};
   const attempts = Math.max(1, retryOptions.attempts ?? 5);
   const ledger = createTerminationLedger(options.db);
+  const journal = options.journal ?? createCloudJournal(options.db);
+  /** Records a stop (`decide`) and, when it passes, its revert in the journal: one transaction. */
+  const decideWithRevert = options.db.transaction((decide: () => ReturnType<TerminationLedger["decideAction"]>, instance: AwsInstance, ctx: Omit<ActionContext, "guardrails">) => {
+    const decision = decide();
+    if (!decision.ok) return { decision, revertId: undefined };
+    const payload: Ec2StartPayload = { instanceIds: [instance.instanceId] };
+    const revertId = journal.record({
+      ...(ctx.runId !== undefined ? { runId: ctx.runId } : {}),
+      ...(ctx.step !== undefined ? { step: ctx.step } : {}),
+      action: "ec2-stop",
+      kind: EC2_START_REVERT,
+      region: instance.region,
+      resource: instance.instanceId,
+      payload,
+      actor: ctx.actor,
+      now: now(),
+      ...(ctx.revertDueAt !== undefined ? { dueAt: ctx.revertDueAt } : {}),
+    });
+    return { decision, revertId };
+  });
 
   const retry = <T>(call: string, region: string, fn: () => Promise<T>, alsoRetry?: (err: unknown) => boolean): Promise<T> =>
     withRetry(fn, {
@@ -244,6 +273,14 @@ export function createAwsService(options: AwsServiceOptions): AwsServiceWithLedg
       return results;
     },
 
+    async checkTerminate(instances, ctx) {
+      const results: InstanceActionResult[] = [];
+      for (const instance of instances) results.push(await checkTerminateOne(instance, ctx));
+      return results;
+    },
+
+    region: (explicit) => clients.region(explicit),
+
     async stop(instances, ctx) {
       const results: InstanceActionResult[] = [];
       for (const instance of instances) {
@@ -251,22 +288,13 @@ export function createAwsService(options: AwsServiceOptions): AwsServiceWithLedg
           results.push(await dryRunCall(instance, "stop", "StopInstances"));
           continue;
         }
-        const base = { instanceId: instance.instanceId, action: "stop" as const, ...(instance.autoScalingGroup ? { autoScalingGroup: instance.autoScalingGroup } : {}) };
-        const tags = tagRefusal(instance, ctx.guardrails);
-        if (tags) {
-          results.push({ ...base, ok: false, refusedBy: "guardrail", error: `${tags.rule}: ${instance.instanceId} ${tags.reason}` });
+        // The tags and state as they are now, checked in the transaction that records the stop.
+        const current = await readNow(instance, "stop");
+        if (!current.ok) {
+          results.push(refusal(instance, "stop", "StopInstances", ctx, current.rule, current.reason));
           continue;
         }
-        if (instance.autoScalingGroup) {
-          results.push({
-            ...base,
-            ok: false,
-            refusedBy: "guardrail",
-            error: `asg-member: ${instance.instanceId} is in Auto Scaling group ${instance.autoScalingGroup}, which would mark a stopped instance unhealthy and replace it (a termination in effect); use ec2-terminate for group members, or put the instance in Standby first`,
-          });
-          continue;
-        }
-        results.push(await recordedCall(instance, "stop", "StopInstances", ctx));
+        results.push(await recordedCall(current.instance, "stop", "StopInstances", ctx, ctx.guardrails));
       }
       return results;
     },
@@ -375,13 +403,23 @@ export function createAwsService(options: AwsServiceOptions): AwsServiceWithLedg
     };
   }
 
-  /** Records a stop/start in the ledger, makes the call, records the outcome. */
-  async function recordedCall(instance: AwsInstance, action: "stop" | "start", call: "StopInstances" | "StartInstances", ctx: Omit<ActionContext, "guardrails">): Promise<InstanceActionResult> {
+  /**
+   * Records a stop/start in the ledger, makes the call, records the outcome. With `guardrails` (a
+   * stop), the tag guardrails and the group membership are checked on `instance` as just read, in
+   * the transaction that records it; a refusal calls nothing.
+   */
+  async function recordedCall(
+    instance: AwsInstance,
+    action: "stop" | "start",
+    call: "StopInstances" | "StartInstances",
+    ctx: Omit<ActionContext, "guardrails">,
+    guardrails?: ActionContext["guardrails"],
+  ): Promise<InstanceActionResult> {
     const base = { instanceId: instance.instanceId, action, call, ...(instance.autoScalingGroup ? { autoScalingGroup: instance.autoScalingGroup } : {}) };
     let id: number;
+    let revertId: number | undefined;
     try {
-      id = ledger.recordAction({
-        action,
+      const record = {
         instanceId: instance.instanceId,
         region: instance.region,
         ...(instance.autoScalingGroup ? { groupName: instance.autoScalingGroup } : {}),
@@ -390,7 +428,17 @@ export function createAwsService(options: AwsServiceOptions): AwsServiceWithLedg
         ...(ctx.runId !== undefined ? { runId: ctx.runId } : {}),
         ...(ctx.scheduleId !== undefined ? { scheduleId: ctx.scheduleId } : {}),
         now: now(),
-      });
+      };
+      if (guardrails && action === "stop") {
+        // The stop and its revert (StartInstances, in the cloud-revert journal) are written together, before the call.
+        const recorded = decideWithRevert.immediate(() => ledger.decideAction({ ...record, action, refuseAsgMember: true, guardrails, tags: instance.tags }), instance, ctx);
+        const decision = recorded.decision;
+        if (!decision.ok) return refusal(instance, action, call, ctx, decision.rule, decision.reason);
+        id = decision.id;
+        revertId = recorded.revertId;
+      } else {
+        id = ledger.recordAction({ ...record, action });
+      }
     } catch (err) {
       log.error({ err, instanceId: instance.instanceId, action }, "could not record the action in the ledger; not acting");
       return { ...base, ok: false, refusedBy: "guardrail", error: `ledger: could not record the ${action} before the call (${(err as Error).message}); firedrill does not act without a record` };
@@ -401,13 +449,36 @@ export function createAwsService(options: AwsServiceOptions): AwsServiceWithLedg
     try {
       await send(instance, call, false, alsoRetry);
       complete(id, "ok", undefined);
+      if (revertId !== undefined) markActed(revertId);
       log.info({ instanceId: instance.instanceId, region: instance.region, call, runId: ctx.runId }, `${action} accepted by AWS`);
       return { ...base, ok: true };
     } catch (err) {
       const error = callError(call, instance, err);
       complete(id, isDefinitiveRefusal(err) ? "failed" : "unknown", error);
+      // AWS refused the stop itself: nothing to start again. Otherwise it may have stopped: the journal keeps the revert.
+      if (revertId !== undefined) {
+        if (isDefinitiveRefusal(err)) cancelRevert(revertId, `AWS refused ${call}: ${error}`);
+        else markActed(revertId);
+      }
       log.warn({ instanceId: instance.instanceId, call, error }, `${action} failed`);
       return { ...base, ok: false, refusedBy: "aws", error };
+    }
+  }
+
+  /** The stop's call returned: its revert may be made from now on. */
+  function markActed(id: number): void {
+    try {
+      journal.markActed(id, now());
+    } catch (err) {
+      log.error({ err, revertId: id }, "could not mark the stop done in the cloud-revert journal (its revert waits until the next start-up releases it)");
+    }
+  }
+
+  function cancelRevert(id: number, reason: string): void {
+    try {
+      journal.cancel(id, reason, now());
+    } catch (err) {
+      log.error({ err, revertId: id }, "could not cancel the revert in the cloud-revert journal (the reconciler will find the instance running and confirm it)");
     }
   }
 
@@ -419,52 +490,127 @@ export function createAwsService(options: AwsServiceOptions): AwsServiceWithLedg
     }
   }
 
-  async function terminateOne(instance: AwsInstance, ctx: ActionContext, killsWithoutRun: Map<string, number>): Promise<InstanceActionResult> {
+  /** A guardrail refusal of an action, logged; nothing was called. */
+  function refusal(instance: AwsInstance, action: InstanceActionResult["action"], call: AwsCall, ctx: Omit<ActionContext, "guardrails">, rule: string, reason: string): InstanceActionResult {
     const group = instance.autoScalingGroup;
-    const call: AwsCall = group ? "TerminateInstanceInAutoScalingGroup" : "TerminateInstances";
-    const base = { instanceId: instance.instanceId, action: "terminate" as const, call, ...(group ? { autoScalingGroup: group } : {}) };
-    const refuse = (rule: string, reason: string): InstanceActionResult => {
-      log.info({ instanceId: instance.instanceId, group, rule, reason, runId: ctx.runId }, "termination refused by a guardrail");
-      return { ...base, ok: false, refusedBy: "guardrail", error: `${rule}: ${reason}` };
-    };
+    log.info({ instanceId: instance.instanceId, group, action, rule, reason, runId: ctx.runId, scheduleId: ctx.scheduleId }, `${action} refused by a guardrail at the moment of the action`);
+    return { instanceId: instance.instanceId, action, call, ...(group ? { autoScalingGroup: group } : {}), ok: false, refusedBy: "guardrail", error: `${rule}: ${reason}` };
+  }
 
-    const tags = tagRefusal(instance, ctx.guardrails);
-    if (tags) return refuse(tags.rule, `${instance.instanceId} ${tags.reason}`);
+  /**
+   * The instance as it is now (DescribeInstances for its id): its tags, state and group, read right
+   * before an action so that a tag added since the run started counts. Refused when it can't be
+   * read, is gone, or is no longer running.
+   */
+  async function readNow(instance: AwsInstance, verb: "terminate" | "stop"): Promise<{ ok: true; instance: AwsInstance } | { ok: false; rule: string; reason: string }> {
+    let found: Instance | undefined;
+    try {
+      found = (await describeInstances(instance.region, [{ Name: "instance-id", Values: [instance.instanceId] }])).find((i) => i.InstanceId === instance.instanceId);
+    } catch (err) {
+      return {
+        ok: false,
+        rule: "instance-state",
+        reason: `could not read ${instance.instanceId} right before the ${verb === "terminate" ? "termination" : verb} (${(err as Error).message}); firedrill does not act without checking its tags at that moment`,
+      };
+    }
+    if (!found) return { ok: false, rule: "instance-state", reason: `${instance.instanceId} no longer exists in ${instance.region}` };
+    const state = found.State?.Name ?? "unknown";
+    if (state !== "running") return { ok: false, rule: "instance-state", reason: `${instance.instanceId} is ${state} now, not running; nothing to ${verb}` };
+    const tags = tagsOf(found.Tags);
+    const group = tags[ASG_TAG] ?? instance.autoScalingGroup;
+    const { autoScalingGroup: _stale, ...rest } = instance;
+    return {
+      ok: true,
+      instance: { ...rest, state, tags, availabilityZone: found.Placement?.AvailabilityZone || instance.availabilityZone, ...(group ? { autoScalingGroup: group } : {}) },
+    };
+  }
+
+  /**
+   * Everything a termination must pass, read and checked at this moment: the instance (tags,
+   * state) and its group as AWS has them now. `decide` records it (the ledger transaction);
+   * `evaluate` only says what would happen.
+   */
+  async function prepareTermination(
+    instance: AwsInstance,
+    ctx: ActionContext,
+    killsWithoutRun: Map<string, number>,
+  ): Promise<{ ok: false; result: InstanceActionResult } | { ok: true; instance: AwsInstance; call: AwsCall; decision: TerminationDecision }> {
+    const staleCall: AwsCall = instance.autoScalingGroup ? "TerminateInstanceInAutoScalingGroup" : "TerminateInstances";
+    const read = await readNow(instance, "terminate");
+    if (!read.ok) return { ok: false, result: refusal(instance, "terminate", staleCall, ctx, read.rule, read.reason) };
+    const fresh = read.instance;
+    const group = fresh.autoScalingGroup;
+    const call: AwsCall = group ? "TerminateInstanceInAutoScalingGroup" : "TerminateInstances";
+    const refuse = (rule: string, reason: string) => ({ ok: false as const, result: refusal(fresh, "terminate", call, ctx, rule, reason) });
 
     let state: AwsGroupState | undefined;
     if (group) {
       // The group as it is now, right before this kill: earlier kills and replacements count.
       try {
-        state = (await describeGroupsIn(instance.region, [group]))[0];
+        state = (await describeGroupsIn(fresh.region, [group]))[0];
       } catch (err) {
         return refuse("min-healthy", `could not read ${group} before the kill (${(err as Error).message}); not killing without knowing its InService count`);
       }
-      if (!state) return refuse("min-healthy", `Auto Scaling group ${group} no longer exists in ${instance.region}`);
-      if (!state.instances.some((i) => i.instanceId === instance.instanceId)) {
-        return refuse("min-healthy", `${instance.instanceId} is no longer a member of ${group} (detached or already replaced)`);
+      if (!state) return refuse("min-healthy", `Auto Scaling group ${group} no longer exists in ${fresh.region}`);
+      if (!state.instances.some((i) => i.instanceId === fresh.instanceId)) {
+        return refuse("min-healthy", `${fresh.instanceId} is no longer a member of ${group} (detached or already replaced)`);
       }
     }
-
-    let decision;
-    try {
-      decision = ledger.decideTermination({
-        instanceId: instance.instanceId,
-        region: instance.region,
+    return {
+      ok: true,
+      instance: fresh,
+      call,
+      decision: {
+        instanceId: fresh.instanceId,
+        region: fresh.region,
         call,
         actor: ctx.actor,
         ...(ctx.runId !== undefined ? { runId: ctx.runId } : {}),
         ...(ctx.scheduleId !== undefined ? { scheduleId: ctx.scheduleId } : {}),
         now: now(),
         guardrails: ctx.guardrails,
+        tags: fresh.tags,
         ...(state ? { group: { name: state.name, minSize: state.minSize, desiredCapacity: state.desiredCapacity, inService: state.inService } } : {}),
-        earlierKillsWithoutRun: group ? (killsWithoutRun.get(group) ?? 0) : 0,
-      });
+        earlierKillsWithoutRun: group ? (killsWithoutRun.get(`${fresh.region}\u0000${group}`) ?? 0) : 0,
+      },
+    };
+  }
+
+  async function checkTerminateOne(instance: AwsInstance, ctx: ActionContext): Promise<InstanceActionResult> {
+    const prepared = await prepareTermination(instance, ctx, new Map());
+    if (!prepared.ok) return prepared.result;
+    const { instance: fresh, call } = prepared;
+    const base = { instanceId: fresh.instanceId, action: "terminate" as const, call, ...(fresh.autoScalingGroup ? { autoScalingGroup: fresh.autoScalingGroup } : {}) };
+    let verdict;
+    try {
+      verdict = ledger.evaluateTermination(prepared.decision);
+    } catch (err) {
+      return { ...base, ok: false, refusedBy: "guardrail", error: `ledger: could not read the termination ledger (${(err as Error).message}); a termination would not be made without it` };
+    }
+    if (!verdict.ok) return { ...base, ok: false, refusedBy: "guardrail", error: `${verdict.rule}: ${verdict.reason}` };
+    return { ...base, ok: true, note: "every guardrail passes at this moment; nothing was called or recorded" };
+  }
+
+  async function terminateOne(instance: AwsInstance, ctx: ActionContext, killsWithoutRun: Map<string, number>): Promise<InstanceActionResult> {
+    const prepared = await prepareTermination(instance, ctx, killsWithoutRun);
+    if (!prepared.ok) return prepared.result;
+    instance = prepared.instance;
+    const { call } = prepared;
+    const group = instance.autoScalingGroup;
+    const base = { instanceId: instance.instanceId, action: "terminate" as const, call, ...(group ? { autoScalingGroup: group } : {}) };
+    const refuse = (rule: string, reason: string): InstanceActionResult => refusal(instance, "terminate", call, ctx, rule, reason);
+
+    let decision;
+    try {
+      // Re-evaluates opt-in, exclusions and the floors on what was just read, and records the kill.
+      decision = ledger.decideTermination({ ...prepared.decision, now: now() });
     } catch (err) {
       log.error({ err, instanceId: instance.instanceId }, "could not record the termination in the ledger; not killing");
       return refuse("ledger", `could not record the termination before the call (${(err as Error).message}); firedrill never kills without a record`);
     }
     if (!decision.ok) return refuse(decision.rule, decision.reason);
-    if (group) killsWithoutRun.set(group, (killsWithoutRun.get(group) ?? 0) + 1);
+    const groupKey = `${instance.region}\u0000${group}`;
+    if (group) killsWithoutRun.set(groupKey, (killsWithoutRun.get(groupKey) ?? 0) + 1);
 
     log.info({ instanceId: instance.instanceId, group, call, ledgerId: decision.id, runId: ctx.runId, scheduleId: ctx.scheduleId }, "termination recorded; calling AWS");
     try {

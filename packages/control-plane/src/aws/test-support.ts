@@ -42,6 +42,20 @@ export function asgGroup(
   };
 }
 
+/** An instance as DescribeInstances returns it (for the read right before each action). */
+export function ec2InstanceOf(i: AwsInstance, state = "running"): Instance {
+  return ec2Instance(i.instanceId, i.tags, i.availabilityZone, state);
+}
+
+/** Answers DescribeInstances from `live` (by the instance-id filter, every instance without one). */
+export function describeFrom(live: ReadonlyMap<string, Instance>): (input: { Filters?: { Name?: string | undefined; Values?: string[] | undefined }[] | undefined }) => { Reservations: { Instances: Instance[] }[] } {
+  return (input) => {
+    const ids = input.Filters?.find((f) => f.Name === "instance-id")?.Values;
+    const found = ids ? ids.flatMap((id) => (live.has(id) ? [live.get(id)!] : [])) : [...live.values()];
+    return { Reservations: [{ Instances: found.map((i) => structuredClone(i)) }] };
+  };
+}
+
 /** The default AWS guardrails. */
 export const GUARDRAILS: AwsGuardrails = { optInTag: "firedrill:opt-in=true", excludeTags: [], minHealthy: 1 };
 

@@ -92,6 +92,13 @@ export interface ActionContext {
   guardrails: AwsGuardrails;
   /** Call with DryRun (where EC2 supports it) to check permissions; nothing changes. */
   dryRun?: boolean;
+  /** The run's step that acts, written with a reversible action's revert in the cloud-revert journal. */
+  step?: string;
+  /**
+   * When a reversible action (a stop) is due to be reverted on its own: the end of its step. The
+   * journal's reconciler reverts it after that even if nothing asks (e.g. the runner is gone).
+   */
+  revertDueAt?: number;
 }
 
 /** A CloudWatch alarm's state. */
@@ -114,16 +121,31 @@ export interface AwsService {
   /**
    * Terminates instances: in an ASG with TerminateInstanceInAutoScalingGroup without decrementing
    * the desired capacity (so the group replaces it), otherwise TerminateInstances. For each
-   * instance, at the moment of the kill: the opt-in/exclusion tags, the group's InService count
-   * against max(MinSize, minHealthy), max percent of the group, and the min time between
-   * terminations — checked and recorded in one transaction before the call; a failed record
-   * blocks the kill. Throttling and transient errors are retried with backoff.
+   * instance, at the moment of the kill: its tags and state are read again (DescribeInstances for
+   * that id) and its group (DescribeAutoScalingGroups); then the opt-in/exclusion tags, the
+   * group's InService count against max(MinSize, minHealthy), max percent of the group, and the
+   * min time between terminations are checked and the kill recorded in one transaction before the
+   * call; a failed record blocks the kill. Throttling and transient errors are retried with backoff.
    */
   terminate(instances: AwsInstance[], ctx: ActionContext): Promise<InstanceActionResult[]>;
-  /** Stops instances (StopInstances), same tag guardrails. */
+  /**
+   * What {@link terminate} would do now, calling and recording nothing: the same reads and every
+   * guardrail at this moment. `ok` (with a note) when the kill would be made, else the refusal.
+   * Leashed Chaos-Monkey uses it.
+   */
+  checkTerminate(instances: AwsInstance[], ctx: ActionContext): Promise<InstanceActionResult[]>;
+  /**
+   * Stops instances (StopInstances): each instance's tags and state are read again right before,
+   * and the tag guardrails and group membership checked in the transaction that records the stop.
+   */
   stop(instances: AwsInstance[], ctx: ActionContext): Promise<InstanceActionResult[]>;
   /** Starts instances stopped by firedrill (StartInstances). */
   start(instances: AwsInstance[], ctx: Omit<ActionContext, "guardrails">): Promise<InstanceActionResult[]>;
+  /**
+   * The region a call without one goes to (`explicit`, else the configured or SDK default).
+   * Thrown without one: AwsRegionError.
+   */
+  region?(explicit?: string): Promise<string>;
   /** States of metric and composite alarms by name. */
   alarmStates(names: string[], region?: string): Promise<AlarmState[]>;
 }

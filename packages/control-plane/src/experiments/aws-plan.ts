@@ -10,7 +10,7 @@
 import { isCloudFaultKind } from "../aws/faults.js";
 import { matchAgentsToInstances } from "../aws/match.js";
 import { tagRefusal } from "../aws/rules.js";
-import { awsPlanVerdicts } from "../aws/plan-checks.js";
+import { alarmPlanVerdicts, awsPlanVerdicts } from "../aws/plan-checks.js";
 import type { AwsInstance, AwsService } from "../aws/types.js";
 import type { AgentRecord } from "../store/types.js";
 import type { GuardrailVerdict } from "./guardrails.js";
@@ -44,6 +44,8 @@ export async function planAws(input: {
   const candidates: Record<string, AwsInstance[]> = {};
   const verdicts: GuardrailVerdict[] = [];
   const awsTargets = Object.entries(experiment.spec.targets).filter(([, t]) => t.selector.aws !== undefined);
+  // Every cloudwatchAlarm stop condition's alarm must exist and not be in ALARM (one verdict each).
+  verdicts.push(...(await alarmPlanVerdicts(aws, experiment.spec.stopConditions)));
   if (awsTargets.length === 0) return { instances, candidates, hostView: experiment, verdicts };
 
   const awsGuardrails = awsGuardrailsFrom(mergeGuardrails(input.policy, experiment.spec.guardrails));
@@ -58,12 +60,24 @@ export async function planAws(input: {
       // Only instances the tag guardrails allow are candidates (as agents without the opt-in label).
       const eligible = all.filter((i) => tagRefusal(i, awsGuardrails) === undefined);
       candidates[name] = eligible;
-      instances[name] = pick(eligible, wantedCount(target.mode, eligible.length), random);
+      const wanted = wantedCount(target.mode, eligible.length);
+      instances[name] = pick(eligible, wanted, random);
       const skipped = all.length - eligible.length;
+      const skippedText = skipped ? `; ${skipped} skipped for their tags (opt-in ${awsGuardrails.optInTag}, exclusions)` : "";
+      const selected = instances[name].length;
+      if (selected > 0 && selected < wanted && target.allowFewer !== true) {
+        // `count: 2` with one eligible instance: refused rather than silently run on one.
+        verdicts.push({
+          rule: "aws-targets",
+          ok: false,
+          message: `target ${name}: asks for ${wanted} instances but only ${eligible.length} of ${all.length} running ${all.length === 1 ? "is" : "are"} eligible${skippedText}; make more instances eligible, lower count, or set allowFewer: true on the target group to run on fewer`,
+        });
+        continue;
+      }
       verdicts.push({
         rule: "aws-targets",
-        ok: instances[name].length > 0,
-        message: `target ${name}: ${instances[name].length} of ${all.length} running instances selected (${instances[name].map((i) => i.instanceId).join(", ") || "none"})${skipped ? `; ${skipped} skipped for their tags (opt-in ${awsGuardrails.optInTag}, exclusions)` : ""}`,
+        ok: selected > 0,
+        message: `target ${name}: ${selected}${selected < wanted ? ` (of the ${wanted} asked for, allowFewer)` : ""} of ${all.length} running instances selected (${instances[name].map((i) => i.instanceId).join(", ") || "none"})${skippedText}`,
       });
     } catch (err) {
       verdicts.push({ rule: "aws-targets", ok: false, message: `target ${name}: ${(err as Error).message}` });

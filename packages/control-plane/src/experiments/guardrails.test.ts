@@ -74,7 +74,24 @@ describe("evaluateGuardrails", () => {
       });
       const short = plan(WEB_BURN, { agents: [...web(1), testAgent("web-9", { labels: { app: "web", "firedrill:opt-in": "true" }, connected: false })] });
       expect(short.rule("targets")).toMatchObject({ ok: false });
-      expect(short.rule("targets").message).toBe("web: asks for 2 hosts but only 1 can be targeted (1 host left out: web-9 not connected)");
+      expect(short.rule("targets").message).toBe(
+        "web: asks for 2 hosts but only 1 can be targeted (1 host left out: web-9 not connected); make more hosts eligible, lower count, or set allowFewer: true on the target group to run on fewer",
+      );
+    });
+
+    it("with allowFewer: true runs on the fewer hosts there are (never on none), and says so", () => {
+      const fewer = exp(`  targets:
+    web: { selector: { labels: { app: web } }, mode: { count: 2 }, allowFewer: true }
+  steps:
+    - { name: burn, fault: cpu-burn, target: web, duration: 2m }
+`);
+      expect(fewer.spec.targets["web"]!.allowFewer).toBe(true);
+      const one = plan(fewer, { agents: web(1) });
+      expect(one.rule("targets")).toEqual({ rule: "targets", ok: true, message: "web: 1 of the 2 asked for (allowFewer), of 1 matching" });
+      expect(one.allowed).toBe(true);
+      expect(plan(fewer, { agents: [] }).rule("targets").ok).toBe(false);
+      // Lacking the opt-in label is what leaves it short: still allowed with allowFewer.
+      expect(plan(fewer, { agents: [...web(1), testAgent("web-2", { labels: { app: "web" } })] }).allowed).toBe(true);
     });
   });
 

@@ -257,22 +257,28 @@ function nextOpening(windows: readonly WindowSpec[], now: Date): string | undefi
   return best && describeLocal(localTime(best.at, best.w.tz), best.w.tz);
 }
 
-/** The groups' shortfall: the number wanted, and whether fewer were selected. */
-function shortfall(experiment: Experiment, name: string, t: TargetResolution): { wanted: number; short: boolean } {
-  const mode = experiment.spec.targets[name]?.mode;
+/**
+ * The groups' shortfall: the number wanted, and whether fewer were selected (with `allowFewer`,
+ * only none selected is short; `fewer` says fewer were taken than asked for).
+ */
+function shortfall(experiment: Experiment, name: string, t: TargetResolution): { wanted: number; short: boolean; fewer: boolean } {
+  const target = experiment.spec.targets[name];
+  const mode = target?.mode;
   const wanted = mode && "count" in mode ? mode.count : Math.max(1, t.selected.length);
-  return { wanted, short: t.selected.length === 0 || t.selected.length < wanted };
+  const fewer = t.selected.length < wanted;
+  return { wanted, short: t.selected.length === 0 || (fewer && target?.allowFewer !== true), fewer };
 }
 
 function checkTargets(input: GuardrailInput): GuardrailVerdict {
   const problems: string[] = [];
   const fine: string[] = [];
   for (const [name, t] of Object.entries(input.targets)) {
-    const { wanted, short } = shortfall(input.experiment, name, t);
+    const { wanted, short, fewer } = shortfall(input.experiment, name, t);
     const why = t.excluded.length > 0 ? ` (${plural(t.excluded.length, "host")} left out: ${listed(t.excluded.map((e) => `${hostName(e.agent)} ${e.why}`), 3)})` : "";
     if (t.matching.length === 0) problems.push(`${name}: no agent matches the selector; check the labels and facts with firedrill agents`);
     else if (t.selected.length === 0) problems.push(`${name}: ${plural(t.matching.length, "host matches", "hosts match")} but none can be targeted${why}`);
-    else if (short) problems.push(`${name}: asks for ${plural(wanted, "host")} but only ${t.eligible.length} can be targeted${why}`);
+    else if (short) problems.push(`${name}: asks for ${plural(wanted, "host")} but only ${t.eligible.length} can be targeted${why}; make more hosts eligible, lower count, or set allowFewer: true on the target group to run on fewer`);
+    else if (fewer) fine.push(`${name}: ${t.selected.length} of the ${wanted} asked for (allowFewer), of ${t.matching.length} matching`);
     else fine.push(`${name}: ${t.selected.length} of ${t.matching.length} matching selected`);
   }
   if (problems.length > 0) return { rule: "targets", ok: false, message: listed(problems) };

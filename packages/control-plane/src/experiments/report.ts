@@ -1,7 +1,11 @@
 /**
  * The report of a run: the hypothesis, the verdict, what was hit, what broke, and the timeline.
  */
+import type { CloudRevertEntry } from "../aws/cloud-journal.js";
+import { describeUnconfirmed } from "../aws/cloud-journal.js";
 import type { RunEvent, RunRecord } from "../store/run-store.js";
+import { cloudActionsOf, isRefusedCloudAction } from "./cloud-actions.js";
+import type { ReportCloudAction } from "./cloud-actions.js";
 import { LEASE_ASSUMED_REASON } from "../store/types.js";
 import type { FaultRecord } from "../store/types.js";
 import type { RunPlan } from "./plan.js";
@@ -51,6 +55,65 @@ export function describeReverts(s: RevertSummary): string {
   return parts.join(", ");
 }
 
+/** What a cloud action left, for people: "i-0abc stopped" for an ec2-stop. */
+export function cloudActionLeft(e: CloudRevertEntry): string {
+  return e.action === "ec2-stop" ? `${e.resource} stopped (${e.region})` : `${e.action} on ${e.resource} (${e.region})`;
+}
+
+/**
+ * Whether a cloud action's revert is wanted and not confirmed. Pending ones count once their run
+ * has ended (`ended`): until then their step simply still holds them.
+ */
+export function isCloudRevertUnconfirmed(e: CloudRevertEntry, ended: boolean): boolean {
+  return e.state === "reverting" || e.state === "failed" || (e.state === "pending" && ended);
+}
+
+/** "1 cloud revert NOT confirmed: NOT reverted: i-… stopped, retrying since …, last error …". Empty input: "". */
+export function describeCloudReverts(unconfirmed: readonly CloudRevertEntry[]): string {
+  if (unconfirmed.length === 0) return "";
+  const n = unconfirmed.length;
+  return `${n} cloud revert${n === 1 ? "" : "s"} NOT confirmed: ${unconfirmed.map((e) => describeUnconfirmed(e, cloudActionLeft(e))).join("; ")}`;
+}
+
+/**
+ * How a run's faults and cloud actions ended, in words. It says "reverted" of faults only while no
+ * cloud revert is unconfirmed; `ended`: the run has ended (see {@link isCloudRevertUnconfirmed}).
+ */
+export function describeAllReverts(s: RevertSummary, cloud: readonly CloudRevertEntry[], ended: boolean): string {
+  const unconfirmed = cloud.filter((e) => isCloudRevertUnconfirmed(e, ended));
+  const confirmed = cloud.filter((e) => e.state === "confirmed").length;
+  const parts: string[] = [];
+  if (unconfirmed.length > 0) {
+    if (s.started > 0) {
+      const host = describeReverts(s);
+      parts.push(s.confirmed === s.started ? `host faults: ${s.confirmed} of ${s.started} reverts confirmed by their agents` : host);
+    }
+    parts.push(describeCloudReverts(unconfirmed));
+    return parts.join("; ");
+  }
+  if (s.started > 0 || cloud.length === 0) parts.push(describeReverts(s));
+  if (confirmed > 0) parts.push(`${confirmed === 1 ? "its cloud action was" : `all ${confirmed} cloud actions`} reverted (confirmed by AWS)`);
+  return parts.join("; ");
+}
+
+/** A cloud action of the run with its revert, as the report lists it. */
+export interface ReportCloudRevert {
+  id: number;
+  step: string | null;
+  action: string;
+  resource: string;
+  region: string;
+  state: CloudRevertEntry["state"];
+  time: number;
+  attempts: number;
+  revertRequestedAt: number | null;
+  endedAt: number | null;
+  lastError: string | null;
+  detail: string | null;
+  /** In words: "reverted: i-… is running", "NOT reverted: i-… stopped, retrying since …". */
+  text: string;
+}
+
 /** A run's report. */
 export interface RunReport {
   run: Pick<RunRecord, "id" | "name" | "state" | "reason" | "actor" | "createdAt" | "startedAt" | "endedAt">;
@@ -71,24 +134,35 @@ export interface RunReport {
   unconfirmed: { time: number; agentId: string | null; faultId: string | null; message: string }[];
   /** Reverts the agent gave up: the fault's effect may still be on its host. */
   revertFailed: { time: number; agentId: string; faultId: string; kind: string; error: string | null }[];
+  /** Every reversible cloud action of the run (e.g. ec2-stop) with the state of its revert. */
+  cloudReverts: ReportCloudRevert[];
+  /** Cloud actions whose revert is not confirmed: "NOT reverted: i-… stopped, retrying since …". */
+  cloudNotReverted: string[];
+  /**
+   * Every cloud action of the run (terminate, stop, …): when, which step, which instance, the
+   * result and why; `irreversible` marks the terminations AWS accepted.
+   */
+  cloudActions: ReportCloudAction[];
   /** The timeline without the periodic measurements (see `measurements` for their count). */
   timeline: RunEvent[];
   measurements: number;
 }
 
 /** Builds the report of a run from its record, timeline and faults. */
-export function buildReport(run: RunRecord, events: RunEvent[], faults: FaultRecord[], now: number = Date.now()): RunReport {
+export function buildReport(run: RunRecord, events: RunEvent[], faults: FaultRecord[], now: number = Date.now(), cloud: readonly CloudRevertEntry[] = []): RunReport {
   const plan = run.plan as RunPlan;
   // The step that started each fault (outcomes recorded after the run ended carry no step).
   const stepOf = new Map<string, string | null>();
   for (const e of events) if (e.faultId && e.step !== null && !stepOf.has(e.faultId)) stepOf.set(e.faultId, e.step);
   const broke = events
-    .filter((e) => ["breach", "fault-refused", "fault-failed", "agent-lost", "revert-failed"].includes(e.type))
+    .filter((e) => ["breach", "fault-refused", "fault-failed", "agent-lost", "revert-failed"].includes(e.type) || isRefusedCloudAction(e))
     .map((e) => ({ time: e.time, type: e.type, message: e.message }));
   const breach = events.find((e) => e.type === "breach");
   const reverts = summarizeReverts(faults);
-  const allConfirmed = reverts.confirmed === reverts.started;
-  const revertsText = describeReverts(reverts);
+  const ended = run.state === "completed" || run.state === "aborted" || run.state === "failed";
+  const cloudUnconfirmed = cloud.filter((e) => isCloudRevertUnconfirmed(e, ended));
+  const allConfirmed = reverts.confirmed === reverts.started && cloudUnconfirmed.length === 0;
+  const revertsText = describeAllReverts(reverts, cloud, ended);
   let verdict: Verdict;
   let summary: string;
   if (run.state === "completed") {
@@ -104,7 +178,14 @@ export function buildReport(run: RunRecord, events: RunEvent[], faults: FaultRec
     verdict = "inconclusive";
     summary = `Inconclusive: the run is still ${run.state}.`;
   }
-  const ended = run.state === "completed" || run.state === "aborted" || run.state === "failed";
+  if (cloudUnconfirmed.length > 0) summary += ` ${describeCloudReverts(cloudUnconfirmed)}.`;
+  // The reason was written when the run ended; what the journal confirmed since is said here.
+  const confirmedLate = cloud.filter((e) => e.state === "confirmed" && run.endedAt !== null && e.endedAt !== null && e.endedAt > run.endedAt);
+  if (confirmedLate.length > 0) {
+    summary += ` Since the run ended, AWS confirmed the revert of ${confirmedLate.map((e) => `${e.action} ${e.resource} (${new Date(e.endedAt!).toISOString()})`).join(", ")}.`;
+  }
+  const terminated = cloudActionsOf(events).filter((a) => a.irreversible);
+  if (terminated.length > 0) summary += ` ${terminated.length === 1 ? "1 instance was" : `${terminated.length} instances were`} terminated (irreversible): ${terminated.map((a) => a.instanceId).join(", ")}.`;
   const unconfirmed: RunReport["unconfirmed"] = [];
   const revertFailed: RunReport["revertFailed"] = [];
   for (const f of faults) {
@@ -141,6 +222,29 @@ export function buildReport(run: RunRecord, events: RunEvent[], faults: FaultRec
     reverts: { ...reverts, text: revertsText },
     unconfirmed,
     revertFailed,
+    cloudReverts: cloud.map((e) => ({
+      id: e.id,
+      step: e.step,
+      action: e.action,
+      resource: e.resource,
+      region: e.region,
+      state: e.state,
+      time: e.createdAt,
+      attempts: e.attempts,
+      revertRequestedAt: e.revertRequestedAt,
+      endedAt: e.endedAt,
+      lastError: e.lastError,
+      detail: e.detail,
+      text: isCloudRevertUnconfirmed(e, ended)
+        ? describeUnconfirmed(e, cloudActionLeft(e))
+        : e.state === "confirmed"
+          ? `reverted: ${e.detail ?? "confirmed by AWS"}`
+          : e.state === "cancelled"
+            ? `nothing to revert: ${e.detail ?? "AWS refused the action"}`
+            : `in effect (${cloudActionLeft(e)}) while its step runs`,
+    })),
+    cloudNotReverted: cloudUnconfirmed.map((e) => describeUnconfirmed(e, cloudActionLeft(e))),
+    cloudActions: cloudActionsOf(events),
     timeline: events.filter((e) => e.type !== "measurement"),
     measurements: events.filter((e) => e.type === "measurement").length,
   };

@@ -62,6 +62,7 @@ function stubAws(instances: AwsInstance[]): AwsService {
     describeGroups: unused,
     listGroups: unused,
     terminate: unused,
+    checkTerminate: unused,
     stop: unused,
     start: unused,
     alarmStates: unused,

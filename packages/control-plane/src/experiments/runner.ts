@@ -30,10 +30,13 @@ import { createWatcher, describeStopCondition } from "../stop-conditions/index.j
 import type { AlertSource, StopConditionWatcher } from "../stop-conditions/types.js";
 import { isCloudFaultKind } from "../aws/faults.js";
 import type { AwsInstance, AwsService, InstanceActionResult } from "../aws/types.js";
+import type { CloudJournal, CloudRevertChange, CloudRevertEntry } from "../aws/cloud-journal.js";
+import type { CloudReconciler } from "../aws/cloud-reconciler.js";
 import { planAws } from "./aws-plan.js";
+import { describeCloudAction, describeTerminations } from "./cloud-actions.js";
 import { mergeGuardrails } from "./guardrails.js";
 import { createPlan, previewPlan } from "./plan.js";
-import { describeReverts, summarizeReverts } from "./report.js";
+import { describeAllReverts, describeCloudReverts, summarizeReverts } from "./report.js";
 import { awsGuardrailsFrom } from "./policy.js";
 import type { PlannedStep, RunPlan } from "./plan.js";
 import { parseExperimentForApi } from "./spec-pool.js";
@@ -57,6 +60,12 @@ export interface RunnerOptions {
   now?: () => Date;
   /** AWS, for aws targets, ec2-terminate / ec2-stop and cloudwatchAlarm stop conditions. */
   aws?: AwsService;
+  /**
+   * The cloud-revert journal (ec2-stop writes each stop there with its revert before the call) and
+   * its reconciler, which makes the reverts. The runner wants a step's reverts at its end and a
+   * run's on abort, then waits (bounded) for AWS to confirm them. Needed for ec2-stop.
+   */
+  cloud?: { journal: CloudJournal; reconciler: Pick<CloudReconciler, "kick"> };
 }
 
 /** Options of {@link Runner.plan} and {@link Runner.start}. */
@@ -115,10 +124,27 @@ export function createRunner(options: RunnerOptions): Runner {
   events.setMaxListeners(0);
   const active = new Map<string, ActiveRun>();
 
-  const interrupted = runs.failInterruptedRuns(
-    `the control plane restarted during the run; its faults are stopped as their agents reconnect, or reverted by the agents' leases (TTL ${formatDuration(options.leaseTtlMs)})`,
-  );
-  for (const run of interrupted) log.warn({ runId: run.id, name: run.name }, "marked a run interrupted by a restart as failed");
+  // Each says what is left and what undoes it: agents' leases end host faults, never cloud actions.
+  const interrupted = runs.listRuns({ active: true });
+  for (const run of interrupted) {
+    runs.transition(run.id, "failed", interruptedReason(run.id));
+    log.warn({ runId: run.id, name: run.name }, "marked a run interrupted by a restart as failed");
+  }
+
+  function interruptedReason(runId: string): string {
+    const parts: string[] = [];
+    const hostFaults = store.listFaults({ runId, limit: 10_000 }).filter((f) => f.endedAt === null && f.state !== "failed");
+    if (hostFaults.length > 0) {
+      parts.push(`its ${plural(hostFaults.length, "fault")} on hosts ${hostFaults.length === 1 ? "is" : "are"} stopped as their agents reconnect, or reverted by the agents' leases (TTL ${formatDuration(options.leaseTtlMs)})`);
+    }
+    const cloud = options.cloud?.journal.list({ runId, states: ["pending", "reverting"] }) ?? [];
+    if (cloud.length > 0) {
+      parts.push(
+        `its ${plural(cloud.length, "cloud action")} (${cloud.map((e) => `${e.action} ${e.resource}`).join(", ")}) ${cloud.length === 1 ? "is" : "are"} reverted from the cloud-revert journal, retried until AWS confirms (see firedrill run show ${runId})`,
+      );
+    }
+    return `the control plane restarted during the run; ${parts.length > 0 ? parts.join("; ") : "nothing of it was left to revert"}`;
+  }
 
   const record = (runId: string, event: NewRunEvent): RunEvent => {
     const stored = runs.addEvent(runId, event);
@@ -138,6 +164,14 @@ export function createRunner(options: RunnerOptions): Runner {
     record(fault.runId, { ...event, agentId: fault.agentId, faultId: fault.id });
   };
   hub.events.on("fault", onLateOutcome);
+
+  // Every cloud revert's progress goes on its run's timeline (a run that has ended included).
+  const onCloudChange = ({ entry, cause }: CloudRevertChange): void => {
+    if (entry.runId === null || !runs.getRun(entry.runId)) return;
+    const event = cloudRevertEvent(entry, cause, !active.has(entry.runId));
+    if (event) record(entry.runId, { ...event, step: entry.step });
+  };
+  options.cloud?.journal.events.on("change", onCloudChange);
 
   // Parsed in a worker thread (spec-pool.ts): a maximal experiment costs the event loop nothing.
   async function parse(specYaml: string): Promise<Experiment> {
@@ -438,8 +472,6 @@ export function createRunner(options: RunnerOptions): Runner {
       }
     }
 
-    /** Instances this run stopped and has not started again. */
-    private readonly stopped: AwsInstance[] = [];
     /** Instances this run terminated: nothing can undo that. */
     private readonly terminated: AwsInstance[] = [];
 
@@ -448,7 +480,7 @@ export function createRunner(options: RunnerOptions): Runner {
         this.event({
           type: "cloud-action",
           step: step.name,
-          message: `${r.call ?? r.action} ${r.instanceId}${r.autoScalingGroup ? ` (${r.autoScalingGroup})` : ""}: ${r.ok ? "done" : `${r.refusedBy === "guardrail" ? "refused by a guardrail" : "failed"}: ${r.error ?? "unknown error"}`}`,
+          message: describeCloudAction(r),
           data: r,
         });
       }
@@ -475,35 +507,52 @@ export function createRunner(options: RunnerOptions): Runner {
         // A duration keeps the step (and the stop conditions' watch) open while the groups replace them.
         if (step.durationMs > 0) await this.sleep(step.durationMs);
         if (this.aborting) return;
-        this.event({ type: "step-ended", step: step.name, message: `terminated ${plural(results.length, "instance")}; their Auto Scaling groups replace them` });
+        this.event({ type: "step-ended", step: step.name, message: describeTerminations(results) });
         return;
       }
-      // ec2-stop: stop, hold for the duration, start again (also on abort).
-      const results = await aws.stop(instances, ctx);
-      for (const r of results) if (r.ok && byId.has(r.instanceId)) this.stopped.push(byId.get(r.instanceId)!);
+      // ec2-stop: each stop is journaled with its revert (StartInstances) before the call; at the
+      // end of the duration (or on abort) the journal's reconciler starts them again, until AWS confirms.
+      if (!options.cloud) return void (await this.abort(`step ${step.name}: the control plane has no cloud-revert journal configured, so it can't stop instances it could not start again`, "failure"));
+      const results = await aws.stop(instances, { ...ctx, step: step.name, revertDueAt: Date.now() + step.durationMs });
+      if (this.aborting) {
+        // Stops made after the abort wanted this run's reverts: want theirs too (the sweep would, once the run ends).
+        options.cloud.journal.requestRevert({ runId: this.run.id, step: step.name }, `run ${this.run.id} aborting`, Date.now());
+        options.cloud.reconciler.kick();
+      }
       const failed = this.recordCloud(step, results);
       if (failed.length > 0) {
         return void (await this.abort(`step ${step.name}: ${failed.map((r) => `${r.instanceId}: ${r.error ?? "failed"}`).join("; ")}`, "failure"));
       }
       await this.sleep(step.durationMs);
-      if (this.aborting) return; // the abort starts them
-      await this.startStopped(step.name);
-      this.event({ type: "step-ended", step: step.name, message: `stopped ${plural(results.length, "instance")} for ${formatDuration(step.durationMs)} and started them again` });
+      if (this.aborting) return; // the abort reverts them
+      const unconfirmed = await this.revertCloud(step.name, `step ${step.name} ended (${formatDuration(step.durationMs)})`);
+      if (this.aborting) return;
+      if (unconfirmed.length > 0) {
+        return void (await this.abort(`step ${step.name}: ${describeCloudReverts(unconfirmed)}`, "failure"));
+      }
+      this.event({ type: "step-ended", step: step.name, message: `stopped ${plural(results.length, "instance")} for ${formatDuration(step.durationMs)}; started again (confirmed by AWS)` });
     }
 
-    private async startStopped(stepName: string | null): Promise<void> {
-      const aws = options.aws;
-      const instances = this.stopped.splice(0);
-      if (!aws || instances.length === 0) return;
-      const results = await aws.start(instances, { actor: `${this.run.actor} (run ${this.run.id})`, runId: this.run.id });
-      for (const r of results) {
-        this.event({
-          type: r.ok ? "cloud-action" : "unconfirmed",
-          step: stepName,
-          message: r.ok ? `StartInstances ${r.instanceId}: started again` : `could not start ${r.instanceId} again: ${r.error ?? "unknown error"}; start it by hand`,
-          data: r,
-        });
+    /**
+     * Wants the reverts of this run's cloud actions (of one step, or all) and waits, at most
+     * `revertWaitMs`, for AWS to confirm them; returns those not confirmed (the reconciler keeps
+     * retrying them after).
+     */
+    private async revertCloud(stepName: string | null, reason: string): Promise<CloudRevertEntry[]> {
+      const cloud = options.cloud;
+      if (!cloud) return [];
+      let wanted: CloudRevertEntry[];
+      try {
+        wanted = cloud.journal.requestRevert({ runId: this.run.id, ...(stepName !== null ? { step: stepName } : {}) }, reason, Date.now());
+      } catch (err) {
+        // The reconciler's sweep wants them once the run has ended (or the step's due time is past).
+        this.log.error({ err }, "could not want the cloud reverts in the journal; the reconciler's sweep will");
+        return [];
       }
+      if (wanted.length === 0) return [];
+      cloud.reconciler.kick();
+      const after = await cloud.journal.waitEnded(wanted.map((e) => e.id), revertWaitMs);
+      return after.filter((e) => e.state !== "confirmed" && e.state !== "cancelled");
     }
 
     private async startFault(step: PlannedStep, agentId: string): Promise<string | undefined> {
@@ -588,6 +637,8 @@ export function createRunner(options: RunnerOptions): Runner {
         await Promise.race([Promise.allSettled([...this.inFlight]), sleep(options.ackTimeoutMs + 1000)]);
         const pending = [...this.stepByFault.keys()].map((id) => store.getFault(id)).filter((f): f is FaultRecord => f !== undefined && f.endedAt === null);
         for (const fault of pending) this.stopFault(fault);
+        // Cloud actions are reverted at the same time, through the journal (retried until AWS confirms).
+        const cloudReverts = this.revertCloud(null, `run ${this.run.id} aborting: ${clip(reason, 300)}`);
         const ended = await this.waitForEnd(pending.map((f) => f.id), revertWaitMs, false);
         if (!ended) {
           for (const fault of pending.map((f) => store.getFault(f.id)!).filter((f) => f.endedAt === null)) {
@@ -605,12 +656,17 @@ export function createRunner(options: RunnerOptions): Runner {
             });
           }
         }
-        await this.startStopped(null);
+        const cloudUnconfirmed = await cloudReverts;
+        for (const e of cloudUnconfirmed) {
+          this.event({ type: "unconfirmed", step: e.step, message: `cloud revert #${e.id} (${e.action} ${e.resource}) not confirmed within ${formatDuration(revertWaitMs)}: the journal's reconciler keeps retrying until AWS confirms`, data: { cloudRevert: e.id } });
+        }
         for (const i of this.terminated) {
-          this.event({ type: "irreversible", message: `${i.instanceId} was terminated and cannot be brought back${i.autoScalingGroup ? ` (${i.autoScalingGroup} replaces it)` : ""}`, data: i });
+          this.event({ type: "irreversible", message: `${i.instanceId} was terminated and cannot be brought back${i.autoScalingGroup ? ` (${i.autoScalingGroup} replaces it)` : " (it is in no Auto Scaling group: nothing replaces it)"}`, data: i });
         }
         const faultsNow = [...this.stepByFault.keys()].map((id) => store.getFault(id)).filter((f): f is FaultRecord => f !== undefined);
-        transition(this.run.id, "aborted", faultsNow.length > 0 ? `${reason}; ${describeReverts(summarizeReverts(faultsNow))}` : reason);
+        const cloudAll = options.cloud?.journal.list({ runId: this.run.id }) ?? [];
+        const reverts = faultsNow.length > 0 || cloudAll.length > 0 ? `; ${describeAllReverts(summarizeReverts(faultsNow), cloudAll, true)}` : "";
+        transition(this.run.id, "aborted", `${reason}${reverts}`);
       })();
       return this.abortPromise;
     }
@@ -640,6 +696,15 @@ export function createRunner(options: RunnerOptions): Runner {
     for (const agent of store.listAgents()) {
       if (hub.isConnected(agent.id)) hub.send(agent.id, { case: "stopAll", value: { reason: RevertReason.HALT, message: `halt by ${actor}: ${reason}` } });
     }
+    // Every cloud action still in effect, in a run or not, is reverted too (the journal retries until AWS confirms).
+    if (options.cloud) {
+      try {
+        options.cloud.journal.requestRevert({}, clip(`halt by ${actor}: ${reason}`, 500), Date.now());
+        options.cloud.reconciler.kick();
+      } catch (err) {
+        log.error({ err }, "halt: could not want the cloud reverts in the journal; the reconciler's sweep reverts those of ended runs");
+      }
+    }
     await Promise.all([...active.values()].map((r) => r.abort(`halted by ${actor}: ${reason}`, "halt").then(() => r.done)));
     return state;
   }
@@ -667,6 +732,7 @@ export function createRunner(options: RunnerOptions): Runner {
     async close() {
       await Promise.all([...active.values()].map((r) => r.abort("the control plane is shutting down", "operator").then(() => r.done)));
       hub.events.off("fault", onLateOutcome);
+      options.cloud?.journal.events.off("change", onCloudChange);
     },
   };
 }
@@ -707,6 +773,30 @@ export function faultOutcomeEvent(fault: FaultRecord, cause: FaultUpdate["cause"
     return { type: "fault-failed", message: `${fault.kind} failed on ${fault.agentId}: ${fault.error ?? "unknown error"}${after}` };
   }
   return undefined;
+}
+
+/**
+ * The run event for a cloud revert's progress: wanted (only when no runner of the run asked, e.g.
+ * after a restart), an attempt failed (the first of a series), confirmed, or failed for good.
+ * `late`: the run is not executed by this process (it has ended).
+ */
+export function cloudRevertEvent(entry: CloudRevertEntry, cause: CloudRevertChange["cause"], late: boolean): Omit<NewRunEvent, "step"> | undefined {
+  const after = late ? " (after the run ended)" : "";
+  const what = `${entry.action} ${entry.resource}`;
+  const data = { cloudRevert: entry.id, state: entry.state, attempts: entry.attempts };
+  switch (cause) {
+    case "requested":
+      return late ? { type: "unconfirmed", message: `${what}: revert wanted (${entry.revertReason ?? "its run ended"}); the reconciler retries it until AWS confirms${after}`, data } : undefined;
+    case "attempt-failed":
+      // The first failure says so; the ones after are in the journal (run show, report).
+      return entry.attempts === 1 ? { type: "unconfirmed", message: `${what}: revert not confirmed yet: ${entry.lastError ?? entry.detail ?? "unknown error"}; retrying with backoff${after}`, data } : undefined;
+    case "confirmed":
+      return { type: "cloud-reverted", message: `${what} reverted: ${entry.detail ?? "confirmed by AWS"} (${plural(entry.attempts, "attempt")})${after}`, data };
+    case "failed":
+      return { type: "revert-failed", message: `REVERT FAILED: ${what}: ${entry.lastError ?? "it can't be reverted"}${after}`, data };
+    default:
+      return undefined;
+  }
 }
 
 function formatMeasurements(m: Record<string, number>): string {

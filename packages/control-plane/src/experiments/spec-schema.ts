@@ -268,6 +268,13 @@ const modeSchema = strict({
 const targetSchema = strict({
   selector: selectorSchema,
   mode: modeSchema,
+  allowFewer: z
+    .boolean()
+    .optional()
+    .meta({
+      description:
+        "With mode count: run on the eligible hosts (or EC2 instances) there are when fewer than count can be targeted (at least one). Without it, such a group is refused, naming both numbers. Default false.",
+    }),
 }).meta({ description: "A target group: which agents, and how many of them." });
 
 const stepSchema = strict({

@@ -329,7 +329,7 @@ function toModel(input: ExperimentInput): Experiment {
     }
     if (t.selector.agentIds) selector.agentIds = [...t.selector.agentIds];
     if (t.selector.aws) selector.aws = toAwsSelector(t.selector.aws);
-    targets[name] = { selector, mode: toMode(t.mode) };
+    targets[name] = { selector, mode: toMode(t.mode), ...(t.allowFewer === true ? { allowFewer: true } : {}) };
   }
   const steps = input.spec.steps.map((s): Step => {
     const startAfter = [...(s.startAfter ?? [])];

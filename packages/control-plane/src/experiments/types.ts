@@ -33,6 +33,11 @@ export type TargetMode = { count: number } | { percent: number } | { all: true }
 export interface TargetSpec {
   selector: AgentSelector;
   mode: TargetMode;
+  /**
+   * With `count`, run on the eligible hosts (or instances) there are when fewer than `count`
+   * (at least one); without it such a group is refused. @default false
+   */
+  allowFewer?: boolean;
 }
 
 /** A step that injects a fault on every host of a target group. */

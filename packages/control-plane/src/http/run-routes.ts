@@ -8,7 +8,9 @@ import type { LiftedHalt } from "../halt.js";
 import { callerOf } from "../auth/http.js";
 import { parseScope } from "../auth/scope.js";
 import type { Scope } from "../auth/scope.js";
-import { buildReport } from "../experiments/report.js";
+import { buildReport, cloudActionLeft, isCloudRevertUnconfirmed } from "../experiments/report.js";
+import type { CloudJournal, CloudRevertEntry } from "../aws/cloud-journal.js";
+import { describeUnconfirmed } from "../aws/cloud-journal.js";
 import type { Runner } from "../experiments/runner.js";
 import type { RunEvent, RunRecord, RunStore } from "../store/run-store.js";
 import { isTerminalRunState } from "../store/run-store.js";
@@ -21,6 +23,8 @@ export interface RunRoutesOptions {
   store: Store;
   runs: RunStore;
   runner: Runner;
+  /** The cloud-revert journal: runs say how many of their cloud reverts are not confirmed. */
+  cloud?: CloudJournal;
 }
 
 type RunParams = { Params: { id: string } };
@@ -45,6 +49,33 @@ export function toRunJson(run: RunRecord) {
     createdAt: new Date(run.createdAt).toISOString(),
     startedAt: run.startedAt === null ? null : new Date(run.startedAt).toISOString(),
     endedAt: run.endedAt === null ? null : new Date(run.endedAt).toISOString(),
+  };
+}
+
+/** JSON of a cloud action with its revert (GET /runs/:id). */
+export function toCloudRevertJson(e: CloudRevertEntry, runEnded: boolean) {
+  const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
+  const unconfirmed = isCloudRevertUnconfirmed(e, runEnded);
+  return {
+    id: e.id,
+    step: e.step,
+    action: e.action,
+    kind: e.kind,
+    region: e.region,
+    resource: e.resource,
+    state: e.state,
+    unconfirmed,
+    createdAt: iso(e.createdAt),
+    dueAt: iso(e.dueAt),
+    revertRequestedAt: iso(e.revertRequestedAt),
+    revertReason: e.revertReason,
+    attempts: e.attempts,
+    lastAttemptAt: iso(e.lastAttemptAt),
+    nextAttemptAt: iso(e.nextAttemptAt),
+    lastError: e.lastError,
+    detail: e.detail,
+    endedAt: iso(e.endedAt),
+    text: unconfirmed ? describeUnconfirmed(e, cloudActionLeft(e)) : e.state === "confirmed" ? `reverted: ${e.detail ?? "confirmed by AWS"}` : e.state === "cancelled" ? `nothing to revert: ${e.detail ?? ""}` : `in effect: ${cloudActionLeft(e)}`,
   };
 }
 
@@ -86,7 +117,22 @@ function liftedJson(lifted: LiftedHalt) {
 
 /** Registers the experiment and halt routes. */
 export function registerRunRoutes(app: FastifyInstance, options: RunRoutesOptions): void {
-  const { store, runs, runner } = options;
+  const { store, runs, runner, cloud } = options;
+
+  /**
+   * A run with how many of its reverts are not confirmed: cloud ones (the journal keeps retrying)
+   * and, with `faults`, host faults whose revert failed or is still not confirmed once the run has ended.
+   */
+  const withReverts = (run: RunRecord, faults: boolean) => {
+    const json = toRunJson(run);
+    const cloudUnconfirmed = cloud ? cloud.unconfirmed({ runId: run.id }).length : 0;
+    if (!faults) return { ...json, cloudRevertsUnconfirmed: cloudUnconfirmed };
+    const ended = isTerminalRunState(run.state);
+    const hostUnconfirmed = store
+      .listFaults({ runId: run.id, limit: 10_000 })
+      .filter((f) => f.state === "revert_failed" || (ended && f.endedAt === null && f.state !== "failed")).length;
+    return { ...json, cloudRevertsUnconfirmed: cloudUnconfirmed, faultRevertsUnconfirmed: hostUnconfirmed };
+  };
 
   const requireRun = (id: string): RunRecord => {
     const run = runs.getRun(id);
@@ -119,17 +165,24 @@ export function registerRunRoutes(app: FastifyInstance, options: RunRoutesOption
       throw new ApiError(400, "invalid_request", "limit must be a whole number from 1 to 1000", [{ field: "limit", message: "must be 1-1000" }]);
     }
     const active = request.query.state === "active";
-    return { runs: runs.listRuns({ limit, active }).map(toRunJson) };
+    const list = runs.listRuns({ limit, active });
+    const unconfirmed = cloud?.countUnconfirmedByRun(list.map((r) => r.id)) ?? new Map<string, number>();
+    return { runs: list.map((r) => ({ ...toRunJson(r), cloudRevertsUnconfirmed: unconfirmed.get(r.id) ?? 0 })) };
   });
 
   app.get<RunParams>("/api/v1/runs/:id", READ, async (request) => {
     const run = requireRun(request.params.id);
-    return { run: { ...toRunJson(run), spec: run.specYaml, plan: run.plan }, events: runs.listEvents(run.id).map(toRunEventJson) };
+    const ended = isTerminalRunState(run.state);
+    return {
+      run: { ...withReverts(run, true), spec: run.specYaml, plan: run.plan },
+      events: runs.listEvents(run.id).map(toRunEventJson),
+      cloudReverts: (cloud?.list({ runId: run.id }) ?? []).map((e) => toCloudRevertJson(e, ended)),
+    };
   });
 
   app.get<RunParams>("/api/v1/runs/:id/report", READ, async (request) => {
     const run = requireRun(request.params.id);
-    const report = buildReport(run, runs.listEvents(run.id), store.listFaults({ runId: run.id, limit: 10_000 }));
+    const report = buildReport(run, runs.listEvents(run.id), store.listFaults({ runId: run.id, limit: 10_000 }), Date.now(), cloud?.list({ runId: run.id }) ?? []);
     return { report: { ...report, timeline: report.timeline.map(toRunEventJson) } };
   });
 
@@ -148,7 +201,7 @@ export function registerRunRoutes(app: FastifyInstance, options: RunRoutesOption
     };
     const finish = () => {
       const current = runs.getRun(run.id)!;
-      res.write(`event: end\ndata: ${JSON.stringify(toRunJson(current))}\n\n`);
+      res.write(`event: end\ndata: ${JSON.stringify(withReverts(current, true))}\n\n`);
       cleanup();
       res.end();
     };

@@ -18,6 +18,7 @@ import { registerSpofRoutes } from "../aws/routes.js";
 import { registerScheduleRoutes } from "../schedules/routes.js";
 import type { Scheduler } from "../schedules/scheduler.js";
 import type { AwsService } from "../aws/types.js";
+import type { CloudJournal } from "../aws/cloud-journal.js";
 import { installAuth } from "../auth/http.js";
 import type { AuthHooks } from "../auth/http.js";
 import type { AuditLog } from "../auth/audit.js";
@@ -42,6 +43,8 @@ export interface HttpAppOptions {
   alerts?: AlertReceiver;
   /** AWS, for the SPOF finder. */
   aws?: AwsService;
+  /** The cloud-revert journal, for the unconfirmed cloud reverts of runs. */
+  cloud?: CloudJournal;
   /** Schedules (experiments on a cron, Chaos-Monkey mode). */
   scheduler?: Scheduler;
   /** Who may call: tokens and principals, the audit log, and the names the server answers to. */
@@ -84,7 +87,7 @@ export function createHttpApp(options: HttpAppOptions): HttpApp {
   });
   registerRoutes(app, { ...options, staleAfterMs: options.enrollment?.staleAfterMs ?? DEFAULT_AGENT_STALE_AFTER_MS });
   if (options.enrollment && options.hub) registerEnrollmentRoutes(app, { ...options.enrollment, store: options.store, hub: options.hub });
-  if (options.runs && options.runner) registerRunRoutes(app, { store: options.store, runs: options.runs, runner: options.runner });
+  if (options.runs && options.runner) registerRunRoutes(app, { store: options.store, runs: options.runs, runner: options.runner, ...(options.cloud ? { cloud: options.cloud } : {}) });
   if (options.alerts) registerAlertRoutes(app, options.alerts);
   if (options.aws) registerSpofRoutes(app, { aws: options.aws, store: options.store });
   if (options.scheduler) registerScheduleRoutes(app, { scheduler: options.scheduler });

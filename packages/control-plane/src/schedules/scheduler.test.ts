@@ -3,7 +3,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { pino } from "pino";
-import { afterEach, describe, expect, it } from "vitest";
+import { AutoScalingClient, DescribeAutoScalingGroupsCommand, TerminateInstanceInAutoScalingGroupCommand } from "@aws-sdk/client-auto-scaling";
+import { DescribeInstancesCommand, EC2Client, TerminateInstancesCommand } from "@aws-sdk/client-ec2";
+import { mockClient } from "aws-sdk-client-mock";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { createAwsClients } from "../aws/clients.js";
+import { createAwsService } from "../aws/service.js";
+import { asgGroup, describeFrom, ec2Instance } from "../aws/test-support.js";
 import type { ActionContext, AwsInstance, AwsSelector, AwsService, InstanceActionResult } from "../aws/types.js";
 import { ApiError } from "../errors.js";
 import { localTime } from "../experiments/guardrails.js";
@@ -60,6 +66,7 @@ function fakeAws(options: { instances?: string[]; delayMs?: number; clock: () =>
   const instances = options.instances ?? ["i-0a", "i-0b", "i-0c", "i-0d"];
   const terminated: { instanceIds: string[]; ctx: ActionContext; at: number }[] = [];
   const resolved: AwsSelector[] = [];
+  const checked: string[][] = [];
   const unused = () => Promise.reject(new Error("not used by the scheduler"));
   const aws: AwsService = {
     async resolveInstances(selector) {
@@ -88,13 +95,21 @@ function fakeAws(options: { instances?: string[]; delayMs?: number; clock: () =>
           },
       );
     },
+    async checkTerminate(list) {
+      checked.push(list.map((i) => i.instanceId));
+      return list.map((i) => {
+        const r = options.result?.(i);
+        return r ?? { instanceId: i.instanceId, action: "terminate", ok: true, call: "TerminateInstanceInAutoScalingGroup", note: "every guardrail passes at this moment" };
+      });
+    },
+    region: async (explicit) => explicit ?? "us-east-1",
     describeGroups: unused,
     listGroups: unused,
     stop: unused,
     start: unused,
     alarmStates: unused,
   };
-  return { aws, terminated, resolved };
+  return { aws, terminated, resolved, checked };
 }
 
 /** A fake runner: records the runs it starts, or throws what `refuse` returns. */
@@ -273,9 +288,11 @@ describe("Chaos-Monkey schedules", () => {
     const slots = slotsOf(store, schedule.id);
     expect(slots).toHaveLength(10);
     expect(slots.every((sl) => sl.outcome === "would-kill")).toBe(true);
+    // Every would-kill was checked against the guardrails at its moment.
+    expect(fake.checked).toHaveLength(10);
     for (const sl of slots) {
       expect(["i-0a", "i-0b", "i-0c", "i-0d"]).toContain(sl.instanceId);
-      expect(sl.detail).toMatch(/^leashed: would have terminated i-0\w \(us-east-1a\), one of 4 running in web-asg \(us-east-1\); nothing was killed$/);
+      expect(sl.detail).toMatch(/^leashed: would have terminated i-0\w \(us-east-1a\), one of 4 running in web-asg \(us-east-1\); every guardrail passes now; nothing was killed$/);
     }
   });
 
@@ -328,6 +345,72 @@ describe("Chaos-Monkey schedules", () => {
     s.resume(schedule.id, "sre@test");
     await run(s, clock, from + 3 * DAY, from + 4 * DAY);
     expect(slotsOf(store, schedule.id).map((sl) => sl.slotKey)).toEqual(["day:2026-03-02", "day:2026-03-03", "day:2026-03-05"]);
+  });
+});
+
+describe("Chaos-Monkey and the AWS guardrails (mocked SDK, the real AWS service)", () => {
+  const ec2 = mockClient(EC2Client);
+  const asg = mockClient(AutoScalingClient);
+  const TAGS = { "firedrill:opt-in": "true", "aws:autoscaling:groupName": "web-asg" };
+  afterAll(() => {
+    ec2.restore();
+    asg.restore();
+  });
+
+  it("leashed evaluates every guardrail at the kill minute: would-be-refused at the floor or for an exclusion tag, would-kill otherwise; nothing killed or recorded", async () => {
+    ec2.reset();
+    asg.reset();
+    const live = new Map(["i-0a", "i-0b", "i-0c"].map((id) => [id, ec2Instance(id, TAGS, "us-east-1a")]));
+    ec2.on(DescribeInstancesCommand).callsFake(describeFrom(live));
+    let group = asgGroup("web-asg", { min: 2, desired: 2, inService: ["i-0a", "i-0b"], instanceAz: () => "us-east-1a" });
+    asg.on(DescribeAutoScalingGroupsCommand).callsFake(() => ({ AutoScalingGroups: [group] }));
+    const store = openStore(tempDir());
+    const aws = createAwsService({ clients: createAwsClients({ region: "us-east-1" }), db: store.db, log: silent, sleep: async () => {} });
+    const from = Date.parse("2026-03-02T05:00:00Z"); // Monday 00:00 in New York
+    const clock = simClock(from);
+    const s = scheduler({ store, clock, aws, random: seededRandom(3), policy: { excludeTags: ["firedrill:exclude"] } });
+    const { schedule } = s.create(chaosBody({ meanWorkdays: 1, leashed: true }), "sre@test");
+
+    // Monday: the group sits at its floor (MinSize 2, 2 InService).
+    await run(s, clock, from, from + DAY);
+    // Tuesday: scaled to 3, so a kill would pass.
+    group = asgGroup("web-asg", { min: 2, desired: 3, inService: ["i-0a", "i-0b", "i-0c"], instanceAz: () => "us-east-1a" });
+    await run(s, clock, from + DAY, from + 2 * DAY);
+    // Wednesday: every instance was tagged firedrill:exclude in the meantime.
+    for (const id of live.keys()) live.set(id, ec2Instance(id, { ...TAGS, "firedrill:exclude": "true" }, "us-east-1a"));
+    await run(s, clock, from + 2 * DAY, from + 3 * DAY);
+
+    const slots = slotsOf(store, schedule.id);
+    expect(slots.map((sl) => sl.outcome)).toEqual(["refused", "would-kill", "refused"]);
+    expect(slots[0]!.detail).toMatch(
+      /^leashed: would have been refused: i-0[ab]: min-healthy: would leave web-asg with 1 InService instance \(2 now\), below max\(MinSize 2, minHealthy 1\) = 2; nothing was killed$/,
+    );
+    expect(slots[1]!.detail).toMatch(/^leashed: would have terminated i-0[abc] \(us-east-1a\), one of 3 running in web-asg \(us-east-1\); every guardrail passes now; nothing was killed$/);
+    expect(slots[2]!.detail).toMatch(/^leashed: would have been refused: i-0[abc]: exclusion-tags: i-0[abc] carries the exclusion tag firedrill:exclude \(tags read at the moment of the action\); nothing was killed$/);
+    expect(asg.commandCalls(TerminateInstanceInAutoScalingGroupCommand)).toHaveLength(0);
+    expect(ec2.commandCalls(TerminateInstancesCommand)).toHaveLength(0);
+    expect(aws.ledger.list()).toEqual([]);
+  });
+});
+
+describe("Chaos-Monkey groups are keyed by region and name", () => {
+  it("same-named groups in two regions are two groups; a schedule without a region is in the default one", async () => {
+    const store = openStore(tempDir());
+    const from = Date.parse("2026-03-02T05:00:00Z");
+    const clock = simClock(from);
+    const fake = fakeAws({ clock: clock.now });
+    const s = scheduler({ store, clock, aws: fake.aws, random: seededRandom(7) });
+    // A kill every workday is certain (mean = min), and then no other for 5 workdays in the group.
+    const east = s.create(chaosBody({ meanWorkdays: 5, minWorkdays: 5, region: "us-east-1" }), "sre@test").schedule;
+    const west = s.create(chaosBody({ meanWorkdays: 5, minWorkdays: 5, region: "eu-west-1" }), "sre@test").schedule;
+    const { region: _r, ...noRegion } = chaosBody({ meanWorkdays: 5, minWorkdays: 5 });
+    const defaulted = s.create(noRegion, "sre@test").schedule; // the default region (us-east-1): the same group as `east`
+    await run(s, clock, from, from + DAY);
+
+    expect(slotsOf(store, east.id).map((sl) => sl.outcome)).toEqual(["killed"]);
+    expect(slotsOf(store, west.id).map((sl) => sl.outcome)).toEqual(["killed"]);
+    expect(slotsOf(store, defaulted.id)[0]).toMatchObject({ outcome: "skipped", detail: expect.stringMatching(/^the last kill in web-asg \(us-east-1\) was on 2026-03-02, 0 workdays ago; minWorkdays is 5/) });
+    expect(fake.resolved.map((sel) => sel.region).sort()).toEqual(["eu-west-1", "us-east-1"]);
   });
 });
 

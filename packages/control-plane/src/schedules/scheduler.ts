@@ -166,6 +166,16 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   let inFlight: Promise<void> | undefined;
   /** When this scheduler last ticked (to tell a late tick from a scheduler that was not running). */
   let lastTickAt: number | undefined;
+  /** The AWS default region (a Chaos-Monkey schedule without a region acts there); "" until known. */
+  let defaultRegion = "";
+
+  /** A Chaos-Monkey schedule's group: its region and name (same-named groups in two regions are two). */
+  const groupKey = (s: ScheduleRecord) => ({ name: s.chaos!.group, region: s.chaos!.region ?? defaultRegion, defaultRegion });
+  /** `web-asg (eu-west-1)`, or the bare name while the region is unknown. */
+  const groupName = (s: ScheduleRecord): string => {
+    const region = s.chaos!.region ?? defaultRegion;
+    return region ? `${s.chaos!.group} (${region})` : s.chaos!.group;
+  };
 
   const cronOf = (s: ScheduleRecord): Cron => {
     const key = `${s.cron}\u0000${s.tz}`;
@@ -209,7 +219,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     if (row?.outcome === "planned" && row.plannedAt > now) {
       return { at: row.plannedAt, note: cfg.leashed ? "a kill is planned (leashed: recorded, not made)" : "a kill is planned" };
     }
-    const last = store.lastKillDay(cfg.group, s.id);
+    const last = store.lastKillDay(groupKey(s), s.id);
     const chance = killChance(cfg.meanWorkdays, cfg.minWorkdays);
     for (let i = row ? 1 : 0; i <= 60; i++) {
       const day = addDays(today, i);
@@ -363,14 +373,14 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       if (now >= end) {
         return row("missed", start, `no scheduler was running during today's window (${formatWindow(cfg.window)} ${s.tz}): no kill was decided or made`);
       }
-      const last = store.lastKillDay(cfg.group, s.id);
+      const last = store.lastKillDay(groupKey(s), s.id);
       if (last !== undefined) {
         const gap = workdaysSince(last, today, wd, cfg.minWorkdays);
         if (gap < cfg.minWorkdays) {
           return row(
             "skipped",
             start,
-            `the last kill in ${cfg.group} was on ${last}, ${gap} workday${gap === 1 ? "" : "s"} ago; minWorkdays is ${cfg.minWorkdays}: no kill today`,
+            `the last kill in ${groupName(s)} was on ${last}, ${gap} workday${gap === 1 ? "" : "s"} ago; minWorkdays is ${cfg.minWorkdays}: no kill today`,
           );
         }
       }
@@ -445,12 +455,19 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     const instances = (await aws.resolveInstances(selector))
       .filter((i) => i.state === "running")
       .sort((a, b) => a.instanceId.localeCompare(b.instanceId));
-    const where = `${cfg.group}${cfg.region !== undefined ? ` (${cfg.region})` : ""}`;
+    const where = groupName(s);
     if (instances.length === 0) return done("failed", `the group ${where} has no running instance: nothing to kill; check the group name and region`);
     const pick: AwsInstance = instances[Math.min(instances.length - 1, Math.floor(random() * instances.length))]!;
     const what = `${pick.instanceId} (${pick.availabilityZone}), one of ${instances.length} running in ${where}`;
-    if (cfg.leashed) return done("would-kill", `leashed: would have terminated ${what}; nothing was killed`, pick.instanceId);
-    const results = await aws.terminate([pick], { actor: `chaos-monkey:${s.id}`, scheduleId: s.id, guardrails });
+    const ctx = { actor: `chaos-monkey:${s.id}`, scheduleId: s.id, guardrails };
+    if (cfg.leashed) {
+      // Leashed means "what would happen": every guardrail, AWS ones included, read and checked now.
+      const [check] = await aws.checkTerminate([pick], ctx);
+      if (!check) return done("failed", `leashed: AWS reported nothing for ${pick.instanceId}; nothing was killed`, pick.instanceId);
+      if (check.ok) return done("would-kill", `leashed: would have terminated ${what}; every guardrail passes now; nothing was killed`, pick.instanceId);
+      return done("refused", `leashed: would have been refused: ${pick.instanceId}: ${check.error ?? "refused by a guardrail"}; nothing was killed`, pick.instanceId);
+    }
+    const results = await aws.terminate([pick], ctx);
     const result = results.find((r) => r.instanceId === pick.instanceId) ?? results[0];
     if (!result) return done("failed", `AWS reported nothing for ${pick.instanceId}; check the termination ledger and the instance`, pick.instanceId);
     if (result.ok) return done("killed", `terminated ${what}${result.call ? ` (${result.call})` : ""}`, pick.instanceId);
@@ -480,6 +497,10 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
 
   async function runTick(at: Date): Promise<void> {
     const now = at.getTime();
+    if (!defaultRegion && options.aws?.region) {
+      // Without a default region, schedules without one are keyed "" (as before) until it is known.
+      defaultRegion = await options.aws.region().catch(() => "");
+    }
     settleStale(now);
     for (const s of store.listSchedules()) {
       if (s.state !== "active") continue;

@@ -59,9 +59,10 @@ export interface ScheduleStore {
    * The latest day (YYYY-MM-DD) with a kill in the group, as seen by schedule `selfId`: a kill by
    * any Chaos-Monkey schedule of the group, a kill planned or under way by an unleashed one (or by
    * `selfId`), and the pretend kills (would-kill) of `selfId`, so that a leashed schedule behaves
-   * as it would unleashed.
+   * as it would unleashed. A group is its region and name: same-named groups in two regions are
+   * two groups. A schedule without a region is in `defaultRegion` (the AWS default; "" when unknown).
    */
-  lastKillDay(group: string, selfId: string): string | undefined;
+  lastKillDay(group: { region: string; name: string; defaultRegion: string }, selfId: string): string | undefined;
   /** Slots with one of the outcomes whose planned time is before `before`. */
   slotsBefore(outcomes: readonly SlotOutcome[], before: number): SlotRecord[];
   /** Claimed slots last decided before `before`. */
@@ -153,10 +154,11 @@ export function createScheduleStore(db: Database.Database): ScheduleStore {
       INSERT INTO schedule_slots (schedule_id, slot_key, planned_at, outcome, detail, run_id, instance_id, decided_at)
       VALUES (@scheduleId, @slotKey, @plannedAt, @outcome, @detail, @runId, @instanceId, @decidedAt)
       ON CONFLICT (schedule_id, slot_key) DO NOTHING`),
-    lastKillDay: db.prepare<{ group: string; self: string }, { day: string | null }>(`
+    lastKillDay: db.prepare<{ group: string; region: string; defaultRegion: string; self: string }, { day: string | null }>(`
       SELECT MAX(substr(sl.slot_key, 5)) AS day
       FROM schedule_slots sl JOIN schedules s ON s.id = sl.schedule_id
-      WHERE s.kind = 'chaos-monkey' AND json_extract(s.config, '$.group') = @group AND sl.slot_key LIKE 'day:%'
+      WHERE s.kind = 'chaos-monkey' AND json_extract(s.config, '$.group') = @group
+        AND COALESCE(json_extract(s.config, '$.region'), @defaultRegion) = @region AND sl.slot_key LIKE 'day:%'
         AND (sl.outcome = 'killed'
           OR (sl.outcome IN ('planned', 'claimed') AND (json_extract(s.config, '$.leashed') = 0 OR s.id = @self))
           OR (sl.outcome = 'would-kill' AND s.id = @self))`),
@@ -225,7 +227,7 @@ export function createScheduleStore(db: Database.Database): ScheduleStore {
       const result = prepare(sql).run(update.outcome, update.detail ?? null, update.runId ?? null, update.instanceId ?? null, update.decidedAt, scheduleId, slotKey, ...from);
       return result.changes === 1;
     },
-    lastKillDay: (group, selfId) => stmt.lastKillDay.get({ group, self: selfId })?.day ?? undefined,
+    lastKillDay: (group, selfId) => stmt.lastKillDay.get({ group: group.name, region: group.region, defaultRegion: group.defaultRegion, self: selfId })?.day ?? undefined,
     slotsBefore(outcomes, before) {
       const sql = `SELECT * FROM schedule_slots WHERE outcome IN (${placeholders(outcomes.length)}) AND planned_at < ? ORDER BY planned_at`;
       return prepare(sql)

@@ -320,6 +320,45 @@ const MIGRATIONS: readonly string[] = [
       stop_requested_by = 'run ' || run_id || ' had ended when this control plane was upgraded'
     WHERE ended_at IS NULL AND run_id IN (SELECT id FROM runs WHERE state IN ('completed', 'aborted', 'failed'));
   `,
+  `
+  -- The cloud-revert journal (aws/cloud-journal.ts): every reversible cloud action with its revert,
+  -- written before the AWS call. The reconciler retries each wanted revert until AWS confirms it.
+  -- pending: the action's effect is wanted (its step runs); reverting: the revert is wanted and
+  -- not confirmed yet; confirmed: AWS shows it undone; cancelled: AWS refused the action itself
+  -- (nothing to undo); failed: it can never be undone (e.g. the instance no longer exists).
+  CREATE TABLE cloud_reverts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT,
+    step TEXT,
+    -- What was done (e.g. 'ec2-stop') and the reverter that undoes it (e.g. 'ec2-start').
+    action TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    region TEXT NOT NULL,
+    -- What the action hit, for people (e.g. the instance id); the reverter reads payload (JSON).
+    resource TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    -- When the revert falls due on its own (the end of the step); null: when asked or the run ends.
+    due_at INTEGER,
+    -- When the action's own call returned; null while it is in flight (its revert waits for it, so
+    -- that a start never races the stop it undoes). Set at start-up for calls a crash cut short.
+    acted_at INTEGER,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'reverting', 'confirmed', 'cancelled', 'failed')),
+    revert_requested_at INTEGER,
+    revert_reason TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_attempt_at INTEGER,
+    next_attempt_at INTEGER,
+    last_error TEXT,
+    -- The last state seen at AWS, e.g. 'i-0abc is stopped'.
+    detail TEXT,
+    ended_at INTEGER,
+    updated_at INTEGER NOT NULL
+  );
+  CREATE INDEX cloud_reverts_run ON cloud_reverts(run_id);
+  CREATE INDEX cloud_reverts_open ON cloud_reverts(state, next_attempt_at) WHERE state IN ('pending', 'reverting');
+  `,
 ];
 
 /**

@@ -53,6 +53,7 @@ export type RunEventType =
   | "unconfirmed"
   | "agent-lost"
   | "cloud-action"
+  | "cloud-reverted"
   | "irreversible";
 
 /** One entry of a run's timeline. */

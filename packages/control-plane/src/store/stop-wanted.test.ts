@@ -131,7 +131,7 @@ describe("store: stops wanted, revert_failed, details", () => {
     insert.run("flt_z", "run_old", "running", null);
     insert.run("flt_y", null, "running", null);
     insert.run("flt_x", "run_old", "reverted", 6);
-    expect(migrate(db)).toBe(1);
+    expect(migrate(db, 7)).toBe(1);
     const rows = db.prepare("SELECT id, state, stop_reason, stop_requested_at, details FROM faults ORDER BY created_at DESC, rowid DESC").all();
     expect(rows).toEqual([
       { id: "flt_x", state: "reverted", stop_reason: null, stop_requested_at: null, details: null },
