@@ -302,8 +302,12 @@ async function runAgent(
   });
 
   const imdsEndpoint = options.imdsEndpoint ?? DEFAULT_IMDS_ENDPOINT;
+  // The default endpoint gets 300 ms, so that a host off EC2 starts without delay; an endpoint the
+  // operator named is expected to answer, so a slow start (a loaded host) must not lose the identity.
   const ec2: Ec2Identity =
-    imdsEndpoint === "off" ? { instanceId: "", availabilityZone: "", region: "" } : await readEc2Identity(imdsEndpoint);
+    imdsEndpoint === "off"
+      ? { instanceId: "", availabilityZone: "", region: "" }
+      : await readEc2Identity(imdsEndpoint, imdsEndpoint === DEFAULT_IMDS_ENDPOINT ? 300 : 3000);
   if (ec2.instanceId) log.info({ instanceId: ec2.instanceId, az: ec2.availabilityZone }, "running on EC2");
   const capabilities = detectCapabilities([...registry.keys()]);
 
