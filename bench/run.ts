@@ -10,6 +10,7 @@
  *   pnpm bench reconnect [n]  n (default 1,000) agents back after a control-plane restart, TLS vs plain
  *   pnpm bench spec-flood   /healthz latency and agent leases while 20 maximal experiments are posted at once
  *   pnpm bench cloud-revert control-plane restart → confirmed cloud revert of an ec2-stop (fake AWS; goal < 10 s)
+ *   pnpm bench network-revert control-plane restart → aws-network-disrupt's NACLs restored and confirmed (fake AWS; goal < 10 s)
  */
 import { benchAbortLatency } from "./abort-latency.js";
 import { benchAgentCap } from "./agent-cap.js";
@@ -17,6 +18,7 @@ import { benchAuth } from "./auth.js";
 import { benchBurnAccuracy } from "./burn-accuracy.js";
 import { benchCloudRevert } from "./cloud-revert.js";
 import { benchLeaseRevert } from "./lease-revert.js";
+import { benchNetworkRevert } from "./network-revert.js";
 import { benchProcessPatterns } from "./process-patterns.js";
 import { benchReconnect } from "./reconnect.js";
 import { benchSpecFlood } from "./spec-flood.js";
@@ -33,6 +35,7 @@ try {
   if (which === "all" || which === "reconnect") await benchReconnect(process.argv[3] === undefined ? undefined : Number(process.argv[3]));
   if (which === "all" || which === "spec-flood") await benchSpecFlood();
   if (which === "all" || which === "cloud-revert") await benchCloudRevert();
+  if (which === "all" || which === "network-revert") await benchNetworkRevert();
 } finally {
   await killAll();
 }

@@ -8,6 +8,7 @@
  */
 import { parseArgs } from "node:util";
 import { startFakeAws } from "./fake-aws.js";
+import { fakeAwsVpcPlugin } from "./fake-aws-vpc.js";
 
 const { values } = parseArgs({
   options: {
@@ -20,6 +21,7 @@ const { values } = parseArgs({
 const fake = await startFakeAws({
   port: Number(values.port),
   transitionMs: Number(values["transition-ms"]),
+  plugins: [fakeAwsVpcPlugin],
   ...(values.state ? { statePath: values.state } : {}),
 });
 process.stdout.write(`fake-aws listening on ${fake.url}\n`);

@@ -87,6 +87,8 @@ export const controlPlaneOptionsSchema = z
     awsRegion: z.string().min(1).optional(),
     /** AWS endpoint override (e.g. a local emulator); AWS_ENDPOINT_URL works too. */
     awsEndpoint: z.string().url({ error: "must be a URL, e.g. http://127.0.0.1:4566" }).optional(),
+    /** Subnets aws-network-disrupt never touches: the control plane's own (`--aws-protect-subnets`). @default [] */
+    awsProtectSubnets: z.array(z.string().regex(/^subnet-[0-9a-f]+$/, { error: (issue) => `${JSON.stringify(issue.input)} is not a subnet id; give subnet ids, comma-separated, e.g. subnet-0abc123,subnet-0def456` })).default([]),
     /** How long an abort waits for revert acks before recording them unconfirmed. @default 20000 */
     revertWaitMs: z.number().int().min(1000).max(600_000).default(20_000),
     /**

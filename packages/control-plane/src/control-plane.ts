@@ -23,6 +23,8 @@ import { createCloudJournal } from "./aws/cloud-journal.js";
 import { createCloudReconciler } from "./aws/cloud-reconciler.js";
 import type { CloudReconciler } from "./aws/cloud-reconciler.js";
 import { createEc2StartReverter } from "./aws/cloud-reverters.js";
+import { createNaclDeleteReverter, createNaclRestoreReverter } from "./aws/network-disrupt.js";
+import { readOwnSubnets } from "./aws/imds-subnets.js";
 import { createScheduler } from "./schedules/scheduler.js";
 import type { Scheduler } from "./schedules/scheduler.js";
 import { awsGuardrailsFrom } from "./experiments/policy.js";
@@ -195,10 +197,22 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       ...(config.awsRegion !== undefined ? { region: config.awsRegion } : {}),
       ...(config.awsEndpoint !== undefined ? { endpoint: config.awsEndpoint } : {}),
     });
-    const aws = createAwsService({ clients: awsClients, db: store.db, log: config.logger, journal: cloudJournal });
+    const aws = createAwsService({
+      clients: awsClients,
+      db: store.db,
+      log: config.logger,
+      journal: cloudJournal,
+      protectSubnets: config.awsProtectSubnets,
+      // On EC2, its own subnets too (IMDSv2); the SDK's switch turns IMDS off (tests, off-EC2 hosts).
+      ownSubnets: () => (process.env.AWS_EC2_METADATA_DISABLED === "true" ? Promise.resolve([]) : readOwnSubnets(process.env.AWS_EC2_METADATA_SERVICE_ENDPOINT)),
+    });
     reconciler = createCloudReconciler({
       journal: cloudJournal,
-      reverters: [createEc2StartReverter({ clients: awsClients, ledger: aws.ledger, log: config.logger })],
+      reverters: [
+        createEc2StartReverter({ clients: awsClients, ledger: aws.ledger, log: config.logger }),
+        createNaclRestoreReverter({ clients: awsClients, log: config.logger }),
+        createNaclDeleteReverter({ clients: awsClients, log: config.logger }),
+      ],
       log: config.logger,
     });
     runner = createRunner({

@@ -70,6 +70,16 @@ export { createCloudReconciler, revertBackoffMs } from "./aws/cloud-reconciler.j
 export type { CloudReconciler, CloudReconcilerOptions } from "./aws/cloud-reconciler.js";
 export { createEc2StartReverter, EC2_START_REVERT } from "./aws/cloud-reverters.js";
 export type { Ec2StartPayload, Ec2StartReverterOptions } from "./aws/cloud-reverters.js";
+export {
+  createNaclDeleteReverter,
+  createNaclRestoreReverter,
+  createNetworkDisrupter,
+  NACL_DELETE_REVERT,
+  NACL_RESTORE_REVERT,
+  NETWORK_DISRUPT_KIND,
+  parseNetworkDisruptParams,
+} from "./aws/network-disrupt.js";
+export type { NaclDeletePayload, NaclRestorePayload, NetworkDisrupter, NetworkDisruptParams, SubnetSelection, SubnetTarget } from "./aws/network-disrupt.js";
 export type { LedgerEntry, LedgerOutcome, LedgerQuery, TerminationLedger } from "./aws/ledger.js";
 export { AwsCallError, AwsRegionError, AwsSelectorError } from "./aws/errors.js";
 export { CLOUD_FAULT_KINDS, isCloudFaultKind } from "./aws/faults.js";

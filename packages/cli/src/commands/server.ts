@@ -27,6 +27,7 @@ interface ServerOptions {
   revertWait: string;
   awsRegion?: string;
   awsEndpoint?: string;
+  awsProtectSubnets?: string;
   advertise?: string;
   httpTlsCert?: string;
   httpTlsKey?: string;
@@ -49,6 +50,7 @@ const FLAGS: Record<string, string> = {
   policyFile: "--policy",
   awsRegion: "--aws-region",
   awsEndpoint: "--aws-endpoint",
+  awsProtectSubnets: "--aws-protect-subnets",
   revertWaitMs: "--revert-wait",
   advertise: "--advertise",
   httpTlsCertFile: "--http-tls-cert",
@@ -159,6 +161,9 @@ export function registerServerCommand(program: Command, ctx: CommandContext): vo
     .addOption(new Option("--aws-region <region>", "AWS region for selectors and alarms that name none (default: the SDK's chain)").env("FIREDRILL_AWS_REGION"))
     .addOption(new Option("--aws-endpoint <url>", "AWS endpoint override, e.g. a local emulator (AWS_ENDPOINT_URL works too)").env("FIREDRILL_AWS_ENDPOINT"))
     .addOption(
+      new Option("--aws-protect-subnets <ids>", "subnets aws-network-disrupt never cuts off: the control plane's own, comma-separated (subnet-a,subnet-b)").env("FIREDRILL_AWS_PROTECT_SUBNETS"),
+    )
+    .addOption(
       new Option("--revert-wait <duration>", "how long an abort waits for revert acks before recording them unconfirmed")
         .env("FIREDRILL_REVERT_WAIT")
         .default("20s"),
@@ -188,6 +193,7 @@ export function registerServerCommand(program: Command, ctx: CommandContext): vo
         revertWaitMs: duration("--revert-wait", options.revertWait),
         ...(options.awsRegion !== undefined ? { awsRegion: options.awsRegion } : {}),
         ...(options.awsEndpoint !== undefined ? { awsEndpoint: options.awsEndpoint } : {}),
+        awsProtectSubnets: names(options.awsProtectSubnets),
         advertise: names(options.advertise),
         ...(options.httpTlsCert !== undefined ? { httpTlsCertFile: options.httpTlsCert } : {}),
         ...(options.httpTlsKey !== undefined ? { httpTlsKeyFile: options.httpTlsKey } : {}),
@@ -201,7 +207,7 @@ export function registerServerCommand(program: Command, ctx: CommandContext): vo
         if (err instanceof InvalidConfigError) {
           throw new CliError(
             "invalid server options",
-            err.issues.map((i) => ({ field: FLAGS[i.field] ?? i.field, message: i.message })),
+            err.issues.map((i) => ({ field: FLAGS[i.field] ?? FLAGS[i.field.replace(/\.\d+$/, "")] ?? i.field, message: i.message })),
           );
         }
         throw err;

@@ -25,7 +25,7 @@ export interface LedgerEntry {
   groupName: string | null;
   instanceId: string;
   region: string;
-  action: "terminate" | "stop" | "start";
+  action: "terminate" | "stop" | "start" | "reboot";
   /** The API call, e.g. "TerminateInstanceInAutoScalingGroup". */
   call: string;
   actor: string;
@@ -276,37 +276,10 @@ export function createTerminationLedger(db: Database.Database): TerminationLedge
     return checked.ok ? { ok: true } : checked;
   });
 
-  const decideOther = db.transaction((input: ActionDecision): DecisionResult => {
-    const tags = tagRefusal({ tags: input.tags }, input.guardrails);
-    if (tags) return { ok: false, rule: tags.rule, reason: `${input.instanceId} ${tags.reason} (tags read at the moment of the action)` };
-    if (input.refuseAsgMember && input.groupName) {
-      return {
-        ok: false,
-        rule: "asg-member",
-        reason: `${input.instanceId} is in Auto Scaling group ${input.groupName}, which would mark a stopped instance unhealthy and replace it (a termination in effect); use ec2-terminate for group members, or put the instance in Standby first`,
-      };
-    }
-    const inserted = stmt.insert.run({
-      groupName: input.groupName ?? null,
-      instanceId: input.instanceId,
-      region: input.region,
-      action: input.action,
-      call: input.call,
-      actor: input.actor,
-      runId: input.runId ?? null,
-      scheduleId: input.scheduleId ?? null,
-      now: input.now,
-      prevId: null,
-    });
-    return { ok: true, id: Number(inserted.lastInsertRowid) };
-  });
-
-  return {
-    decideTermination: (input) => decide.immediate(input),
-    evaluateTermination: (input) => evaluate(input),
-    decideAction: (input) => decideOther.immediate(input),
-    recordAction(input) {
-      const inserted = stmt.insert.run({
+  /** Writes a ledger row for an action that is not a checked termination; returns its id. */
+  const insertAction = (input: Parameters<TerminationLedger["recordAction"]>[0] | ActionDecision): number =>
+    Number(
+      stmt.insert.run({
         groupName: input.groupName ?? null,
         instanceId: input.instanceId,
         region: input.region,
@@ -317,9 +290,27 @@ export function createTerminationLedger(db: Database.Database): TerminationLedge
         scheduleId: input.scheduleId ?? null,
         now: input.now,
         prevId: null,
-      });
-      return Number(inserted.lastInsertRowid);
-    },
+      }).lastInsertRowid,
+    );
+
+  const decideOther = db.transaction((input: ActionDecision): DecisionResult => {
+    const tags = tagRefusal({ tags: input.tags }, input.guardrails);
+    if (tags) return { ok: false, rule: tags.rule, reason: `${input.instanceId} ${tags.reason} (tags read at the moment of the action)` };
+    if (input.refuseAsgMember && input.groupName) {
+      return {
+        ok: false,
+        rule: "asg-member",
+        reason: `${input.instanceId} is in Auto Scaling group ${input.groupName}, which would mark a stopped instance unhealthy and replace it (a termination in effect); use ec2-terminate for group members, or put the instance in Standby first`,
+      };
+    }
+    return { ok: true, id: insertAction(input) };
+  });
+
+  return {
+    decideTermination: (input) => decide.immediate(input),
+    evaluateTermination: (input) => evaluate(input),
+    decideAction: (input) => decideOther.immediate(input),
+    recordAction: (input) => insertAction(input),
     complete(id, outcome, error, now) {
       stmt.complete.run(outcome, error ?? null, now, id);
     },

@@ -2,7 +2,18 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AutoScalingClient, DescribeAutoScalingGroupsCommand } from "@aws-sdk/client-auto-scaling";
-import { EC2Client, StartInstancesCommand, StopInstancesCommand, TerminateInstancesCommand } from "@aws-sdk/client-ec2";
+import {
+  CreateNetworkAclCommand,
+  DescribeNetworkAclsCommand,
+  DescribeSubnetsCommand,
+  DescribeVpcsCommand,
+  EC2Client,
+  RebootInstancesCommand,
+  ReplaceNetworkAclAssociationCommand,
+  StartInstancesCommand,
+  StopInstancesCommand,
+  TerminateInstancesCommand,
+} from "@aws-sdk/client-ec2";
 import { mockClient } from "aws-sdk-client-mock";
 import pino from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -126,5 +137,51 @@ describe("awsPlanVerdicts", () => {
       ok: false,
       message: "step kill: target fleet resolved to no running instance; check the aws selector (region, tags, autoScalingGroups)",
     });
+  });
+});
+
+describe("awsPlanVerdicts: ec2-reboot and aws-network-disrupt", () => {
+  const dryRunOk = awsError("DryRunOperation", 412, "Request would have succeeded, but DryRun flag is set.");
+
+  it("ec2-reboot: DryRun RebootInstances, group members allowed, no ASG rule applies", async () => {
+    ec2.on(RebootInstancesCommand).rejects(dryRunOk);
+    const step: Step = { type: "fault", name: "reboot", fault: "ec2-reboot", target: "fleet", params: {}, durationMs: 0, startAfter: [] };
+    const verdicts = await awsPlanVerdicts(aws, { fleet: [instance("i-1", "web-asg")] }, [step], GUARDRAILS);
+    expect(verdicts.map((v) => v.rule)).toEqual([...AWS_PLAN_RULES]);
+    expect(verdicts.filter((v) => !v.ok)).toEqual([]);
+    expect(rule(verdicts, "aws-instances").message).toBe("step reboot: would reboot 1 instance: i-1 (web-asg, eu-west-1a)");
+    expect(rule(verdicts, "aws-permissions").message).toMatch(/^step reboot: DryRun RebootInstances would succeed on i-1/);
+    expect(ec2.commandCalls(RebootInstancesCommand).every((c) => c.args[0].input.DryRun === true)).toBe(true);
+  });
+
+  it("aws-network-disrupt: each subnet with its NACL now and the run's deny-all one, DryRun of the create and each replace, the tags on each", async () => {
+    ec2.on(DescribeSubnetsCommand).resolves({
+      Subnets: [
+        { SubnetId: "subnet-a1", VpcId: "vpc-1", AvailabilityZone: "eu-west-1a", Tags: [] },
+        { SubnetId: "subnet-a2", VpcId: "vpc-1", AvailabilityZone: "eu-west-1a", Tags: [{ Key: "firedrill:exclude", Value: "" }] },
+      ],
+    });
+    ec2.on(DescribeVpcsCommand).resolves({ Vpcs: [{ VpcId: "vpc-1", Tags: [{ Key: "firedrill:opt-in", Value: "true" }] }] });
+    ec2.on(DescribeNetworkAclsCommand).resolves({
+      NetworkAcls: [{ NetworkAclId: "acl-main", VpcId: "vpc-1", Associations: [{ NetworkAclAssociationId: "aa-1", SubnetId: "subnet-a1" }, { NetworkAclAssociationId: "aa-2", SubnetId: "subnet-a2" }] }],
+    });
+    ec2.on(CreateNetworkAclCommand).rejects(dryRunOk);
+    ec2.on(ReplaceNetworkAclAssociationCommand).rejects(dryRunOk);
+    const step: Step = { type: "fault", name: "az-down", fault: "aws-network-disrupt", target: "fleet", params: { availabilityZone: "eu-west-1a" }, durationMs: 60_000, startAfter: [] };
+    const verdicts = await awsPlanVerdicts(aws, { fleet: [instance("i-1")] }, [step], { ...GUARDRAILS, excludeTags: ["firedrill:exclude"] });
+    expect(verdicts.map((v) => v.rule)).toEqual([...AWS_PLAN_RULES]);
+    expect(rule(verdicts, "aws-instances")).toEqual({
+      rule: "aws-instances",
+      ok: true,
+      message: "step az-down: would cut off 2 subnets of vpc-1: subnet-a1 (eu-west-1a): acl-main → the run's deny-all network ACL; subnet-a2 (eu-west-1a): acl-main → the run's deny-all network ACL [refused: exclusion-tags: subnet-a2 (or its VPC) carries the exclusion tag firedrill:exclude]",
+    });
+    expect(rule(verdicts, "aws-permissions")).toMatchObject({ ok: true, message: expect.stringMatching(/^step az-down: DryRun CreateNetworkAcl and ReplaceNetworkAclAssociation would succeed/) });
+    expect(rule(verdicts, "aws-opt-in-tag").ok).toBe(true);
+    expect(rule(verdicts, "aws-exclusion-tags")).toMatchObject({ ok: false, message: "step az-down: subnet-a2 (or its VPC) carries the exclusion tag firedrill:exclude" });
+    expect(ec2.commandCalls(CreateNetworkAclCommand).map((c) => c.args[0].input.DryRun)).toEqual([true]);
+    expect(ec2.commandCalls(ReplaceNetworkAclAssociationCommand).map((c) => [c.args[0].input.AssociationId, c.args[0].input.DryRun])).toEqual([
+      ["aa-1", true],
+      ["aa-2", true],
+    ]);
   });
 });

@@ -1,11 +1,13 @@
 /**
- * What `plan` says about the cloud steps (ec2-terminate, ec2-stop): the instances each would hit,
+ * What `plan` says about the cloud steps (ec2-terminate, ec2-stop, ec2-reboot; aws-network-disrupt
+ * has its own, on subnets): the instances each would hit,
  * whether the control plane may make each call (AWS DryRun), and the AWS guardrails evaluated
  * against the Auto Scaling groups as they are now and the termination ledger. The same verdict
  * shape as the host guardrails; a run may start only when all are ok. At run time the service
  * checks every rule again, per instance, at the moment of each action.
  */
 import { formatDuration } from "@firedrill/protocol";
+import { NETWORK_DISRUPT_KIND, parseNetworkDisruptParams } from "./network-disrupt.js";
 import type { GuardrailVerdict } from "../experiments/guardrails.js";
 import type { FaultStep, Step, StopConditionSpec } from "../experiments/types.js";
 import { isCloudFaultKind } from "./faults.js";
@@ -118,16 +120,21 @@ export async function awsPlanVerdicts(
   const verdicts: GuardrailVerdict[] = [];
   const runKills = new Map<string, number>();
   for (const step of cloudSteps) {
+    if (step.fault === NETWORK_DISRUPT_KIND) {
+      verdicts.push(...(await networkPlanVerdicts(aws, step, resolved[step.target]?.[0]?.region, guardrails)));
+      continue;
+    }
     const at = `step ${step.name}`;
     const instances = [...(resolved[step.target] ?? [])];
     const terminate = step.fault === "ec2-terminate";
-    const verb = terminate ? "terminate" : "stop (and start again)";
+    const reboot = step.fault === "ec2-reboot";
+    const verb = terminate ? "terminate" : reboot ? "reboot" : "stop (and start again)";
 
     // aws-instances
     const asgMembers = instances.filter((i) => i.autoScalingGroup);
     if (instances.length === 0) {
       verdicts.push({ rule: "aws-instances", ok: false, message: `${at}: target ${step.target} resolved to no running instance; check the aws selector (region, tags, autoScalingGroups)` });
-    } else if (!terminate && asgMembers.length > 0) {
+    } else if (!terminate && !reboot && asgMembers.length > 0) {
       verdicts.push({
         rule: "aws-instances",
         ok: false,
@@ -142,7 +149,13 @@ export async function awsPlanVerdicts(
       verdicts.push({ rule: "aws-permissions", ok: true, message: `${at}: no instance, no call to check` });
     } else {
       const ctx = { actor: "plan", guardrails, dryRun: true };
-      const results = terminate ? await aws.terminate(instances, ctx) : [...(await aws.stop(instances, ctx)), ...(await aws.start(instances, { actor: "plan", dryRun: true }))];
+      const results = terminate
+        ? await aws.terminate(instances, ctx)
+        : reboot
+          ? aws.reboot
+            ? await aws.reboot(instances, ctx)
+            : instances.map((i) => ({ instanceId: i.instanceId, action: "reboot" as const, ok: false, refusedBy: "aws" as const, call: "RebootInstances", error: "this control plane's AWS service cannot reboot instances" }))
+          : [...(await aws.stop(instances, ctx)), ...(await aws.start(instances, { actor: "plan", dryRun: true }))];
       verdicts.push(permissionVerdict(step, results));
     }
 
@@ -167,7 +180,7 @@ export async function awsPlanVerdicts(
     // The ASG rules apply to terminations.
     if (!terminate) {
       for (const rule of ["aws-min-healthy", "aws-max-percent-of-group", "aws-min-time-between-terminations"] as const) {
-        verdicts.push({ rule, ok: true, message: `${at}: ec2-stop acts on instances outside Auto Scaling groups only` });
+        verdicts.push({ rule, ok: true, message: reboot ? `${at}: a reboot takes no instance out of its group for good (the Auto Scaling rules apply to terminations)` : `${at}: ec2-stop acts on instances outside Auto Scaling groups only` });
       }
       continue;
     }
@@ -243,6 +256,62 @@ export async function awsPlanVerdicts(
     );
   }
   return verdicts;
+}
+
+/**
+ * An aws-network-disrupt step's verdicts, one per rule of {@link AWS_PLAN_RULES}: each subnet with
+ * its current NACL and the run's deny-all one it would move to, the DryRun of CreateNetworkAcl and
+ * of each ReplaceNetworkAclAssociation, the tag guardrails on each subnet (or its VPC).
+ */
+async function networkPlanVerdicts(aws: AwsService, step: FaultStep, targetRegion: string | undefined, guardrails: AwsGuardrails): Promise<GuardrailVerdict[]> {
+  const at = `step ${step.name}`;
+  const out: GuardrailVerdict[] = [];
+  const rest = (message: string) => {
+    for (const rule of ["aws-min-healthy", "aws-max-percent-of-group", "aws-min-time-between-terminations"] as const) out.push({ rule, ok: true, message: `${at}: ${message}` });
+  };
+  const fail = (message: string) => {
+    out.push({ rule: "aws-instances", ok: false, message: `${at}: ${message}` });
+    for (const rule of ["aws-permissions", "aws-opt-in-tag", "aws-exclusion-tags"] as const) out.push({ rule, ok: true, message: `${at}: not checked (no subnet to check)` });
+    rest("aws-network-disrupt terminates no instance");
+    return out;
+  };
+  const parsed = parseNetworkDisruptParams(step.params ?? {});
+  if (!parsed.ok) return fail(parsed.issues.map((i) => `params${i.path.length ? `.${i.path.join(".")}` : ""}: ${i.message}`).join("; "));
+  if (!aws.network) return fail("this control plane's AWS service cannot disrupt networks");
+  let selection;
+  try {
+    const region = parsed.value.region ?? targetRegion ?? (aws.region ? await aws.region() : undefined);
+    if (!region) return fail("no region: give params.region or --aws-region");
+    selection = await aws.network.select(parsed.value, region, guardrails);
+  } catch (err) {
+    return fail((err as Error).message);
+  }
+  if (selection.error) return fail(`${selection.error.rule}: ${selection.error.reason}`);
+  const other = selection.subnets.filter((s) => s.refusal && s.refusal.rule !== "opt-in-tag" && s.refusal.rule !== "exclusion-tags");
+  out.push({
+    rule: "aws-instances",
+    ok: other.length === 0,
+    message: `${at}: would cut off ${plural(selection.subnets.length, "subnet")} of ${selection.vpcId}: ${selection.subnets
+      .map((s) => `${s.subnetId} (${s.availabilityZone}): ${s.networkAclId} → the run's deny-all network ACL${s.refusal ? ` [refused: ${s.refusal.rule}: ${s.refusal.reason}]` : ""}`)
+      .join("; ")}`,
+  });
+  const dry = await aws.network.dryRun(selection);
+  const bad = dry.filter((r) => !r.ok);
+  out.push(
+    bad.length > 0
+      ? { rule: "aws-permissions", ok: false, message: `${at}: ${bad.map((r) => `${r.instanceId}: ${r.error ?? "failed"}`).join("; ")}; grant them to the control plane's role (infra/aws/iam-policy.json)` }
+      : { rule: "aws-permissions", ok: true, message: `${at}: DryRun ${[...new Set(dry.map((r) => r.call))].join(" and ")} would succeed (DeleteNetworkAcl, the restore's last call, has no DryRun worth the name: it would fail on a NACL that does not exist yet)` },
+  );
+  for (const rule of ["opt-in-tag", "exclusion-tags"] as const) {
+    const refused = selection.subnets.filter((s) => s.refusal?.rule === rule);
+    out.push(
+      refused.length > 0
+        ? { rule: `aws-${rule}`, ok: false, message: `${at}: ${refused.map((s) => s.refusal!.reason).join("; ")}` }
+        : { rule: `aws-${rule}`, ok: true, message: `${at}: every subnet passes (${rule === "opt-in-tag" ? "opt-in tag on the subnet or its VPC" : guardrails.excludeTags.length ? `no ${guardrails.excludeTags.join(", ")}` : "no exclusion tags are set"})` },
+    );
+  }
+  rest("aws-network-disrupt terminates no instance");
+  return out;
 }
 
 /** The rule of {@link alarmPlanVerdicts}: one verdict per alarm a `cloudwatchAlarm` stop condition names. */

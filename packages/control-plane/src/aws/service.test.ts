@@ -8,6 +8,7 @@ import type { DescribeAlarmsCommandInput } from "@aws-sdk/client-cloudwatch";
 import {
   DescribeInstancesCommand,
   EC2Client,
+  RebootInstancesCommand,
   StartInstancesCommand,
   StopInstancesCommand,
   TerminateInstancesCommand,
@@ -588,5 +589,79 @@ describe("groups", () => {
       { instanceId: "i-5", availabilityZone: "eu-west-1a", lifecycleState: "Pending", healthStatus: "Healthy" },
     ]);
     expect(asg.commandCalls(DescribeAutoScalingGroupsCommand)[0]!.args[0].input.AutoScalingGroupNames).toBeUndefined();
+  });
+});
+
+describe("reboot", () => {
+  const ctx = (guardrails: Partial<AwsGuardrails> = {}) => ({ actor: "run", runId: "r1", guardrails: { ...GUARDRAILS, ...guardrails } });
+
+  it("reboots opted-in instances (Auto Scaling group members too), recorded in the ledger before the call, with no revert in the journal", async () => {
+    const aws = service();
+    const seen: string[] = [];
+    ec2.on(RebootInstancesCommand).callsFake(() => {
+      seen.push(...aws.ledger.list().map((e) => `${e.instanceId} ${e.action} ${e.outcome}`));
+      return {};
+    });
+    const results = await aws.reboot!([instance("i-1"), instance("i-2", "web-asg")], ctx());
+    expect(results).toEqual([
+      { instanceId: "i-1", action: "reboot", ok: true, call: "RebootInstances" },
+      { instanceId: "i-2", action: "reboot", ok: true, call: "RebootInstances", autoScalingGroup: "web-asg" },
+    ]);
+    expect(ec2.commandCalls(RebootInstancesCommand).map((c) => c.args[0].input)).toEqual([
+      { InstanceIds: ["i-1"], DryRun: false },
+      { InstanceIds: ["i-2"], DryRun: false },
+    ]);
+    expect(seen).toEqual(["i-1 reboot pending", "i-2 reboot pending", "i-1 reboot ok"]);
+    expect(aws.ledger.list({ runId: "r1" }).map((e) => [e.instanceId, e.action, e.outcome])).toEqual([
+      ["i-2", "reboot", "ok"],
+      ["i-1", "reboot", "ok"],
+    ]);
+    expect(stores[0]!.db.prepare("SELECT COUNT(*) AS n FROM cloud_reverts").get()).toEqual({ n: 0 });
+  });
+
+  it("reads each instance right before: an exclusion tag added, an opt-in tag removed or a stopped instance since the run started refuses it; AWS is not called", async () => {
+    ec2.on(RebootInstancesCommand).resolves({});
+    const aws = service();
+    const resolved = [instance("i-1"), instance("i-2"), instance("i-3"), instance("i-4")];
+    live.set("i-1", ec2InstanceOf(makeInstance("i-1", undefined, { "firedrill:exclude": "" })));
+    live.set("i-2", ec2Instance("i-2", { app: "web" }));
+    live.set("i-3", ec2InstanceOf(resolved[2]!, "stopped"));
+    const results = await aws.reboot!(resolved, ctx({ excludeTags: ["firedrill:exclude"] }));
+    expect(results.map((r) => [r.instanceId, r.ok, r.refusedBy, r.error])).toEqual([
+      ["i-1", false, "guardrail", "exclusion-tags: i-1 carries the exclusion tag firedrill:exclude (tags read at the moment of the action)"],
+      ["i-2", false, "guardrail", expect.stringMatching(/^opt-in-tag: i-2 lacks the opt-in tag firedrill:opt-in=true/)],
+      ["i-3", false, "guardrail", "instance-state: i-3 is stopped now, not running; nothing to reboot"],
+      ["i-4", true, undefined, undefined],
+    ]);
+    expect(ec2.commandCalls(RebootInstancesCommand).map((c) => c.args[0].input.InstanceIds)).toEqual([["i-4"]]);
+    expect(aws.ledger.list().map((e) => e.instanceId)).toEqual(["i-4"]);
+  });
+
+  it("with dryRun: DryRunOperation means allowed, UnauthorizedOperation names ec2:RebootInstances; nothing read or recorded", async () => {
+    ec2
+      .on(RebootInstancesCommand)
+      .rejectsOnce(awsError("DryRunOperation", 412, "Request would have succeeded, but DryRun flag is set."))
+      .rejects(awsError("UnauthorizedOperation", 403, "You are not authorized to perform this operation."));
+    const aws = service();
+    const results = await aws.reboot!([instance("i-1"), instance("i-2")], { ...ctx(), dryRun: true });
+    expect(results[0]).toEqual({ instanceId: "i-1", action: "reboot", ok: true, call: "RebootInstances" });
+    expect(results[1]).toMatchObject({ ok: false, refusedBy: "aws", error: expect.stringMatching(/^missing IAM permission ec2:RebootInstances on i-2/) });
+    expect(ec2.commandCalls(RebootInstancesCommand).every((c) => c.args[0].input.DryRun === true)).toBe(true);
+    expect(ec2.commandCalls(DescribeInstancesCommand)).toHaveLength(0);
+    expect(aws.ledger.list()).toHaveLength(0);
+  });
+
+  it("a failed reboot is reported per instance, its ledger row failed (AWS refused) and the next instance still rebooted", async () => {
+    ec2.on(RebootInstancesCommand, { InstanceIds: ["i-1"] }).rejects(awsError("IncorrectInstanceState", 400, "The instance is not running.")).on(RebootInstancesCommand, { InstanceIds: ["i-2"] }).resolves({});
+    const aws = service();
+    const results = await aws.reboot!([instance("i-1"), instance("i-2")], ctx());
+    expect(results.map((r) => [r.instanceId, r.ok, r.refusedBy])).toEqual([
+      ["i-1", false, "aws"],
+      ["i-2", true, undefined],
+    ]);
+    expect(aws.ledger.list().map((e) => [e.instanceId, e.outcome])).toEqual([
+      ["i-2", "ok"],
+      ["i-1", "failed"],
+    ]);
   });
 });

@@ -13,6 +13,7 @@ import { paginateDescribeAlarms } from "@aws-sdk/client-cloudwatch";
 import type { CompositeAlarm, MetricAlarm } from "@aws-sdk/client-cloudwatch";
 import {
   paginateDescribeInstances,
+  RebootInstancesCommand,
   StartInstancesCommand,
   StopInstancesCommand,
   TerminateInstancesCommand,
@@ -27,6 +28,7 @@ import type { CloudJournal } from "./cloud-journal.js";
 import { EC2_START_REVERT } from "./cloud-reverters.js";
 import type { Ec2StartPayload } from "./cloud-reverters.js";
 import { createTerminationLedger } from "./ledger.js";
+import { createNetworkDisrupter } from "./network-disrupt.js";
 import type { TerminationDecision, TerminationLedger } from "./ledger.js";
 import { withRetry } from "./retry.js";
 import type { RetryOptions } from "./retry.js";
@@ -42,6 +44,15 @@ export const AWS_CALLS = {
   TerminateInstanceInAutoScalingGroup: "autoscaling:TerminateInstanceInAutoScalingGroup",
   StopInstances: "ec2:StopInstances",
   StartInstances: "ec2:StartInstances",
+  RebootInstances: "ec2:RebootInstances",
+  DescribeSubnets: "ec2:DescribeSubnets",
+  DescribeVpcs: "ec2:DescribeVpcs",
+  DescribeNetworkAcls: "ec2:DescribeNetworkAcls",
+  CreateNetworkAcl: "ec2:CreateNetworkAcl",
+  /** Not called on its own: CreateNetworkAcl tags the new NACL (TagSpecifications), which needs it. */
+  CreateTags: "ec2:CreateTags",
+  ReplaceNetworkAclAssociation: "ec2:ReplaceNetworkAclAssociation",
+  DeleteNetworkAcl: "ec2:DeleteNetworkAcl",
 } as const;
 
 /** An AWS API call firedrill makes. */
@@ -81,6 +92,10 @@ export interface AwsServiceOptions {
    * transaction that records it in the ledger, before the call. @default one on `db`
    */
   journal?: CloudJournal;
+  /** Subnets aws-network-disrupt never touches (`--aws-protect-subnets`). */
+  protectSubnets?: readonly string[];
+  /** The control plane's own subnets (IMDS on EC2), asked once before the first disruption. */
+  ownSubnets?: () => Promise<string[]>;
 }
 
 /** The service plus its ledger (for plan checks and audits). */
@@ -206,8 +221,21 @@ export function createAwsService(options: AwsServiceOptions): AwsServiceWithLedg
     return out;
   }
 
+  const network = createNetworkDisrupter({
+    clients,
+    journal,
+    log: options.log,
+    now,
+    sleep,
+    random,
+    retry: retryOptions,
+    ...(options.protectSubnets ? { protectSubnets: options.protectSubnets } : {}),
+    ...(options.ownSubnets ? { ownSubnets: options.ownSubnets } : {}),
+  });
+
   const service: AwsServiceWithLedger = {
     ledger,
+    network,
 
     async resolveInstances(selector: AwsSelector): Promise<AwsInstance[]> {
       const region = await clients.region(selector.region);
@@ -299,6 +327,24 @@ export function createAwsService(options: AwsServiceOptions): AwsServiceWithLedg
       return results;
     },
 
+    async reboot(instances, ctx) {
+      const results: InstanceActionResult[] = [];
+      for (const instance of instances) {
+        if (ctx.dryRun) {
+          results.push(await dryRunCall(instance, "reboot", "RebootInstances"));
+          continue;
+        }
+        // The tags and state as they are now, checked in the transaction that records the reboot.
+        const current = await readNow(instance, "reboot");
+        if (!current.ok) {
+          results.push(refusal(instance, "reboot", "RebootInstances", ctx, current.rule, current.reason));
+          continue;
+        }
+        results.push(await recordedCall(current.instance, "reboot", "RebootInstances", ctx, ctx.guardrails));
+      }
+      return results;
+    },
+
     async start(instances, ctx) {
       const results: InstanceActionResult[] = [];
       for (const instance of instances) {
@@ -362,6 +408,9 @@ export function createAwsService(options: AwsServiceOptions): AwsServiceWithLedg
           case "StartInstances":
             await clients.ec2(region).send(new StartInstancesCommand({ InstanceIds: [id], DryRun: dryRun }));
             return;
+          case "RebootInstances":
+            await clients.ec2(region).send(new RebootInstancesCommand({ InstanceIds: [id], DryRun: dryRun }));
+            return;
           default:
             throw new Error(`internal: ${call} is not an action`);
         }
@@ -380,7 +429,7 @@ export function createAwsService(options: AwsServiceOptions): AwsServiceWithLedg
     return `${call} failed: ${describeAwsError(err)}${gaveUp}`;
   }
 
-  async function dryRunCall(instance: AwsInstance, action: InstanceActionResult["action"], call: "TerminateInstances" | "StopInstances" | "StartInstances"): Promise<InstanceActionResult> {
+  async function dryRunCall(instance: AwsInstance, action: InstanceActionResult["action"], call: "TerminateInstances" | "StopInstances" | "StartInstances" | "RebootInstances"): Promise<InstanceActionResult> {
     const base = { instanceId: instance.instanceId, action, call, ...(instance.autoScalingGroup ? { autoScalingGroup: instance.autoScalingGroup } : {}) };
     try {
       await send(instance, call, true);
@@ -410,8 +459,8 @@ export function createAwsService(options: AwsServiceOptions): AwsServiceWithLedg
    */
   async function recordedCall(
     instance: AwsInstance,
-    action: "stop" | "start",
-    call: "StopInstances" | "StartInstances",
+    action: "stop" | "start" | "reboot",
+    call: "StopInstances" | "StartInstances" | "RebootInstances",
     ctx: Omit<ActionContext, "guardrails">,
     guardrails?: ActionContext["guardrails"],
   ): Promise<InstanceActionResult> {
@@ -436,6 +485,13 @@ export function createAwsService(options: AwsServiceOptions): AwsServiceWithLedg
         if (!decision.ok) return refusal(instance, action, call, ctx, decision.rule, decision.reason);
         id = decision.id;
         revertId = recorded.revertId;
+      } else if (guardrails && action === "reboot") {
+        // Nothing to revert: the reboot ends by itself. Group members may be rebooted (they stay running).
+        const decision = ledger.decideAction({ ...record, action, refuseAsgMember: false, guardrails, tags: instance.tags });
+        if (!decision.ok) return refusal(instance, action, call, ctx, decision.rule, decision.reason);
+        id = decision.id;
+      } else if (action === "reboot") {
+        throw new Error("internal: a reboot is always checked against the guardrails");
       } else {
         id = ledger.recordAction({ ...record, action });
       }
@@ -502,7 +558,7 @@ export function createAwsService(options: AwsServiceOptions): AwsServiceWithLedg
    * before an action so that a tag added since the run started counts. Refused when it can't be
    * read, is gone, or is no longer running.
    */
-  async function readNow(instance: AwsInstance, verb: "terminate" | "stop"): Promise<{ ok: true; instance: AwsInstance } | { ok: false; rule: string; reason: string }> {
+  async function readNow(instance: AwsInstance, verb: "terminate" | "stop" | "reboot"): Promise<{ ok: true; instance: AwsInstance } | { ok: false; rule: string; reason: string }> {
     let found: Instance | undefined;
     try {
       found = (await describeInstances(instance.region, [{ Name: "instance-id", Values: [instance.instanceId] }])).find((i) => i.InstanceId === instance.instanceId);

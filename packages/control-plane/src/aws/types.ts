@@ -4,6 +4,7 @@
  * tests replace with aws-sdk-client-mock); used by the experiment runner, `plan`, the schedules and
  * the SPOF finder.
  */
+import type { NetworkDisrupter } from "./network-disrupt.js";
 
 /** Which EC2 instances a target group takes. All given criteria must match. */
 export interface AwsSelector {
@@ -67,7 +68,7 @@ export interface AwsGuardrails {
 /** What happened to one instance. Partial failures are reported per instance, never hidden. */
 export interface InstanceActionResult {
   instanceId: string;
-  action: "terminate" | "stop" | "start";
+  action: "terminate" | "stop" | "start" | "reboot" | "disrupt";
   /** True when AWS accepted the call (or, with dryRun, when it would have). */
   ok: boolean;
   /** For a refusal by a guardrail: which rule and why. For an AWS error: the code and message. */
@@ -139,6 +140,14 @@ export interface AwsService {
    * and the tag guardrails and group membership checked in the transaction that records the stop.
    */
   stop(instances: AwsInstance[], ctx: ActionContext): Promise<InstanceActionResult[]>;
+  /**
+   * Reboots instances (RebootInstances): like {@link stop}, each instance's tags and state are read
+   * again right before and the tag guardrails checked in the transaction that records the reboot.
+   * Nothing to revert: a reboot ends by itself. Auto Scaling group members may be rebooted.
+   */
+  reboot?(instances: AwsInstance[], ctx: ActionContext): Promise<InstanceActionResult[]>;
+  /** aws-network-disrupt's side (network-disrupt.ts): subnets, the run's deny-all NACL, its journal entries. */
+  readonly network?: NetworkDisrupter;
   /** Starts instances stopped by firedrill (StartInstances). */
   start(instances: AwsInstance[], ctx: Omit<ActionContext, "guardrails">): Promise<InstanceActionResult[]>;
   /**

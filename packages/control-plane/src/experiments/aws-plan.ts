@@ -1,7 +1,7 @@
 /**
  * The AWS half of a plan: target groups with an `aws` selector are resolved to running instances
  * (once, at plan/run time, picked per the group's mode), their agents found by instance id, and the
- * cloud steps (ec2-terminate, ec2-stop) checked with DryRun and the AWS guardrails.
+ * cloud steps (ec2-terminate, ec2-stop, ec2-reboot, aws-network-disrupt) checked with DryRun and the AWS guardrails.
  *
  * The host half of the plan (agents, guardrails on agents) then sees an experiment where each aws
  * target selects its matched agents by id, and each cloud step is a wait of the same length, so the

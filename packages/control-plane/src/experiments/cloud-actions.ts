@@ -38,6 +38,8 @@ function consequence(r: InstanceActionResult): string {
       : "; IRREVERSIBLE: terminated, and it is in no Auto Scaling group: nothing replaces it";
   }
   if (r.action === "stop") return "; started again when the step ends or the run stops";
+  if (r.action === "reboot") return "; it comes back by itself (nothing to revert)";
+  if (r.action === "disrupt") return `${r.note ? ` (${r.note})` : ""}; its own network ACL is restored when the step ends or the run stops`;
   return "";
 }
 

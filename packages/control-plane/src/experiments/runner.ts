@@ -29,7 +29,8 @@ import type { FaultRecord } from "../store/types.js";
 import { createWatcher, describeStopCondition } from "../stop-conditions/index.js";
 import type { AlertSource, StopConditionWatcher } from "../stop-conditions/types.js";
 import { isCloudFaultKind } from "../aws/faults.js";
-import type { AwsInstance, AwsService, InstanceActionResult } from "../aws/types.js";
+import type { AwsGuardrails, AwsInstance, AwsService, InstanceActionResult } from "../aws/types.js";
+import { NETWORK_DISRUPT_KIND, parseNetworkDisruptParams } from "../aws/network-disrupt.js";
 import type { CloudJournal, CloudRevertChange, CloudRevertEntry } from "../aws/cloud-journal.js";
 import type { CloudReconciler } from "../aws/cloud-reconciler.js";
 import { planAws } from "./aws-plan.js";
@@ -510,6 +511,20 @@ export function createRunner(options: RunnerOptions): Runner {
         this.event({ type: "step-ended", step: step.name, message: describeTerminations(results) });
         return;
       }
+      if (step.fault === NETWORK_DISRUPT_KIND) return this.runNetworkDisrupt(step, aws, ctx);
+      if (step.fault === "ec2-reboot") {
+        // Nothing to revert: each instance comes back by itself. Checked and recorded at the moment of each reboot.
+        if (!aws.reboot) return void (await this.abort(`step ${step.name}: this control plane's AWS service cannot reboot instances`, "failure"));
+        const results = await aws.reboot(instances, { ...ctx, step: step.name });
+        const failed = this.recordCloud(step, results);
+        if (failed.length > 0) {
+          return void (await this.abort(`step ${step.name}: ${failed.map((r) => `${r.instanceId}: ${r.error ?? "failed"}`).join("; ")}`, "failure"));
+        }
+        if (step.durationMs > 0) await this.sleep(step.durationMs);
+        if (this.aborting) return;
+        this.event({ type: "step-ended", step: step.name, message: `rebooted ${plural(results.length, "instance")}` });
+        return;
+      }
       // ec2-stop: each stop is journaled with its revert (StartInstances) before the call; at the
       // end of the duration (or on abort) the journal's reconciler starts them again, until AWS confirms.
       if (!options.cloud) return void (await this.abort(`step ${step.name}: the control plane has no cloud-revert journal configured, so it can't stop instances it could not start again`, "failure"));
@@ -531,6 +546,44 @@ export function createRunner(options: RunnerOptions): Runner {
         return void (await this.abort(`step ${step.name}: ${describeCloudReverts(unconfirmed)}`, "failure"));
       }
       this.event({ type: "step-ended", step: step.name, message: `stopped ${plural(results.length, "instance")} for ${formatDuration(step.durationMs)}; started again (confirmed by AWS)` });
+    }
+
+    /**
+     * aws-network-disrupt: the run's deny-all NACL and each subnet's move onto it are journaled with
+     * their reverts before each call; the end of the duration (or an abort, or the reconciler after
+     * a crash) restores the original associations and deletes the NACL, until AWS confirms.
+     */
+    private async runNetworkDisrupt(step: PlannedStep, aws: AwsService, ctx: { actor: string; runId: string; guardrails: AwsGuardrails }): Promise<void> {
+      const network = aws.network;
+      if (!network) return void (await this.abort(`step ${step.name}: this control plane's AWS service cannot disrupt networks`, "failure"));
+      if (!options.cloud) return void (await this.abort(`step ${step.name}: the control plane has no cloud-revert journal configured, so it can't disrupt a network it could not restore`, "failure"));
+      const parsed = parseNetworkDisruptParams(step.params ?? {});
+      if (!parsed.ok) return void (await this.abort(`step ${step.name}: ${parsed.issues.map((i) => `params${i.path.length ? `.${i.path.join(".")}` : ""}: ${i.message}`).join("; ")}`, "failure"));
+      let results: InstanceActionResult[];
+      try {
+        const region = parsed.value.region ?? step.instances?.[0]?.region ?? (aws.region ? await aws.region() : undefined);
+        if (!region) throw new Error("no region: give params.region or --aws-region");
+        const selection = await network.select(parsed.value, region, ctx.guardrails);
+        results = await network.disrupt(selection, { ...ctx, step: step.name, revertDueAt: Date.now() + step.durationMs });
+      } catch (err) {
+        results = [{ instanceId: "-", action: "disrupt", ok: false, refusedBy: "aws", error: (err as Error).message }];
+      }
+      if (this.aborting) {
+        options.cloud.journal.requestRevert({ runId: this.run.id, step: step.name }, `run ${this.run.id} aborting`, Date.now());
+        options.cloud.reconciler.kick();
+      }
+      const failed = this.recordCloud(step, results);
+      if (failed.length > 0) {
+        return void (await this.abort(`step ${step.name}: ${failed.map((r) => `${r.instanceId}: ${r.error ?? "failed"}`).join("; ")}`, "failure"));
+      }
+      await this.sleep(step.durationMs);
+      if (this.aborting) return; // the abort restores them
+      const unconfirmed = await this.revertCloud(step.name, `step ${step.name} ended (${formatDuration(step.durationMs)})`);
+      if (this.aborting) return;
+      if (unconfirmed.length > 0) {
+        return void (await this.abort(`step ${step.name}: ${describeCloudReverts(unconfirmed)}`, "failure"));
+      }
+      this.event({ type: "step-ended", step: step.name, message: `cut off ${plural(results.length, "subnet")} for ${formatDuration(step.durationMs)}; original network ACLs restored and the run's deleted (confirmed by AWS)` });
     }
 
     /**

@@ -189,7 +189,7 @@ const faultKindSchema = z
   })
   .meta({
     description:
-      "The fault to inject: a host fault run by the agents (see docs/faults/<kind>.md for its parameters), or ec2-terminate / ec2-stop, run by the control plane on the group's EC2 instances (see docs/aws.md).",
+      "The fault to inject: a host fault run by the agents (see docs/faults/<kind>.md for its parameters), or ec2-terminate / ec2-stop / ec2-reboot, run by the control plane on the group's EC2 instances, or aws-network-disrupt, run by the control plane on the subnets its params choose (an Availability Zone outage; see docs/aws.md and docs/faults/aws-network-disrupt.md).",
   });
 
 /** Host facts a selector may match, exactly or with `*` globs. */
@@ -284,7 +284,7 @@ const stepSchema = strict({
   params: z.record(z.string(), z.unknown()).optional().meta({ description: "The fault's parameters; see docs/faults/<kind>.md." }),
   duration: durationSchema(
     { min: MIN_FAULT_DURATION_MS, max: MAX_FAULT_DURATION_MS },
-    "How long the fault lasts: 1s to 12h (optional for ec2-terminate: how long the step lasts after the kill).",
+    "How long the fault lasts: 1s to 12h (optional for ec2-terminate and ec2-reboot: how long the step lasts after the call).",
   ).optional(),
   wait: durationSchema({ min: MIN_FAULT_DURATION_MS, max: MAX_FAULT_DURATION_MS }, "A wait step: how long to wait, 1s to 12h.").optional(),
   startAfter: z
@@ -297,7 +297,7 @@ const stepSchema = strict({
     {
       required: ["fault", "target"],
       not: { required: ["wait"] },
-      anyOf: [{ required: ["duration"] }, { properties: { fault: { const: "ec2-terminate" } } }],
+      anyOf: [{ required: ["duration"] }, { properties: { fault: { enum: ["ec2-terminate", "ec2-reboot"] } } }],
     },
     { required: ["wait"], not: { anyOf: [{ required: ["fault"] }, { required: ["target"] }, { required: ["params"] }, { required: ["duration"] }] } },
   ],

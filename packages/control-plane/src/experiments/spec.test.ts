@@ -45,7 +45,7 @@ function issuesOf(text: string): SpecIssue[] {
 }
 
 const STEP0 = (fields: string) => `    - { name: burn, fault: cpu-burn, target: web, ${fields} }`;
-const KINDS = "cpu-burn, disk-fill, process-kill, process-stop, network-delay, network-loss, network-blackhole, ec2-terminate, ec2-stop";
+const KINDS = "cpu-burn, disk-fill, process-kill, process-stop, network-delay, network-loss, network-blackhole, ec2-terminate, ec2-stop, ec2-reboot, aws-network-disrupt";
 const AWS_WEB = "      selector: { aws: { autoScalingGroups: [web-asg] } }";
 
 interface Case {
@@ -124,6 +124,15 @@ const CASES: Case[] = [
     name: "ec2-stop without duration",
     text: edit({ 9: AWS_WEB, 12: "    - { name: burn, fault: ec2-stop, target: web }" }),
     issues: [{ path: "steps[0].duration", line: 12, message: "is required for ec2-stop: how long the instances stay stopped before they are started again, e.g. duration: 5m" }],
+  },
+  {
+    name: "aws-network-disrupt without duration, with bad params",
+    text: edit({ 9: AWS_WEB, 12: "    - { name: burn, fault: aws-network-disrupt, target: web, params: { maxSubnets: 0 } }" }),
+    issues: [
+      { path: "steps[0].duration", line: 12, message: "is required for aws-network-disrupt: how long the subnets stay cut off before their own network ACLs are restored, e.g. duration: 10m" },
+      { path: "steps[0].params", line: 12, message: "aws-network-disrupt needs availabilityZone (e.g. eu-west-1a) or subnetTags (e.g. { tier: app }) to choose its subnets" },
+      { path: "steps[0].params.maxSubnets", line: 12, message: "must be a whole number from 1 to 200" },
+    ],
   },
   {
     name: "cloudwatchAlarm without names",
@@ -573,6 +582,14 @@ spec:
       const exp = parseExperiment(readFileSync(join(dir, file), "utf8"), `examples/${file}`);
       expect(exp.spec.steps.length).toBeGreaterThan(0);
     }
+  });
+
+  it("parses aws-network-disrupt with its params and ec2-reboot without a duration", () => {
+    const exp = parseExperiment(readFileSync(join(ROOT, "examples", "aws-az-outage.yaml"), "utf8"), "examples/aws-az-outage.yaml");
+    expect(exp.spec.steps.map((s) => (s.type === "fault" ? [s.fault, s.durationMs, s.params] : s.type))).toEqual([
+      ["aws-network-disrupt", 600_000, { availabilityZone: "eu-west-1a", vpcId: "vpc-0abc123def4567890", maxSubnets: 3 }],
+      ["ec2-reboot", 0, {}],
+    ]);
   });
 
   it("parses AWS targets, ec2-terminate without a duration, ec2-stop, the cloudwatchAlarm condition and the AWS guardrails", () => {

@@ -6,6 +6,7 @@
 import { InvalidFaultRequestError, isFaultKind, parseFaultParams } from "@firedrill/protocol";
 import type { JsonObject } from "@firedrill/protocol";
 import { isCloudFaultKind } from "../aws/faults.js";
+import { NETWORK_DISRUPT_KIND, parseNetworkDisruptParams } from "../aws/network-disrupt.js";
 import type { AwsSelector } from "../aws/types.js";
 import { findCycles } from "./dag.js";
 import { describeValue, experimentSchema, MAX_TARGET_GROUPS, RESERVED_AWS_FILTERS, specErrorMap } from "./spec-schema.js";
@@ -170,19 +171,25 @@ function crossCheck(data: unknown): SourceIssue[] {
           issues.push({ path: [...at, "target"], message: `is required for a fault step; name a target group${targetNames?.length ? ` (${someNames(targetNames)})` : ""}` });
         }
         const kind = step["fault"];
-        if (!present(step, "duration") && kind !== "ec2-terminate") {
+        if (!present(step, "duration") && kind !== "ec2-terminate" && kind !== "ec2-reboot") {
           issues.push({
             path: [...at, "duration"],
             message:
               kind === "ec2-stop"
                 ? "is required for ec2-stop: how long the instances stay stopped before they are started again, e.g. duration: 5m"
+                : kind === NETWORK_DISRUPT_KIND
+                ? "is required for aws-network-disrupt: how long the subnets stay cut off before their own network ACLs are restored, e.g. duration: 10m"
                 : "is required for a fault step: how long the fault lasts, e.g. duration: 2m",
           });
         }
         const params = step["params"] ?? {};
+        if (kind === NETWORK_DISRUPT_KIND) {
+          const parsed = parseNetworkDisruptParams(params);
+          if (!parsed.ok) for (const issue of parsed.issues) issues.push({ path: [...at, "params", ...issue.path], message: issue.message });
+        }
         if (typeof kind === "string" && isCloudFaultKind(kind)) {
           const given = rec(params);
-          if (given === undefined || Object.keys(given).length > 0) {
+          if (kind !== NETWORK_DISRUPT_KIND && (given === undefined || Object.keys(given).length > 0)) {
             issues.push({ path: [...at, "params"], message: `${kind} takes no params; remove params (it acts on every instance the target group resolves to)` });
           }
           const target = step["target"];
@@ -340,7 +347,7 @@ function toModel(input: ExperimentInput): Experiment {
         fault: s.fault,
         target: s.target!,
         params: (s.params ?? {}) as JsonObject,
-        // ec2-terminate needs no duration: the step ends once the kill is done.
+        // ec2-terminate and ec2-reboot need no duration: the step ends once the call is done.
         durationMs: s.duration === undefined ? 0 : mustParse(parseDurationText(s.duration)),
         startAfter,
       };

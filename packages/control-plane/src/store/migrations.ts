@@ -359,6 +359,34 @@ const MIGRATIONS: readonly string[] = [
   CREATE INDEX cloud_reverts_run ON cloud_reverts(run_id);
   CREATE INDEX cloud_reverts_open ON cloud_reverts(state, next_attempt_at) WHERE state IN ('pending', 'reverting');
   `,
+  `
+  -- ec2-reboot: the ledger's action may be 'reboot' (SQLite can't alter a CHECK: the table is rebuilt).
+  CREATE TABLE termination_ledger_new (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    group_name TEXT,
+    instance_id TEXT NOT NULL,
+    region TEXT NOT NULL,
+    action TEXT NOT NULL CHECK (action IN ('terminate', 'stop', 'start', 'reboot')),
+    call TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    run_id TEXT,
+    schedule_id TEXT,
+    decided_at INTEGER NOT NULL,
+    completed_at INTEGER,
+    outcome TEXT NOT NULL CHECK (outcome IN ('pending', 'ok', 'failed', 'unknown')),
+    error TEXT,
+    prev_id INTEGER
+  );
+  INSERT INTO termination_ledger_new SELECT id, group_name, instance_id, region, action, call, actor, run_id, schedule_id, decided_at, completed_at, outcome, error, prev_id FROM termination_ledger;
+  DROP TABLE termination_ledger;
+  ALTER TABLE termination_ledger_new RENAME TO termination_ledger;
+  CREATE INDEX termination_ledger_group ON termination_ledger(region, group_name, decided_at);
+  CREATE INDEX termination_ledger_run ON termination_ledger(run_id);
+  CREATE UNIQUE INDEX termination_ledger_chain ON termination_ledger(region, group_name, prev_id)
+    WHERE action = 'terminate' AND group_name IS NOT NULL AND outcome IN ('pending', 'ok', 'unknown');
+  CREATE UNIQUE INDEX termination_ledger_once ON termination_ledger(region, instance_id)
+    WHERE action = 'terminate' AND outcome IN ('pending', 'ok', 'unknown');
+  `,
 ];
 
 /**
