@@ -529,10 +529,20 @@ export function createRunner(options: RunnerOptions): Runner {
       // end of the duration (or on abort) the journal's reconciler starts them again, until AWS confirms.
       if (!options.cloud) return void (await this.abort(`step ${step.name}: the control plane has no cloud-revert journal configured, so it can't stop instances it could not start again`, "failure"));
       const results = await aws.stop(instances, { ...ctx, step: step.name, revertDueAt: Date.now() + step.durationMs });
+      await this.holdThenRevertCloud(step, results, `stopped ${plural(results.length, "instance")} for ${formatDuration(step.durationMs)}; started again (confirmed by AWS)`);
+    }
+
+    /**
+     * The rest of a reversible cloud step once its actions are made: records them, holds the step
+     * for its duration, then wants its reverts and waits for AWS to confirm them (an abort on the
+     * way reverts them instead; a failed action or an unconfirmed revert aborts the run).
+     */
+    private async holdThenRevertCloud(step: PlannedStep, results: InstanceActionResult[], endedMessage: string): Promise<void> {
+      const cloud = options.cloud!;
       if (this.aborting) {
-        // Stops made after the abort wanted this run's reverts: want theirs too (the sweep would, once the run ends).
-        options.cloud.journal.requestRevert({ runId: this.run.id, step: step.name }, `run ${this.run.id} aborting`, Date.now());
-        options.cloud.reconciler.kick();
+        // Actions made after the abort wanted this run's reverts: want theirs too (the sweep would, once the run ends).
+        cloud.journal.requestRevert({ runId: this.run.id, step: step.name }, `run ${this.run.id} aborting`, Date.now());
+        cloud.reconciler.kick();
       }
       const failed = this.recordCloud(step, results);
       if (failed.length > 0) {
@@ -545,7 +555,7 @@ export function createRunner(options: RunnerOptions): Runner {
       if (unconfirmed.length > 0) {
         return void (await this.abort(`step ${step.name}: ${describeCloudReverts(unconfirmed)}`, "failure"));
       }
-      this.event({ type: "step-ended", step: step.name, message: `stopped ${plural(results.length, "instance")} for ${formatDuration(step.durationMs)}; started again (confirmed by AWS)` });
+      this.event({ type: "step-ended", step: step.name, message: endedMessage });
     }
 
     /**
@@ -568,22 +578,11 @@ export function createRunner(options: RunnerOptions): Runner {
       } catch (err) {
         results = [{ instanceId: "-", action: "disrupt", ok: false, refusedBy: "aws", error: (err as Error).message }];
       }
-      if (this.aborting) {
-        options.cloud.journal.requestRevert({ runId: this.run.id, step: step.name }, `run ${this.run.id} aborting`, Date.now());
-        options.cloud.reconciler.kick();
-      }
-      const failed = this.recordCloud(step, results);
-      if (failed.length > 0) {
-        return void (await this.abort(`step ${step.name}: ${failed.map((r) => `${r.instanceId}: ${r.error ?? "failed"}`).join("; ")}`, "failure"));
-      }
-      await this.sleep(step.durationMs);
-      if (this.aborting) return; // the abort restores them
-      const unconfirmed = await this.revertCloud(step.name, `step ${step.name} ended (${formatDuration(step.durationMs)})`);
-      if (this.aborting) return;
-      if (unconfirmed.length > 0) {
-        return void (await this.abort(`step ${step.name}: ${describeCloudReverts(unconfirmed)}`, "failure"));
-      }
-      this.event({ type: "step-ended", step: step.name, message: `cut off ${plural(results.length, "subnet")} for ${formatDuration(step.durationMs)}; original network ACLs restored and the run's deleted (confirmed by AWS)` });
+      await this.holdThenRevertCloud(
+        step,
+        results,
+        `cut off ${plural(results.length, "subnet")} for ${formatDuration(step.durationMs)}; original network ACLs restored and the run's deleted (confirmed by AWS)`,
+      );
     }
 
     /**
