@@ -68,6 +68,8 @@ export interface ControlPlane {
   readonly caFingerprint: string | undefined;
   /** Every HTTP route served, with the permission it requires. */
   httpRoutes(): RouteEntry[];
+  /** The agent hub (in-process embedding and tests: watch faults, connections). */
+  readonly hub: AgentHub;
   /** Ends every agent stream, stops both listeners and closes the store. Idempotent. */
   close(): Promise<void>;
 }
@@ -291,6 +293,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       adminTokenFile: join(config.dataDir, ADMIN_TOKEN_FILE),
       caFingerprint: tls.caFingerprint,
       httpRoutes: () => app.auth.routes(),
+      hub,
       close() {
         closing ??= shutdown().then(() => log.info("control plane stopped"));
         return closing;

@@ -131,30 +131,42 @@ export function createFaultService(options: FaultServiceOptions): FaultService {
   }
 
   /**
-   * Resolves with `evaluate()`'s first defined value, re-evaluated on every fault change and when
-   * the agent disconnects; undefined after `timeoutMs`.
+   * Waits until every fault of `faultIds` (all on `agentId`) satisfies `done`, the agent
+   * disconnects, or `timeoutMs` passes; resolves with the faults as stored then (those still in the
+   * store). Watches only these faults (O(1) per fault event however many starts are pending), and
+   * before concluding at the timeout lets the hub record the events already received, so that an
+   * ack that arrived in time is never reported missing because the control plane was busy.
    */
-  function waitFor<T>(agentId: string, evaluate: () => T | undefined, timeoutMs: number): Promise<T | undefined> {
-    const first = evaluate();
-    if (first !== undefined) return Promise.resolve(first);
+  function waitForFaults(agentId: string, faultIds: readonly string[], done: (fault: FaultRecord) => boolean, timeoutMs: number): Promise<FaultRecord[]> {
+    const current = () => faultIds.map((id) => store.getFault(id)).filter((f): f is FaultRecord => f !== undefined);
+    const remaining = new Set(current().filter((f) => !done(f)).map((f) => f.id));
+    if (remaining.size === 0) return Promise.resolve(current());
     return new Promise((resolve) => {
-      const finish = (value: T | undefined) => {
+      const unwatch: (() => void)[] = [];
+      let finished = false;
+      const finish = () => {
+        if (finished) return;
+        finished = true;
         clearTimeout(timer);
-        hub.events.off("fault", onFault);
-        hub.events.off("disconnected", onDisconnected);
-        resolve(value);
+        for (const off of unwatch) off();
+        resolve(current());
       };
-      const onFault = () => {
-        const value = evaluate();
-        if (value !== undefined) finish(value);
-      };
-      const onDisconnected = (id: string) => {
-        if (id === agentId) finish(evaluate());
-      };
-      const timer = setTimeout(() => finish(undefined), timeoutMs);
-      hub.events.on("fault", onFault);
-      hub.events.on("disconnected", onDisconnected);
+      for (const id of remaining) {
+        unwatch.push(
+          hub.watchFault(id, ({ fault }) => {
+            if (done(fault) && remaining.delete(fault.id) && remaining.size === 0) finish();
+          }),
+        );
+      }
+      unwatch.push(hub.watchDisconnect(agentId, finish));
+      const timer = setTimeout(() => void hub.drained().then(finish), timeoutMs);
     });
+  }
+
+  /** The fault once `done`, else undefined (see {@link waitForFaults}). */
+  async function waitForFault(agentId: string, faultId: string, done: (fault: FaultRecord) => boolean, timeoutMs: number): Promise<FaultRecord | undefined> {
+    const [fault] = await waitForFaults(agentId, [faultId], done, timeoutMs);
+    return fault && done(fault) ? fault : undefined;
   }
 
   function parseStartBody(body: unknown): { kind: string; params: JsonObject; durationMs: number; runId: string | null } {
@@ -301,15 +313,9 @@ export function createFaultService(options: FaultServiceOptions): FaultService {
       );
       throw new ApiError(409, "agent_not_connected", `agent ${JSON.stringify(agentId)} disconnected just now; the fault was not sent. Retry once it has reconnected`);
     }
-    log.info({ faultId: id, agentId, kind: request.kind, durationMs: request.durationMs, actor: startOptions.actor }, "fault sent to agent");
-    const acked = await waitFor(
-      agentId,
-      () => {
-        const fault = store.getFault(id);
-        return fault && fault.state !== "pending" ? fault : undefined;
-      },
-      ackTimeoutMs,
-    );
+    // A run logs its steps; one line per host of a 10,000-host step would drown the log.
+    log[startOptions.fromRun === undefined ? "info" : "debug"]({ faultId: id, agentId, kind: request.kind, durationMs: request.durationMs, actor: startOptions.actor }, "fault sent to agent");
+    const acked = await waitForFault(agentId, id, (f) => f.state !== "pending", ackTimeoutMs);
     if (!acked) {
       log.warn({ faultId: id, agentId, ackTimeoutMs }, "agent did not acknowledge the fault in time");
       return { fault: store.getFault(id) ?? created, acknowledged: false };
@@ -344,14 +350,7 @@ export function createFaultService(options: FaultServiceOptions): FaultService {
       log.warn({ faultId, agentId }, `agent not connected (${since(agent)}): the stop is recorded and sent when it reconnects; its lease reverts the fault within ${formatDuration(options.leaseTtlMs)} of losing the link`);
       return { fault: store.getFault(faultId) ?? fault, acknowledged: false };
     }
-    const ended = await waitFor(
-      agentId,
-      () => {
-        const current = store.getFault(faultId);
-        return current && current.endedAt !== null ? current : undefined;
-      },
-      ackTimeoutMs * 2,
-    );
+    const ended = await waitForFault(agentId, faultId, (f) => f.endedAt !== null, ackTimeoutMs * 2);
     return ended ? { fault: ended, acknowledged: true } : { fault: store.getFault(faultId) ?? fault, acknowledged: false };
   }
 
@@ -360,14 +359,7 @@ export function createFaultService(options: FaultServiceOptions): FaultService {
     const sent = hub.send(fault.agentId, { case: "stopFault", value: { faultId: fault.id, reason: RevertReason.STOPPED } });
     if (!sent) return { fault, acknowledged: false };
     log.info({ faultId: fault.id, agentId: fault.agentId }, "stop sent again for a fault whose revert failed: the agent tries the revert again");
-    const reverted = await waitFor(
-      fault.agentId,
-      () => {
-        const current = store.getFault(fault.id);
-        return current && current.state !== "revert_failed" ? current : undefined;
-      },
-      ackTimeoutMs * 2,
-    );
+    const reverted = await waitForFault(fault.agentId, fault.id, (f) => f.state !== "revert_failed", ackTimeoutMs * 2);
     return reverted ? { fault: reverted, acknowledged: true } : { fault: store.getFault(fault.id) ?? fault, acknowledged: false };
   }
 
@@ -378,9 +370,7 @@ export function createFaultService(options: FaultServiceOptions): FaultService {
     const sent = hub.send(agentId, { case: "stopAll", value: { reason: RevertReason.STOPPED, message: stoppedBy(actor) } });
     log.info({ agentId, faults: active.length, sent }, sent ? "stop-all sent to agent" : "agent not connected: the stops are recorded and sent when it reconnects");
     if (!sent) return active.map((id) => store.getFault(id)).filter((f): f is FaultRecord => f !== undefined);
-    const current = () => active.map((id) => store.getFault(id)).filter((f): f is FaultRecord => f !== undefined);
-    await waitFor(agentId, () => (current().every((f) => f.endedAt !== null) ? true : undefined), ackTimeoutMs * 2);
-    return current();
+    return waitForFaults(agentId, active, (f) => f.endedAt !== null, ackTimeoutMs * 2);
   }
 
   return { start, stop, stopAll, requireAgent };

@@ -20,6 +20,10 @@ export interface Metrics {
   readonly revertsAssumed: Counter<"kind">;
   /** Counts StopFault messages sent again (on a reconnect or a retry) for stops still unconfirmed. */
   readonly stopsResent: Counter<"when">;
+  /** Fault events received and not recorded yet (the hub records them in short slices). */
+  readonly faultEventQueue: Gauge;
+  /** Counts PROGRESS events replaced, while still queued, by a newer PROGRESS of the same fault. */
+  readonly progressCoalesced: Counter;
 }
 
 /** Creates the registry; gauges read the store (and the cloud-revert journal, when given) when scraped. */
@@ -93,6 +97,16 @@ export function createMetrics(store: Store, options: { cloud?: CloudJournal } = 
       this.set(store.countStopsWanted());
     },
   });
+  const faultEventQueue = new Gauge({
+    name: "firedrill_fault_event_queue",
+    help: "Fault events received from agents and not recorded yet (recorded in slices of a few ms, one transaction each).",
+    registers: [registry],
+  });
+  const progressCoalesced = new Counter({
+    name: "firedrill_fault_progress_coalesced_total",
+    help: "PROGRESS events replaced, while still waiting to be recorded, by a newer PROGRESS of the same fault.",
+    registers: [registry],
+  });
   const cloud = options.cloud;
   if (cloud) {
     new Gauge({
@@ -107,5 +121,5 @@ export function createMetrics(store: Store, options: { cloud?: CloudJournal } = 
       },
     });
   }
-  return { registry, faultEvents, agentConnections, agentMessagesDropped, agentRefusals, revertFailures, revertsAssumed, stopsResent };
+  return { registry, faultEvents, agentConnections, agentMessagesDropped, agentRefusals, revertFailures, revertsAssumed, stopsResent, faultEventQueue, progressCoalesced };
 }

@@ -134,9 +134,9 @@ export function createRunner(options: RunnerOptions): Runner {
 
   function interruptedReason(runId: string): string {
     const parts: string[] = [];
-    const hostFaults = store.listFaults({ runId, limit: 10_000 }).filter((f) => f.endedAt === null && f.state !== "failed");
-    if (hostFaults.length > 0) {
-      parts.push(`its ${plural(hostFaults.length, "fault")} on hosts ${hostFaults.length === 1 ? "is" : "are"} stopped as their agents reconnect, or reverted by the agents' leases (TTL ${formatDuration(options.leaseTtlMs)})`);
+    const hostFaults = store.countUnendedFaultsOfRun(runId);
+    if (hostFaults > 0) {
+      parts.push(`its ${plural(hostFaults, "fault")} on hosts ${hostFaults === 1 ? "is" : "are"} stopped as their agents reconnect, or reverted by the agents' leases (TTL ${formatDuration(options.leaseTtlMs)})`);
     }
     const cloud = options.cloud?.journal.list({ runId, states: ["pending", "reverting"] }) ?? [];
     if (cloud.length > 0) {
@@ -182,13 +182,7 @@ export function createRunner(options: RunnerOptions): Runner {
     return parseExperimentForApi(specYaml);
   }
 
-  function hostFaults(): Map<string, string[]> {
-    const map = new Map<string, string[]>();
-    for (const fault of store.listFaults({ state: "active", limit: 10_000 })) {
-      map.set(fault.agentId, [...(map.get(fault.agentId) ?? []), fault.kind]);
-    }
-    return map;
-  }
+  const hostFaults = (): Map<string, string[]> => store.activeFaultKindsByAgent();
 
   async function plan(specYaml: string, planOptions: RunScopeOptions = {}): Promise<{ experiment: Experiment; plan: RunPlan }> {
     const experiment = await parse(specYaml);
@@ -286,6 +280,8 @@ export function createRunner(options: RunnerOptions): Runner {
     private readonly stepByFault = new Map<string, string>();
     /** The run's faults not ended yet, per agent (so a disconnect is checked without a scan). */
     private readonly liveByAgent = new Map<string, Set<string>>();
+    /** When each fault's last measurement went on the timeline (they are throttled per fault). */
+    private readonly measuredAt = new Map<string, number>();
     private readonly inFlight = new Set<Promise<unknown>>();
     private readonly abortWaiters = new Set<() => void>();
     private readonly log: Logger;
@@ -399,6 +395,10 @@ export function createRunner(options: RunnerOptions): Runner {
       if (fault.endedAt !== null) this.liveByAgent.get(fault.agentId)?.delete(fault.id);
       const base = { step: this.stepByFault.get(fault.id) ?? null, agentId: fault.agentId, faultId: fault.id };
       if (cause === "progress" && fault.measurements) {
+        // The fault record keeps the latest measurements; the timeline gets at most one per fault every MEASUREMENT_EVERY_MS.
+        const now = Date.now();
+        if (now - (this.measuredAt.get(fault.id) ?? -Infinity) < MEASUREMENT_EVERY_MS) return;
+        this.measuredAt.set(fault.id, now);
         this.event({ ...base, type: "measurement", message: formatMeasurements(fault.measurements), data: fault.measurements });
       } else if (cause === "started") {
         this.event({ ...base, type: "fault-started", message: `${fault.kind} running on ${fault.agentId}` });
@@ -452,7 +452,14 @@ export function createRunner(options: RunnerOptions): Runner {
         return;
       }
       if (step.fault && isCloudFaultKind(step.fault)) return this.runCloudStep(step);
-      const ids = await Promise.all(step.hosts.map((host) => this.startFault(step, host.id)));
+      // Sent in chunks, yielding between them: on a 10,000-host step, lease renewals and the acks
+      // coming back keep flowing while the rest is sent.
+      const starting: Promise<string | undefined>[] = [];
+      for (let i = 0; i < step.hosts.length && !this.aborting; i += START_CHUNK) {
+        if (i > 0) await new Promise((resolve) => setImmediate(resolve));
+        for (const host of step.hosts.slice(i, i + START_CHUNK)) starting.push(this.startFault(step, host.id));
+      }
+      const ids = await Promise.all(starting);
       const faultIds = ids.filter((id): id is string => id !== undefined);
       if (this.aborting) return;
       // The agents end their faults at the duration; wait for every revert ack (bounded).
@@ -688,7 +695,12 @@ export function createRunner(options: RunnerOptions): Runner {
         // Starts still waiting for their ack are stopped as soon as they are known.
         await Promise.race([Promise.allSettled([...this.inFlight]), sleep(options.ackTimeoutMs + 1000)]);
         const pending = [...this.stepByFault.keys()].map((id) => store.getFault(id)).filter((f): f is FaultRecord => f !== undefined && f.endedAt === null);
-        for (const fault of pending) this.stopFault(fault);
+        const halt = this.aborting?.kind === "halt";
+        await hub.requestStopMany(
+          pending.map((f) => f.id),
+          halt ? "halt" : "aborted",
+          `run ${this.run.id} ${halt ? "halted" : "aborting"}: ${clip(reason, 300)}`,
+        );
         // Cloud actions are reverted at the same time, through the journal (retried until AWS confirms).
         const cloudReverts = this.revertCloud(null, `run ${this.run.id} aborting: ${clip(reason, 300)}`);
         const ended = await this.waitForEnd(pending.map((f) => f.id), revertWaitMs, false);
@@ -745,9 +757,7 @@ export function createRunner(options: RunnerOptions): Runner {
     // Recorded per fault, so that agents not connected now get the stop when they reconnect.
     hub.requestStops({}, "halt", clip(`halt by ${actor}: ${reason}`, 500));
     // Every connected agent reverts everything it holds, in or out of a run.
-    for (const agent of store.listAgents()) {
-      if (hub.isConnected(agent.id)) hub.send(agent.id, { case: "stopAll", value: { reason: RevertReason.HALT, message: `halt by ${actor}: ${reason}` } });
-    }
+    hub.broadcast({ case: "stopAll", value: { reason: RevertReason.HALT, message: `halt by ${actor}: ${reason}` } });
     // Every cloud action still in effect, in a run or not, is reverted too (the journal retries until AWS confirms).
     if (options.cloud) {
       try {
@@ -788,6 +798,11 @@ export function createRunner(options: RunnerOptions): Runner {
     },
   };
 }
+
+/** Faults of a step sent per turn of the event loop. */
+const START_CHUNK = 250;
+/** At most one measurement per fault on the timeline this often (the fault keeps its latest). */
+export const MEASUREMENT_EVERY_MS = 10_000;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());

@@ -130,6 +130,50 @@ describe("agent hub", () => {
     expect((await agentJson("quiet")).connected).toBe(false);
   });
 
+  it("does not close a link for silence that was its own event loop's stall", async () => {
+    tcp = await startTestControlPlane();
+    const agent = connect("patient");
+    agent.hello();
+    await agent.next("welcome");
+    await agent.next("leaseRenewal");
+    let disconnected = false;
+    tcp.cp.hub.events.on("disconnected", () => (disconnected = true));
+    // The whole process (control plane and agent alike) stalls for 4 inactivity limits (600 ms):
+    // the agent's heartbeats resume right after; the link must survive.
+    const until = Date.now() + 2400;
+    while (Date.now() < until) {
+      // busy: nothing else runs
+    }
+    await agent.next("leaseRenewal", 3000);
+    await agent.next("leaseRenewal", 3000);
+    expect(disconnected).toBe(false);
+    expect((await agentJson("patient")).connected).toBe(true);
+  });
+
+  it("records a burst of events in order; the latest PROGRESS wins; acks are watched per fault", async () => {
+    tcp = await startTestControlPlane();
+    const agent = connect();
+    agent.hello();
+    await agent.next("welcome");
+    const id = await startFault("agent-1", agent);
+    const seen: string[] = [];
+    const unwatch = tcp.cp.hub.watchFault(id, ({ cause }) => seen.push(cause));
+    for (let i = 1; i <= 300; i++) agent.event(id, FaultEventType.PROGRESS, { measurements: { cpu_percent: i }, time: timestampFromMs(Date.now() + i) });
+    agent.event(id, FaultEventType.REVERTED, { reason: RevertReason.DURATION, time: timestampFromMs(Date.now() + 1000) });
+    const f = await until("reverted", async () => {
+      const shown = await faultJson(id);
+      return shown.fault.state === "reverted" ? shown : undefined;
+    });
+    await tcp.cp.hub.drained();
+    unwatch();
+    expect(f.fault.measurements).toEqual({ cpu_percent: 300 });
+    // Coalesced or not, the PROGRESS events come before the end, and the end is the last change.
+    expect(seen.at(-1)).toBe("reverted");
+    expect(seen.slice(0, -1).every((c) => c === "progress")).toBe(true);
+    expect(f.events.at(-1)!.type).toBe("reverted");
+    expect(f.events.filter((e) => e.type === "progress").length).toBeGreaterThanOrEqual(1);
+  });
+
   it("reconciles held faults on reconnect after the grace period; flushed events win", async () => {
     tcp = await startTestControlPlane({ reconcileGraceMs: 500 });
     const first = connect();

@@ -2,6 +2,16 @@
  * The agent hub: one gRPC `AgentService.Connect` stream per agent. It authenticates the join token,
  * answers Hello with Welcome, renews the agent's lease every heartbeat interval (the agent's
  * dead-man switch), records fault events, and reconciles the store with the faults the agent holds.
+ *
+ * Built for fleets of 10,000 agents on one event loop (docs/architecture.md, "Fleet scale"):
+ * - fault events are queued as they arrive and recorded in slices of at most a few milliseconds,
+ *   one SQLite transaction per slice, so lease renewals and heartbeats are never starved; a
+ *   PROGRESS still queued is replaced by the next one of the same fault (at most one per fault);
+ * - whoever waits for a fault's ack or end watches that fault ({@link AgentHub.watchFault}): an
+ *   event costs O(1) however many faults are pending;
+ * - "agent last heard" is written once a second for all agents in one transaction;
+ * - the inactivity check does not count time the event loop itself was stalled (messages that
+ *   sat unread in socket buffers meanwhile are not silence).
  */
 import { EventEmitter } from "node:events";
 import { create } from "@bufbuild/protobuf";
@@ -14,6 +24,7 @@ import {
   ConnectResponseSchema,
   REFUSAL_METADATA_KEY,
   FaultState as HeldFaultState,
+  FaultEventType as ProtoEventType,
   RevertReason,
   durationFromMs,
   formatDuration,
@@ -30,6 +41,7 @@ import { createPreviewRequests } from "./previews.js";
 import type { AgentPreview } from "./previews.js";
 import { createStopKeeper } from "./stop-keeper.js";
 import type { StopRequest } from "./stop-keeper.js";
+import { createStallTracker } from "./stall-tracker.js";
 
 /** A change to a fault, announced to in-process listeners (e.g. HTTP requests awaiting an ack). */
 export interface FaultUpdate {
@@ -72,6 +84,8 @@ export interface AgentHubOptions {
   helloTimeoutMs?: number;
   /** How often a stop not confirmed yet is sent again on a live link. @default 2000 */
   stopRetryMs?: number;
+  /** Longest slice of queued fault events recorded in one go before yielding the event loop. @default 8 */
+  eventSliceMs?: number;
 }
 
 /** The agent hub. */
@@ -106,6 +120,29 @@ export interface AgentHub {
    * per fault. Returns how many faults it marked.
    */
   requestStops(which: { agentId?: string }, reason: StopReason, by: string): number;
+  /**
+   * Records stops for many faults (one transaction per thousand) and sends StopFault to those whose
+   * agent is connected, yielding the event loop between chunks. Resolves with how many were
+   * wanted (not ended yet) and how many went out on a live link; the rest are re-sent like
+   * {@link requestStop}'s.
+   */
+  requestStopMany(faultIds: readonly string[], reason: StopReason, by: string): Promise<{ wanted: number; sent: number }>;
+  /** Sends a message to every connected agent; returns how many. */
+  broadcast(message: AgentMessage): number;
+  /** Ids of the agents connected now. */
+  connectedAgentIds(): string[];
+  /**
+   * Calls `listener` with every change to this fault (after it is stored), until the returned
+   * function is called. O(1) per event, however many faults are watched.
+   */
+  watchFault(faultId: string, listener: (update: FaultUpdate) => void): () => void;
+  /** Calls `listener` when this agent's stream ends, until the returned function is called. */
+  watchDisconnect(agentId: string, listener: () => void): () => void;
+  /**
+   * Resolves once every fault event received so far is recorded (the queue drained): e.g. before
+   * concluding that an ack did not arrive in time.
+   */
+  drained(): Promise<void>;
   /** Ends every stream (status UNAVAILABLE) and stops all timers. */
   close(): void;
 }
@@ -185,6 +222,139 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
   const byAgent = new Map<string, Session>();
   let serial = 0;
   let closing = false;
+  const faultWatchers = new Map<string, Set<(update: FaultUpdate) => void>>();
+  const disconnectWatchers = new Map<string, Set<() => void>>();
+  const stalls = createStallTracker();
+  const eventSliceMs = options.eventSliceMs ?? 8;
+
+  /** Announces a stored change: to the hub's listeners, then to whoever watches that fault. */
+  function announce(update: FaultUpdate): void {
+    try {
+      events.emit("fault", update);
+    } catch (err) {
+      log.error({ err, faultId: update.fault.id }, "a fault listener failed");
+    }
+    const watchers = faultWatchers.get(update.fault.id);
+    if (!watchers) return;
+    for (const watcher of [...watchers]) {
+      try {
+        watcher(update);
+      } catch (err) {
+        log.error({ err, faultId: update.fault.id }, "a fault watcher failed");
+      }
+    }
+  }
+
+  function watch<K, V>(map: Map<K, Set<V>>, key: K, value: V): () => void {
+    let set = map.get(key);
+    if (!set) map.set(key, (set = new Set()));
+    set.add(value);
+    return () => {
+      const current = map.get(key);
+      if (!current) return;
+      current.delete(value);
+      if (current.size === 0) map.delete(key);
+    };
+  }
+
+  // Fault events wait here between their arrival and their recording (see the file's comment).
+  interface QueuedEvent {
+    session: Session;
+    agentId: string;
+    event: FaultEvent;
+    receivedAt: number;
+  }
+  let queue: QueuedEvent[] = [];
+  let queueHead = 0;
+  /** Index in `queue` of the PROGRESS of each fault still waiting to be recorded. */
+  const queuedProgress = new Map<string, number>();
+  let drainScheduled = false;
+  let drainedWaiters: (() => void)[] = [];
+
+  function enqueue(session: Session, agentId: string, event: FaultEvent, receivedAt: number): void {
+    if (event.type === ProtoEventType.PROGRESS && event.faultId.length <= 128) {
+      const at = queuedProgress.get(event.faultId);
+      const queued = at === undefined ? undefined : queue[at];
+      if (queued && queued.agentId === agentId) {
+        queued.event = event;
+        queued.receivedAt = receivedAt;
+        metrics.progressCoalesced.inc();
+        return;
+      }
+      queuedProgress.set(event.faultId, queue.length);
+    }
+    queue.push({ session, agentId, event, receivedAt });
+    metrics.faultEventQueue.set(queue.length - queueHead);
+    scheduleDrain();
+  }
+
+  function scheduleDrain(): void {
+    if (drainScheduled) return;
+    drainScheduled = true;
+    setImmediate(drain);
+  }
+
+  const recordSlice = store.db.transaction((deadline: number): void => {
+    let n = 0;
+    while (queueHead < queue.length) {
+      // The clock is read every 32 events: a slice ends within a few events of its deadline.
+      if (n > 0 && n % 32 === 0 && performance.now() >= deadline) break;
+      const item = queue[queueHead]!;
+      queue[queueHead] = undefined as unknown as QueuedEvent;
+      queueHead += 1;
+      n += 1;
+      if (item.event.type === ProtoEventType.PROGRESS && queuedProgress.get(item.event.faultId) === queueHead - 1) queuedProgress.delete(item.event.faultId);
+      try {
+        onFaultEvent(item.session, item.agentId, item.event, item.receivedAt);
+      } catch (err) {
+        item.session.log.error({ err, faultId: item.event.faultId.slice(0, 100) }, "failed to record a fault event");
+        end(item.session, { code: grpc.status.INTERNAL, details: "the control plane failed to handle a message; see its log" });
+      }
+    }
+  });
+
+  function drain(): void {
+    drainScheduled = false;
+    if (!store.db.open) return;
+    try {
+      recordSlice(performance.now() + eventSliceMs);
+    } catch (err) {
+      log.error({ err }, "failed to record a slice of fault events; retrying");
+    }
+    if (queueHead >= queue.length) {
+      queue = [];
+      queueHead = 0;
+      queuedProgress.clear();
+      metrics.faultEventQueue.set(0);
+      const waiters = drainedWaiters;
+      drainedWaiters = [];
+      for (const wake of waiters) wake();
+      return;
+    }
+    if (queueHead > 4096 && queueHead * 2 > queue.length) {
+      queue = queue.slice(queueHead);
+      for (const [faultId, at] of queuedProgress) queuedProgress.set(faultId, at - queueHead);
+      queueHead = 0;
+    }
+    metrics.faultEventQueue.set(queue.length - queueHead);
+    scheduleDrain();
+  }
+
+  // When each agent was last heard, written for all of them once a second.
+  let touched = new Map<string, number>();
+  const touchTimer = setInterval(flushTouched, 1000);
+  touchTimer.unref();
+  function flushTouched(): void {
+    if (touched.size === 0 || !store.db.open) return;
+    const batch = touched;
+    touched = new Map();
+    try {
+      store.touchAgents(batch);
+    } catch (err) {
+      log.error({ err }, "could not record when agents were last heard; retrying");
+      for (const [id, at] of batch) if (!touched.has(id)) touched.set(id, at);
+    }
+  }
   const stops = createStopKeeper({
     store,
     metrics,
@@ -200,7 +370,7 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
       return session ? write(session, { case: "stopFault", value: { faultId, reason } }) : false;
     },
     isConnected: (agentId) => byAgent.has(agentId),
-    closed: (fault) => events.emit("fault", { fault, cause: "lease-assumed" }),
+    closed: (fault) => announce({ fault, cause: "lease-assumed" }),
   });
 
   const previews = createPreviewRequests({
@@ -264,9 +434,12 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
     if (agentId !== undefined && byAgent.get(agentId) === session) {
       byAgent.delete(agentId);
       previews.disconnected(agentId);
+      touched.delete(agentId);
       store.markAgentDisconnected(agentId, Date.now());
       session.log.info("agent disconnected");
       events.emit("disconnected", agentId);
+      const watchers = disconnectWatchers.get(agentId);
+      if (watchers) for (const watcher of [...watchers]) watcher();
     }
   }
 
@@ -340,13 +513,17 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
     timer(
       session,
       () => {
-        const silentMs = Date.now() - session.lastMessageAt;
-        if (silentMs > inactivityMs) {
-          end(session, {
-            code: grpc.status.UNAVAILABLE,
-            details: `nothing arrived from the agent for ${formatDuration(silentMs)} (limit ${formatDuration(inactivityMs)}); closing the link, reconnect to resume`,
+        if (silence(session) > inactivityMs) {
+          // Read what sits in the socket buffers first (the poll phase runs before setImmediate):
+          // after a stall of this process, the agent's heartbeats are there, not missing.
+          setImmediate(() => {
+            const silentMs = silence(session);
+            if (session.closed || silentMs <= inactivityMs) return;
+            end(session, {
+              code: grpc.status.UNAVAILABLE,
+              details: `nothing arrived from the agent for ${formatDuration(silentMs)} (limit ${formatDuration(inactivityMs)}); closing the link, reconnect to resume`,
+            });
           });
-          return;
         }
         write(session, { case: "leaseRenewal", value: { leaseTtl: durationFromMs(leaseTtlMs) } });
       },
@@ -407,13 +584,18 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
       if (result.changed && result.fault) {
         stops.ended(fault.id);
         session.log.warn({ faultId: fault.id, kind: fault.kind }, "agent no longer holds a fault; marked reverted (reason unknown)");
-        events.emit("fault", { fault: result.fault, cause: "reconciled" });
+        announce({ fault: result.fault, cause: "reconciled" });
       }
     }
   }
 
-  function onFaultEvent(session: Session, agentId: string, event: FaultEvent): void {
+  /** How long the agent has been silent, not counting the time this process's event loop was stalled. */
+  function silence(session: Session): number {
     const now = Date.now();
+    return now - session.lastMessageAt - stalls.stalledSince(session.lastMessageAt, now);
+  }
+
+  function onFaultEvent(session: Session, agentId: string, event: FaultEvent, now: number): void {
     const input = faultEventFromProto(agentId, boundedEvent(event), now);
     if (!input) {
       session.log.warn({ faultId: event.faultId.slice(0, 100) }, "ignoring a fault event with an unspecified type");
@@ -440,7 +622,10 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
       session.log.debug({ faultId: input.faultId, type: input.type }, "duplicate fault event ignored");
       return;
     }
-    session.log.info(
+    // One line per fault event at info would be tens of thousands per run on a large fleet: the
+    // store keeps every event (GET /api/v1/faults/ID); the log keeps what needs a look.
+    const notable = input.type === "failed" || input.type === "revert_failed" || (input.type === "reverted" && input.reason !== "duration" && input.reason !== "stopped" && input.reason !== "aborted" && input.reason !== "halt");
+    session.log[notable ? "info" : "debug"](
       { faultId: input.faultId, type: input.type, state: result.fault.state, reason: input.reason ?? undefined, error: input.error ?? undefined },
       "fault event",
     );
@@ -449,7 +634,7 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
       metrics.revertFailures.inc({ kind: result.fault.kind });
       session.log.error({ faultId: result.fault.id, kind: result.fault.kind, error: result.fault.error }, "the agent gave up reverting a fault: its effect may still be on the host");
     }
-    events.emit("fault", { fault: result.fault, cause: input.type });
+    announce({ fault: result.fault, cause: input.type });
   }
 
   function onMessage(session: Session, request: ConnectRequest): void {
@@ -483,13 +668,13 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
     const agentId = session.agentId;
     if (now - session.lastTouchAt >= 1000) {
       session.lastTouchAt = now;
-      store.touchAgent(agentId, now);
+      touched.set(agentId, now);
     }
     switch (message.case) {
       case "heartbeat":
         break;
       case "faultEvent":
-        onFaultEvent(session, agentId, message.value);
+        enqueue(session, agentId, message.value, now);
         break;
       case "faultPreview":
         previews.answer(agentId, message.value);
@@ -579,11 +764,40 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
     },
     requestStop: (faultId, reason, by) => stops.request(faultId, reason, by),
     requestStops: (which, reason, by) => store.requestStops(which, reason, by, Date.now()),
+    async requestStopMany(faultIds, reason, by) {
+      let wanted = 0;
+      let sent = 0;
+      for (let i = 0; i < faultIds.length; i += 1000) {
+        if (i > 0) await new Promise((resolve) => setImmediate(resolve));
+        for (const fault of store.requestStopMany(faultIds.slice(i, i + 1000), reason, by, Date.now())) {
+          wanted += 1;
+          if (stops.send(fault)) sent += 1;
+        }
+      }
+      log.info({ faults: faultIds.length, wanted, sent, reason, by }, "stops sent");
+      return { wanted, sent };
+    },
+    broadcast(message) {
+      let n = 0;
+      for (const session of byAgent.values()) if (write(session, message)) n += 1;
+      return n;
+    },
+    connectedAgentIds: () => [...byAgent.keys()],
+    watchFault: (faultId, listener) => watch(faultWatchers, faultId, listener),
+    watchDisconnect: (agentId, listener) => watch(disconnectWatchers, agentId, listener),
+    drained() {
+      if (queueHead >= queue.length && !drainScheduled) return Promise.resolve();
+      return new Promise((resolve) => drainedWaiters.push(resolve));
+    },
     preview: (agentId, kind, params, timeoutMs) => previews.request(agentId, kind, params, timeoutMs),
     close() {
       closing = true;
       previews.close();
       stops.close();
+      stalls.close();
+      clearInterval(touchTimer);
+      if (queueHead < queue.length) drain();
+      flushTouched();
       for (const session of [...open]) {
         end(session, { code: grpc.status.UNAVAILABLE, details: "the control plane is shutting down; reconnect later" });
       }

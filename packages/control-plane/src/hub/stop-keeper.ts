@@ -55,6 +55,8 @@ export interface StopRequest {
 export interface StopKeeper {
   /** Records that the fault is wanted ended (durably) and sends the stop now if its agent is connected. */
   request(faultId: string, reason: StopReason, by: string): StopRequest;
+  /** Sends the stop of a fault already marked wanted (e.g. by a batch) now; false when its agent is not connected. */
+  send(fault: FaultRecord): boolean;
   /** Records a stop without sending it (the caller sends, e.g. {@link afterWelcome} right after). */
   mark(faultId: string, reason: StopReason, by: string): void;
   /** Sends every stop still wanted for the agent: call right after its Welcome. Returns how many. */
@@ -157,6 +159,7 @@ export function createStopKeeper(options: StopKeeperOptions): StopKeeper {
     mark(faultId, reason, by) {
       store.requestStop(faultId, reason, by, Date.now());
     },
+    send: (fault) => send(fault, "request", Date.now()),
     afterWelcome,
     ended: (faultId) => void lastSent.delete(faultId),
     tick,

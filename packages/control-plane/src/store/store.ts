@@ -65,6 +65,8 @@ export interface Store {
   /** Inserts or updates an agent from its Hello and marks it connected. */
   upsertAgent(hello: AgentHello, now: number): AgentRecord;
   touchAgent(id: string, now: number): void;
+  /** Sets when each agent was last heard, in one transaction (never moves `lastSeen` back). */
+  touchAgents(seen: ReadonlyMap<string, number>): void;
   markAgentDisconnected(id: string, now: number): void;
   /** Marks every agent disconnected (at start-up and shut-down: no stream survives either). */
   markAllAgentsDisconnected(): number;
@@ -80,6 +82,15 @@ export interface Store {
   getFault(id: string): FaultRecord | undefined;
   listFaults(query?: FaultQuery): FaultRecord[];
   listActiveFaults(agentId: string): FaultRecord[];
+  /** The kind of every active fault, per agent: the whole fleet, no cap (for guardrails' per-host rules). */
+  activeFaultKindsByAgent(): Map<string, string[]>;
+  /** How many faults of a run have not ended and did not fail to start (its host faults still to revert). */
+  countUnendedFaultsOfRun(runId: string): number;
+  /**
+   * Records stops for many faults in one transaction (the first request per fault wins). Returns
+   * the faults whose stop is now wanted (not ended yet).
+   */
+  requestStopMany(faultIds: readonly string[], reason: StopReason, by: string, now: number): FaultRecord[];
   countActiveFaultsByKind(): Map<string, number>;
   /**
    * Stores an event and applies it to its fault; duplicates and events for ended faults change
@@ -166,7 +177,7 @@ const ACTIVE_SQL = "state IN ('pending', 'accepted', 'running')";
 const LISTED_ACTIVE_SQL = "state IN ('pending', 'accepted', 'running', 'revert_failed')";
 const STOP_WANTED_SQL = "stop_requested_at IS NOT NULL AND ended_at IS NULL";
 
-function toAgent(row: AgentRow): AgentRecord {
+export function toAgent(row: AgentRow): AgentRecord {
   return {
     id: row.id,
     hostname: row.hostname,
@@ -187,7 +198,7 @@ function toAgent(row: AgentRow): AgentRecord {
   };
 }
 
-function toFault(row: FaultRow): FaultRecord {
+export function toFault(row: FaultRow): FaultRecord {
   return {
     id: row.id,
     agentId: row.agent_id,
@@ -263,7 +274,7 @@ export function createStore(options: StoreOptions): Store {
         labels = excluded.labels, capabilities = excluded.capabilities, instance_id = excluded.instance_id,
         availability_zone = excluded.availability_zone, connected = 1, last_seen = excluded.last_seen,
         connected_at = excluded.connected_at`),
-    touchAgent: db.prepare<[number, string]>("UPDATE agents SET last_seen = ? WHERE id = ?"),
+    touchAgent: db.prepare<[number, string]>("UPDATE agents SET last_seen = MAX(last_seen, ?1) WHERE id = ?2"),
     disconnectAgent: db.prepare<[number, string]>("UPDATE agents SET connected = 0, last_seen = ? WHERE id = ?"),
     disconnectAll: db.prepare("UPDATE agents SET connected = 0 WHERE connected = 1"),
     getAgent: db.prepare<[string], AgentRow>(`${agentSelect} WHERE a.id = ?`),
@@ -278,6 +289,8 @@ export function createStore(options: StoreOptions): Store {
     activeFaults: db.prepare<[string], FaultRow>(
       `SELECT * FROM faults WHERE agent_id = ? AND ${ACTIVE_SQL} ORDER BY created_at, rowid`,
     ),
+    activeKinds: db.prepare<[], { agent_id: string; kind: string }>(`SELECT agent_id, kind FROM faults WHERE ${ACTIVE_SQL}`),
+    unendedOfRun: db.prepare<[string], { n: number }>("SELECT COUNT(*) AS n FROM faults WHERE run_id = ? AND ended_at IS NULL AND state != 'failed'"),
     activeByKind: db.prepare<[], { kind: string; n: number }>(
       `SELECT kind, COUNT(*) AS n FROM faults WHERE ${ACTIVE_SQL} GROUP BY kind`,
     ),
@@ -366,6 +379,9 @@ export function createStore(options: StoreOptions): Store {
       return toAgent(stmt.getAgent.get(hello.id)!);
     },
     touchAgent: (id, now) => void stmt.touchAgent.run(now, id),
+    touchAgents: db.transaction((seen: ReadonlyMap<string, number>) => {
+      for (const [id, at] of seen) stmt.touchAgent.run(at, id);
+    }),
     markAgentDisconnected: (id, now) => void stmt.disconnectAgent.run(now, id),
     markAllAgentsDisconnected: () => stmt.disconnectAll.run().changes,
     getAgent(id) {
@@ -404,6 +420,25 @@ export function createStore(options: StoreOptions): Store {
         .map(toFault);
     },
     listActiveFaults: (agentId) => stmt.activeFaults.all(agentId).map(toFault),
+    activeFaultKindsByAgent() {
+      const map = new Map<string, string[]>();
+      for (const { agent_id, kind } of stmt.activeKinds.all()) {
+        const kinds = map.get(agent_id);
+        if (kinds) kinds.push(kind);
+        else map.set(agent_id, [kind]);
+      }
+      return map;
+    },
+    countUnendedFaultsOfRun: (runId) => stmt.unendedOfRun.get(runId)?.n ?? 0,
+    requestStopMany: db.transaction((faultIds: readonly string[], reason: StopReason, by: string, now: number): FaultRecord[] => {
+      const wanted: FaultRecord[] = [];
+      for (const id of faultIds) {
+        stmt.requestStop.run({ id, reason, by, now });
+        const row = stmt.getFault.get(id);
+        if (row && row.ended_at === null) wanted.push(toFault(row));
+      }
+      return wanted;
+    }),
     countActiveFaultsByKind: () => new Map(stmt.activeByKind.all().map((r) => [r.kind, r.n])),
     recordFaultEvent: (event, now) => recordFaultEvent(event, now),
     requestStop(faultId, reason, by, now) {
