@@ -179,14 +179,14 @@ export function createRunner(options: RunnerOptions): Runner {
   const onLateOutcome = ({ fault, cause }: FaultUpdate): void => {
     if (fault.runId === null || fault.endedAt === null || active.has(fault.runId)) return;
     const event = faultOutcomeEvent(fault, cause, true);
-    if (!event || !runs.getRun(fault.runId)) return;
+    if (!event || !runs.runState(fault.runId)) return;
     record(fault.runId, { ...event, agentId: fault.agentId, faultId: fault.id });
   };
   hub.events.on("fault", onLateOutcome);
 
   // Every cloud revert's progress goes on its run's timeline (a run that has ended included).
   const onCloudChange = ({ entry, cause }: CloudRevertChange): void => {
-    if (entry.runId === null || !runs.getRun(entry.runId)) return;
+    if (entry.runId === null || !runs.runState(entry.runId)) return;
     const event = cloudRevertEvent(entry, cause, !active.has(entry.runId));
     if (event) record(entry.runId, { ...event, step: entry.step });
   };
@@ -343,7 +343,7 @@ export function createRunner(options: RunnerOptions): Runner {
     }
 
     private ended(): boolean {
-      return isTerminalRunState(runs.getRun(this.run.id)!.state);
+      return isTerminalRunState(runs.runState(this.run.id)!);
     }
 
     private async preflight(): Promise<void> {

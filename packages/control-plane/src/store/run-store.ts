@@ -133,6 +133,8 @@ function toEvent(row: RunEventRow): RunEvent {
 export interface RunStore {
   insertRun(run: Omit<RunRecord, "startedAt" | "endedAt" | "reason">): RunRecord;
   getRun(id: string): RunRecord | undefined;
+  /** The run's state alone (undefined when unknown): cheap, unlike getRun which parses its plan. */
+  runState(id: string): RunState | undefined;
   listRuns(opts?: { limit?: number; active?: boolean }): RunRecord[];
   countActiveRuns(): number;
   /**
@@ -154,6 +156,7 @@ export function createRunStore(db: Database.Database): RunStore {
       INSERT INTO runs (id, name, spec_yaml, experiment, plan, state, actor, created_at, updated_at)
       VALUES (@id, @name, @specYaml, @experiment, @plan, @state, @actor, @createdAt, @createdAt)`),
     get: db.prepare<[string], RunRow>("SELECT * FROM runs WHERE id = ?"),
+    state: db.prepare<[string], { state: RunState }>("SELECT state FROM runs WHERE id = ?"),
     list: db.prepare<[number], RunRow>("SELECT * FROM runs ORDER BY created_at DESC, id DESC LIMIT ?"),
     listActive: db.prepare<[], RunRow>(
       "SELECT * FROM runs WHERE state IN ('pending', 'preflight', 'running') ORDER BY created_at DESC",
@@ -209,6 +212,7 @@ export function createRunStore(db: Database.Database): RunStore {
       const row = stmt.get.get(id);
       return row ? toRun(row) : undefined;
     },
+    runState: (id) => stmt.state.get(id)?.state,
     listRuns: (opts = {}) => (opts.active ? stmt.listActive.all() : stmt.list.all(opts.limit ?? 100)).map(toRun),
     countActiveRuns: () => stmt.countActive.get()!.n,
     transition: (id, state, reason, now = Date.now()) => transition(id, state, reason, now),
