@@ -162,9 +162,10 @@ function startSimulatedAgent(options: { address: string; agentId: string; creden
 
 /** Agents the API shows connected. */
 async function connectedCount(server: ServerHandle): Promise<number> {
-  const { status, body } = await api<{ agents: { connected: boolean }[] }>(server, "GET", "/api/v1/agents");
+  // The listing is paginated: its `connected` count covers the whole fleet, whatever the page.
+  const { status, body } = await api<{ connected: number }>(server, "GET", "/api/v1/agents?limit=1");
   if (status !== 200) throw new Error(`GET /api/v1/agents: HTTP ${status}`);
-  return body.agents.filter((a) => a.connected).length;
+  return body.connected;
 }
 
 /** Polls until the API shows `n` connected or `timeoutMs` passes; resolves with when (performance.now()) and the last count. */

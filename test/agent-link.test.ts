@@ -22,7 +22,8 @@ describe("agent link (real control plane and agent processes, gRPC on loopback)"
     server = await startServer({ dataDir: dir("cp") });
   });
 
-  const agents = async () => (await api(server, "GET", "/api/v1/agents")).body.agents as any[];
+  // view=full: the test reads the host facts the agent registered with.
+  const agents = async () => (await api(server, "GET", "/api/v1/agents?view=full")).body.agents as any[];
 
   it("registers with facts and labels, and comes back with the same id after a server restart", async () => {
     const stateDir = dir("agent");

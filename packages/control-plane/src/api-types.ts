@@ -29,6 +29,30 @@ export interface AgentJson {
   stale: boolean;
 }
 
+/**
+ * An agent in the compact view of `GET /api/v1/agents` (the default): everything but its host
+ * facts (filesystems, interfaces, OS…), which `?view=full` and `GET /api/v1/agents/:id` add.
+ */
+export type AgentSummaryJson = Omit<AgentJson, "facts">;
+
+/** `GET /api/v1/agents`: one page, and the counts of the whole fleet. */
+export interface AgentListJson<A extends AgentSummaryJson = AgentSummaryJson> {
+  agents: A[];
+  /** Pass as `cursor` for the next page; null on the last page. */
+  nextCursor: string | null;
+  /** Agents not removed (whatever the filters). */
+  total: number;
+  /** How many of them are connected. */
+  connected: number;
+}
+
+/** `GET /api/v1/faults` and `/api/v1/agents/:id/faults`: one page, newest first. */
+export interface FaultListJson {
+  faults: FaultJson[];
+  /** Pass as `cursor` for the next page; null on the last page. */
+  nextCursor: string | null;
+}
+
 /** Default time after which an unseen agent is stale. */
 export const DEFAULT_AGENT_STALE_AFTER_MS = 24 * 3_600_000;
 
@@ -121,6 +145,12 @@ export function toAgentJson(agent: AgentRecord, staleAfterMs: number = DEFAULT_A
     revokedAt: isoOrNull(agent.revokedAt),
     stale: !agent.connected && now - agent.lastSeen > staleAfterMs,
   };
+}
+
+/** Renders an agent without its host facts as API JSON (the compact view). */
+export function toAgentSummaryJson(agent: Omit<AgentRecord, "facts">, staleAfterMs: number = DEFAULT_AGENT_STALE_AFTER_MS, now: number = Date.now()): AgentSummaryJson {
+  const { facts: _facts, ...summary } = toAgentJson({ ...agent, facts: null as unknown as AgentRecord["facts"] }, staleAfterMs, now);
+  return summary;
 }
 
 /** Renders a fault record as API JSON. */

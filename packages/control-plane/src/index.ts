@@ -20,7 +20,7 @@ export { createLogger } from "./logger.js";
 export type { LoggerOptions } from "./logger.js";
 export { JOIN_TOKEN_FILE } from "./enrollment/bootstrap.js";
 export { DATABASE_FILE } from "./store/store.js";
-export type { AgentJson, ErrorJson, FaultEventJson, FaultJson } from "./api-types.js";
+export type { AgentJson, AgentListJson, AgentSummaryJson, ErrorJson, FaultEventJson, FaultJson, FaultListJson } from "./api-types.js";
 export type { FaultState, StopReason } from "./store/types.js";
 export { LEASE_ASSUMED_REASON } from "./store/types.js";
 export type { HostPreview, RunPlan, PlannedStep, PlannedHost } from "./experiments/plan.js";

@@ -42,7 +42,7 @@ describe("firedrill agents", () => {
   it("marks stale and revoked agents, shows certificate expiry, and says what to do about them on stderr", async () => {
     fake.api.answer("GET", "/api/v1/agents", 200, { agents: [WEB, STALE, REVOKED, LEGACY] });
     const run = await cli("agents");
-    expect(fake.asked.map((a) => `${a.method} ${a.url} ${a.authorization}`)).toEqual([`GET /api/v1/agents Bearer ${TOKEN}`]);
+    expect(fake.asked.map((a) => `${a.method} ${a.url} ${a.authorization}`)).toEqual([`GET /api/v1/agents?limit=1000 Bearer ${TOKEN}`]);
     expect(run.code).toBe(0);
     expect(run.out).toBe(
       [
@@ -71,6 +71,45 @@ describe("firedrill agents", () => {
       err: "",
       out: "no agents have connected yet: create a join token with firedrill join-token create and start firedrill-agent on a host with this control plane's address and that token\n",
     });
+  });
+});
+
+describe("firedrill agents: pages", () => {
+  const page = (agents: AgentJson[], nextCursor: string | null, total = 5) => ({ agents, nextCursor, total, connected: 1 });
+  const ids = (out: string) => out.split("\n").slice(1, -1).map((l) => l.split(" ")[0]);
+
+  it("follows nextCursor to the last page and lists every agent, in the compact view", async () => {
+    fake.api.answer("GET", "/api/v1/agents?limit=1000", 200, page([WEB, STALE], "c2"));
+    fake.api.answer("GET", "/api/v1/agents?limit=1000&cursor=c2", 200, page([REVOKED, LEGACY], "c3"));
+    fake.api.answer("GET", "/api/v1/agents?limit=1000&cursor=c3", 200, page([agent("zz-1")], null));
+    const run = await cli("agents");
+    expect(fake.asked.map((a) => a.url)).toEqual(["/api/v1/agents?limit=1000", "/api/v1/agents?limit=1000&cursor=c2", "/api/v1/agents?limit=1000&cursor=c3"]);
+    expect(run.code).toBe(0);
+    expect(ids(run.out)).toEqual(["web-1", "db-1", "old-1", "legacy-1", "zz-1"]);
+    expect(run.err).not.toContain("showing");
+  });
+
+  it("--limit stops early and says how many there are; --full asks for the host facts", async () => {
+    fake.api.answer("GET", "/api/v1/agents?limit=3", 200, page([WEB, STALE], "c2"));
+    fake.api.answer("GET", "/api/v1/agents?limit=1&cursor=c2", 200, page([REVOKED], "c3"));
+    const run = await cli("agents", "--limit", "3");
+    expect(fake.asked.map((a) => a.url)).toEqual(["/api/v1/agents?limit=3", "/api/v1/agents?limit=1&cursor=c2"]);
+    expect(ids(run.out)).toEqual(["web-1", "db-1", "old-1"]);
+    expect(run.err).toContain("showing 3 of 5 agents (the first by id): raise --limit, or leave it out to list them all\n");
+
+    const full = { ...WEB, facts: { osPlatform: "linux" } as AgentJson["facts"] };
+    fake.api.answer("GET", "/api/v1/agents?limit=1000&view=full", 200, page([full], null, 1));
+    expect(JSON.parse((await cli("agents", "--full", "--json")).out)).toEqual([full]);
+    expect(fake.asked.at(-1)?.url).toBe("/api/v1/agents?limit=1000&view=full");
+
+    expect(await cli("agents", "--limit", "0")).toEqual({ code: 1, out: "", err: 'error: --limit "0" is not valid; use a whole number of at least 1, or leave it out to list every agent\n' });
+  });
+
+  it("a control plane from before pagination (every agent, no nextCursor) is read in one request", async () => {
+    fake.api.answer("GET", "/api/v1/agents", 200, { agents: [WEB, STALE] });
+    const run = await cli("agents");
+    expect(fake.asked).toHaveLength(1);
+    expect(ids(run.out)).toEqual(["web-1", "db-1"]);
   });
 });
 

@@ -1,9 +1,9 @@
 /** `firedrill agents [revoke | rm]`: the agents this control plane knows, and how to be rid of one. */
 import type { Command } from "commander";
-import type { AgentJson } from "@firedrill/control-plane";
+import type { AgentJson, AgentListJson, AgentSummaryJson } from "@firedrill/control-plane";
 import type { CommandContext } from "../context.js";
 import { printJson } from "../context.js";
-import { ApiRequestError } from "../errors.js";
+import { ApiRequestError, CliError } from "../errors.js";
 import { EMPTY, formatLabels, formatRelativeTime, renderTable } from "../format.js";
 import { segment } from "../http-client.js";
 
@@ -21,14 +21,17 @@ interface RemovedAgent {
   removed: { id: string; hostname: string };
 }
 
+/** The largest page the control plane serves. */
+const PAGE = 1000;
+
 /** `yes`, `no`, `no (stale)`, `no (revoked)`. */
-function formatConnected(a: AgentJson): string {
+function formatConnected(a: AgentSummaryJson): string {
   const mark = a.revokedAt ? " (revoked)" : a.stale ? " (stale)" : "";
   return `${a.connected ? "yes" : "no"}${mark}`;
 }
 
 /** When its certificate expires (`in 6d`, `expired 2d ago`); `-` when it has none. */
-function formatCertificate(a: AgentJson, now: number): string {
+function formatCertificate(a: AgentSummaryJson, now: number): string {
   if (!a.enrolled || !a.certificateNotAfter) return EMPTY;
   const when = formatRelativeTime(a.certificateNotAfter, now);
   return Date.parse(a.certificateNotAfter) <= now ? `expired ${when}` : when;
@@ -40,7 +43,7 @@ function agentName(agent: { id: string; hostname: string }): string {
 }
 
 /** Renders agents as the `firedrill agents` table; stale and revoked agents are marked under CONNECTED. */
-export function renderAgents(agents: readonly AgentJson[], now: number = Date.now()): string {
+export function renderAgents(agents: readonly AgentSummaryJson[], now: number = Date.now()): string {
   return renderTable(
     ["ID", "HOSTNAME", "CONNECTED", "LAST SEEN", "CERT EXPIRES", "LABELS", "FAULTS"],
     agents.map((a) => [
@@ -56,7 +59,7 @@ export function renderAgents(agents: readonly AgentJson[], now: number = Date.no
 }
 
 /** What to do about stale and revoked agents, or "" when there are none. */
-export function agentsHint(agents: readonly AgentJson[]): string {
+export function agentsHint(agents: readonly AgentSummaryJson[]): string {
   const revoked = agents.filter((a) => a.revokedAt).length;
   const stale = agents.filter((a) => !a.revokedAt && a.stale).length;
   const lines: string[] = [];
@@ -70,6 +73,26 @@ export function agentsHint(agents: readonly AgentJson[]): string {
   return lines.map((l) => `${l}\n`).join("");
 }
 
+/** The agents, page after page (each of at most 1000, following nextCursor), until `max` or the last page. */
+async function listAgents(ctx: CommandContext, max: number, full: boolean): Promise<{ agents: AgentSummaryJson[]; total: number; more: boolean }> {
+  const agents: AgentSummaryJson[] = [];
+  let cursor: string | undefined;
+  let total = 0;
+  for (;;) {
+    const { body } = await ctx.client().get<AgentListJson<AgentSummaryJson>>("/api/v1/agents", {
+      limit: String(Math.min(PAGE, max - agents.length)),
+      cursor,
+      view: full ? "full" : undefined,
+    });
+    agents.push(...body.agents);
+    // A control plane from before pagination answers every agent at once, without nextCursor or total.
+    total = body.total ?? agents.length;
+    const next = body.nextCursor ?? null;
+    if (next === null || agents.length >= max) return { agents, total, more: next !== null };
+    cursor = next;
+  }
+}
+
 /** Whether `--json` was given to the subcommand or to `agents` (which takes it too). */
 function wantsJson(command: Command): boolean {
   return command.optsWithGlobals<{ json?: boolean }>().json === true;
@@ -80,18 +103,28 @@ export function registerAgentsCommand(program: Command, ctx: CommandContext): Co
   const agents = program
     .command("agents")
     .description("list the agents that have connected: id, host, link state, certificate, labels and active faults")
+    .option("--limit <n>", "show at most this many, by id (default: every agent, fetched 1000 at a time)")
+    .option("--full", "with each agent's host facts (OS, CPUs, memory, filesystems, interfaces), for --json")
     .option("--json", "print the agents as JSON")
-    .action(async (options: { json?: boolean }) => {
-      const { body } = await ctx.client().get<{ agents: AgentJson[] }>("/api/v1/agents");
-      if (options.json) return printJson(ctx.io, body.agents);
-      if (body.agents.length === 0) {
+    .action(async (options: { json?: boolean; limit?: string; full?: boolean }) => {
+      let max = Number.POSITIVE_INFINITY;
+      if (options.limit !== undefined) {
+        if (!/^\d+$/.test(options.limit) || Number(options.limit) < 1) {
+          throw new CliError(`--limit ${JSON.stringify(options.limit)} is not valid; use a whole number of at least 1, or leave it out to list every agent`);
+        }
+        max = Number(options.limit);
+      }
+      const { agents: list, total, more } = await listAgents(ctx, max, options.full === true);
+      if (options.json) return printJson(ctx.io, list);
+      if (list.length === 0) {
         ctx.io.out(
           "no agents have connected yet: create a join token with firedrill join-token create and start firedrill-agent on a host with this control plane's address and that token\n",
         );
         return;
       }
-      ctx.io.out(renderAgents(body.agents));
-      ctx.io.err(agentsHint(body.agents));
+      ctx.io.out(renderAgents(list));
+      ctx.io.err(agentsHint(list));
+      if (more) ctx.io.err(`showing ${list.length} of ${total} agents (the first by id): raise --limit, or leave it out to list them all\n`);
     });
   agents
     .command("revoke")

@@ -1,10 +1,13 @@
 /** `firedrill fault list`: active (or all) faults. */
 import type { Command } from "commander";
-import type { FaultJson } from "@firedrill/control-plane";
+import type { FaultJson, FaultListJson } from "@firedrill/control-plane";
 import type { CommandContext } from "../context.js";
 import { printJson } from "../context.js";
 import { CliError } from "../errors.js";
 import { formatFaultDuration, formatFaultReason, formatFaultState, formatMeasurements, formatRelativeTime, renderTable } from "../format.js";
+
+/** The largest page the control plane serves. */
+const PAGE = 1000;
 
 /** Renders faults as the `firedrill fault list` table. */
 export function renderFaults(faults: readonly FaultJson[], now: number = Date.now()): string {
@@ -25,6 +28,7 @@ export function renderFaults(faults: readonly FaultJson[], now: number = Date.no
 
 interface ListOptions {
   agent?: string;
+  run?: string;
   all?: boolean;
   limit: string;
   json?: boolean;
@@ -47,26 +51,42 @@ export function registerFaultListCommand(fault: Command, ctx: CommandContext): v
     .command("list")
     .description("list faults, newest first: active ones (pending, accepted, running, and revert_failed: their effect may remain) unless --all")
     .option("--agent <id>", "only this agent's faults")
+    .option("--run <id>", "only the faults of this run")
     .option("--all", "include faults that have ended")
-    .option("--limit <n>", "at most this many", "100")
+    .option("--limit <n>", "at most this many, newest first (fetched 1000 at a time)", "100")
     .option("--json", "print the faults as JSON")
     .action(async (options: ListOptions) => {
-      if (!/^\d+$/.test(options.limit) || Number(options.limit) < 1 || Number(options.limit) > 1000) {
-        throw new CliError(`--limit ${JSON.stringify(options.limit)} is not valid; use a whole number from 1 to 1000`);
+      if (!/^\d+$/.test(options.limit) || Number(options.limit) < 1) {
+        throw new CliError(`--limit ${JSON.stringify(options.limit)} is not valid; use a whole number of at least 1`);
       }
-      const { body } = await ctx.client().get<{ faults: FaultJson[] }>("/api/v1/faults", {
-        state: options.all ? "all" : "active",
-        agent: options.agent,
-        limit: options.limit,
-      });
-      if (options.json) return printJson(ctx.io, body.faults);
-      if (body.faults.length === 0) {
-        const where = options.agent ? ` on agent ${options.agent}` : "";
+      const max = Number(options.limit);
+      const faults: FaultJson[] = [];
+      let cursor: string | undefined;
+      let more = false;
+      for (;;) {
+        const { body } = await ctx.client().get<FaultListJson>("/api/v1/faults", {
+          state: options.all ? "all" : "active",
+          agent: options.agent,
+          runId: options.run,
+          limit: String(Math.min(PAGE, max - faults.length)),
+          cursor,
+        });
+        faults.push(...body.faults);
+        // A control plane from before pagination has no nextCursor: its one page is all there is.
+        const next = body.nextCursor ?? null;
+        more = next !== null;
+        if (next === null || faults.length >= max) break;
+        cursor = next;
+      }
+      if (options.json) return printJson(ctx.io, faults);
+      if (faults.length === 0) {
+        const where = `${options.agent ? ` on agent ${options.agent}` : ""}${options.run ? ` of run ${options.run}` : ""}`;
         ctx.io.out(options.all ? `no faults${where}\n` : `no active faults${where} (--all shows ended ones)\n`);
         return;
       }
-      ctx.io.out(renderFaults(body.faults));
-      const warning = revertFailedWarning(body.faults);
+      ctx.io.out(renderFaults(faults));
+      const warning = revertFailedWarning(faults);
       if (warning) ctx.io.err(warning);
+      if (more) ctx.io.err(`showing the newest ${faults.length}: more faults match; raise --limit to see more\n`);
     });
 }

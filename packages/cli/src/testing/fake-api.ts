@@ -44,7 +44,11 @@ export interface FakeApi {
   readonly url: string;
   /** Every request, in order; {@link reset} empties it. */
   readonly asked: AskedRequest[];
-  /** Answers `method path` (any query) with `status` and the JSON `body`, from now on. Unanswered routes get 404. */
+  /**
+   * Answers `method path` (any query) with `status` and the JSON `body`, from now on; a `path`
+   * with a query string (`/api/v1/agents?limit=1000&cursor=c2`) answers that exact URL only, and
+   * before the path alone. Unanswered routes get 404.
+   */
   answer(method: string, path: string, status: number, body: unknown): void;
   /** Forgets the requests and the answers. */
   reset(): void;
@@ -78,7 +82,7 @@ export async function startFakeApi(options: FakeApiOptions): Promise<FakeApi> {
       if (req.headers.authorization !== `Bearer ${options.token}`) {
         return reply(401, { error: { code: "unauthenticated", message: refusal(req.headers.authorization) } });
       }
-      const answer = answers.get(`${req.method} ${(req.url ?? "").split("?")[0]}`);
+      const answer = answers.get(`${req.method} ${req.url ?? ""}`) ?? answers.get(`${req.method} ${(req.url ?? "").split("?")[0]}`);
       if (!answer) return reply(404, { error: { code: "not_found", message: `no route ${req.method} ${req.url}` } });
       reply(answer.status, answer.body);
     });

@@ -78,7 +78,7 @@ describe("HTTP API", () => {
     expect(query.status).toBe(400);
     expect(query.body.error.issues).toEqual([
       { field: "query.state", message: '"running" is not allowed; use active or all' },
-      { field: "query.limit", message: '"0" is not valid; use a whole number from 1 to 1000' },
+      { field: "query.limit", message: '"0" is not valid; use a whole number from 1 to 1000 (more: follow nextCursor)' },
     ]);
 
     expect((await call("GET", "/healthz")).body).toEqual({ ok: true });

@@ -1,10 +1,12 @@
 /** The `/api/v1` routes. */
 import type { FastifyInstance } from "fastify";
-import { toAgentJson, toFaultEventJson, toFaultJson } from "../api-types.js";
+import { toAgentJson, toAgentSummaryJson, toFaultEventJson, toFaultJson } from "../api-types.js";
+import type { AgentListJson, AgentSummaryJson, FaultListJson } from "../api-types.js";
 import { ApiError } from "../errors.js";
 import type { FaultService } from "../fault-service.js";
 import type { Store } from "../store/store.js";
-import { parseListQuery } from "./query.js";
+import { createListings } from "../store/listings.js";
+import { parseAgentListQuery, parseListQuery, withCursor } from "./query.js";
 import { callerOf } from "../auth/http.js";
 import { parseScope } from "../auth/scope.js";
 
@@ -41,8 +43,28 @@ type AgentFaultParams = { Params: { id: string; faultId: string } };
 /** Registers the agent and fault routes. */
 export function registerRoutes(app: FastifyInstance, options: RoutesOptions): void {
   const { store, faults } = options;
+  const listings = createListings(store.db);
 
-  app.get("/api/v1/agents", READ, async () => ({ agents: store.listAgents().map((a) => toAgentJson(a, options.staleAfterMs)) }));
+  // One page (keyset by id), the compact view unless ?view=full, and the fleet's counts.
+  app.get("/api/v1/agents", READ, async (request): Promise<AgentListJson<AgentSummaryJson>> => {
+    const query = parseAgentListQuery(request.query);
+    const filter = {
+      limit: query.limit,
+      labels: query.labels,
+      ...(query.cursor !== undefined ? { cursor: query.cursor } : {}),
+      ...(query.connected !== undefined ? { connected: query.connected } : {}),
+    };
+    const now = Date.now();
+    const page = withCursor((): { agents: AgentSummaryJson[]; nextCursor: string | null } => {
+      if (query.view === "full") {
+        const full = listings.agents(filter);
+        return { agents: full.items.map((a) => toAgentJson(a, options.staleAfterMs, now)), nextCursor: full.nextCursor };
+      }
+      const compact = listings.agentSummaries(filter);
+      return { agents: compact.items.map((a) => toAgentSummaryJson(a, options.staleAfterMs, now)), nextCursor: compact.nextCursor };
+    });
+    return { ...page, ...listings.countAgents() };
+  });
 
   app.get<AgentParams>("/api/v1/agents/:id", READ, async (request) => ({
     agent: toAgentJson(faults.requireAgent(request.params.id), options.staleAfterMs),
@@ -66,10 +88,13 @@ export function registerRoutes(app: FastifyInstance, options: RoutesOptions): vo
     return reply.code(outcome.acknowledged ? 201 : 202).send({ fault: toFaultJson(outcome.fault) });
   });
 
-  app.get<AgentParams>("/api/v1/agents/:id/faults", READ, async (request) => {
+  app.get<AgentParams>("/api/v1/agents/:id/faults", READ, async (request): Promise<FaultListJson> => {
     const agent = faults.requireAgent(request.params.id);
     const query = parseListQuery(request.query, false);
-    return { faults: store.listFaults({ agentId: agent.id, state: query.state, limit: query.limit }).map(toFaultJson) };
+    const page = withCursor(() =>
+      listings.faults({ agentId: agent.id, state: query.state, limit: query.limit, ...(query.cursor !== undefined ? { cursor: query.cursor } : {}) }),
+    );
+    return { faults: page.items.map(toFaultJson), nextCursor: page.nextCursor };
   });
 
   app.delete<AgentFaultParams>("/api/v1/agents/:id/faults/:faultId", WRITE, async (request, reply) => {
@@ -81,14 +106,19 @@ export function registerRoutes(app: FastifyInstance, options: RoutesOptions): vo
     faults: (await faults.stopAll(request.params.id, callerOf(request).name)).map(toFaultJson),
   }));
 
-  app.get("/api/v1/faults", READ, async (request) => {
+  app.get("/api/v1/faults", READ, async (request): Promise<FaultListJson> => {
     const query = parseListQuery(request.query, true);
     if (query.agentId !== undefined) faults.requireAgent(query.agentId);
-    return {
-      faults: store
-        .listFaults({ state: query.state, limit: query.limit, ...(query.agentId !== undefined ? { agentId: query.agentId } : {}) })
-        .map(toFaultJson),
-    };
+    const page = withCursor(() =>
+      listings.faults({
+        state: query.state,
+        limit: query.limit,
+        ...(query.cursor !== undefined ? { cursor: query.cursor } : {}),
+        ...(query.agentId !== undefined ? { agentId: query.agentId } : {}),
+        ...(query.runId !== undefined ? { runId: query.runId } : {}),
+      }),
+    );
+    return { faults: page.items.map(toFaultJson), nextCursor: page.nextCursor };
   });
 
   app.get<{ Params: { faultId: string } }>("/api/v1/faults/:faultId", READ, async (request) => {

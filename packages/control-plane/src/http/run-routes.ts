@@ -15,6 +15,8 @@ import type { Runner } from "../experiments/runner.js";
 import type { RunEvent, RunRecord, RunStore } from "../store/run-store.js";
 import { isTerminalRunState } from "../store/run-store.js";
 import type { Store } from "../store/store.js";
+import { createListings } from "../store/listings.js";
+import type { FaultRecord } from "../store/types.js";
 import { MAX_SPEC_BYTES } from "../experiments/yaml-source.js";
 import { createBodyGate } from "./body-gate.js";
 
@@ -118,20 +120,32 @@ function liftedJson(lifted: LiftedHalt) {
 /** Registers the experiment and halt routes. */
 export function registerRunRoutes(app: FastifyInstance, options: RunRoutesOptions): void {
   const { store, runs, runner, cloud } = options;
+  const listings = createListings(store.db);
 
   /**
    * A run with how many of its reverts are not confirmed: cloud ones (the journal keeps retrying)
-   * and, with `faults`, host faults whose revert failed or is still not confirmed once the run has ended.
+   * and, with `faults`, host faults whose revert failed or is still not confirmed once the run has
+   * ended, and its faults counted by state (one query, whatever the size of the run).
    */
   const withReverts = (run: RunRecord, faults: boolean) => {
     const json = toRunJson(run);
     const cloudUnconfirmed = cloud ? cloud.unconfirmed({ runId: run.id }).length : 0;
     if (!faults) return { ...json, cloudRevertsUnconfirmed: cloudUnconfirmed };
     const ended = isTerminalRunState(run.state);
-    const hostUnconfirmed = store
-      .listFaults({ runId: run.id, limit: 10_000 })
-      .filter((f) => f.state === "revert_failed" || (ended && f.endedAt === null && f.state !== "failed")).length;
-    return { ...json, cloudRevertsUnconfirmed: cloudUnconfirmed, faultRevertsUnconfirmed: hostUnconfirmed };
+    const counts = listings.countRunFaults(run.id);
+    // Each fault once: revert_failed ones are never among the unended.
+    const hostUnconfirmed = counts.byState.revert_failed + (ended ? counts.unended : 0);
+    return { ...json, cloudRevertsUnconfirmed: cloudUnconfirmed, faultRevertsUnconfirmed: hostUnconfirmed, faultCounts: counts.byState };
+  };
+
+  /** Every fault of a run, newest first, a page at a time with a turn of the event loop between pages. */
+  const faultsOfRun = async (runId: string): Promise<FaultRecord[]> => {
+    const all: FaultRecord[] = [];
+    for (const page of listings.faultPages({ runId })) {
+      all.push(...page);
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    return all;
   };
 
   const requireRun = (id: string): RunRecord => {
@@ -182,7 +196,8 @@ export function registerRunRoutes(app: FastifyInstance, options: RunRoutesOption
 
   app.get<RunParams>("/api/v1/runs/:id/report", READ, async (request) => {
     const run = requireRun(request.params.id);
-    const report = buildReport(run, runs.listEvents(run.id), store.listFaults({ runId: run.id, limit: 10_000 }), Date.now(), cloud?.list({ runId: run.id }) ?? []);
+    const faults = await faultsOfRun(run.id);
+    const report = buildReport(runs.getRun(run.id) ?? run, runs.listEvents(run.id), faults, Date.now(), cloud?.list({ runId: run.id }) ?? []);
     return { report: { ...report, timeline: report.timeline.map(toRunEventJson) } };
   });
 

@@ -387,6 +387,17 @@ const MIGRATIONS: readonly string[] = [
   CREATE UNIQUE INDEX termination_ledger_once ON termination_ledger(region, instance_id)
     WHERE action = 'terminate' AND outcome IN ('pending', 'ok', 'unknown');
   `,
+  `
+  -- Keyset pagination of GET /api/v1/agents and /faults (store/listings.ts): every filter walks an
+  -- index in the listing's own order, so a page costs its size, not the fleet's. (Each index ends
+  -- in the rowid: faults are listed by created_at DESC, rowid DESC.)
+  CREATE INDEX agents_listed ON agents(removed_at, connected, id);
+  CREATE INDEX faults_agent_created ON faults(agent_id, created_at);
+  CREATE INDEX faults_run_created ON faults(run_id, created_at);
+  CREATE INDEX faults_listed_active ON faults(created_at) WHERE state IN ('pending', 'accepted', 'running', 'revert_failed');
+  -- faults_run_created serves every lookup by run_id.
+  DROP INDEX faults_run;
+  `,
 ];
 
 /**
