@@ -46,12 +46,15 @@ export function childEnv(env: Record<string, string> = {}): NodeJS.ProcessEnv {
   return { ...inherited, FORCE_COLOR: "0", NO_COLOR: "1", FIREDRILL_CONFIG: join(NO_CLI_CONFIG_DIR, "config.json"), ...env };
 }
 
-/** Spawns `node <script> ...args` from the repo root, from source. */
-export function spawnNode(script: string, args: string[], env: Record<string, string> = {}): TestProcess {
+/**
+ * Spawns `node <script> ...args` from the repo root, from source. With `ipc`, the child also gets
+ * an IPC channel (`process.send` in the child, `child.send` / "message" here).
+ */
+export function spawnNode(script: string, args: string[], env: Record<string, string> = {}, options: { ipc?: boolean } = {}): TestProcess {
   const child = spawn(process.execPath, [...NODE_ARGS, script, ...args], {
     cwd: ROOT,
     env: childEnv(env),
-    stdio: ["ignore", "pipe", "pipe"],
+    stdio: options.ipc ? ["ignore", "pipe", "pipe", "ipc"] : ["ignore", "pipe", "pipe"],
   });
   const proc = captureProcess(child);
   started.add(proc);
