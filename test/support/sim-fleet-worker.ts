@@ -55,9 +55,6 @@ const { create } = fromProtocol("@bufbuild/protobuf") as {
 const FAULT_KINDS = ["cpu-burn", "disk-fill", "process-kill"];
 /** As the real agent's link: wait this long for the Welcome, then cancel and reconnect. */
 const WELCOME_TIMEOUT_MS = 10_000;
-/** Reconnect backoff (jittered), as `firedrill-agent --reconnect-max 2s` with a 200 ms start. */
-const BACKOFF_INITIAL_MS = 200;
-const BACKOFF_MAX_MS = 2000;
 /** The real agent's defaults: most faults held at once, longest lease accepted. */
 const MAX_FAULTS = 4;
 const MAX_LEASE_TTL_MS = 300_000;
@@ -226,7 +223,7 @@ class SimAgent {
       const code = (error as { code?: number } | undefined)?.code;
       const why = `${wasWelcomed ? "after" : "before"} Welcome: ${code === undefined ? "ended" : (grpc.status[code] ?? code)}`;
       fleet.counters.endedBy[why] = (fleet.counters.endedBy[why] ?? 0) + 1;
-      if (current) this.reconnectTimer = setTimeout(() => this.dial(), backoffDelay(this.attempt++, BACKOFF_INITIAL_MS, BACKOFF_MAX_MS));
+      if (current) this.reconnectTimer = setTimeout(() => this.dial(), backoffDelay(this.attempt++, this.fleet.config.backoff.initialMs, this.fleet.config.backoff.maxMs));
     };
     this.welcomeTimer = setTimeout(() => {
       if (this.stream === stream && !this.welcomed) stream.cancel();

@@ -10,7 +10,7 @@
  * that runs out reverts the agent's faults locally (reported REVERTED, reason lease, once the link
  * is back); StartFault → ACCEPTED, STARTED, PROGRESS every `progressEveryMs`, REVERTED (duration)
  * at the end; StopFault / StopAll → REVERTED with their reason; a silent control plane (nothing for
- * 2 heartbeats + 1 s) or an ended stream → reconnect with jittered backoff (200 ms → 2 s).
+ * 2 heartbeats + 1 s) or an ended stream → reconnect with jittered backoff (`backoff`, by default as the agent: 500 ms → 30 s).
  *
  * The control plane must run with `--insecure-agents` on loopback: agents authenticate with the
  * join token in the Connect metadata and choose their own ids.
@@ -40,6 +40,11 @@ export interface SimFleetOptions {
    * than a SYN flood. Reconnects are not paced (they follow the backoff). @default 500
    */
   dialsPerSecond?: number;
+  /**
+   * Reconnect backoff (jittered, exponential), as `firedrill-agent` does by default: 500 ms up to
+   * `--reconnect-max` 30 s. @default { initialMs: 500, maxMs: 30000 }
+   */
+  backoff?: { initialMs: number; maxMs: number };
 }
 
 /** What the fleet saw, summed over its processes. */
@@ -112,6 +117,7 @@ export interface SimWorkerConfig {
   labels: Record<string, string>;
   progressEveryMs: number;
   dialsPerSecond: number;
+  backoff: { initialMs: number; maxMs: number };
 }
 
 /** The worker script. */
@@ -275,7 +281,7 @@ export async function startSimFleet(options: SimFleetOptions): Promise<SimFleet>
         const to = Math.floor(((p + 1) * agents) / processes);
         const agentIds: string[] = [];
         for (let i = from; i < to; i++) agentIds.push(`${prefix}-${String(i).padStart(5, "0")}`);
-        return w.request("start", { address: options.address, joinToken: options.joinToken, agentIds, labels, progressEveryMs, dialsPerSecond });
+        return w.request("start", { address: options.address, joinToken: options.joinToken, agentIds, labels, progressEveryMs, dialsPerSecond, backoff: options.backoff ?? { initialMs: 500, maxMs: 30_000 } });
       }),
     );
   } catch (err) {
