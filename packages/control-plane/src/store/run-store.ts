@@ -99,6 +99,22 @@ interface RunEventRow {
   data: string | null;
 }
 
+/** A run without its spec, experiment and plan (a listing: those are large on a big fleet). */
+export type RunSummary = Omit<RunRecord, "specYaml" | "experiment" | "plan">;
+
+function toRunSummary(row: Omit<RunRow, "spec_yaml" | "experiment" | "plan">): RunSummary {
+  return {
+    id: row.id,
+    name: row.name,
+    state: row.state,
+    reason: row.reason,
+    actor: row.actor,
+    createdAt: row.created_at,
+    startedAt: row.started_at,
+    endedAt: row.ended_at,
+  };
+}
+
 function toRun(row: RunRow): RunRecord {
   return {
     id: row.id,
@@ -114,6 +130,8 @@ function toRun(row: RunRow): RunRecord {
     endedAt: row.ended_at,
   };
 }
+
+const SUMMARY_COLUMNS = "id, name, state, reason, actor, created_at, started_at, ended_at";
 
 function toEvent(row: RunEventRow): RunEvent {
   return {
@@ -135,7 +153,8 @@ export interface RunStore {
   getRun(id: string): RunRecord | undefined;
   /** The run's state alone (undefined when unknown): cheap, unlike getRun which parses its plan. */
   runState(id: string): RunState | undefined;
-  listRuns(opts?: { limit?: number; active?: boolean }): RunRecord[];
+  /** Runs, newest first, without their spec and plan. */
+  listRuns(opts?: { limit?: number; active?: boolean }): RunSummary[];
   countActiveRuns(): number;
   /**
    * Moves a run to `state` (setting started/ended times) and records the transition as an event.
@@ -146,7 +165,7 @@ export interface RunStore {
   addEvent(runId: string, event: NewRunEvent): RunEvent;
   listEvents(runId: string, afterId?: number): RunEvent[];
   /** Marks every run that was active when the control plane stopped as failed; returns them. */
-  failInterruptedRuns(reason: string, now?: number): RunRecord[];
+  failInterruptedRuns(reason: string, now?: number): RunSummary[];
 }
 
 /** Creates the run store on the control plane's database (migrations already applied). */
@@ -157,9 +176,9 @@ export function createRunStore(db: Database.Database): RunStore {
       VALUES (@id, @name, @specYaml, @experiment, @plan, @state, @actor, @createdAt, @createdAt)`),
     get: db.prepare<[string], RunRow>("SELECT * FROM runs WHERE id = ?"),
     state: db.prepare<[string], { state: RunState }>("SELECT state FROM runs WHERE id = ?"),
-    list: db.prepare<[number], RunRow>("SELECT * FROM runs ORDER BY created_at DESC, id DESC LIMIT ?"),
+    list: db.prepare<[number], RunRow>(`SELECT ${SUMMARY_COLUMNS} FROM runs ORDER BY created_at DESC, id DESC LIMIT ?`),
     listActive: db.prepare<[], RunRow>(
-      "SELECT * FROM runs WHERE state IN ('pending', 'preflight', 'running') ORDER BY created_at DESC",
+      `SELECT ${SUMMARY_COLUMNS} FROM runs WHERE state IN ('pending', 'preflight', 'running') ORDER BY created_at DESC`,
     ),
     countActive: db.prepare<[], { n: number }>(
       "SELECT COUNT(*) AS n FROM runs WHERE state IN ('pending', 'preflight', 'running')",
@@ -213,13 +232,13 @@ export function createRunStore(db: Database.Database): RunStore {
       return row ? toRun(row) : undefined;
     },
     runState: (id) => stmt.state.get(id)?.state,
-    listRuns: (opts = {}) => (opts.active ? stmt.listActive.all() : stmt.list.all(opts.limit ?? 100)).map(toRun),
+    listRuns: (opts = {}) => (opts.active ? stmt.listActive.all() : stmt.list.all(opts.limit ?? 100)).map(toRunSummary),
     countActiveRuns: () => stmt.countActive.get()!.n,
     transition: (id, state, reason, now = Date.now()) => transition(id, state, reason, now),
     addEvent,
     listEvents: (runId, afterId = 0) => stmt.listEvents.all(runId, afterId).map(toEvent),
     failInterruptedRuns(reason, now = Date.now()) {
-      const interrupted = stmt.listActive.all().map(toRun);
+      const interrupted = stmt.listActive.all().map(toRunSummary);
       for (const run of interrupted) transition(run.id, "failed", reason, now);
       return interrupted;
     },
