@@ -19,6 +19,7 @@
  * a StartFault broadcast, the abort a StopFault per fault, the halt a StopAll broadcast.
  */
 import { readFileSync } from "node:fs";
+import { resolve as resolvePath } from "node:path";
 import { CLOCK_TICKS_PER_SECOND, readProcessCpuTicks } from "@firedrill/agent";
 import { startSimFleet } from "../test/support/sim-fleet.js";
 import type { SimFleet, SimFleetStats } from "../test/support/sim-fleet.js";
@@ -191,12 +192,22 @@ function background(what: string, promise: Promise<unknown>): Promise<void> {
 }
 
 /** The control plane as a subject. */
-async function firedrillSubject(): Promise<Subject> {
+async function firedrillSubject(cpuProfDir?: string): Promise<Subject> {
   const dir = tempDir("bench-fleet");
   const grpcPort = await freePort();
   const httpPort = await freePort();
-  const start = () => startServer({ dataDir: dir.path, grpcPort, httpPort, extraArgs: ["--insecure-agents", "--log-level", "warn"] });
+  let restarted = false;
+  // With --cpu-prof, the restarted server (the one measured) writes a V8 CPU profile when it exits.
+  const start = () =>
+    startServer({
+      dataDir: dir.path,
+      grpcPort,
+      httpPort,
+      extraArgs: ["--insecure-agents", "--log-level", "warn"],
+      ...(cpuProfDir && restarted ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${cpuProfDir}`] } : {}),
+    });
   let server: ServerHandle = await start();
+  restarted = true;
   let runId: string | undefined;
   let source: "runs list" | "run" | "fault pages" | "run report" | undefined;
   let byRun = true;
@@ -337,6 +348,12 @@ async function firedrillSubject(): Promise<Subject> {
       return { polls: polls.length, p50: ms[Math.floor((ms.length - 1) / 2)]!, max: ms[ms.length - 1]!, maxBytes: Math.max(...polls.map((p) => p.bytes)) };
     },
     async close() {
+      if (cpuProfDir) {
+        // A clean exit writes the profile.
+        server.proc.kill("SIGTERM");
+        await Promise.race([server.proc.exited, sleep(30_000)]);
+        console.log(`CPU profile of the control plane written to ${cpuProfDir} (open it in Chrome DevTools or speedscope)`);
+      }
       await killAll();
       dir.cleanup();
     },
@@ -387,6 +404,34 @@ async function collectAndReset(fleet: SimFleet, m: Pick<Measured, "linksDropped"
   m.linksDropped += s.linksDropped;
   m.leasesExpired += s.leasesExpired;
   await fleet.resetCounters();
+}
+
+/** The floor's column when `--no-floor` skips it: every figure "not measured". */
+function notMeasured(n: number): Measured {
+  const none = (timeoutMs: number): Timed => ({ ms: undefined, reached: 0, of: n, timeoutMs });
+  return {
+    firstConnectMs: undefined,
+    spawnToReadyMs: NaN,
+    register: none(0),
+    idleCpuPercent: NaN,
+    idleRssMiB: NaN,
+    fleetIdleCpuPercent: NaN,
+    page: undefined,
+    startReceived: none(0),
+    acks: none(0),
+    runFailed: 0,
+    holdCpuPercent: NaN,
+    abortReverts: none(0),
+    abortAgentsRevertedAt: none(0),
+    abortAgentsReverted: 0,
+    secondAcks: none(0),
+    haltStopAll: none(0),
+    haltReverts: none(0),
+    linksDropped: 0,
+    leasesExpired: 0,
+    pollCost: undefined,
+    notes: ["--no-floor: the floor was not measured"],
+  };
 }
 
 /** Runs every measurement on one subject with a fleet of `n`. */
@@ -610,9 +655,13 @@ export async function benchFleet(args: string[] = []): Promise<void> {
     if (!Number.isInteger(n) || n < 1 || n > 50_000) throw new Error(`--agents: ${JSON.stringify(args[i + 1] ?? "")} is not a whole number from 1 to 50000 (pnpm bench fleet --agents 500)`);
     sizes = [n];
   }
+  const p = args.indexOf("--cpu-prof");
+  const cpuProfDir = p >= 0 ? resolvePath(args[p + 1] ?? "") : undefined;
+  if (p >= 0 && !args[p + 1]) throw new Error("--cpu-prof needs a directory (pnpm bench fleet --agents 2000 --cpu-prof /tmp/prof)");
+  const withFloor = !args.includes("--no-floor");
   for (const n of sizes) {
-    const floor = await measure(await floorSubject(), n);
-    const subject = await firedrillSubject();
+    const floor = withFloor ? await measure(await floorSubject(), n) : notMeasured(n);
+    const subject = await firedrillSubject(cpuProfDir);
     const fd = await measure(subject, n);
     printFleet(n, fd, floor, subject.countSource());
   }

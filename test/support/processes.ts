@@ -50,8 +50,8 @@ export function childEnv(env: Record<string, string> = {}): NodeJS.ProcessEnv {
  * Spawns `node <script> ...args` from the repo root, from source. With `ipc`, the child also gets
  * an IPC channel (`process.send` in the child, `child.send` / "message" here).
  */
-export function spawnNode(script: string, args: string[], env: Record<string, string> = {}, options: { ipc?: boolean } = {}): TestProcess {
-  const child = spawn(process.execPath, [...NODE_ARGS, script, ...args], {
+export function spawnNode(script: string, args: string[], env: Record<string, string> = {}, options: { ipc?: boolean; nodeArgs?: string[] } = {}): TestProcess {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), ...NODE_ARGS, script, ...args], {
     cwd: ROOT,
     env: childEnv(env),
     stdio: options.ipc ? ["ignore", "pipe", "pipe", "ipc"] : ["ignore", "pipe", "pipe"],
@@ -198,6 +198,8 @@ export async function startServer(opts: {
   extraArgs?: string[];
   /** Extra environment of the server process (e.g. NODE_OPTIONS for a bench). */
   env?: Record<string, string>;
+  /** Options of node itself (e.g. --cpu-prof for a bench). */
+  nodeArgs?: string[];
 }): Promise<ServerHandle> {
   const grpcPort = opts.grpcPort ?? (await freePort());
   const httpPort = opts.httpPort ?? (await freePort());
@@ -207,7 +209,7 @@ export async function startServer(opts: {
   if (opts.leaseTtl) args.push("--lease-ttl", opts.leaseTtl);
   if (opts.heartbeatInterval) args.push("--heartbeat-interval", opts.heartbeatInterval);
   args.push(...(opts.extraArgs ?? []));
-  const proc = spawnNode(CLI_BIN, args, { FIREDRILL_LOG_LEVEL: "debug", ...opts.env });
+  const proc = spawnNode(CLI_BIN, args, { FIREDRILL_LOG_LEVEL: "debug", ...opts.env }, opts.nodeArgs ? { nodeArgs: opts.nodeArgs } : {});
   await waitFor(
     `the control plane at ${httpUrl} (output: ${proc.output().slice(-2000)})`,
     async () => {

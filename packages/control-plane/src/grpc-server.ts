@@ -68,6 +68,9 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     "grpc.keepalive_permit_without_calls": 1,
     // Bounded input: no agent message is larger than this.
     "grpc.max_receive_message_length": 256 * 1024,
+    // Channelz keeps per-call statistics for a debugging service we do not serve: a cost per
+    // message and per connection that shows in profiles at 10,000 agents.
+    "grpc.enable_channelz": 0,
   });
   const refuseEnroll: grpc.handleUnaryCall<unknown, never> = (_call, callback) =>
     callback({ code: grpc.status.UNIMPLEMENTED, details: "this control plane runs with --insecure-agents: agents connect with the join token, no enrollment" } as grpc.ServiceError);

@@ -475,7 +475,10 @@ export function createRunner(options: RunnerOptions): Runner {
       const starting: Promise<string | undefined>[] = [];
       for (let i = 0; i < step.hosts.length && !this.aborting; i += START_CHUNK) {
         if (i > 0) await new Promise((resolve) => setImmediate(resolve));
-        for (const host of step.hosts.slice(i, i + START_CHUNK)) starting.push(this.startFault(step, host.id));
+        // A chunk's faults are recorded in one transaction, then sent (the hub holds the writes until it commits).
+        hub.batch(() => {
+          for (const host of step.hosts.slice(i, i + START_CHUNK)) starting.push(this.startFault(step, host.id));
+        });
       }
       const ids = await Promise.all(starting);
       const faultIds = ids.filter((id): id is string => id !== undefined);

@@ -4,9 +4,10 @@
  * dead-man switch), records fault events, and reconciles the store with the faults the agent holds.
  *
  * Built for fleets of 10,000 agents on one event loop (docs/architecture.md, "Fleet scale"):
- * - fault events are queued as they arrive and recorded in slices of at most a few milliseconds,
- *   one SQLite transaction per slice, so lease renewals and heartbeats are never starved; a
- *   PROGRESS still queued is replaced by the next one of the same fault (at most one per fault);
+ * - Hellos and fault events are queued as they arrive and handled in slices of at most a few
+ *   milliseconds, one SQLite transaction per slice (what the slice writes to streams, e.g. the
+ *   Welcomes, goes out once it is committed), so lease renewals and heartbeats are never starved;
+ *   a PROGRESS still queued is replaced by the next one of the same fault (at most one per fault);
  * - whoever waits for a fault's ack or end watches that fault ({@link AgentHub.watchFault}): an
  *   event costs O(1) however many faults are pending;
  * - "agent last heard" is written once a second for all agents in one transaction;
@@ -139,6 +140,11 @@ export interface AgentHub {
   /** Calls `listener` when this agent's stream ends, until the returned function is called. */
   watchDisconnect(agentId: string, listener: () => void): () => void;
   /**
+   * Runs `fn` in one store transaction; what it sends to agents goes out once that is committed
+   * (e.g. a step's StartFaults: recorded, then sent, a chunk per transaction).
+   */
+  batch<T>(fn: () => T): T;
+  /**
    * Resolves once every fault event received so far is recorded (the queue drained): e.g. before
    * concluding that an ack did not arrive in time.
    */
@@ -199,6 +205,8 @@ interface Session {
   lastMessageAt: number;
   lastTouchAt: number;
   closed: boolean;
+  /** Hello arrived and waits in the queue. */
+  helloQueued: boolean;
   readonly timers: Set<NodeJS.Timeout>;
 }
 
@@ -257,11 +265,13 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
     };
   }
 
-  // Fault events wait here between their arrival and their recording (see the file's comment).
+  // Hellos and fault events wait here between their arrival and their handling (see the file's comment).
   interface QueuedEvent {
     session: Session;
-    agentId: string;
-    event: FaultEvent;
+    /** Undefined for a Hello, and for an event that arrived right behind its stream's queued Hello. */
+    agentId: string | undefined;
+    event: FaultEvent | undefined;
+    hello?: Hello;
     receivedAt: number;
   }
   let queue: QueuedEvent[] = [];
@@ -271,11 +281,17 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
   let drainScheduled = false;
   let drainedWaiters: (() => void)[] = [];
 
-  function enqueue(session: Session, agentId: string, event: FaultEvent, receivedAt: number): void {
-    if (event.type === ProtoEventType.PROGRESS && event.faultId.length <= 128) {
+  function enqueueHello(session: Session, hello: Hello, receivedAt: number): void {
+    queue.push({ session, agentId: undefined, event: undefined, hello, receivedAt });
+    metrics.faultEventQueue.set(queue.length - queueHead);
+    scheduleDrain();
+  }
+
+  function enqueue(session: Session, agentId: string | undefined, event: FaultEvent, receivedAt: number): void {
+    if (event.type === ProtoEventType.PROGRESS && event.faultId.length <= 128 && agentId !== undefined) {
       const at = queuedProgress.get(event.faultId);
       const queued = at === undefined ? undefined : queue[at];
-      if (queued && queued.agentId === agentId) {
+      if (queued && queued.agentId === agentId && queued.event) {
         queued.event = event;
         queued.receivedAt = receivedAt;
         metrics.progressCoalesced.inc();
@@ -294,32 +310,61 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
     setImmediate(drain);
   }
 
-  const recordSlice = store.db.transaction((deadline: number): void => {
+  const recordSlice = (deadline: number): void => {
     let n = 0;
     while (queueHead < queue.length) {
-      // The clock is read every 32 events: a slice ends within a few events of its deadline.
+      // The clock is read every 32 items: a slice ends within a few items of its deadline.
       if (n > 0 && n % 32 === 0 && performance.now() >= deadline) break;
       const item = queue[queueHead]!;
       queue[queueHead] = undefined as unknown as QueuedEvent;
       queueHead += 1;
       n += 1;
-      if (item.event.type === ProtoEventType.PROGRESS && queuedProgress.get(item.event.faultId) === queueHead - 1) queuedProgress.delete(item.event.faultId);
       try {
-        onFaultEvent(item.session, item.agentId, item.event, item.receivedAt);
+        if (item.hello) {
+          if (!item.session.closed) onHello(item.session, item.hello);
+          continue;
+        }
+        const event = item.event!;
+        if (event.type === ProtoEventType.PROGRESS && queuedProgress.get(event.faultId) === queueHead - 1) queuedProgress.delete(event.faultId);
+        // An event that arrived behind its stream's Hello belongs to the agent that Hello named (if it was let in).
+        const agentId = item.agentId ?? item.session.agentId;
+        if (agentId !== undefined) onFaultEvent(item.session, agentId, event, item.receivedAt);
       } catch (err) {
-        item.session.log.error({ err, faultId: item.event.faultId.slice(0, 100) }, "failed to record a fault event");
+        item.session.log.error({ err }, "failed to handle an agent message");
         end(item.session, { code: grpc.status.INTERNAL, details: "the control plane failed to handle a message; see its log" });
       }
     }
-  });
+  };
+
+  // Writes to streams made while a slice (or a batch) is in its transaction wait for its commit:
+  // nothing goes out that the store might not keep.
+  let deferred: [Session, AgentMessage][] | undefined;
+  function inTransaction<T>(fn: () => T): T {
+    if (deferred) return fn();
+    const pending: [Session, AgentMessage][] = [];
+    deferred = pending;
+    let result: T;
+    try {
+      result = store.db.transaction(fn)();
+    } catch (err) {
+      deferred = undefined;
+      for (const [session] of pending) {
+        end(session, { code: grpc.status.UNAVAILABLE, details: "the control plane could not record what the agent sent; reconnect" });
+      }
+      throw err;
+    }
+    deferred = undefined;
+    for (const [session, message] of pending) write(session, message);
+    return result;
+  }
 
   function drain(): void {
     drainScheduled = false;
     if (!store.db.open) return;
     try {
-      recordSlice(performance.now() + eventSliceMs);
+      inTransaction(() => recordSlice(performance.now() + eventSliceMs));
     } catch (err) {
-      log.error({ err }, "failed to record a slice of fault events; retrying");
+      log.error({ err }, "failed to record a slice of agent messages; retrying");
     }
     if (queueHead >= queue.length) {
       queue = [];
@@ -393,6 +438,10 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
 
   function write(session: Session, message: AgentMessage): boolean {
     if (session.closed) return false;
+    if (deferred) {
+      deferred.push([session, message]);
+      return true;
+    }
     try {
       session.call.write(create(ConnectResponseSchema, { message }));
       return true;
@@ -616,7 +665,8 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
       return;
     }
     metrics.faultEvents.inc({ type: input.type });
-    const result = store.recordFaultEvent(input, now);
+    // Read just above, in the same transaction (the slice's).
+    const result = store.recordFaultEvent(input, now, known);
     if (!result.fault) return;
     if (!result.recorded) {
       session.log.debug({ faultId: input.faultId, type: input.type }, "duplicate fault event ignored");
@@ -655,6 +705,11 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
     session.bucket -= 1;
     const message = request.message;
     if (session.agentId === undefined) {
+      if (session.helloQueued) {
+        // The Hello waits in the queue: an event keeps its place behind it; the rest needs the Welcome first.
+        if (message.case === "faultEvent") enqueue(session, undefined, message.value, now);
+        return;
+      }
       if (message.case !== "hello") {
         end(session, {
           code: grpc.status.INVALID_ARGUMENT,
@@ -662,7 +717,8 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
         });
         return;
       }
-      onHello(session, message.value);
+      session.helloQueued = true;
+      enqueueHello(session, message.value, now);
       return;
     }
     const agentId = session.agentId;
@@ -703,6 +759,7 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
       lastMessageAt: now,
       lastTouchAt: now,
       closed: false,
+      helloQueued: false,
       timers: new Set(),
     };
     open.add(session);
@@ -737,7 +794,7 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
     timer(
       session,
       () => {
-        if (session.agentId === undefined) {
+        if (session.agentId === undefined && !session.helloQueued) {
           end(session, {
             code: grpc.status.INVALID_ARGUMENT,
             details: `no Hello within ${formatDuration(helloTimeoutMs)}: the first message on the agent link must be Hello`,
@@ -783,6 +840,7 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
       return n;
     },
     connectedAgentIds: () => [...byAgent.keys()],
+    batch: (fn) => inTransaction(fn),
     watchFault: (faultId, listener) => watch(faultWatchers, faultId, listener),
     watchDisconnect: (agentId, listener) => watch(disconnectWatchers, agentId, listener),
     drained() {

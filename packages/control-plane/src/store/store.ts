@@ -96,7 +96,7 @@ export interface Store {
    * Stores an event and applies it to its fault; duplicates and events for ended faults change
    * nothing (but a final report replaces a provisional end: see isProvisionalEnd).
    */
-  recordFaultEvent(event: FaultEventInput, now: number): RecordedFaultEvent;
+  recordFaultEvent(event: FaultEventInput, now: number, current?: FaultRecord): RecordedFaultEvent;
   /**
    * Records that the control plane wants an active fault ended (the first request wins). Returns
    * the fault as it is now (undefined when unknown); a fault that has ended is returned unchanged.
@@ -322,9 +322,10 @@ export function createStore(options: StoreOptions): Store {
     listEvents: db.prepare<[string], FaultEventRow>("SELECT * FROM fault_events WHERE fault_id = ? ORDER BY time, id"),
   };
 
-  const recordFaultEvent = db.transaction((event: FaultEventInput, now: number): RecordedFaultEvent => {
-    const row = stmt.getFault.get(event.faultId);
-    const fault = row ? toFault(row) : undefined;
+  const recordFaultEvent = db.transaction((event: FaultEventInput, now: number, current: FaultRecord | undefined): RecordedFaultEvent => {
+    // `current`: the fault as the caller just read it in this transaction (saves reading it again).
+    const row = current?.id === event.faultId ? undefined : stmt.getFault.get(event.faultId);
+    const fault = current?.id === event.faultId ? current : row ? toFault(row) : undefined;
     // Events from an agent about another agent's fault are dropped: ids are chosen by the control plane.
     if (fault && fault.agentId !== event.agentId) return { recorded: false, fault, changed: false };
     // An event for a fault that has already ended is a re-send: nothing to record or change —
@@ -440,7 +441,7 @@ export function createStore(options: StoreOptions): Store {
       return wanted;
     }),
     countActiveFaultsByKind: () => new Map(stmt.activeByKind.all().map((r) => [r.kind, r.n])),
-    recordFaultEvent: (event, now) => recordFaultEvent(event, now),
+    recordFaultEvent: (event, now, current) => recordFaultEvent(event, now, current),
     requestStop(faultId, reason, by, now) {
       stmt.requestStop.run({ id: faultId, reason, by, now });
       const row = stmt.getFault.get(faultId);
