@@ -18,7 +18,7 @@
  * On the floor: "recorded" is the floor's in-memory count of the events that came back, the run is
  * a StartFault broadcast, the abort a StopFault per fault, the halt a StopAll broadcast.
  */
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { resolve as resolvePath } from "node:path";
 import { CLOCK_TICKS_PER_SECOND, readProcessCpuTicks } from "@firedrill/agent";
 import { startSimFleet } from "../test/support/sim-fleet.js";
@@ -657,6 +657,7 @@ export async function benchFleet(args: string[] = []): Promise<void> {
   }
   const p = args.indexOf("--cpu-prof");
   const cpuProfDir = p >= 0 ? resolvePath(args[p + 1] ?? "") : undefined;
+  if (cpuProfDir) mkdirSync(cpuProfDir, { recursive: true });
   if (p >= 0 && !args[p + 1]) throw new Error("--cpu-prof needs a directory (pnpm bench fleet --agents 2000 --cpu-prof /tmp/prof)");
   const withFloor = !args.includes("--no-floor");
   for (const n of sizes) {

@@ -137,9 +137,9 @@ export function createFaultService(options: FaultServiceOptions): FaultService {
    * before concluding at the timeout lets the hub record the events already received, so that an
    * ack that arrived in time is never reported missing because the control plane was busy.
    */
-  function waitForFaults(agentId: string, faultIds: readonly string[], done: (fault: FaultRecord) => boolean, timeoutMs: number): Promise<FaultRecord[]> {
+  function waitForFaults(agentId: string, faultIds: readonly string[], done: (fault: FaultRecord) => boolean, timeoutMs: number, known?: FaultRecord[]): Promise<FaultRecord[]> {
     const current = () => faultIds.map((id) => store.getFault(id)).filter((f): f is FaultRecord => f !== undefined);
-    const remaining = new Set(current().filter((f) => !done(f)).map((f) => f.id));
+    const remaining = new Set((known ?? current()).filter((f) => !done(f)).map((f) => f.id));
     if (remaining.size === 0) return Promise.resolve(current());
     return new Promise((resolve) => {
       const unwatch: (() => void)[] = [];
@@ -164,8 +164,8 @@ export function createFaultService(options: FaultServiceOptions): FaultService {
   }
 
   /** The fault once `done`, else undefined (see {@link waitForFaults}). */
-  async function waitForFault(agentId: string, faultId: string, done: (fault: FaultRecord) => boolean, timeoutMs: number): Promise<FaultRecord | undefined> {
-    const [fault] = await waitForFaults(agentId, [faultId], done, timeoutMs);
+  async function waitForFault(agentId: string, faultId: string, done: (fault: FaultRecord) => boolean, timeoutMs: number, known?: FaultRecord): Promise<FaultRecord | undefined> {
+    const [fault] = await waitForFaults(agentId, [faultId], done, timeoutMs, known ? [known] : undefined);
     return fault && done(fault) ? fault : undefined;
   }
 
@@ -315,7 +315,8 @@ export function createFaultService(options: FaultServiceOptions): FaultService {
     }
     // A run logs its steps; one line per host of a 10,000-host step would drown the log.
     log[startOptions.fromRun === undefined ? "info" : "debug"]({ faultId: id, agentId, kind: request.kind, durationMs: request.durationMs, actor: startOptions.actor }, "fault sent to agent");
-    const acked = await waitForFault(agentId, id, (f) => f.state !== "pending", ackTimeoutMs);
+    // Just created: nothing can have answered yet (the ack is handled in a later turn of the loop).
+    const acked = await waitForFault(agentId, id, (f) => f.state !== "pending", ackTimeoutMs, created);
     if (!acked) {
       log.warn({ faultId: id, agentId, ackTimeoutMs }, "agent did not acknowledge the fault in time");
       return { fault: store.getFault(id) ?? created, acknowledged: false };

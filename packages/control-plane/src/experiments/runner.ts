@@ -645,7 +645,7 @@ export function createRunner(options: RunnerOptions): Runner {
       try {
         const { fault, acknowledged } = await attempt;
         this.stepByFault.set(fault.id, step.name);
-        this.track(store.getFault(fault.id) ?? fault);
+        this.track(fault);
         this.event({
           type: acknowledged ? "fault-acked" : "fault-sent",
           step: step.name,
@@ -775,10 +775,11 @@ export function createRunner(options: RunnerOptions): Runner {
     const state: HaltState = haltState() ?? { reason, actor, at: Date.now() };
     writeHalt(store, state);
     log.warn({ reason, actor }, "global halt: aborting every run and reverting every fault");
-    // Recorded per fault, so that agents not connected now get the stop when they reconnect.
-    hub.requestStops({}, "halt", clip(`halt by ${actor}: ${reason}`, 500));
-    // Every connected agent reverts everything it holds, in or out of a run.
+    // Every connected agent reverts everything it holds, in or out of a run: first, since the halt
+    // is stored (an agent that reconnects to a restarted control plane is stopped by it).
     hub.broadcast({ case: "stopAll", value: { reason: RevertReason.HALT, message: `halt by ${actor}: ${reason}` } });
+    // Then recorded per fault, so that agents not connected now get the stop when they reconnect.
+    hub.requestStops({}, "halt", clip(`halt by ${actor}: ${reason}`, 500));
     // Every cloud action still in effect, in a run or not, is reverted too (the journal retries until AWS confirms).
     if (options.cloud) {
       try {

@@ -168,6 +168,9 @@ export interface HubRefusal {
   refusal: Refusal;
 }
 
+/** A running fault's event history keeps at most one PROGRESS this often (the fault keeps the latest measurements). */
+export const PROGRESS_HISTORY_MS = 10_000;
+
 /** Bounds on what an agent may send (see docs/security.md). */
 export const AGENT_BOUNDS = {
   hostname: 255,
@@ -231,12 +234,15 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
   let serial = 0;
   let closing = false;
   const faultWatchers = new Map<string, Set<(update: FaultUpdate) => void>>();
+  /** When each running fault's last PROGRESS went into its event history. */
+  const progressHistoryAt = new Map<string, number>();
   const disconnectWatchers = new Map<string, Set<() => void>>();
   const stalls = createStallTracker();
   const eventSliceMs = options.eventSliceMs ?? 8;
 
   /** Announces a stored change: to the hub's listeners, then to whoever watches that fault. */
   function announce(update: FaultUpdate): void {
+    if (update.fault.endedAt !== null) progressHistoryAt.delete(update.fault.id);
     try {
       events.emit("fault", update);
     } catch (err) {
@@ -665,6 +671,12 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
       return;
     }
     metrics.faultEvents.inc({ type: input.type });
+    if (input.type === "progress") {
+      // Every PROGRESS updates the fault's measurements; its history keeps one every PROGRESS_HISTORY_MS.
+      const last = progressHistoryAt.get(input.faultId);
+      if (last !== undefined && now - last < PROGRESS_HISTORY_MS) input.history = false;
+      else progressHistoryAt.set(input.faultId, now);
+    }
     // Read just above, in the same transaction (the slice's).
     const result = store.recordFaultEvent(input, now, known);
     if (!result.fault) return;

@@ -331,7 +331,8 @@ export function createStore(options: StoreOptions): Store {
     // An event for a fault that has already ended is a re-send: nothing to record or change —
     // unless the end was provisional and the agent now reports how it really ended.
     if (fault && fault.endedAt !== null && !acceptsEvent(fault, event)) return { recorded: false, fault, changed: false };
-    const inserted = stmt.insertEvent.run({
+    const skipHistory = event.type === "progress" && event.history === false;
+    const inserted = skipHistory ? { changes: 1 } : stmt.insertEvent.run({
       faultId: event.faultId,
       agentId: event.agentId,
       type: event.type,

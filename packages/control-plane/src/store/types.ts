@@ -160,6 +160,11 @@ export interface FaultEventInput {
   measurements: Record<string, number> | null;
   /** Details the agent reported about the fault (ACCEPTED/STARTED), already bounded; absent: none. */
   details?: string[] | null;
+  /**
+   * For a PROGRESS: false applies its measurements to the fault without adding a row to the
+   * fault's event history (kept at most every few seconds per fault on a large fleet). @default true
+   */
+  history?: boolean;
 }
 
 /** A stored fault event. */
