@@ -4,7 +4,7 @@
  * dead-man switch), records fault events, and reconciles the store with the faults the agent holds.
  *
  * Built for fleets of 10,000 agents on one event loop (docs/architecture.md, "Fleet scale"):
- * - Hellos and fault events are queued as they arrive and handled in slices of at most a few
+ * - Hellos and fault events are queued as they arrive and handled in slices of at most ~16
  *   milliseconds, one SQLite transaction per slice (what the slice writes to streams, e.g. the
  *   Welcomes, goes out once it is committed), so lease renewals and heartbeats are never starved;
  *   a PROGRESS still queued is replaced by the next one of the same fault (at most one per fault);
@@ -85,7 +85,7 @@ export interface AgentHubOptions {
   helloTimeoutMs?: number;
   /** How often a stop not confirmed yet is sent again on a live link. @default 2000 */
   stopRetryMs?: number;
-  /** Longest slice of queued fault events recorded in one go before yielding the event loop. @default 8 */
+  /** Longest slice of queued agent messages handled in one transaction before yielding the event loop. @default 16 */
   eventSliceMs?: number;
 }
 
@@ -238,7 +238,7 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
   const progressHistoryAt = new Map<string, number>();
   const disconnectWatchers = new Map<string, Set<() => void>>();
   const stalls = createStallTracker();
-  const eventSliceMs = options.eventSliceMs ?? 8;
+  const eventSliceMs = options.eventSliceMs ?? 16;
 
   /** Announces a stored change: to the hub's listeners, then to whoever watches that fault. */
   function announce(update: FaultUpdate): void {

@@ -251,6 +251,9 @@ export function createStore(options: StoreOptions): Store {
   const db = new Database(path);
   db.pragma("journal_mode = WAL");
   db.pragma("synchronous = NORMAL");
+  // A checkpoint (WAL → database file, with an fsync) every 10,000 pages rather than 1,000: on a
+  // large fleet the same hot pages (running faults) are rewritten many times between two.
+  db.pragma("wal_autocheckpoint = 10000");
   db.pragma("foreign_keys = ON");
   db.pragma("busy_timeout = 5000");
   migrate(db);
