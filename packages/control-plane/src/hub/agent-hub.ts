@@ -34,7 +34,7 @@ import type { ConnectRequest, ConnectResponse, FaultEvent, Hello, JsonObject, Re
 import type { Logger } from "pino";
 import type { Metrics } from "../metrics.js";
 import type { Store } from "../store/store.js";
-import type { FaultEventType, FaultRecord, StopReason } from "../store/types.js";
+import type { FaultEventInput, FaultEventType, FaultRecord, StopReason } from "../store/types.js";
 import { describeHalt, readHalt } from "../halt.js";
 import { CONTROL_PLANE_VERSION } from "../version.js";
 import { agentFromHello, faultEventFromProto } from "./convert.js";
@@ -85,6 +85,12 @@ export interface AgentHubOptions {
   helloTimeoutMs?: number;
   /** How often a stop not confirmed yet is sent again on a live link. @default 2000 */
   stopRetryMs?: number;
+  /**
+   * Above this many running faults, a PROGRESS that comes less than PROGRESS_HISTORY_MS after the
+   * fault's last stored one is held in memory (the newest wins) and stored with the next one or
+   * before the fault's next event (e.g. its end), instead of being written at once. @default 1000
+   */
+  progressHoldAbove?: number;
   /** Longest slice of queued agent messages handled in one transaction before yielding the event loop. @default 16 */
   eventSliceMs?: number;
 }
@@ -168,6 +174,9 @@ export interface HubRefusal {
   refusal: Refusal;
 }
 
+/** Queued agent messages beyond which a new PROGRESS is dropped (state-changing events are still queued). */
+export const QUEUE_LIMIT = 100_000;
+
 /** A running fault's event history keeps at most one PROGRESS this often (the fault keeps the latest measurements). */
 export const PROGRESS_HISTORY_MS = 10_000;
 
@@ -236,13 +245,22 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
   const faultWatchers = new Map<string, Set<(update: FaultUpdate) => void>>();
   /** When each running fault's last PROGRESS went into its event history. */
   const progressHistoryAt = new Map<string, number>();
+  /**
+   * Running faults whose PROGRESS was stored (so known to be this agent's): when, and the newest
+   * PROGRESS held since, not stored yet.
+   */
+  const progressStored = new Map<string, { agentId: string; at: number; held: FaultEventInput | undefined }>();
+  const progressHoldAbove = options.progressHoldAbove ?? 1000;
   const disconnectWatchers = new Map<string, Set<() => void>>();
   const stalls = createStallTracker();
   const eventSliceMs = options.eventSliceMs ?? 16;
 
   /** Announces a stored change: to the hub's listeners, then to whoever watches that fault. */
   function announce(update: FaultUpdate): void {
-    if (update.fault.endedAt !== null) progressHistoryAt.delete(update.fault.id);
+    if (update.fault.endedAt !== null) {
+      progressHistoryAt.delete(update.fault.id);
+      progressStored.delete(update.fault.id);
+    }
     try {
       events.emit("fault", update);
     } catch (err) {
@@ -301,6 +319,11 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
         queued.event = event;
         queued.receivedAt = receivedAt;
         metrics.progressCoalesced.inc();
+        return;
+      }
+      if (queue.length - queueHead >= QUEUE_LIMIT) {
+        // Full: a PROGRESS is only a measurement; events that change a fault still get in.
+        metrics.agentMessagesDropped.inc({ reason: "queue-full" });
         return;
       }
       queuedProgress.set(event.faultId, queue.length);
@@ -656,6 +679,23 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
       session.log.warn({ faultId: event.faultId.slice(0, 100) }, "ignoring a fault event with an unspecified type");
       return;
     }
+    const stored = progressStored.get(input.faultId);
+    if (stored && stored.agentId === agentId) {
+      if (input.type === "progress" && progressStored.size > progressHoldAbove && now - stored.at < PROGRESS_HISTORY_MS) {
+        // A large fleet: measurements are stored at most every PROGRESS_HISTORY_MS per fault.
+        stored.held = input;
+        metrics.faultEvents.inc({ type: input.type });
+        return;
+      }
+      if (stored.held) {
+        // The newest measurements go in before anything else happens to the fault.
+        const held = stored.held;
+        stored.held = undefined;
+        held.history = false;
+        const result = store.recordFaultEvent(held, now);
+        if (result.changed && result.fault) announce({ fault: result.fault, cause: "progress" });
+      }
+    }
     // Only events about faults this control plane sent to this agent are stored.
     const known = event.faultId.length <= 128 ? store.getFault(event.faultId) : undefined;
     if (!known || known.agentId !== agentId) {
@@ -692,6 +732,7 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
       "fault event",
     );
     if (result.fault.endedAt !== null) stops.ended(result.fault.id);
+    else if (input.type === "progress") progressStored.set(result.fault.id, { agentId, at: now, held: undefined });
     if (result.changed && result.fault.state === "revert_failed") {
       metrics.revertFailures.inc({ kind: result.fault.kind });
       session.log.error({ faultId: result.fault.id, kind: result.fault.kind, error: result.fault.error }, "the agent gave up reverting a fault: its effect may still be on the host");
