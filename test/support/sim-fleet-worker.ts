@@ -28,6 +28,7 @@ import {
   timestampFromMs,
 } from "@firedrill/protocol";
 import type { ClientOf, ConnectRequest, ConnectResponse, StartFault } from "@firedrill/protocol";
+import { emptySimStats } from "./sim-fleet.js";
 import type { SimFleetStats, SimWorkerConfig, SimWorkerMessage, SimWorkerRequest } from "./sim-fleet.js";
 
 type AgentClient = ClientOf<typeof AgentService>;
@@ -142,23 +143,8 @@ class Fleet {
 type Counters = Omit<SimFleetStats, "connected" | "heldFaults">;
 
 function zeroCounters(): Counters {
-  return {
-    welcomes: 0,
-    linksDropped: 0,
-    droppedBeforeWelcome: 0,
-    leasesExpired: 0,
-    startFaults: 0,
-    lastStartFaultAt: 0,
-    stopFaults: 0,
-    lastStopFaultAt: 0,
-    stopAlls: 0,
-    lastStopAllAt: 0,
-    reverted: 0,
-    lastRevertAt: 0,
-    failed: 0,
-    progress: 0,
-    endedBy: {},
-  };
+  const { connected: _connected, heldFaults: _held, ...counters } = emptySimStats();
+  return counters;
 }
 
 /** One simulated agent. */

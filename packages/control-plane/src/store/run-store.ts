@@ -117,17 +117,10 @@ function toRunSummary(row: Omit<RunRow, "spec_yaml" | "experiment" | "plan">): R
 
 function toRun(row: RunRow): RunRecord {
   return {
-    id: row.id,
-    name: row.name,
+    ...toRunSummary(row),
     specYaml: row.spec_yaml,
     experiment: JSON.parse(row.experiment) as unknown,
     plan: JSON.parse(row.plan) as unknown,
-    state: row.state,
-    reason: row.reason,
-    actor: row.actor,
-    createdAt: row.created_at,
-    startedAt: row.started_at,
-    endedAt: row.ended_at,
   };
 }
 
