@@ -339,7 +339,7 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
     setImmediate(drain);
   }
 
-  const recordSlice = (deadline: number): void => {
+  const recordSlice = (deadline: number, sessions: Set<Session>): void => {
     let n = 0;
     while (queueHead < queue.length) {
       // The clock is read every 32 items: a slice ends within a few items of its deadline.
@@ -348,6 +348,7 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
       queue[queueHead] = undefined as unknown as QueuedEvent;
       queueHead += 1;
       n += 1;
+      sessions.add(item.session);
       try {
         if (item.hello) {
           if (!item.session.closed) onHello(item.session, item.hello);
@@ -390,10 +391,14 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
   function drain(): void {
     drainScheduled = false;
     if (!store.db.open) return;
+    const sessions = new Set<Session>();
     try {
-      inTransaction(() => recordSlice(performance.now() + eventSliceMs));
+      inTransaction(() => recordSlice(performance.now() + eventSliceMs, sessions));
     } catch (err) {
-      log.error({ err }, "failed to record a slice of agent messages; retrying");
+      // Nothing of the slice was stored: its agents reconnect, and their Hello's held faults
+      // reconcile the store (a fault no longer held is closed as reverted, reason unknown).
+      log.error({ err, messages: sessions.size }, "failed to record a slice of agent messages; closing those agents' links so that they report again");
+      for (const session of sessions) end(session, { code: grpc.status.UNAVAILABLE, details: "the control plane could not record what the agent sent; reconnect" });
     }
     if (queueHead >= queue.length) {
       queue = [];
