@@ -277,7 +277,7 @@ export function createStore(options: StoreOptions): Store {
         labels = excluded.labels, capabilities = excluded.capabilities, instance_id = excluded.instance_id,
         availability_zone = excluded.availability_zone, connected = 1, last_seen = excluded.last_seen,
         connected_at = excluded.connected_at`),
-    touchAgent: db.prepare<[number, string]>("UPDATE agents SET last_seen = MAX(last_seen, ?1) WHERE id = ?2"),
+    touchAgent: db.prepare<[number, string]>("UPDATE agents SET last_seen = MAX(last_seen, ?) WHERE id = ?"),
     disconnectAgent: db.prepare<[number, string]>("UPDATE agents SET connected = 0, last_seen = ? WHERE id = ?"),
     disconnectAll: db.prepare("UPDATE agents SET connected = 0 WHERE connected = 1"),
     getAgent: db.prepare<[string], AgentRow>(`${agentSelect} WHERE a.id = ?`),
