@@ -200,7 +200,6 @@ export function createRunner(options: RunnerOptions): Runner {
     return parseExperimentForApi(specYaml);
   }
 
-  const hostFaults = (): Map<string, string[]> => store.activeFaultKindsByAgent();
 
   async function plan(specYaml: string, planOptions: RunScopeOptions = {}): Promise<{ experiment: Experiment; plan: RunPlan }> {
     const experiment = await parse(specYaml);
@@ -211,7 +210,7 @@ export function createRunner(options: RunnerOptions): Runner {
       agents,
       policy: options.policy,
       activeRuns: runs.countActiveRuns(),
-      hostFaults: hostFaults(),
+      hostFaults: store.activeFaultKindsByAgent(),
       now: now(),
       scope: planOptions.scope ?? null,
       awsCandidates: aws.candidates,

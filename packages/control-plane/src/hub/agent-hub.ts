@@ -243,13 +243,11 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
   let serial = 0;
   let closing = false;
   const faultWatchers = new Map<string, Set<(update: FaultUpdate) => void>>();
-  /** When each running fault's last PROGRESS went into its event history. */
-  const progressHistoryAt = new Map<string, number>();
   /**
-   * Running faults whose PROGRESS was stored (so known to be this agent's): when, and the newest
-   * PROGRESS held since, not stored yet.
+   * Running faults whose PROGRESS was stored (so known to be this agent's): when it last was, when
+   * one last went into the fault's event history, and the newest PROGRESS held since, not stored yet.
    */
-  const progressStored = new Map<string, { agentId: string; at: number; held: FaultEventInput | undefined }>();
+  const progressStored = new Map<string, { agentId: string; at: number; historyAt: number; held: FaultEventInput | undefined }>();
   const progressHoldAbove = options.progressHoldAbove ?? 1000;
   const disconnectWatchers = new Map<string, Set<() => void>>();
   const stalls = createStallTracker();
@@ -258,7 +256,6 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
   /** Announces a stored change: to the hub's listeners, then to whoever watches that fault. */
   function announce(update: FaultUpdate): void {
     if (update.fault.endedAt !== null) {
-      progressHistoryAt.delete(update.fault.id);
       progressStored.delete(update.fault.id);
     }
     try {
@@ -716,12 +713,9 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
       return;
     }
     metrics.faultEvents.inc({ type: input.type });
-    if (input.type === "progress") {
-      // Every PROGRESS updates the fault's measurements; its history keeps one every PROGRESS_HISTORY_MS.
-      const last = progressHistoryAt.get(input.faultId);
-      if (last !== undefined && now - last < PROGRESS_HISTORY_MS) input.history = false;
-      else progressHistoryAt.set(input.faultId, now);
-    }
+    // Every PROGRESS updates the fault's measurements; its history keeps one every PROGRESS_HISTORY_MS.
+    const historyAt = stored?.agentId === agentId ? stored.historyAt : undefined;
+    if (input.type === "progress" && historyAt !== undefined && now - historyAt < PROGRESS_HISTORY_MS) input.history = false;
     // Read just above, in the same transaction (the slice's).
     const result = store.recordFaultEvent(input, now, known);
     if (!result.fault) return;
@@ -737,7 +731,7 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
       "fault event",
     );
     if (result.fault.endedAt !== null) stops.ended(result.fault.id);
-    else if (input.type === "progress") progressStored.set(result.fault.id, { agentId, at: now, held: undefined });
+    else if (input.type === "progress") progressStored.set(result.fault.id, { agentId, at: now, historyAt: input.history === false ? historyAt! : now, held: undefined });
     if (result.changed && result.fault.state === "revert_failed") {
       metrics.revertFailures.inc({ kind: result.fault.kind });
       session.log.error({ faultId: result.fault.id, kind: result.fault.kind, error: result.fault.error }, "the agent gave up reverting a fault: its effect may still be on the host");
