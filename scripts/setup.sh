@@ -19,6 +19,9 @@ command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v git >/dev/null 2>&1 || missing+=(git)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
 command -v fallocate >/dev/null 2>&1 || missing+=(util-linux)
+# systemd-host tests: Debian roots built once with debootstrap, booted with systemd-nspawn.
+command -v systemd-nspawn >/dev/null 2>&1 || missing+=(systemd-container)
+command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -2,6 +2,7 @@
  * A tiny JSON client for the control plane's HTTP API, for tests and benchmarks. Every call
  * authenticates: with the server's bootstrap admin token unless another token is given.
  */
+import { request as httpsRequestRaw } from "node:https";
 
 /** A control plane the client talks to: its base URL and the bootstrap admin's token. */
 export interface ApiTarget {
@@ -9,6 +10,8 @@ export interface ApiTarget {
   httpUrl: string;
   /** The bootstrap admin's API token (`<dataDir>/admin-token`). */
   adminToken: string;
+  /** For an HTTPS server: the CA (PEM) its certificate is checked against. */
+  ca?: string;
 }
 
 export interface ApiResponse<T = any> {
@@ -26,12 +29,10 @@ export async function api<T = any>(server: ApiTarget, method: string, path: stri
   const headers: Record<string, string> = {};
   if (body !== undefined) headers["content-type"] = "application/json";
   if (bearer !== null) headers.authorization = `Bearer ${bearer}`;
-  const res = await fetch(`${server.httpUrl}${path}`, {
-    method,
-    headers,
-    body: body === undefined ? null : JSON.stringify(body),
-    signal: AbortSignal.timeout(30_000),
-  });
+  const payload = body === undefined ? null : JSON.stringify(body);
+  const res = server.ca
+    ? await httpsRequest(`${server.httpUrl}${path}`, method, headers, payload, server.ca)
+    : await fetch(`${server.httpUrl}${path}`, { method, headers, body: payload, signal: AbortSignal.timeout(30_000) });
   const text = await res.text();
   let parsed: unknown;
   try {
@@ -40,6 +41,21 @@ export async function api<T = any>(server: ApiTarget, method: string, path: stri
     throw new Error(`${method} ${path}: HTTP ${res.status} with a body that is not JSON: ${text.slice(0, 300)}`);
   }
   return { status: res.status, body: parsed as T };
+}
+
+/** One HTTPS request checked against `ca` (fetch takes no CA of its own). */
+function httpsRequest(url: string, method: string, headers: Record<string, string>, payload: string | null, ca: string): Promise<{ status: number; text: () => Promise<string> }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequestRaw(url, { method, headers, ca, timeout: 30_000 }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, text: async () => Buffer.concat(chunks).toString("utf8") }));
+      res.on("error", reject);
+    });
+    req.on("timeout", () => req.destroy(new Error(`${method} ${url}: no answer in 30 s`)));
+    req.on("error", reject);
+    req.end(payload ?? undefined);
+  });
 }
 
 /** What `POST /api/v1/tokens` takes. */
