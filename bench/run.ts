@@ -11,6 +11,8 @@
  *   pnpm bench spec-flood   /healthz latency and agent leases while 20 maximal experiments are posted at once
  *   pnpm bench cloud-revert control-plane restart → confirmed cloud revert of an ec2-stop (fake AWS; goal < 10 s)
  *   pnpm bench network-revert control-plane restart → aws-network-disrupt's NACLs restored and confirmed (fake AWS; goal < 10 s)
+ *   pnpm bench footprint [--idle 60s]  the installed agent (release tarball) and its guard, idle: RSS, CPU, traffic,
+ *                           start time, against a bare grpc-js client (goal: < 100 MiB and < 0.2 % CPU together)
  *   pnpm bench fleet [--agents N]  N simulated agents (default 1,000, 5,000 and 10,000 in turn) on the control plane
  *                           and on the raw grpc-js floor: register, idle, runs, abort, halt (issue 12's goals)
  *
@@ -22,6 +24,7 @@ import { benchAuth } from "./auth.js";
 import { benchBurnAccuracy } from "./burn-accuracy.js";
 import { benchCloudRevert } from "./cloud-revert.js";
 import { benchFleet } from "./fleet.js";
+import { benchFootprint } from "./footprint.js";
 import { benchLeaseRevert } from "./lease-revert.js";
 import { benchNetworkRevert } from "./network-revert.js";
 import { benchProcessPatterns } from "./process-patterns.js";
@@ -42,6 +45,7 @@ try {
   if (which === "all" || which === "cloud-revert") await benchCloudRevert();
   if (which === "all" || which === "network-revert") await benchNetworkRevert();
   if (which === "fleet") await benchFleet(process.argv.slice(3));
+  if (which === "all" || which === "footprint") await benchFootprint(which === "footprint" ? process.argv.slice(3) : []);
 } finally {
   await killAll();
 }

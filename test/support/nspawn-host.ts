@@ -498,6 +498,9 @@ export class NspawnHost {
       [
         "--boot", "-D", this.rootDir, "-M", this.machine, `--uuid=${this.uuid}`,
         `--network-namespace-path=/run/netns/${this.netns}`,
+        // A VM's root may change its own network (nft, tc): the container's network namespace is its
+        // own, so CAP_NET_ADMIN in it reaches nothing of the machine's.
+        "--capability=CAP_NET_ADMIN",
         // no machined or system bus here
         "--register=no", "--keep-unit",
         "--console=read-only", "--link-journal=no", "--resolv-conf=off", "--timezone=off", "--quiet",

@@ -44,6 +44,7 @@ import type { ManagementTarget } from "./network-exclusions.js";
 import { RecoveryError, recoverJournal } from "./recover.js";
 import { PendingReports } from "./reports.js";
 import { FaultRuntime } from "./runtime.js";
+import { createStatusReporter } from "./status.js";
 import { isLoopbackHost, splitServer } from "./tls.js";
 import { AGENT_VERSION } from "./version.js";
 
@@ -226,6 +227,8 @@ async function runAgent(
 ): Promise<Agent> {
   const { setup, registry, journal, reports } = deps;
   const log = options.log;
+  // status.json: what `firedrill-agent status` and the install script read.
+  const status = createStatusReporter({ stateDir: options.stateDir, server: options.server, log });
   const queue: FaultEvent[] = [];
   let link: AgentLink | undefined;
   const guard: GuardSupervisor | undefined = options.guardCommand
@@ -382,6 +385,7 @@ async function runAgent(
 
   const joinTokenBackoffMaxMs = options.joinTokenBackoffMaxMs ?? DEFAULT_JOIN_TOKEN_BACKOFF_MAX_MS;
   const revoked = (error: grpc.ServiceError): void => {
+    status.update({ connected: false, lastError: `revoked by the control plane: ${error.details}; this agent stops for good (enroll it again with a new join token)` });
     log.fatal(
       { server: options.server, details: error.details },
       `the control plane revoked this agent (${error.details}); stopping for good: to bring it back, enroll it again with a new join token after removing agent.crt and agent.key from ${options.stateDir}`,
@@ -393,6 +397,7 @@ async function runAgent(
   let prepare: () => Promise<PrepareResult>;
   if (setup.mode === "insecure") {
     agentId = setup.agentId;
+    status.update({ agentId });
     const metadata = new grpc.Metadata();
     metadata.set(AGENT_TOKEN_METADATA_KEY, bearer(setup.token));
     const channel = { key: "insecure", credentials: grpc.credentials.createInsecure(), metadata, verified: false, agentId: setup.agentId };
@@ -411,16 +416,22 @@ async function runAgent(
       onRevoked: revoked,
       onIdentity(identity) {
         agentId = identity?.agentId;
+        status.update({ agentId });
+      },
+      onProblem(message) {
+        status.update({ connected: false, lastError: message });
       },
     });
     enrollment = e;
     agentId = setup.identity?.agentId;
+    status.update({ agentId });
     prepare = () => e.prepare();
     e.start();
   }
 
   const onRefused = ({ error, refusal, verified }: { error: grpc.ServiceError; refusal: string | undefined; verified: boolean }): RefusalDecision => {
     const context = { server: options.server, code: grpc.status[error.code], refusal, details: error.details };
+    status.update({ connected: false, lastError: `refused by the control plane at ${options.server}: ${error.details}` });
     if (!verified) {
       // Nothing proves who said it: never stop on it.
       log.warn(context, `refused by the control plane on an unverified (insecure) link: ${error.details}; retrying`);
@@ -461,6 +472,9 @@ async function runAgent(
     onMessage,
     onRefused,
     activeFaults: () => runtime.activeCount,
+    onConnectFailed(message) {
+      status.update({ connected: false, lastError: message });
+    },
     ...(options.backoffMaxMs !== undefined ? { backoffMaxMs: options.backoffMaxMs } : {}),
     ...(options.backoffInitialMs !== undefined ? { backoffInitialMs: options.backoffInitialMs } : {}),
     onConnected(welcome) {
@@ -473,12 +487,14 @@ async function runAgent(
         },
         "connected to the control plane",
       );
+      status.update({ agentId, connected: true, lastError: undefined });
       void enrollment?.maybeRenew();
       // Deliver what happened while the link was down: final events first (durable), then the rest.
       for (const event of reports.list()) sendEvent(event);
       for (const event of queue.splice(0)) sendEvent(event);
     },
     onDisconnected(error) {
+      status.update({ connected: false, lastError: `lost the control plane at ${options.server}: ${error?.message ?? "the stream ended"}; reconnecting` });
       log.warn({ err: error?.message, leaseRemainingMs: Math.round(lease.remainingMs() ?? 0) }, "lost the control plane; reconnecting");
     },
   });
@@ -521,6 +537,7 @@ async function runAgent(
         enrollment?.close();
         await runtime.stopAll(RevertReason.SHUTDOWN);
         await link?.close();
+        status.update({ connected: false, lastError: "the agent stopped" });
         // Everything is reverted: the guard has nothing left to watch for.
         await guard?.stop();
         heartbeat.stop();

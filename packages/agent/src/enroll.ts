@@ -238,6 +238,49 @@ export interface EnrollmentOptions {
   onRevoked: (error: grpc.ServiceError) => void;
   /** The identity changed (enrolled, renewed or dropped). */
   onIdentity?: (identity: StoredIdentity | undefined) => void;
+  /** An enrollment attempt failed (it is retried): why, in words an operator can act on. */
+  onProblem?: (message: string) => void;
+}
+
+/** What made an enrollment attempt fail. */
+export type EnrollmentFailure =
+  /** Not enrolled, and no join token to enroll with. */
+  | "no-token"
+  /** The server does not present the CA the join token pins: not our control plane. */
+  | "pin-mismatch"
+  /** The server cannot be reached, or its certificate is not accepted (name, usage). */
+  | "unreachable"
+  /** The control plane refused the join token (unknown, expired, used up, revoked). */
+  | "join-token"
+  /** The control plane enrolls no more agents right now (its agent limit, its rate limit). */
+  | "limit"
+  /** The control plane answered with a certificate this agent cannot use. */
+  | "unusable"
+  /** Anything else the control plane answered. */
+  | "failed";
+
+/** An enrollment attempt failed; the message says what, where and how to fix it. */
+export class EnrollmentError extends Error {
+  override readonly name = "EnrollmentError";
+  /** The handshake (`probe`, pinning) or the Enroll call (`enroll`). */
+  readonly stage: "probe" | "enroll" | undefined;
+  /** A short reason (for log fields). */
+  readonly reason: string | undefined;
+  /** The control plane's own words, when it answered. */
+  readonly details: string | undefined;
+  /** The gRPC status code, when a call failed. */
+  readonly code: number | undefined;
+  constructor(
+    readonly kind: EnrollmentFailure,
+    message: string,
+    options: { cause?: unknown; stage?: "probe" | "enroll"; reason?: string; details?: string; code?: number } = {},
+  ) {
+    super(message, options.cause !== undefined ? { cause: options.cause } : undefined);
+    this.stage = options.stage;
+    this.reason = options.reason;
+    this.details = options.details;
+    this.code = options.code;
+  }
 }
 
 type AgentClient = ClientOf<typeof AgentService>;
@@ -306,34 +349,87 @@ export class Enrollment {
     }
     const token = this.opts.joinToken;
     if (!token) {
-      log.error(
-        { stateDir: this.opts.stateDir },
+      const message =
         "this agent is not enrolled and has no join token: create one on the control plane with `firedrill join-token create`, " +
-          "put it in the --token-file (or FIREDRILL_TOKEN) and restart the agent; retrying meanwhile",
-      );
+        "put it in the --token-file (or FIREDRILL_TOKEN) and restart the agent";
+      log.error({ stateDir: this.opts.stateDir }, `${message}; retrying meanwhile`);
+      this.opts.onProblem?.(message);
       return { retry: true, maxDelayMs: this.opts.joinTokenBackoffMaxMs ?? 300_000 };
+    }
+    try {
+      return { channel: this.channelFor(await this.enrollOnce()) };
+    } catch (err) {
+      if (!(err instanceof EnrollmentError)) throw err;
+      this.logFailure(err);
+      this.opts.onProblem?.(err.message);
+      const slow = err.kind === "join-token" || err.kind === "limit";
+      return slow ? { retry: true, maxDelayMs: this.opts.joinTokenBackoffMaxMs ?? 300_000 } : { retry: true };
+    }
+  }
+
+  /** Logs a failed attempt of {@link prepare} (it is retried). */
+  private logFailure(err: EnrollmentError): void {
+    const log = this.opts.log;
+    const server = this.opts.server;
+    switch (err.kind) {
+      case "pin-mismatch": {
+        const mismatch = err.cause as PinMismatchError;
+        log.error({ server: mismatch.server, seen: mismatch.seen, expected: mismatch.expected }, mismatch.message);
+        return;
+      }
+      case "unreachable":
+        if (err.stage === "probe") log.warn({ server, reason: err.reason }, `could not verify the control plane's certificate: ${err.message}`);
+        else log.warn({ server, reason: err.reason }, `enrollment failed, retrying: ${err.message}`);
+        return;
+      case "join-token":
+        log.error(
+          { server, details: err.details },
+          `the control plane refused the join token: ${err.details}; create a new one with \`firedrill join-token create\` and put it in the --token-file; retrying meanwhile`,
+        );
+        return;
+      case "limit":
+        log.warn({ server, details: err.details }, "the control plane is not enrolling more agents right now; retrying");
+        return;
+      case "unusable":
+        log.error({ server, problem: err.details }, "the control plane's enrollment answer is unusable; retrying");
+        return;
+      default:
+        log.warn({ server, code: err.code, err: err.details }, "enrollment failed; retrying");
+    }
+  }
+
+  /**
+   * One enrollment attempt with the join token: checks that the server presents the CA the token
+   * pins (nothing is sent otherwise), sends the token and a CSR, checks the certificate it gets and
+   * stores the identity in the state dir.
+   * Thrown: EnrollmentError saying what failed (its `kind`), where, and how to fix it.
+   */
+  async enrollOnce(): Promise<StoredIdentity> {
+    const server = this.opts.server;
+    const token = this.opts.joinToken;
+    if (!token) {
+      throw new EnrollmentError("no-token", `this agent is not enrolled (no certificate in ${this.opts.stateDir}) and has no join token: create one with \`firedrill join-token create\``);
     }
     let caPem: string;
     try {
-      caPem = await pinServerCa(this.opts.server, token.parts.caSha256, { timeoutMs: this.opts.probeTimeoutMs ?? 10_000 });
+      caPem = await pinServerCa(server, token.parts.caSha256, { timeoutMs: this.opts.probeTimeoutMs ?? 10_000 });
     } catch (err) {
-      if (err instanceof PinMismatchError) {
-        log.error({ server: err.server, seen: err.seen, expected: err.expected }, err.message);
-      } else {
-        const failure = describeConnectFailure(this.opts.server, err);
-        log.warn({ server: this.opts.server, reason: failure.reason }, `could not verify the control plane's certificate: ${failure.message}`);
-      }
-      return { retry: true };
+      if (err instanceof PinMismatchError) throw new EnrollmentError("pin-mismatch", err.message, { cause: err });
+      const failure = describeConnectFailure(server, err);
+      throw new EnrollmentError("unreachable", failure.message, { cause: err, stage: "probe", reason: failure.reason });
     }
-    return this.enroll(caPem, token.text);
-  }
-
-  private async enroll(caPem: string, token: string): Promise<PrepareResult> {
     const log = this.opts.log;
     const { keyPem, csrPem } = await createKeyAndCsr(this.opts.hostname);
     const metadata = new grpc.Metadata();
-    metadata.set(AGENT_TOKEN_METADATA_KEY, bearer(token));
-    const credentials = verifiedCredentials({ caPem, onVerifyError: (err) => log.error({ server: this.opts.server }, err.message) });
+    metadata.set(AGENT_TOKEN_METADATA_KEY, bearer(token.text));
+    let verifyError: Error | undefined;
+    const credentials = verifiedCredentials({
+      caPem,
+      onVerifyError: (err) => {
+        verifyError = err;
+        log.error({ server }, err.message);
+      },
+    });
     let response: EnrollResponse;
     try {
       response = await this.unary<EnrollResponse>(credentials, (client, deadline, done) =>
@@ -342,32 +438,28 @@ export class Enrollment {
     } catch (err) {
       const error = err as grpc.ServiceError;
       const refusal = refusalOf(error);
+      const details = error.details ?? error.message;
       if (refusal === "join-token") {
-        log.error(
-          { server: this.opts.server, details: error.details },
-          `the control plane refused the join token: ${error.details}; create a new one with \`firedrill join-token create\` and put it in the --token-file; retrying meanwhile`,
-        );
-        return { retry: true, maxDelayMs: this.opts.joinTokenBackoffMaxMs ?? 300_000 };
+        throw new EnrollmentError("join-token", `the control plane at ${server} refused the join token: ${details}`, { cause: err, details, code: error.code });
       }
       if (refusal === "limit") {
-        log.warn({ server: this.opts.server, details: error.details }, "the control plane is not enrolling more agents right now; retrying");
-        return { retry: true, maxDelayMs: this.opts.joinTokenBackoffMaxMs ?? 300_000 };
+        throw new EnrollmentError("limit", `the control plane at ${server} is not enrolling more agents right now: ${details}`, { cause: err, details, code: error.code });
       }
       if (error.code === grpc.status.UNAVAILABLE) {
-        const failure = describeConnectFailure(this.opts.server, error);
-        log.warn({ server: this.opts.server, reason: failure.reason }, `enrollment failed, retrying: ${failure.message}`);
-      } else {
-        log.warn({ server: this.opts.server, code: error.code, err: error.details ?? error.message }, "enrollment failed; retrying");
+        const failure = describeConnectFailure(server, error);
+        const message = verifyError ? `cannot enroll with the control plane at ${server}: ${verifyError.message}` : failure.message;
+        throw new EnrollmentError("unreachable", message, { cause: err, stage: "enroll", reason: verifyError ? "certificate not accepted" : failure.reason, details, code: error.code });
       }
-      return { retry: true };
+      throw new EnrollmentError("failed", `enrollment with the control plane at ${server} failed: ${grpc.status[error.code] ?? error.code} ${details}`, {
+        cause: err,
+        details,
+        code: error.code,
+      });
     }
     const checked = checkClientCertificate(response.certificatePem, keyPem, caPem);
     if (typeof checked === "string" || checked.agentId !== response.agentId) {
-      log.error(
-        { server: this.opts.server, agentId: response.agentId, problem: typeof checked === "string" ? checked : "the certificate's CN is not the agent id" },
-        "the control plane's enrollment answer is unusable; retrying",
-      );
-      return { retry: true };
+      const problem = typeof checked === "string" ? checked : "the certificate's CN is not the agent id";
+      throw new EnrollmentError("unusable", `the enrollment answer of the control plane at ${server} is unusable (${problem})`, { details: problem });
     }
     // The CA stored is the one we pinned, whatever the answer says.
     const identity: StoredIdentity = {
@@ -382,7 +474,7 @@ export class Enrollment {
     writeIdentity(this.opts.stateDir, identity);
     this.setIdentity(identity);
     log.info({ agentId: identity.agentId, notAfter: new Date(identity.notAfter).toISOString() }, "enrolled with the control plane");
-    return { channel: this.channelFor(identity) };
+    return identity;
   }
 
   /** Forgets the key and certificate (the next connect enrolls again, with the join token if there is one). */

@@ -2,14 +2,16 @@
  * Host facts (systeminformation) and capabilities, sent in the Hello.
  */
 import { spawnSync } from "node:child_process";
-import { accessSync, constants, existsSync, readFileSync } from "node:fs";
-import { delimiter, join } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
 import { gunzipSync } from "node:zlib";
 import { create } from "@bufbuild/protobuf";
 import { CapabilitiesSchema, FilesystemSchema, HostFactsSchema, NetworkInterfaceSchema } from "@firedrill/protocol";
 import type { Capabilities, HostFacts } from "@firedrill/protocol";
 import si from "systeminformation";
+import { findExecutable, hasExecutable } from "./executables.js";
 import type { Ec2Identity } from "./imds.js";
+
+export { findExecutable, hasExecutable } from "./executables.js";
 
 /** Gathers host facts. Slow parts (filesystems) are bounded; a failing probe leaves its field empty. */
 export async function gatherHostFacts(ec2: Ec2Identity): Promise<HostFacts> {
@@ -61,25 +63,6 @@ export async function gatherHostFacts(ec2: Ec2Identity): Promise<HostFacts> {
     availabilityZone: ec2.availabilityZone,
     region: ec2.region,
   });
-}
-
-/** Where the program `name` is: PATH, then the sbin dirs root uses (a systemd PATH may lack them). */
-export function findExecutable(name: string): string | undefined {
-  const dirs = [...(process.env.PATH ?? "").split(delimiter).filter((d) => d !== ""), "/usr/sbin", "/sbin"];
-  for (const dir of dirs) {
-    try {
-      accessSync(join(dir, name), constants.X_OK);
-      return join(dir, name);
-    } catch {
-      // next
-    }
-  }
-  return undefined;
-}
-
-/** Whether an executable named `name` is on PATH (or in the sbin dirs root uses). */
-export function hasExecutable(name: string): boolean {
-  return findExecutable(name) !== undefined;
 }
 
 /** Queueing disciplines network-delay needs from the kernel. */

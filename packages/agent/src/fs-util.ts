@@ -1,6 +1,6 @@
 import { closeSync, constants, fstatSync, fsyncSync, openSync, readFileSync, renameSync, writeFileSync, unlinkSync } from "node:fs";
 import { dirname } from "node:path";
-import { octalMode } from "@firedrill/protocol";
+import { octalMode } from "@firedrill/protocol/core";
 
 /** fsyncs a directory so that a create, rename or unlink in it is durable. */
 export function fsyncDir(dir: string): void {

@@ -16,13 +16,17 @@
  *
  * A restarted agent takes over: it finds the guard in `<state-dir>/guard.json`, sends it SIGTERM,
  * waits for it to exit, and replays the journal itself (reverts are idempotent).
+ *
+ * The guard process runs guard-bin.ts (lib/guard.mjs in the release), which loads this module, the
+ * journal and the revert half of each fault kind (faults/revert-registry.ts) only.
  */
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { openSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, openSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import type { Logger } from "pino";
-import type { FaultRegistry } from "./faults/index.js";
+import type { RevertRegistry } from "./faults/revert-registry.js";
 import { readOwnFile, removeFileDurable, writeFileDurable } from "./fs-util.js";
 import { lockStateDir } from "./identity.js";
 import { Journal } from "./journal.js";
@@ -82,7 +86,7 @@ export async function stopGuard(stateDir: string, timeoutMs = 5000): Promise<Pro
 export interface GuardOptions {
   stateDir: string;
   agent: ProcessRef;
-  registry: FaultRegistry;
+  registry: RevertRegistry;
   log: Logger;
   /** How often the agent's liveness is checked. @default 200 */
   pollMs?: number;
@@ -267,9 +271,37 @@ function createStallWatch(opts: GuardOptions & { stallAfterMs: number }) {
   };
 }
 
+/**
+ * The guard's own entry beside the agent's, by how the agent runs: guard-bin.ts from source,
+ * guard-bin.js built by tsc, guard.mjs in the release bundle (lib/agent.mjs beside lib/guard.mjs).
+ */
+const GUARD_ENTRIES: Record<string, string> = { ".ts": "guard-bin.ts", ".js": "guard-bin.js", ".mjs": "guard.mjs" };
+
+/**
+ * Node options the guard runs with, after the agent's own: V8's lite mode (no optimizing
+ * compiler: the guard polls /proc and runs revert code, nothing hot) takes ~6 MiB off its idle RSS
+ * (`pnpm bench footprint`); WebAssembly, which lite mode cannot run, is turned off so that V8 does
+ * not warn about it at every start.
+ */
+export const GUARD_NODE_OPTIONS: readonly string[] = ["--lite-mode", "--no-expose-wasm"];
+
+/**
+ * The argv that starts the guard of an agent whose command line module is `entryUrl` (its
+ * `import.meta.url`): `[node, ...execArgv, ...nodeOptions, <the guard entry beside it>]`, the small
+ * entry that loads only what reverting needs (guard-bin.ts). When there is none (a build without
+ * it), the agent's own command with the hidden `guard` subcommand.
+ */
+export function guardCommandFor(entryUrl: string, nodeOptions: readonly string[] = GUARD_NODE_OPTIONS): string[] {
+  const file = fileURLToPath(entryUrl);
+  const ext = file.slice(file.lastIndexOf("."));
+  const entry = GUARD_ENTRIES[ext] === undefined ? undefined : join(dirname(file), GUARD_ENTRIES[ext]);
+  if (entry !== undefined && existsSync(entry)) return [process.execPath, ...process.execArgv, ...nodeOptions, entry];
+  return [process.execPath, ...process.execArgv, ...nodeOptions, process.argv[1]!, "guard"];
+}
+
 /** Options of {@link superviseGuard}. */
 export interface GuardSupervisorOptions {
-  /** argv of the guard command (without the guard's own flags), e.g. [node, ...execArgv, bin, "guard"]. */
+  /** argv of the guard command (without the guard's own flags), e.g. {@link guardCommandFor}. */
   command: string[];
   /** Passed to the guard as `--stall-after` (ms). @default the guard's default, 2000 */
   stallAfterMs?: number;

@@ -4,7 +4,7 @@
 import { randomBytes } from "node:crypto";
 import { chmodSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { checkTrustedDir } from "@firedrill/protocol";
+import { checkTrustedDir } from "@firedrill/protocol/core";
 import { readOwnFile, writeFileDurable, removeFileDurable } from "./fs-util.js";
 import { isProcessAlive, readProcessStartTime } from "./proc.js";
 

@@ -53,6 +53,8 @@ export interface AgentLinkOptions {
   onConnected: (welcome: Welcome) => void;
   /** The link went down. */
   onDisconnected: (error: Error | undefined) => void;
+  /** A connect attempt failed before the Welcome: why, in words an operator can act on. */
+  onConnectFailed?: (message: string) => void;
   /** The control plane refused the agent (UNAUTHENTICATED or PERMISSION_DENIED): the agent decides. */
   onRefused: (refusal: LinkRefusal) => RefusalDecision;
   /** Active fault count for heartbeats. */
@@ -179,6 +181,7 @@ export class AgentLink {
       else {
         const failure = describeConnectFailure(this.opts.server, error);
         this.opts.log.warn({ server: this.opts.server, reason: failure.reason }, failure.message);
+        this.opts.onConnectFailed?.(failure.message);
       }
       this.scheduleReconnect();
     };

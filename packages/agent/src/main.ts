@@ -6,7 +6,7 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { DEFAULT_MAX_LEASE_TTL_MS, startAgent } from "./agent.js";
 import { AgentConfigError, parseAgentConfig, parseLabels, parseManagement, parseProtectedProcesses, readTokenFile } from "./config.js";
 import { createDefaultFaultRegistry } from "./faults/index.js";
-import { runGuard } from "./guard.js";
+import { guardCommandFor, runGuard } from "./guard.js";
 import { StateDirLockedError, ensureStateDir, lockStateDir } from "./identity.js";
 import { Journal } from "./journal.js";
 import { DEFAULT_STALL_AFTER_MS } from "./liveness.js";
@@ -16,6 +16,9 @@ import { stopsWithParent, watchParent } from "./parent-watch.js";
 import { PendingReports } from "./reports.js";
 import { DEFAULT_MAX_FAULTS } from "./runtime.js";
 import { AGENT_VERSION } from "./version.js";
+import { registerInstallCommands } from "./install-commands.js";
+import { CommandError } from "./command-error.js";
+import { StatusFileError } from "./status.js";
 
 function integerOption(flag: string) {
   return (value: string): number => {
@@ -115,7 +118,7 @@ export function createProgram(): Command {
         maxFaults: config.maxFaults,
         management: config.management,
         protectedProcesses: config.protectedProcesses,
-        ...(opts.guard ? { guardCommand: [process.execPath, ...process.execArgv, process.argv[1]!, "guard"] } : {}),
+        ...(opts.guard ? { guardCommand: guardCommandFor(import.meta.url) } : {}),
       });
       log.info({ agentId: agent.agentId, stateDir: config.stateDir, labels: config.labels }, "firedrill-agent started");
 
@@ -173,6 +176,9 @@ export function createProgram(): Command {
       }
     });
 
+  // enroll, status, uninstall: for install scripts and people on the host.
+  registerInstallCommands(program);
+
   program
     .command("guard", { hidden: true })
     .description("the watchdog the agent starts beside itself: reverts the journal if the agent dies without a clean stop")
@@ -205,7 +211,11 @@ export async function main(argv: string[]): Promise<void> {
       console.error(`firedrill-agent: ${err.message}`);
       process.exit(EXIT.config);
     }
-    if (err instanceof StateDirLockedError || err instanceof RecoveryError) {
+    if (err instanceof CommandError) {
+      console.error(`firedrill-agent: ${err.message}`);
+      process.exit(err.exitCode);
+    }
+    if (err instanceof StateDirLockedError || err instanceof RecoveryError || err instanceof StatusFileError) {
       console.error(`firedrill-agent: ${err.message}`);
       process.exit(EXIT.error);
     }

@@ -3,9 +3,9 @@
  * accepted, by `firedrill-agent recover`, and by the guard.
  */
 import { create } from "@bufbuild/protobuf";
-import { FaultEventSchema, FaultEventType, RevertReason, timestampFromMs } from "@firedrill/protocol";
+import { FaultEventSchema, FaultEventType, RevertReason, timestampFromMs } from "@firedrill/protocol/core";
 import type { Logger } from "pino";
-import type { FaultRegistry } from "./faults/index.js";
+import type { RevertRegistry } from "./faults/revert-registry.js";
 import type { CorruptRecord, Journal, JournalRecord } from "./journal.js";
 import { isProcessAlive } from "./proc.js";
 import type { PendingReports } from "./reports.js";
@@ -34,7 +34,8 @@ export class RecoveryError extends Error {
 /** Options of {@link recoverJournal}. */
 export interface RecoverOptions {
   journal: Journal;
-  registry: FaultRegistry;
+  /** How each kind is reverted: the full registry, or the revert half alone (the guard). */
+  registry: RevertRegistry;
   log: Logger;
   reports?: PendingReports;
   /** Which records to revert. @default every record */

@@ -6,8 +6,8 @@
 import { mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fromJsonString, toJsonString } from "@bufbuild/protobuf";
-import { FaultEventSchema } from "@firedrill/protocol";
-import type { FaultEvent } from "@firedrill/protocol";
+import { FaultEventSchema } from "@firedrill/protocol/core";
+import type { FaultEvent } from "@firedrill/protocol/core";
 import { removeFileDurable, writeFileDurable } from "./fs-util.js";
 
 /** Durable store of final fault events not yet delivered to the control plane. */

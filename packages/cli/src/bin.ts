@@ -23,5 +23,6 @@ const code = await runCli(process.argv, {
   err: (text) => {
     if (!outputClosed) process.stderr.write(text);
   },
+  outIsTerminal: process.stdout.isTTY === true,
 });
 process.exitCode = code;

@@ -6,6 +6,8 @@ import type { ApiClient } from "./http-client.js";
 export interface CliIo {
   out(text: string): void;
   err(text: string): void;
+  /** Whether `out` is a terminal (a person reads it, rather than a file or a pipe). @default false */
+  outIsTerminal?: boolean;
 }
 
 /** Shared by all commands. */

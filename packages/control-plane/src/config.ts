@@ -111,6 +111,11 @@ export const controlPlaneOptionsSchema = z
     insecureHttp: z.boolean().default(false),
     /** Failed authentications allowed per source address per minute before 429. @default 20 */
     authFailuresPerMinute: z.number().int().min(1).max(1_000_000).default(20),
+    /**
+     * Where the agent tarballs served at `/install/` are (`--agent-releases`).
+     * @default `<bundle dir>/../agent-releases` when it exists, else `<repo>/dist/release`
+     */
+    agentReleasesDir: z.string().min(1).optional(),
   })
   .superRefine((value, ctx) => {
     const heartbeat = value.heartbeatIntervalMs ?? Math.floor(value.leaseTtlMs / 3);

@@ -51,6 +51,7 @@ import type { ControlPlaneConfig } from "./config.js";
 import type { Logger } from "pino";
 import type { Writable } from "node:stream";
 import type { RouteEntry } from "./auth/http.js";
+import { defaultAgentReleasesDir, defaultAgentScriptFile } from "./install/paths.js";
 
 /** A running control plane. */
 export interface ControlPlane {
@@ -267,6 +268,13 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       auth: { identities, audit, hosts: createHostPolicy({ bindHost, advertise: config.advertise }), maxFailures: config.authFailuresPerMinute },
       ...(tls.https ? { https: tls.https } : {}),
       warnings: tls.warnings,
+      install: {
+        caPem: ca.certPem,
+        grpcPort: parseHostPort(grpcServer.address)!.port,
+        releasesDir: config.agentReleasesDir ?? defaultAgentReleasesDir(),
+        version: CONTROL_PLANE_VERSION,
+        scriptFile: defaultAgentScriptFile(),
+      },
     });
     const app = http;
     const httpUrl = await listenHttp(http, config.httpAddr);

@@ -13,6 +13,7 @@ import { InvalidFaultRequestError, parseFaultParams, plural } from "@firedrill/p
 import type { CpuBurnParams, JsonObject } from "@firedrill/protocol";
 import { CLOCK_TICKS_PER_SECOND, busyPercent, readCpuSnapshot, readThreadCpuTicks } from "../proc.js";
 import type { CpuSnapshot } from "../proc.js";
+import { revertCpuBurnRecord } from "./cpu-burn-revert.js";
 import type { FaultContext, FaultKindDefinition, HostInfo, RunningFault } from "./types.js";
 
 const execFileAsync = promisify(execFile);
@@ -289,12 +290,5 @@ export const cpuBurn: FaultKindDefinition<CpuBurnPlan> = {
       },
     };
   },
-  async revertRecord(_revert, { holderAlive }) {
-    if (holderAlive) {
-      throw new Error(
-        "the burner threads belong to a live firedrill-agent process; stop that agent (its shutdown reverts the burn)",
-      );
-    }
-    // The holder is gone, and its threads with it.
-  },
+  revertRecord: revertCpuBurnRecord,
 };

@@ -3,15 +3,18 @@
  * traffic they must never touch (exclusions, SSH among them) and how they describe it, the default
  * route's device, and clear errors.
  */
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { InvalidFaultRequestError, parseFaultParams } from "@firedrill/protocol";
 import type { FaultParamsByKind } from "@firedrill/protocol";
-import { findExecutable } from "../facts.js";
+import { findExecutable } from "../executables.js";
 import { SSH_PORT, findSshListenPorts } from "./ssh-listeners.js";
 import type { SshListenerScan } from "./ssh-listeners.js";
 import type { HostInfo, NetworkExclusion } from "./types.js";
+
+export { COMMAND_TIMEOUT_MS, NetCommandError, permissionHint, runChecked, runCommand } from "./net-command.js";
+export type { CommandResult, CommandRunner, NetTool } from "./net-command.js";
 
 /** A parsed CIDR block, as the protocol's parameter contract produces it. */
 export type CidrBlock = NonNullable<FaultParamsByKind["network-blackhole"]["destinations"]>[number];
@@ -212,87 +215,6 @@ export function refuseExcludedTargets(
   if (issues.length > 0) throw new InvalidFaultRequestError(issues);
 }
 
-/** The output of a finished command. */
-export interface CommandResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs one of the network tools. Seam for tests. */
-export type CommandRunner = (program: NetTool, args: readonly string[], opts?: { input?: string }) => Promise<CommandResult>;
-
-/** The tools network faults run. */
-export type NetTool = "tc" | "nft" | "ip";
-
-/** How long any one tc/nft/ip command may take. */
-export const COMMAND_TIMEOUT_MS = 10_000;
-
-/** Thrown when a network tool is missing or fails. `stderr` holds what it said. */
-export class NetCommandError extends Error {
-  override readonly name = "NetCommandError";
-  constructor(
-    message: string,
-    readonly command: string[],
-    readonly code: number | null,
-    readonly stderr: string,
-  ) {
-    super(message);
-  }
-}
-
-const INSTALL_HINT: Record<NetTool, string> = {
-  tc: "install iproute2",
-  ip: "install iproute2",
-  nft: "install nftables (apt-get install nftables, dnf install nftables)",
-};
-
-/**
- * Runs a tool with an argument array (never a shell), stdin from `input`, killed after
- * COMMAND_TIMEOUT_MS. Resolves with the exit code, whatever it is; rejects only when the program
- * cannot be run or times out.
- */
-export const runCommand: CommandRunner = (program, args, opts = {}) => {
-  const path = findExecutable(program);
-  if (!path) {
-    return Promise.reject(new NetCommandError(`${program} is not installed: ${INSTALL_HINT[program]}`, [program, ...args], null, ""));
-  }
-  return new Promise((resolve, reject) => {
-    const child = spawn(path, [...args], { stdio: ["pipe", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill("SIGKILL");
-    }, COMMAND_TIMEOUT_MS);
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    child.once("error", (err) => {
-      clearTimeout(timer);
-      reject(new NetCommandError(`could not run ${program}: ${err.message}`, [program, ...args], null, stderr));
-    });
-    child.once("close", (code) => {
-      clearTimeout(timer);
-      if (timedOut) {
-        reject(new NetCommandError(`${program} ${args.join(" ")} did not finish within ${COMMAND_TIMEOUT_MS / 1000}s`, [program, ...args], null, stderr));
-      } else resolve({ code: code ?? 1, stdout, stderr });
-    });
-    child.stdin.on("error", () => {}); // the program may exit before reading stdin
-    child.stdin.end(opts.input ?? "");
-  });
-};
-
-/** Runs a command and throws NetCommandError (with what it said) unless it exits 0. */
-export async function runChecked(run: CommandRunner, program: NetTool, args: readonly string[], opts: { input?: string } = {}): Promise<string> {
-  const result = await run(program, args, opts);
-  if (result.code !== 0) {
-    const said = result.stderr.trim() || result.stdout.trim() || `exit code ${result.code}`;
-    throw new NetCommandError(`${program} ${args.join(" ")} failed: ${said}`, [program, ...args], result.code, result.stderr);
-  }
-  return result.stdout;
-}
-
 /** The running kernel's release (`uname -r`). */
 export function kernelRelease(): string {
   try {
@@ -339,11 +261,4 @@ export function defaultRouteDevice(): string | undefined {
 /** Keeps what the text says but only characters safe in an nft comment or a message. */
 export function safeComment(text: string): string {
   return text.replace(/[^A-Za-z0-9 .,:()/_+=@%[\]-]/g, "_").slice(0, 120);
-}
-
-/** Maps "permission denied" style failures to what to do. */
-export function permissionHint(stderr: string): string | undefined {
-  return /Operation not permitted|Permission denied/i.test(stderr)
-    ? "firedrill-agent must run as root (or with CAP_NET_ADMIN) to change the network configuration"
-    : undefined;
 }

@@ -16,7 +16,6 @@
  */
 import { parseFaultParams, InvalidFaultRequestError } from "@firedrill/protocol";
 import type { FaultParamsByKind, JsonObject } from "@firedrill/protocol";
-import type { Logger } from "pino";
 import { kernelQdiscSupport } from "../facts.js";
 import type { ProbedQdisc } from "../facts.js";
 import {
@@ -36,11 +35,15 @@ import {
   runCommand,
 } from "./net-common.js";
 import type { CommandRunner, SshPortScanner } from "./net-common.js";
-import { DELAY_NETEM_HANDLE, DELAY_ROOT_HANDLE, buildTcPlan } from "./tc-plan.js";
+import { DELAY_ROOT_HANDLE, buildTcPlan } from "./tc-plan.js";
 import type { TcPlan } from "./tc-plan.js";
+import { readQdiscs, removeDelay, revertNetworkDelayRecord } from "./network-delay-revert.js";
+import type { DelayRevertRecord, QdiscInfo } from "./network-delay-revert.js";
 import type { FaultContext, FaultKindDefinition, FaultPreviewResult, HostInfo, RunningFault } from "./types.js";
 
 type NetworkDelayParams = FaultParamsByKind["network-delay"];
+
+export type { DelayRevertRecord } from "./network-delay-revert.js";
 
 /** Validated network-delay parameters, with the device resolved and the tc plan built. */
 export interface NetworkDelayPlan extends NetworkDelayParams {
@@ -48,28 +51,6 @@ export interface NetworkDelayPlan extends NetworkDelayParams {
   tc: TcPlan;
   /** One line each: what it acts on, then every exclusion (sent with STARTED, shown by preview). */
   details: string[];
-}
-
-/** The journal record of a network-delay. Everything revert needs, in any process. */
-export interface DelayRevertRecord {
-  device: string;
-  handle: string;
-  netemHandle: string;
-  /** What the root qdisc was before (kind and handle), once read. */
-  previousRoot?: { kind: string; handle: string };
-  /** True from just before the first tc command that changes the device. */
-  installed: boolean;
-}
-
-/** One qdisc as `tc -j qdisc show` lists it. */
-interface QdiscInfo {
-  kind: string;
-  handle: string;
-  root?: boolean;
-  parent?: string;
-  packets?: number;
-  drops?: number;
-  qlen?: number;
 }
 
 /** The ingress/clsact pseudo-qdiscs hang here; they are not part of the egress tree. */
@@ -100,16 +81,6 @@ function foreignMessage(device: string, q: QdiscInfo): string {
   );
 }
 
-/** Reads the qdiscs of a device; undefined when the device does not exist (any more). */
-async function readQdiscs(run: CommandRunner, device: string, stats = false): Promise<QdiscInfo[] | undefined> {
-  const result = await run("tc", [...(stats ? ["-s"] : []), "-j", "qdisc", "show", "dev", device]);
-  if (result.code !== 0) {
-    if (/Cannot find device/i.test(result.stderr)) return undefined;
-    throw new NetCommandError(`tc qdisc show dev ${device} failed: ${result.stderr.trim() || `exit code ${result.code}`}`, ["tc", "qdisc", "show", "dev", device], result.code, result.stderr);
-  }
-  return JSON.parse(result.stdout.trim() || "[]") as QdiscInfo[];
-}
-
 /** What is on the device: ours (stale), someone else's, or the kernel's default. */
 function classify(qdiscs: QdiscInfo[]): { state: "ours" } | { state: "foreign"; qdisc: QdiscInfo } | { state: "default"; root?: QdiscInfo } {
   const root = qdiscs.find((q) => q.root);
@@ -133,28 +104,6 @@ function explainTcError(err: unknown, device: string): Error {
     return new Error(`${device} got a root qdisc someone configured while network-delay was starting; it refuses to replace it. Nothing was changed`);
   }
   return err;
-}
-
-/**
- * Deletes our root qdisc from the device if it is there, then checks that it is gone. A device
- * that no longer exists, or a root that is not ours, counts as reverted.
- */
-async function removeDelay(run: CommandRunner, record: DelayRevertRecord, log: Logger): Promise<void> {
-  if (!record.installed) return;
-  const before = await readQdiscs(run, record.device);
-  if (!before) {
-    log.info({ device: record.device }, "the device is gone; nothing to revert");
-    return;
-  }
-  if (before.find((q) => q.root)?.handle === record.handle) {
-    const del = await run("tc", ["qdisc", "del", "dev", record.device, "root", "handle", record.handle]);
-    if (del.code !== 0) log.warn({ device: record.device, stderr: del.stderr.trim() }, "tc qdisc del failed; checking whether the qdisc is gone anyway");
-  }
-  const after = await readQdiscs(run, record.device);
-  if (after?.find((q) => q.root)?.handle === record.handle) {
-    throw new Error(`the network-delay qdisc (root handle ${record.handle}) is still on ${record.device} after tc qdisc del; remove it with \`tc qdisc del dev ${record.device} root handle ${record.handle}\``);
-  }
-  log.info({ device: record.device, handle: record.handle, restored: after?.find((q) => q.root)?.kind ?? "default" }, "network-delay qdisc removed");
 }
 
 /** Options of the network-delay kind (seams for tests). */
@@ -325,8 +274,7 @@ export function createNetworkDelay(options: NetworkDelayOptions = {}): FaultKind
     },
     start,
     async revertRecord(revert, { log }) {
-      // The qdisc belongs to the kernel, not to the agent process: any process can remove it.
-      await removeDelay(run, fromJson(revert), log);
+      await revertNetworkDelayRecord(revert, { log }, run);
     },
   };
 }
@@ -335,20 +283,6 @@ function toJson(record: DelayRevertRecord): JsonObject {
   return { ...record } as unknown as JsonObject;
 }
 
-function fromJson(revert: JsonObject): DelayRevertRecord {
-  const device = revert.device;
-  const handle = revert.handle;
-  if (typeof device !== "string" || typeof handle !== "string") {
-    throw new Error(`the journal record of this network-delay is incomplete (device ${JSON.stringify(device)}, handle ${JSON.stringify(handle)})`);
-  }
-  return {
-    device,
-    handle,
-    netemHandle: typeof revert.netemHandle === "string" ? revert.netemHandle : DELAY_NETEM_HANDLE,
-    // Records without the flag predate it: assume installed, removal is idempotent.
-    installed: revert.installed !== false,
-  };
-}
 
 /** The network-delay fault kind. */
 export const networkDelay = createNetworkDelay();

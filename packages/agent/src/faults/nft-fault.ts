@@ -11,11 +11,12 @@
  * reported as the fault's details and preview, one line each.
  */
 import type { JsonObject } from "@firedrill/protocol";
-import type { Logger } from "pino";
 import { NetCommandError, blockText, describeExclusions, faultExclusions, permissionHint, refuseExcludedTargets, runChecked, runCommand } from "./net-common.js";
 import type { CidrBlock, CommandRunner, SshPortScanner } from "./net-common.js";
 import { NFT_TABLE, buildNftPlan } from "./nft-plan.js";
 import type { NftAction, NftPlan } from "./nft-plan.js";
+import { findTable, removeTable, revertNftRecord } from "./nft-revert.js";
+import type { NftRevertRecord, NftTableInfo } from "./nft-revert.js";
 import type { FaultContext, FaultKindDefinition, FaultPreviewResult, HostInfo, RunningFault } from "./types.js";
 
 /** The parameters both kinds share, validated. */
@@ -43,29 +44,6 @@ function actsOn(params: NftFaultParams, action: NftAction): string {
   return `acts on: ${where}${ports}, ${DIRECTION_TEXT[params.direction]}: ${what}`;
 }
 
-/** The journal record: everything revert needs, in any process. */
-export interface NftRevertRecord {
-  family: string;
-  table: string;
-  /** The kernel's handle of the table we created, once known. */
-  handle?: number;
-  /** True from just before `nft -f -` runs. */
-  created: boolean;
-}
-
-interface NftTableInfo {
-  family: string;
-  name: string;
-  handle: number;
-}
-
-/** The firedrill table, if present (matching `handle` when given). */
-async function findTable(run: CommandRunner, record: Pick<NftRevertRecord, "family" | "table">): Promise<NftTableInfo | undefined> {
-  const out = await runChecked(run, "nft", ["-j", "list", "tables"]);
-  const parsed = JSON.parse(out.trim() || "{}") as { nftables?: { table?: NftTableInfo }[] };
-  return (parsed.nftables ?? []).map((e) => e.table).find((t) => t && t.family === record.family && t.name === record.table);
-}
-
 function staleMessage(): string {
   const { family, name } = NFT_TABLE;
   return (
@@ -84,37 +62,6 @@ function explainNftError(err: unknown, kind: string): Error {
     return new Error(`${kind} needs nftables support in the kernel (nf_tables, nft_numgen), which this kernel does not provide: ${err.stderr.trim()}`);
   }
   return err;
-}
-
-/** Deletes our table if it is there and checks that it is gone. Gone already counts as reverted. */
-async function removeTable(run: CommandRunner, record: NftRevertRecord, log: Logger): Promise<void> {
-  if (!record.created) return;
-  const table = await findTable(run, record);
-  if (!table) {
-    log.info({ table: `${record.family} ${record.table}` }, "nftables table already gone");
-    return;
-  }
-  if (record.handle !== undefined && table.handle !== record.handle) {
-    log.warn({ table: `${record.family} ${record.table}`, ours: record.handle, found: table.handle }, "a table of that name exists but is not the one this fault created; ours is gone");
-    return;
-  }
-  const del = await run("nft", ["delete", "table", record.family, ...(record.handle !== undefined ? ["handle", String(record.handle)] : [record.table])]);
-  if (del.code !== 0) log.warn({ stderr: del.stderr.trim() }, "nft delete table failed; checking whether the table is gone anyway");
-  const after = await findTable(run, record);
-  if (after && (record.handle === undefined || after.handle === record.handle)) {
-    throw new Error(`the nftables table ${record.family} ${record.table} is still there after nft delete table: ${del.stderr.trim() || "no error given"}; remove it with \`nft delete table ${record.family} ${record.table}\``);
-  }
-  log.info({ table: `${record.family} ${record.table}` }, "nftables table deleted");
-}
-
-function fromJson(revert: JsonObject): NftRevertRecord {
-  const family = typeof revert.family === "string" ? revert.family : NFT_TABLE.family;
-  const table = typeof revert.table === "string" ? revert.table : NFT_TABLE.name;
-  // Only ever the firedrill table: a damaged record must not make revert delete anything else.
-  if (family !== NFT_TABLE.family || table !== NFT_TABLE.name) {
-    throw new Error(`the journal record names the nftables table ${family} ${table}, which is not firedrill's (${NFT_TABLE.family} ${NFT_TABLE.name}); refusing to delete it`);
-  }
-  return { family, table, created: revert.created !== false, ...(typeof revert.handle === "number" ? { handle: revert.handle } : {}) };
 }
 
 function toJson(record: NftRevertRecord): JsonObject {
@@ -249,8 +196,7 @@ export function createNftFaultKind<P extends NftFaultParams>(spec: {
       };
     },
     async revertRecord(revert, { log }) {
-      // The table belongs to the kernel, not to the agent process: any process can delete it.
-      await removeTable(run, fromJson(revert), log);
+      await revertNftRecord(revert, { log }, run);
     },
   };
 }

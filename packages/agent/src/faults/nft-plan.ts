@@ -24,11 +24,12 @@
 import type { FaultParamsByKind } from "@firedrill/protocol";
 import { blockText, safeComment } from "./net-common.js";
 import type { CidrBlock, ParsedExclusion } from "./net-common.js";
+import { NFT_TABLE } from "./nft-revert.js";
+
+export { NFT_TABLE };
 
 type NetworkDirection = FaultParamsByKind["network-loss"]["direction"];
 
-/** The nftables table every firedrill network fault owns. */
-export const NFT_TABLE = { family: "inet", name: "firedrill" } as const;
 /** Hook priority of the chains: before the usual filter chains (priority 0). */
 export const NFT_PRIORITY = -10;
 

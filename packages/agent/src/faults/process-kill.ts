@@ -19,6 +19,7 @@ import {
   skippedDetails,
 } from "./process-select.js";
 import type { Selection } from "./process-select.js";
+import { revertProcessKillRecord } from "./process-revert.js";
 
 /** Validated process-kill parameters. */
 export type ProcessKillPlan = FaultParamsByKind["process-kill"];
@@ -139,12 +140,5 @@ export const processKill: FaultKindDefinition<ProcessKillPlan> = {
       },
     };
   },
-  async revertRecord(revert, { holderAlive }) {
-    if (holderAlive && revert.repeat === true) {
-      throw new Error(
-        "the repeat-kill loop belongs to a live firedrill-agent process; stop the fault there, or stop that agent (its shutdown ends the loop)",
-      );
-    }
-    // Killed processes cannot be revived, and the loop died with its agent: nothing to undo.
-  },
+  revertRecord: revertProcessKillRecord,
 };

@@ -139,14 +139,23 @@ export function readUnits(pid: number): string[] {
   return [...units];
 }
 
+/**
+ * The bundles of the release tarballs, wherever they are unpacked (/opt/firedrill/agent/<v>/lib/,
+ * firedrill-agent-<v>-linux-<arch>/lib/): the agent and its guard, and the CLI.
+ */
+const RELEASE_AGENT = /(^|\/)firedrill[^/]*\/(.+\/)?lib\/(agent|guard)\.mjs$/;
+const RELEASE_SERVER = /(^|\/)firedrill[^/]*\/(.+\/)?lib\/firedrill\.mjs$/;
+
 /** Whether argv (split on spaces) runs the firedrill CLI or agent, and which. */
 function firedrillRole(cmdline: string): string | undefined {
   const args = cmdline.split(" ");
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
     const base = arg.slice(arg.lastIndexOf("/") + 1);
-    if (base === "firedrill-agent" || /(^|\/)(packages|@firedrill)\/agent\/(src|dist)\/bin\.[jt]s$/.test(arg)) return "a firedrill agent or its guard";
-    if (base === "firedrill" || base === "firedrill.js" || /(^|\/)(packages|@firedrill)\/cli\/(src|dist)\/bin\.[jt]s$/.test(arg)) {
+    if (base === "firedrill-agent" || /(^|\/)(packages|@firedrill)\/agent\/(src|dist)\/(guard-)?bin\.[jt]s$/.test(arg) || RELEASE_AGENT.test(arg)) {
+      return "a firedrill agent or its guard";
+    }
+    if (base === "firedrill" || base === "firedrill.js" || RELEASE_SERVER.test(arg) || /(^|\/)(packages|@firedrill)\/cli\/(src|dist)\/bin\.[jt]s$/.test(arg)) {
       return args.slice(i + 1).includes("server") ? "the firedrill control plane" : undefined;
     }
   }

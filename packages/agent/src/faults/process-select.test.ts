@@ -243,6 +243,14 @@ describe("protections", () => {
       otherAgent: track(
         spawn(process.execPath, ["-e", "setInterval(() => {}, 1e9)", `/opt/${MARK}/node_modules/@firedrill/agent/dist/bin.js`, "guard", "--state-dir", "/x"], { stdio: "ignore" }),
       ),
+      // Installed from the release tarballs (bin/firedrill-agent runs node on lib/agent.mjs; the
+      // agent starts lib/guard.mjs; bin/firedrill server runs lib/firedrill.mjs).
+      installedGuard: track(
+        spawn(process.execPath, ["-e", "setInterval(() => {}, 1e9)", `/opt/firedrill-${MARK}/agent/0.1.0/lib/guard.mjs`, "--state-dir", "/x"], { stdio: "ignore" }),
+      ),
+      installedServer: track(
+        spawn(process.execPath, ["-e", "setInterval(() => {}, 1e9)", `/opt/firedrill-server-${MARK}/lib/firedrill.mjs`, "server", "--data-dir", "/x"], { stdio: "ignore" }),
+      ),
       listener: track(
         spawn(process.execPath, ["-e", "require('net').createServer().listen(0, '127.0.0.1', function () { process.stdout.write(String(this.address().port)) })", MARK], {
           stdio: ["ignore", "pipe", "ignore"],
@@ -279,6 +287,8 @@ describe("protections", () => {
       journald: "one of systemd's own daemons",
       controlPlane: "the firedrill control plane",
       otherAgent: "a firedrill agent or its guard",
+      installedGuard: "a firedrill agent or its guard",
+      installedServer: "the firedrill control plane",
       listener: `listens on the control plane's port ${port}`,
       localName: `protected by this agent's --protect-process ${`pg-${MARK}`.slice(0, 15)}`,
       localPrefix: "protected by this agent's --protect-process billing-*",
@@ -291,7 +301,7 @@ describe("protections", () => {
     expect(preview.processes).toEqual([{ pid: p.victim.pid, name: "sleep", cmdline: `victim ${MARK} 1000` }]);
     expect(preview.details[0]).toBe(`sends SIGKILL to 1 process matching pattern /${MARK}/`);
     expect(preview.details).toContain(`leaves alone ${p.sshdByArgv0.pid} (sleep): sshd (SSH access to the host)`);
-    expect(preview.details).toContain("leaves alone 3 more protected processes");
+    expect(preview.details).toContain("leaves alone 5 more protected processes");
 
     const plan = processKill.validate({ pattern: MARK, signal: "SIGKILL" }, protectedHost);
     const fault = await processKill.start(plan, ctx(protectedHost));

@@ -13,9 +13,12 @@ import { closeSync, openSync, readFileSync, readSync, readdirSync } from "node:f
 import { performance } from "node:perf_hooks";
 import { CMDLINE_MATCH_BYTES, InvalidFaultRequestError, MAX_PROCESSES, compileProcessPattern } from "@firedrill/protocol";
 import type { FaultParamsByKind } from "@firedrill/protocol";
-import { readProcessStartTime } from "../proc.js";
 import { createProtection } from "./process-protection.js";
+import type { ProcessRef } from "./process-signal.js";
 import type { FaultPreviewResult, HostInfo } from "./types.js";
+
+export { signalProcess } from "./process-signal.js";
+export type { ProcessRef } from "./process-signal.js";
 
 /** Which processes to act on (the parsed selector parameters). */
 export type ProcessSelector = Pick<FaultParamsByKind["process-stop"], "name" | "pattern" | "pid" | "maxProcesses">;
@@ -23,11 +26,6 @@ export type ProcessSelector = Pick<FaultParamsByKind["process-stop"], "name" | "
 /** What selection needs from the host: who is protected. */
 export type ProtectionHost = Pick<HostInfo, "protectedPids" | "processProtection">;
 
-/** One process for good: pid plus start time (clock ticks since boot), safe against pid reuse. */
-export interface ProcessRef {
-  pid: number;
-  startTime: number;
-}
 
 /** What selection knows about a process. */
 export interface ProcessInfo extends ProcessRef {
@@ -296,25 +294,4 @@ export function previewSelection(selection: Selection, summary: string): FaultPr
 /** The key of a process for sets: `pid@startTime`. */
 export function processKey(p: ProcessRef): string {
   return `${p.pid}@${p.startTime}`;
-}
-
-/**
- * Sends `signal` to the process only if its pid still has the recorded start time (so a reused pid
- * is never hit). Returns true when delivered, false when the process is gone or the pid now belongs
- * to another process. The remaining window between the check and kill(2) is microseconds; a pid
- * cannot be reused within it unless the whole pid space wraps.
- */
-export function signalProcess(
-  ref: ProcessRef,
-  signal: NodeJS.Signals,
-  readStartTime: (pid: number) => number | undefined = readProcessStartTime,
-): boolean {
-  if (readStartTime(ref.pid) !== ref.startTime) return false;
-  try {
-    process.kill(ref.pid, signal);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ESRCH") return false;
-    throw err;
-  }
 }

@@ -8,7 +8,6 @@
  */
 import { parseFaultParams } from "@firedrill/protocol";
 import type { FaultParamsByKind, JsonObject } from "@firedrill/protocol";
-import type { Logger } from "pino";
 import { isProcessAlive } from "../proc.js";
 import type { FaultKindDefinition, HostInfo, RunningFault } from "./types.js";
 import {
@@ -21,6 +20,7 @@ import {
   skippedDetails,
 } from "./process-select.js";
 import type { ProcessRef, ProtectionHost, Selection } from "./process-select.js";
+import { resumeProcesses, revertProcessStopRecord } from "./process-revert.js";
 
 /** Validated process-stop parameters. */
 export type ProcessStopPlan = FaultParamsByKind["process-stop"];
@@ -57,29 +57,6 @@ function summary(plan: ProcessStopPlan, count: number): string {
   return `stops (SIGSTOP) ${count} process${count === 1 ? "" : "es"} matching ${describeSelector(plan)}; SIGCONT resumes them on revert`;
 }
 
-/** Reads the pid list out of a revert record; throws when the record is malformed. */
-function refsFromRecord(revert: JsonObject): ProcessRef[] {
-  const pids = revert.pids;
-  if (!Array.isArray(pids)) throw new Error(`the process-stop journal record has no pid list: ${JSON.stringify(revert)}`);
-  return pids.map((entry) => {
-    const e = entry as { pid?: unknown; startTime?: unknown } | null;
-    if (typeof e?.pid !== "number" || typeof e.startTime !== "number" || e.pid <= 1) {
-      throw new Error(`the process-stop journal record holds a bad entry: ${JSON.stringify(entry)}`);
-    }
-    return { pid: e.pid, startTime: e.startTime };
-  });
-}
-
-/** Sends SIGCONT to every listed process that is still the same process. Idempotent. */
-function resume(refs: readonly ProcessRef[], log: Logger): number {
-  let resumed = 0;
-  for (const ref of refs) {
-    if (isProcessAlive(ref.pid, ref.startTime) && signalProcess(ref, "SIGCONT")) resumed++;
-  }
-  log.info({ resumed, of: refs.length }, "resumed stopped processes");
-  return resumed;
-}
-
 /** The process-stop fault kind. */
 export const processStop: FaultKindDefinition<ProcessStopPlan> = {
   kind: "process-stop",
@@ -114,11 +91,9 @@ export const processStop: FaultKindDefinition<ProcessStopPlan> = {
       },
       async revert() {
         // SIGCONT is harmless to repeat, so every call resumes again.
-        resume(refs, ctx.log);
+        resumeProcesses(refs, ctx.log);
       },
     };
   },
-  async revertRecord(revert, { log }) {
-    resume(refsFromRecord(revert), log);
-  },
+  revertRecord: revertProcessStopRecord,
 };

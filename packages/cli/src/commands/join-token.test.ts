@@ -1,6 +1,8 @@
 import type { JoinTokenJson } from "@firedrill/control-plane";
 import { describe, expect, it } from "vitest";
+import { runCli } from "../program.js";
 import { TEST_TOKEN as TOKEN, runCliInProcess, useFakeApi } from "../testing/fake-api.js";
+import { installInstructions } from "./join-token.js";
 
 const JOIN = "fdj_Sm9pbiB0b2tlbiB0ZXh0IGZvciB0ZXN0cyBvbmx5IQ";
 
@@ -42,12 +44,36 @@ describe("firedrill join-token create", () => {
     expect(run.err).toBe(
       `created join token jt_feedfacecafe (100 agents, expires ${JOIN_JSON.expiresAt} (in 23h), labels app=web,env=prod).\n` +
         "It is shown only this time and can't be shown again. Store it now:\n\n" +
-        "\ninstall it on each host as the agent's token file (mode 0600):\n" +
+        "\ninstall the agent on a host (as root: it downloads the agent from this control plane, enrolls it and waits until it is connected):\n" +
+        `  curl -fsSL ${fake.url}/install/agent.sh | sudo sh -s -- --join-token TOKEN\n` +
+        "(this control plane's API is plain HTTP: only a host that reaches it on a trusted network, or this host, should install from it)\n" +
+        "(TOKEN: the join token written to stdout above)\n" +
+        "\nor run the agent yourself with the token in its token file (mode 0600):\n" +
         "  firedrill-agent --server HOST:PORT --token-file FILE --state-dir DIR\n" +
         `It pins this control plane's CA (${FINGERPRINT}): an agent sends it only to this control plane, never to another server.\n`,
     );
     expect(run.err).not.toContain(JOIN);
     expect(`${run.out}${run.err}`).not.toContain(TOKEN);
+  });
+
+  it("on a terminal, prints the one-line install with the token on stderr; over HTTPS also the variant that checks ca.pem against the token's pin", async () => {
+    fake.api.answer("POST", "/api/v1/join-tokens", 201, { joinToken: JOIN_JSON, token: JOIN });
+    let out = "";
+    let err = "";
+    const code = await runCli(["node", "firedrill", "join-token", "create"], { out: (t) => (out += t), err: (t) => (err += t), outIsTerminal: true });
+    expect(code).toBe(0);
+    expect(out).toBe(`${JOIN}\n`);
+    expect(err).toContain(`  curl -fsSL ${fake.url}/install/agent.sh | sudo sh -s -- --join-token ${JOIN}\n`);
+    expect(err).not.toContain("TOKEN");
+
+    const https = installInstructions("https://cp.example.internal:7080/", JOIN, FINGERPRINT);
+    const pin = FINGERPRINT.replace("sha256:", "");
+    expect(https).toContain(`  curl -fsSL --cacert ca.pem https://cp.example.internal:7080/install/agent.sh | sudo sh -s -- --join-token ${JOIN}\n`);
+    expect(https).toContain(
+      `  curl -fsSLk -o ca.pem https://cp.example.internal:7080/install/ca.pem && { [ "$(tail -n +2 ca.pem | head -n -1 | base64 -d | sha256sum | cut -d' ' -f1)" = ${pin} ] || ` +
+        `{ echo 'ca.pem is not the CA the join token pins: not installing' >&2; false; }; } && ` +
+        `curl -fsSL --cacert ca.pem https://cp.example.internal:7080/install/agent.sh | sudo sh -s -- --cacert ca.pem --join-token ${JOIN}\n`,
+    );
   });
 
   it("sends only the flags given; unlimited uses and no expiry read as such", async () => {

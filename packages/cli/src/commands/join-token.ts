@@ -68,6 +68,33 @@ export function renderJoinTokens(tokens: readonly JoinTokenJson[], now: number =
   );
 }
 
+/**
+ * How to install an agent on a host with this join token from the control plane at `server` (the
+ * HTTP API's URL): with its CA in ca.pem (`--cacert`), and without, fetching ca.pem first and
+ * checking it against the CA fingerprint the token pins with coreutils alone before anything is
+ * run. `token` is the token itself, or a placeholder.
+ */
+export function installInstructions(server: string, token: string, caFingerprint: string): string {
+  const base = server.replace(/\/+$/, "");
+  const pin = caFingerprint.replace(/^sha256:/, "");
+  if (base.startsWith("http://")) {
+    return (
+      "\ninstall the agent on a host (as root: it downloads the agent from this control plane, enrolls it and waits until it is connected):\n" +
+      `  curl -fsSL ${base}/install/agent.sh | sudo sh -s -- --join-token ${token}\n` +
+      "(this control plane's API is plain HTTP: only a host that reaches it on a trusted network, or this host, should install from it)\n"
+    );
+  }
+  const check =
+    `{ [ "$(tail -n +2 ca.pem | head -n -1 | base64 -d | sha256sum | cut -d' ' -f1)" = ${pin} ] || ` +
+    "{ echo 'ca.pem is not the CA the join token pins: not installing' >&2; false; }; }";
+  return (
+    "\ninstall the agent on a host (as root: it downloads the agent from this control plane, enrolls it and waits until it is connected), with this control plane's CA in ca.pem:\n" +
+    `  curl -fsSL --cacert ca.pem ${base}/install/agent.sh | sudo sh -s -- --join-token ${token}\n` +
+    "or without ca.pem: fetch it, check it against the CA fingerprint in the token, then install:\n" +
+    `  curl -fsSLk -o ca.pem ${base}/install/ca.pem && ${check} && curl -fsSL --cacert ca.pem ${base}/install/agent.sh | sudo sh -s -- --cacert ca.pem --join-token ${token}\n`
+  );
+}
+
 /** Registers `join-token create`, `join-token list` and `join-token revoke`; returns the `join-token` command. */
 export function registerJoinTokenCommands(program: Command, ctx: CommandContext): Command {
   const joinToken = program
@@ -105,8 +132,13 @@ export function registerJoinTokenCommands(program: Command, ctx: CommandContext)
           "It is shown only this time and can't be shown again. Store it now:\n\n",
       );
       ctx.io.out(`${answer.token}\n`);
+      // On a terminal the token is on screen anyway: the install line carries it. Written to a
+      // file or a pipe, it stays out of stderr (a log, a CI job's output): TOKEN stands for it.
+      const inline = ctx.io.outIsTerminal === true;
       ctx.io.err(
-        "\ninstall it on each host as the agent's token file (mode 0600):\n" +
+        installInstructions(ctx.settings().server, inline ? answer.token : "TOKEN", t.caFingerprint) +
+          (inline ? "" : "(TOKEN: the join token written to stdout above)\n") +
+          "\nor run the agent yourself with the token in its token file (mode 0600):\n" +
           "  firedrill-agent --server HOST:PORT --token-file FILE --state-dir DIR\n" +
           `It pins this control plane's CA (${t.caFingerprint}): an agent sends it only to this control plane, never to another server.\n`,
       );

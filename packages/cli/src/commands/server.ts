@@ -33,6 +33,7 @@ interface ServerOptions {
   httpTlsKey?: string;
   insecureHttp?: boolean;
   authFailureLimit: string;
+  agentReleases?: string;
 }
 
 /** Which flag sets each control-plane option, for error messages. */
@@ -57,6 +58,7 @@ const FLAGS: Record<string, string> = {
   httpTlsKeyFile: "--http-tls-key",
   insecureHttp: "--insecure-http",
   authFailuresPerMinute: "--auth-failure-limit",
+  agentReleasesDir: "--agent-releases",
 };
 
 /** `--advertise a,b` → ["a", "b"]. */
@@ -164,6 +166,14 @@ export function registerServerCommand(program: Command, ctx: CommandContext): vo
       new Option("--aws-protect-subnets <ids>", "subnets aws-network-disrupt never cuts off: the control plane's own, comma-separated (subnet-a,subnet-b)").env("FIREDRILL_AWS_PROTECT_SUBNETS"),
     )
     .addOption(
+      new Option(
+        "--agent-releases <dir>",
+        "the agent tarballs served at /install/ for `curl …/install/agent.sh | sudo sh` (default: agent-releases/ of the server's release bundle, else dist/release of the checkout: pnpm release)",
+      )
+        .argParser(callerPath)
+        .env("FIREDRILL_AGENT_RELEASES"),
+    )
+    .addOption(
       new Option("--revert-wait <duration>", "how long an abort waits for revert acks before recording them unconfirmed")
         .env("FIREDRILL_REVERT_WAIT")
         .default("20s"),
@@ -199,6 +209,7 @@ export function registerServerCommand(program: Command, ctx: CommandContext): vo
         ...(options.httpTlsKey !== undefined ? { httpTlsKeyFile: options.httpTlsKey } : {}),
         insecureHttp: options.insecureHttp === true,
         authFailuresPerMinute: Number(options.authFailureLimit),
+        ...(options.agentReleases !== undefined ? { agentReleasesDir: options.agentReleases } : {}),
       };
       let cp;
       try {
@@ -222,6 +233,7 @@ export function registerServerCommand(program: Command, ctx: CommandContext): vo
           `  agents (gRPC):  ${cp.grpcAddress} (${tls})`,
           `  HTTP API:       ${cp.httpUrl}/api/v1`,
           `  metrics:        ${cp.httpUrl}/metrics`,
+          `  agent install:  ${reachable}/install/agent.sh (firedrill join-token create prints the one-line install)`,
           `  join token:     ${cp.joinTokenFile}`,
           `  admin token:    ${cp.adminTokenFile} (created on the first start; firedrill login --server ${reachable} --token-file ${cp.adminTokenFile}${cp.caFingerprint ? ` --ca-fingerprint ${cp.caFingerprint}` : ""})`,
           ...(cp.caFingerprint ? [`  CA:             ${cp.caFingerprint}`] : []),

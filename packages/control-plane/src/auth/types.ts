@@ -8,7 +8,8 @@ export type Role = (typeof ROLES)[number];
 /**
  * What a route requires. Every HTTP route declares one (`config: { permission }`); a route without
  * one is refused at registration.
- * - `public`: no credentials (only `/healthz`);
+ * - `public`: no credentials (only `/healthz` and the agent install routes `/install/…`, whose
+ *   secret is the join token, not the script or the tarball);
  * - `read`: agents, faults, runs, reports, schedules, SPOF, audit, alerts, whoami;
  * - `halt`: the global halt (anyone who can see can stop);
  * - `fault:write`: ad-hoc faults; `run:write`: plan, run, abort; `schedule:write`: schedules;

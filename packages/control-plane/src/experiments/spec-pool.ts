@@ -114,11 +114,13 @@ const RESOURCE_LIMITS = { maxOldGenerationSizeMb: 256, maxYoungGenerationSizeMb:
 
 /**
  * Starts a worker. From source (`.ts`, tests and `pnpm firedrill`) the worker registers tsx first;
- * built (`.js`) it runs the compiled file directly.
+ * built (`.js`) it runs the compiled file directly; in the release bundle (lib/firedrill.mjs) the
+ * worker is its own bundle beside it (lib/spec-worker.mjs).
  */
 function startWorker(): Worker {
   const fromSource = import.meta.url.endsWith(".ts");
-  const entry = new URL(fromSource ? "./spec-worker.ts" : "./spec-worker.js", import.meta.url);
+  const ext = fromSource ? ".ts" : import.meta.url.endsWith(".mjs") ? ".mjs" : ".js";
+  const entry = new URL(`./spec-worker${ext}`, import.meta.url);
   const options = { resourceLimits: RESOURCE_LIMITS };
   if (!fromSource) return new Worker(entry, options);
   const tsx = pathToFileURL(createRequire(import.meta.url).resolve("tsx/esm/api").replace(/\.cjs$/, ".mjs")).href;

@@ -29,6 +29,8 @@ import { registerEnrollmentRoutes } from "../enrollment/routes.js";
 import type { EnrollmentRoutesOptions } from "../enrollment/routes.js";
 import { DEFAULT_AGENT_STALE_AFTER_MS } from "../api-types.js";
 import type { AgentHub } from "../hub/agent-hub.js";
+import { registerInstallRoutes } from "../install/routes.js";
+import type { InstallRoutesOptions } from "../install/routes.js";
 
 /** Options of {@link createHttpApp}. */
 export interface HttpAppOptions {
@@ -57,6 +59,8 @@ export interface HttpAppOptions {
   enrollment?: Omit<EnrollmentRoutesOptions, "store" | "hub">;
   /** Said in `/healthz` (e.g. plain HTTP on a non-loopback address). */
   warnings?: string[];
+  /** The public `/install/…` routes: the agent install script, the agent CA and the agent tarballs. */
+  install?: Omit<InstallRoutesOptions, "log">;
 }
 
 /** The HTTP app and the routes it serves (every one with its permission). */
@@ -91,6 +95,7 @@ export function createHttpApp(options: HttpAppOptions): HttpApp {
   if (options.alerts) registerAlertRoutes(app, options.alerts);
   if (options.aws) registerSpofRoutes(app, { aws: options.aws, store: options.store });
   if (options.scheduler) registerScheduleRoutes(app, { scheduler: options.scheduler });
+  if (options.install) registerInstallRoutes(app, { ...options.install, log: options.logger });
   registerAuthRoutes(app, { identities: options.auth.identities, audit: options.auth.audit, ...(options.auth.now ? { now: options.auth.now } : {}) });
   return Object.assign(app, { auth });
 }
