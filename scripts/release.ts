@@ -65,6 +65,11 @@ export interface ReleaseOptions {
   arch?: ReleaseArch;
   /** Where the tarballs go. @default <repo>/dist/release */
   outDir?: string;
+  /**
+   * The version written into the bundles (AGENT_VERSION, CONTROL_PLANE_VERSION) and the file names,
+   * e.g. a pre-release to try an upgrade. @default packages/agent/package.json's
+   */
+  version?: string;
   /** Only the agent tarball (e.g. arm64 from an x64 host: the server's native binding is the host's). @default false */
   agentOnly?: boolean;
   /** The one mtime of every entry, in seconds. @default SOURCE_DATE_EPOCH, else the last commit's time */
@@ -202,6 +207,21 @@ globalThis.__bundlerPathsOverrides = { ...globalThis.__bundlerPathsOverrides, ${
   .map((name) => `${JSON.stringify(name)}: new URL(${JSON.stringify(`./${name}.mjs`)}, import.meta.url).pathname`)
   .join(", ")} };`;
 
+/** The versions the sources declare (`export const X_VERSION = "…"`), as another version says them. */
+function versionPlugin(version: string): esbuild.Plugin {
+  return {
+    name: "firedrill-version",
+    setup(build) {
+      build.onLoad({ filter: /[\\/]packages[\\/](agent|control-plane)[\\/]src[\\/]version\.ts$/ }, (args) => {
+        const source = readFileSync(args.path, "utf8");
+        const replaced = source.replace(/(export const [A-Z_]+_VERSION = )"[^"]*"/g, (_, head: string) => `${head}${JSON.stringify(version)}`);
+        if (replaced === source) throw new ReleaseError(`${args.path} declares no *_VERSION constant to set to ${version}`);
+        return { contents: replaced, loader: "ts" };
+      });
+    },
+  };
+}
+
 /**
  * Bundles entry points (name → source file) into `outDir` as `<name>.mjs`: ESM for Node 20, minified
  * (names kept, for stack traces and `err.name`), ASCII only. The size of the source is memory in
@@ -210,8 +230,9 @@ globalThis.__bundlerPathsOverrides = { ...globalThis.__bundlerPathsOverrides, ${
 export async function bundle(
   entryPoints: Record<string, string>,
   outDir: string,
-  options: { banner: string; external?: string[]; nodePaths?: string[] },
+  options: { banner: string; external?: string[]; nodePaths?: string[]; version?: string },
 ): Promise<void> {
+  const version = options.version;
   const result = await esbuild.build({
     absWorkingDir: ROOT,
     entryPoints,
@@ -226,6 +247,7 @@ export async function bundle(
     external: options.external ?? [],
     nodePaths: options.nodePaths ?? [],
     banner: { js: options.banner },
+    plugins: version === undefined ? [] : [versionPlugin(version)],
     minify: true,
     keepNames: true,
     charset: "ascii",
@@ -366,7 +388,9 @@ export async function buildRelease(options: ReleaseOptions = {}): Promise<Releas
   const log = options.log ?? (() => {});
   const arch = options.arch ?? (process.arch as ReleaseArch);
   if (!ARCHES.includes(arch)) throw new ReleaseError(`--arch ${arch}: releases are built for ${ARCHES.join(" and ")}`);
-  const version = releaseVersion();
+  const version = options.version ?? releaseVersion();
+  if (!/^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?$/.test(version)) throw new ReleaseError(`--version ${version}: give a version like 1.2.3 or 1.2.3-rc.1`);
+  const bundleVersion = options.version === undefined ? {} : { version };
   const epoch = options.sourceDateEpoch ?? sourceDateEpoch();
   const outDir = resolve(options.outDir ?? join(ROOT, "dist", "release"));
   // Refused before anything is built: a server whose SQLite binding cannot load on its hosts.
@@ -390,10 +414,10 @@ export async function buildRelease(options: ReleaseOptions = {}): Promise<Releas
         "pino-pretty": join(packageDir("pino-pretty", agentPkg), "index.js"),
       },
       join(agentDir, "lib"),
-      { banner: PINO_WORKERS_BANNER },
+      { banner: PINO_WORKERS_BANNER, ...bundleVersion },
     );
     // The guard alone: only what reverting needs (see packages/agent/src/guard-bin.ts).
-    await bundle({ guard: join(agentPkg, "src/guard-bin.ts") }, join(agentDir, "lib"), { banner: REQUIRE_BANNER });
+    await bundle({ guard: join(agentPkg, "src/guard-bin.ts") }, join(agentDir, "lib"), { banner: REQUIRE_BANNER, ...bundleVersion });
     addRuntime(agentDir, node, agentExec);
     mkdirSync(join(agentDir, "bin"));
     writeFileSync(join(agentDir, "bin", "firedrill-agent"), wrapper("firedrill-agent", "agent.mjs", AGENT_NODE_OPTIONS));
@@ -417,7 +441,7 @@ export async function buildRelease(options: ReleaseOptions = {}): Promise<Releas
         "spec-worker": join(ROOT, "packages/control-plane/src/experiments/spec-worker.ts"),
       },
       join(serverDir, "lib"),
-      { banner: REQUIRE_BANNER, external: ["better-sqlite3"] },
+      { banner: REQUIRE_BANNER, external: ["better-sqlite3"], ...bundleVersion },
     );
     copySqlite(join(serverDir, "lib"), arch);
     addRuntime(serverDir, node, serverExec);
@@ -460,9 +484,10 @@ function formatSize(bytes: number): string {
   return bytes >= 1024 * 1024 ? `${(bytes / 1024 / 1024).toFixed(1)} MiB` : `${(bytes / 1024).toFixed(0)} KiB`;
 }
 
-const USAGE = `usage: pnpm release [--arch x64|arm64] [--out DIR] [--agent-only]
+const USAGE = `usage: pnpm release [--arch x64|arm64] [--out DIR] [--version V] [--agent-only]
   --arch        the architecture to build for (default: this host's, ${process.arch})
   --out         where the tarballs go (default: dist/release)
+  --version     the version to build as (default: packages/agent/package.json's), e.g. 1.2.3-rc.1
   --agent-only  only the agent tarball (the server's native SQLite binding is this host's architecture)`;
 
 async function main(argv: string[]): Promise<number> {
@@ -483,7 +508,8 @@ async function main(argv: string[]): Promise<number> {
       const out = value();
       // Relative to where `pnpm release` was typed.
       opts.outDir = isAbsolute(out) ? out : resolve(process.env.INIT_CWD ?? process.cwd(), out);
-    } else if (flag === "--agent-only") opts.agentOnly = true;
+    } else if (flag === "--version") opts.version = value();
+    else if (flag === "--agent-only") opts.agentOnly = true;
     else if (flag === "--help" || flag === "-h") {
       console.log(USAGE);
       return 0;

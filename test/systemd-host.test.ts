@@ -186,6 +186,10 @@ describe.skipIf(!availability.ok)("the agent installed on a real systemd host", 
     ]);
     expect((await sh(`grep -r '${joinToken}' /etc/firedrill /etc/systemd/system /var/lib/firedrill-agent /opt/firedrill`)).code).toBe(1);
     expect((await shOk("firedrill-agent --version")).trim()).toContain(AGENT_VERSION);
+    // The unit as systemd itself reads it, and how exposed its sandbox leaves the host.
+    const verify = await sh("systemd-analyze verify /etc/systemd/system/firedrill-agent.service");
+    expect(verify.code, verify.stdout + verify.stderr).toBe(0);
+    console.log(`systemd-analyze security: ${(await shOk("systemd-analyze security firedrill-agent --no-pager | tail -n 1")).trim()}`);
     // The runtime came with the tarball: this host has no node of its own.
     expect((await sh("command -v node")).code).not.toBe(0);
 
@@ -253,7 +257,7 @@ describe.skipIf(!availability.ok)("the agent installed on a real systemd host", 
   }, 300_000);
 
   it("--upgrade while idle replaces the binary and keeps the id", async () => {
-    await buildRelease(releases, ["--version", NEXT_VERSION]);
+    await buildRelease(releases, ["--version", NEXT_VERSION, "--agent-only"]);
     const res = await sh(installLine(`--upgrade --version ${NEXT_VERSION}`), 180_000);
     console.log(`upgrade: exit ${res.code}\n${(res.stdout + res.stderr).trim()}`);
     expect(res.code).toBe(0);
