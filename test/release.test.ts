@@ -16,7 +16,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync } from "n
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { api } from "./support/api.js";
-import { ROOT, captureProcess, freePort, killAll, startServer, tempDir, waitFor } from "./support/processes.js";
+import { ROOT, captureProcess, freePort, killAll, sleep, startServer, tempDir, waitFor } from "./support/processes.js";
 import type { ServerHandle, TestProcess } from "./support/processes.js";
 
 const VERSION = (JSON.parse(readFileSync(join(ROOT, "packages/agent/package.json"), "utf8")) as { version: string }).version;
@@ -251,6 +251,9 @@ describe("pnpm release", () => {
       const script = await fetch(`${httpUrl}/install/agent.sh`);
       expect(script.status).toBe(200);
       expect(await script.text()).toMatch(/^#!\/bin\/sh/);
+      // Having checked an experiment in its worker thread, the bundled server still exits 0 on SIGTERM.
+      proc.kill("SIGTERM");
+      expect(await Promise.race([proc.exited, sleep(5000).then(() => "still running")]), proc.output().slice(-2000)).toBe(0);
     });
   });
 });

@@ -10,6 +10,7 @@ import { createAgentHub } from "./hub/agent-hub.js";
 import type { AgentHub } from "./hub/agent-hub.js";
 import { createMetrics } from "./metrics.js";
 import { createRunner } from "./experiments/runner.js";
+import { holdSharedSpecCheckPool } from "./experiments/spec-pool.js";
 import type { Runner } from "./experiments/runner.js";
 import { DEFAULT_POLICY, loadPolicy } from "./experiments/policy.js";
 import { createRunStore } from "./store/run-store.js";
@@ -99,6 +100,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   let scheduler: Scheduler | undefined;
   let awsClients: AwsClients | undefined;
   let reconciler: CloudReconciler | undefined;
+  // The worker threads that check experiments: stopped with the server (the last one in the process).
+  const releaseSpecPool = holdSharedSpecCheckPool();
 
   const shutdown = async (): Promise<void> => {
     await scheduler?.stop();
@@ -108,6 +111,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     awsClients?.destroy();
     hub?.close();
     await Promise.allSettled([grpcServer?.close(), http?.close()]);
+    await releaseSpecPool();
     store.markAllAgentsDisconnected();
     store.close();
     lock.release();

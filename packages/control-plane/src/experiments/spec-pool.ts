@@ -159,7 +159,6 @@ export function createSpecCheckPool(options: SpecCheckPoolOptions = {}): SpecChe
 
   const spawn = (): Slot => {
     const worker = startWorker();
-    worker.unref();
     let markReady = (): void => {};
     const slot: Slot = { worker, isReady: false, job: undefined, idle: undefined, ready: new Promise<void>((resolve) => (markReady = resolve)) };
     worker.on("message", (message: SpecCheckReply | { ready: true }) => {
@@ -191,6 +190,10 @@ export function createSpecCheckPool(options: SpecCheckPoolOptions = {}): SpecChe
       markReady();
       dispatch();
     });
+    // Workers never keep the process alive (a server exits on SIGTERM with checks in flight or
+    // workers idle). Only after the listeners: on Node 20 adding a "message" listener to a Worker
+    // refs its port again, so an unref() before it holds the event loop open for good.
+    worker.unref();
     slots.push(slot);
     return slot;
   };
@@ -256,11 +259,31 @@ export function createSpecCheckPool(options: SpecCheckPoolOptions = {}): SpecChe
 }
 
 let shared: SpecCheckPool | undefined;
+let holders = 0;
 
 /** The process's pool (created on first use; its idle workers exit on their own). */
 export function sharedSpecCheckPool(): SpecCheckPool {
   shared ??= createSpecCheckPool();
   return shared;
+}
+
+/**
+ * Holds the shared pool for a user that stops (a control plane) until the returned release. The
+ * last release closes the pool: its workers are terminated and checks still waiting are refused
+ * (503 `shutting_down`); a later use starts a new pool. Releasing twice is harmless.
+ */
+export function holdSharedSpecCheckPool(): () => Promise<void> {
+  holders++;
+  let released = false;
+  return async () => {
+    if (released) return;
+    released = true;
+    holders--;
+    if (holders > 0 || !shared) return;
+    const pool = shared;
+    shared = undefined;
+    await pool.close();
+  };
 }
 
 /** The API error for a spec of `bytes` bytes over {@link MAX_SPEC_BYTES}, else undefined. */
