@@ -122,3 +122,26 @@ describe("enrollment limits", () => {
     expect(results.filter((r) => r !== "ok").every((r) => r === "limit")).toBe(true);
   });
 });
+
+describe("join token lifetimes", () => {
+  let cp: TestControlPlane | undefined;
+  afterEach(async () => {
+    await cp?.cleanup();
+    cp = undefined;
+  });
+
+  it("takes the lifetimes `join-token create --ttl` advertises (90m, 24h, 7d, 2w) and refuses the rest, saying what works", async () => {
+    cp = await startTestControlPlane({ insecureAgents: false });
+    for (const [ttl, hours] of [["90m", 1.5], ["24h", 24], ["7d", 168], ["2w", 336]] as const) {
+      const res = await cp.api("POST", "/api/v1/join-tokens", { ttl });
+      expect(res.status, JSON.stringify(res.body)).toBe(201);
+      const lifetimeH = (Date.parse(res.body.joinToken.expiresAt) - Date.parse(res.body.joinToken.createdAt)) / 3_600_000;
+      expect(lifetimeH).toBeCloseTo(hours, 1);
+    }
+    for (const ttl of ["7x", "30s", "400d"]) {
+      const res = await cp.api("POST", "/api/v1/join-tokens", { ttl });
+      expect(res.status).toBe(400);
+      expect(JSON.stringify(res.body)).toContain("7d");
+    }
+  });
+});

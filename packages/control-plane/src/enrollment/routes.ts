@@ -7,6 +7,7 @@ import { LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN, RevertReason, parseDuration, pl
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { toAgentJson } from "../api-types.js";
 import { callerOf } from "../auth/http.js";
+import { parseRelative } from "../auth/routes.js";
 import { ApiError } from "../errors.js";
 import type { Issue } from "../errors.js";
 import type { AgentHub } from "../hub/agent-hub.js";
@@ -77,8 +78,9 @@ export function registerEnrollmentRoutes(app: FastifyInstance, options: Enrollme
     for (const key of Object.keys(body)) if (!["ttl", "uses", "labels"].includes(key)) issues.push({ field: key, message: "unknown field; allowed: ttl, uses, labels" });
     let ttlMs = 24 * 3_600_000;
     if (body["ttl"] !== undefined) {
-      const ms = typeof body["ttl"] === "string" ? parseDuration(body["ttl"]) : undefined;
-      if (ms === undefined || ms < 60_000 || ms > MAX_TTL_MS) issues.push({ field: "ttl", message: `${JSON.stringify(body["ttl"])} is not a lifetime from 1m to 366d; use e.g. 1h, 24h, 168h` });
+      // 90m, 24h, 1h30m, and days or weeks as `firedrill join-token create --ttl` advertises (7d, 2w).
+      const ms = typeof body["ttl"] === "string" ? (parseDuration(body["ttl"]) ?? parseRelative(body["ttl"])) : undefined;
+      if (ms === undefined || ms < 60_000 || ms > MAX_TTL_MS) issues.push({ field: "ttl", message: `${JSON.stringify(body["ttl"])} is not a lifetime from 1m to 366d; use e.g. 1h, 24h, 7d` });
       else ttlMs = ms;
     }
     let usesAllowed: number | null = null;
