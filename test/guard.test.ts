@@ -1,5 +1,5 @@
 import { execFileSync, spawn } from "node:child_process";
-import { existsSync, readFileSync, readdirSync, statfsSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, readlinkSync, statfsSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { api } from "./support/api.js";
@@ -24,6 +24,9 @@ describe("the guard: an out-of-process watchdog beside the agent", () => {
     const guard = await waitFor("the guard", () => guardOf(cluster!.stateDir));
     const stat = readFileSync(`/proc/${guard.pid}/stat`, "utf8").slice(readFileSync(`/proc/${guard.pid}/stat`, "utf8").lastIndexOf(")") + 2).split(" ");
     expect(Number(stat[3])).toBe(guard.pid); // session leader: a signal to the agent's group misses it
+    // fd 3: its end of the pipe whose other end only the agent holds (EOF: the agent is gone).
+    expect(readlinkSync(`/proc/${guard.pid}/fd/3`)).toMatch(/^socket:/);
+    expect(readFileSync(`/proc/${guard.pid}/cmdline`, "utf8").split("\0")).toContain("--agent-fd");
     cluster.agent.kill("SIGTERM");
     expect(await cluster.agent.exited).toBe(0);
     await waitFor("the guard to exit", () => !existsSync(`/proc/${guard.pid}`), 5000);
@@ -128,7 +131,7 @@ function smallTmpfs(): { path: string; usedBytes: () => number; cleanup: () => v
 }
 
 /**
- * A frozen agent: the guard watches its heartbeat (`<state-dir>/alive`, every 250 ms), not only its
+ * A frozen agent: the guard watches its heartbeat (`<state-dir>/alive`, every 500 ms), not only its
  * pid. Both faults have an effect the test checks on the host: a disk-fill on a tmpfs (outside the
  * agent) and a cpu-burn (threads inside it).
  */

@@ -2,7 +2,7 @@
 /**
  * The guard's own entry, started by the agent beside itself (see guard.ts):
  *
- *   node guard-bin.js --state-dir DIR --agent-pid PID --agent-start-time TICKS [--stall-after 2s] [--log-level info]
+ *   node guard-bin.js --state-dir DIR --agent-pid PID --agent-start-time TICKS [--agent-fd 3] [--stall-after 2s] [--log-level info]
  *
  * The same flags and exit codes as the hidden `firedrill-agent guard` (0: stopped by the agent or
  * everything reverted; 1: something could not be reverted; 2: bad usage). It loads only what
@@ -19,7 +19,7 @@ import { DEFAULT_STALL_AFTER_MS } from "./liveness.js";
 import { AGENT_VERSION } from "./version.js";
 
 const USAGE =
-  "usage: guard --state-dir <dir> --agent-pid <pid> --agent-start-time <ticks> [--stall-after <duration>] [--log-level <level>]";
+  "usage: guard --state-dir <dir> --agent-pid <pid> --agent-start-time <ticks> [--agent-fd <fd>] [--stall-after <duration>] [--log-level <level>]";
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
 /** The guard's options, from its flags. */
@@ -27,6 +27,8 @@ interface GuardFlags {
   stateDir: string;
   agentPid: number;
   agentStartTime: number;
+  /** The guard's end of a pipe only the agent holds the other end of (EOF: the agent is gone). */
+  agentFd: number | undefined;
   stallAfterMs: number;
   logLevel: string;
 }
@@ -44,7 +46,7 @@ function parseFlags(argv: readonly string[]): GuardFlags {
     if (!arg.startsWith("--")) throw new UsageError(`unexpected argument "${arg}"`);
     const eq = arg.indexOf("=");
     const name = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
-    if (!["state-dir", "agent-pid", "agent-start-time", "stall-after", "log-level"].includes(name)) throw new UsageError(`unknown option --${name}`);
+    if (!["state-dir", "agent-pid", "agent-start-time", "agent-fd", "stall-after", "log-level"].includes(name)) throw new UsageError(`unknown option --${name}`);
     const value = eq === -1 ? argv[++i] : arg.slice(eq + 1);
     if (value === undefined) throw new UsageError(`--${name} needs a value`);
     given.set(name, value);
@@ -64,7 +66,8 @@ function parseFlags(argv: readonly string[]): GuardFlags {
   if (stallAfterMs === undefined) throw new UsageError(`--stall-after: "${stall}" is not a duration (e.g. 500ms, 5s, 1m)`);
   const logLevel = given.get("log-level") ?? process.env.FIREDRILL_LOG_LEVEL ?? "info";
   if (!LEVELS.includes(logLevel)) throw new UsageError(`--log-level: "${logLevel}" is not one of ${LEVELS.join("|")}`);
-  return { stateDir: required("state-dir"), agentPid: whole("agent-pid"), agentStartTime: whole("agent-start-time"), stallAfterMs, logLevel };
+  const agentFd = given.has("agent-fd") ? whole("agent-fd") : undefined;
+  return { stateDir: required("state-dir"), agentPid: whole("agent-pid"), agentStartTime: whole("agent-start-time"), agentFd, stallAfterMs, logLevel };
 }
 
 async function main(argv: readonly string[]): Promise<number> {
@@ -90,6 +93,7 @@ async function main(argv: readonly string[]): Promise<number> {
     stateDir: flags.stateDir,
     agent: { pid: flags.agentPid, startTime: flags.agentStartTime },
     stallAfterMs: flags.stallAfterMs,
+    ...(flags.agentFd !== undefined ? { agentFd: flags.agentFd } : {}),
     registry: createRevertRegistry(),
     log,
   });

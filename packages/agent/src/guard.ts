@@ -14,6 +14,12 @@
  *   (R, S, D) may still run in-process effects — cpu-burn threads — so it is SIGKILLed first, and
  *   the guard then reverts the whole journal as for a dead agent.
  *
+ * The guard learns of the agent's death at once: the agent starts it with a pipe on fd 3
+ * (`--agent-fd 3`) whose other end only the agent holds, so the guard reads EOF the moment the agent
+ * exits (its pid and start time are then checked, as by the poll). A slow poll (every second) checks
+ * the pid too — a pipe closed any other way, a guard started without one — and the heartbeat: a
+ * stopped agent keeps its pipe open, so stalls are found by the poll only.
+ *
  * A restarted agent takes over: it finds the guard in `<state-dir>/guard.json`, sends it SIGTERM,
  * waits for it to exit, and replays the journal itself (reverts are idempotent).
  *
@@ -22,7 +28,8 @@
  */
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { existsSync, openSync } from "node:fs";
+import { closeSync, existsSync, openSync } from "node:fs";
+import { Socket } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Logger } from "pino";
@@ -88,8 +95,16 @@ export interface GuardOptions {
   agent: ProcessRef;
   registry: RevertRegistry;
   log: Logger;
-  /** How often the agent's liveness is checked. @default 200 */
+  /**
+   * How often the agent's liveness (pid, heartbeat) is checked. @default 1000 with `agentFd`, 200
+   * without (nothing else tells the guard of the agent's death then)
+   */
   pollMs?: number;
+  /**
+   * A file descriptor of a pipe whose other end only the agent holds (`--agent-fd`): EOF on it
+   * means the agent is gone, and the guard checks at once instead of at the next poll.
+   */
+  agentFd?: number;
   /** How long without a heartbeat makes the agent stalled (`--stall-after`). @default 2000 */
   stallAfterMs?: number;
 }
@@ -106,8 +121,11 @@ export async function runGuard(opts: GuardOptions): Promise<"agent-stopped-guard
   const self: ProcessRef = { pid: process.pid, startTime: readProcessStartTime(process.pid) ?? 0 };
   writeFileDurable(join(stateDir, GUARD_FILE), JSON.stringify(self), 0o644);
   let stopRequested = false;
+  // Cuts the wait between two checks short: a stop signal, EOF on the agent's pipe.
+  let wake: (() => void) | undefined;
   const onSignal = () => {
     stopRequested = true;
+    wake?.();
   };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
@@ -116,9 +134,18 @@ export async function runGuard(opts: GuardOptions): Promise<"agent-stopped-guard
   const stallAfterMs = opts.stallAfterMs ?? DEFAULT_STALL_AFTER_MS;
   log.info({ agentPid: agent.pid, stallAfterMs }, "guard watching the agent");
   const watch = createStallWatch({ ...opts, stallAfterMs });
+  const pipe = opts.agentFd === undefined ? undefined : watchAgentPipe(opts.agentFd, log, () => wake?.());
+  const pollMs = opts.pollMs ?? (pipe?.open() ? 1000 : 200);
   try {
     while (!stopRequested && isProcessAlive(agent.pid, agent.startTime)) {
-      await new Promise((resolve) => setTimeout(resolve, opts.pollMs ?? 200));
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, pipe?.open() === false ? Math.min(pollMs, 200) : pollMs);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      wake = undefined;
       if (!stopRequested && isProcessAlive(agent.pid, agent.startTime)) await watch.check();
     }
     if (stopRequested) {
@@ -151,11 +178,46 @@ export async function runGuard(opts: GuardOptions): Promise<"agent-stopped-guard
       unlock();
     }
   } finally {
+    pipe?.close();
     process.off("SIGTERM", onSignal);
     process.off("SIGINT", onSignal);
     const current = readGuard(stateDir);
     if (!current || current.pid === self.pid) removeFileDurable(join(stateDir, GUARD_FILE));
   }
+}
+
+/**
+ * Reads the guard's end of the agent's pipe (the agent never writes to it): `onEnd` runs once when
+ * it ends (the agent exited, or closed it), or at once when the fd is not a usable pipe.
+ */
+function watchAgentPipe(fd: number, log: Logger, onEnd: () => void): { open(): boolean; close(): void } {
+  let open = true;
+  let socket: Socket | undefined;
+  const ended = () => {
+    if (!open) return;
+    open = false;
+    onEnd();
+  };
+  try {
+    socket = new Socket({ fd, readable: true, writable: false });
+    socket.on("data", () => {});
+    socket.on("end", ended);
+    socket.on("close", ended);
+    socket.on("error", (err) => {
+      log.debug({ err: err.message, fd }, "the agent's pipe failed");
+      ended();
+    });
+  } catch (err) {
+    log.warn({ err: (err as Error).message, fd }, "no pipe from the agent on this fd; watching its pid every 200 ms instead");
+    open = false;
+  }
+  return {
+    open: () => open,
+    close() {
+      open = false;
+      socket?.destroy();
+    },
+  };
 }
 
 /**
@@ -337,10 +399,16 @@ export function superviseGuard(opts: GuardSupervisorOptions): GuardSupervisor {
         "--state-dir", opts.stateDir,
         "--agent-pid", String(self.pid),
         "--agent-start-time", String(self.startTime),
+        "--agent-fd", "3",
         ...(opts.stallAfterMs !== undefined ? ["--stall-after", `${opts.stallAfterMs}ms`] : []),
       ],
-      { detached: true, stdio: ["ignore", logFd, logFd] },
+      // fd 3: a pipe whose other end only this process holds (close-on-exec here, so no other child
+      // of the agent inherits it): the guard reads EOF when the agent exits, however it exits.
+      { detached: true, stdio: ["ignore", logFd, logFd, "pipe"] },
     );
+    closeSync(logFd);
+    // Neither keeps the other alive: the agent's end of the pipe does not hold its event loop.
+    (child.stdio[3] as Socket | null)?.unref();
     child.unref();
     const current = child;
     current.once("exit", (code, signal) => {

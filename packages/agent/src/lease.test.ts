@@ -28,6 +28,27 @@ describe("lease", () => {
   });
 });
 
+describe("lease timer", () => {
+  it("fires at the expiry on its own (no polling), later after a renewal, sooner after a shorter TTL", async () => {
+    const expiries: number[] = [];
+    const lease = new Lease({ onExpire: () => expiries.push(performance.now()) });
+    const t0 = performance.now();
+    lease.renew(150);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    lease.renew(); // expiry moves to ~250 ms
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(expiries).toEqual([]);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(expiries.length).toBe(1);
+    expect(expiries[0]! - t0).toBeGreaterThanOrEqual(245);
+    lease.renew(5000);
+    lease.renew(50); // shorter: the timer set for 5 s is moved
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    expect(expiries.length).toBe(2);
+    lease.close();
+  });
+});
+
 describe("reconnect backoff", () => {
   it("grows exponentially to the cap, with jitter in the upper half", () => {
     expect(backoffDelay(0, 500, 30_000, () => 0)).toBe(250);

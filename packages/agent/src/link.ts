@@ -217,17 +217,23 @@ export class AgentLink {
     }, interval);
     // The control plane renews the lease every interval: a silent stream is a dead one.
     const silenceLimit = 2 * interval + 1000;
-    this.silenceTimer = setInterval(() => {
-      if (performance.now() - this.lastHeard > silenceLimit && this.stream) {
-        this.opts.log.warn({ silentForMs: Math.round(performance.now() - this.lastHeard) }, "control plane went silent; reconnecting");
+    // One timer, set for when the silence would pass the limit (an idle link wakes for it about
+    // once per limit, not every second); a message heard meanwhile moves that moment later.
+    const checkSilence = () => {
+      const silentFor = performance.now() - this.lastHeard;
+      if (silentFor > silenceLimit && this.stream) {
+        this.opts.log.warn({ silentForMs: Math.round(silentFor) }, "control plane went silent; reconnecting");
         this.stream.cancel();
+        return;
       }
-    }, Math.min(1000, interval));
+      this.silenceTimer = setTimeout(checkSilence, Math.max(1, Math.ceil(silenceLimit - silentFor) + 1));
+    };
+    checkSilence();
   }
 
   private stopTimers(): void {
     clearInterval(this.heartbeatTimer);
-    clearInterval(this.silenceTimer);
+    clearTimeout(this.silenceTimer);
     this.heartbeatTimer = undefined;
     this.silenceTimer = undefined;
   }

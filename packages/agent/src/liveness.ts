@@ -1,6 +1,6 @@
 /**
  * Liveness: the agent proves that its event loop runs. A timer on the agent's main loop writes
- * `<state-dir>/alive` every 250 ms (its pid, the time on the machine's monotonic clock, when its
+ * `<state-dir>/alive` every 500 ms (its pid, the time on the machine's monotonic clock, when its
  * lease ends); the guard reads it. A heartbeat that is not renewed means that nothing on the main
  * loop runs — no duration timer, no lease check, no StopFault — whether the agent is SIGSTOPped,
  * busy-looping, or blocked in a system call.
@@ -14,8 +14,13 @@ import { join } from "node:path";
 
 /** The heartbeat file in the state dir. */
 export const HEARTBEAT_FILE = "alive";
-/** How often the agent writes its heartbeat. */
-export const DEFAULT_HEARTBEAT_INTERVAL_MS = 250;
+/**
+ * How often the agent writes its heartbeat. A quarter of the default stall threshold: the guard
+ * (which reads it every second) takes the agent for stalled only once its loop has run nothing
+ * for 1.5 s past a due beat — a margin a loaded host's late timers stay well within — while an idle
+ * agent wakes twice a second for it.
+ */
+export const DEFAULT_HEARTBEAT_INTERVAL_MS = 500;
 /** How long without a heartbeat makes an agent stalled. */
 export const DEFAULT_STALL_AFTER_MS = 2000;
 
@@ -62,7 +67,7 @@ export interface HeartbeatOptions {
   faults: () => number;
   /** A gap between two ticks longer than this means the agent was stalled. @default 2000 */
   stallAfterMs?: number;
-  /** @default 250 */
+  /** @default 500 */
   intervalMs?: number;
   /** Runs on every tick, after the heartbeat is written (e.g. reconcile faults with the journal). */
   onTick?: () => void;

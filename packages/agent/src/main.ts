@@ -185,14 +185,16 @@ export function createProgram(): Command {
     .requiredOption("--state-dir <dir>", "state dir of the agent")
     .requiredOption("--agent-pid <pid>", "the agent to watch", Number)
     .requiredOption("--agent-start-time <ticks>", "its start time (against pid reuse)", Number)
+    .option("--agent-fd <fd>", "a pipe only the agent holds the other end of: EOF means the agent is gone", Number)
     .option("--stall-after <duration>", "how long without a heartbeat makes the agent stalled", durationOption("--stall-after"), DEFAULT_STALL_AFTER_MS)
     .option("--log-level <level>", "fatal|error|warn|info|debug|trace", process.env.FIREDRILL_LOG_LEVEL ?? "info")
-    .action(async (opts: { stateDir: string; agentPid: number; agentStartTime: number; stallAfter: number; logLevel: string }) => {
+    .action(async (opts: { stateDir: string; agentPid: number; agentStartTime: number; agentFd?: number; stallAfter: number; logLevel: string }) => {
       const log = createLogger(opts.logLevel, "firedrill-guard");
       const outcome = await runGuard({
         stateDir: opts.stateDir,
         agent: { pid: opts.agentPid, startTime: opts.agentStartTime },
         stallAfterMs: opts.stallAfter,
+        ...(opts.agentFd !== undefined ? { agentFd: opts.agentFd } : {}),
         registry: createDefaultFaultRegistry(),
         log,
       });
