@@ -22,6 +22,8 @@ command -v fallocate >/dev/null 2>&1 || missing+=(util-linux)
 # systemd-host tests: Debian roots built once with debootstrap, booted with systemd-nspawn.
 command -v systemd-nspawn >/dev/null 2>&1 || missing+=(systemd-container)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+# The install script (agent.sh) is checked with shellcheck by its test.
+command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"

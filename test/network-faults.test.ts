@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { api } from "./support/api.js";
+import { faultApi } from "./support/fault-api.js";
 import type { ApiTarget } from "./support/api.js";
 import { NET_TOOLS, NetnsLab, ROOT, buildHosts, inNs, netnsSkipReason, nftTables, qdiscConfig, qdiscs } from "./support/netns.js";
 import type { NsProcess, TestHosts } from "./support/netns.js";
@@ -90,29 +91,11 @@ describe.skipIf(!!skipReason)("network faults on namespace hosts", () => {
   const tcp = (port: number, count = 3, timeout = 1000) => probe("tcp-connect", { host: hosts.addr.tgt, port, count, timeout });
   const udpLoss = (count: number) => probe("udp-echo", { host: hosts.addr.tgt, port: 7000, count, interval: 2, wait: 800 });
 
-  async function startFault(kind: string, params: Record<string, unknown>, duration = "5m") {
-    return api(control, "POST", `/api/v1/agents/${agentId}/faults`, { kind, params, duration });
-  }
-  const getFault = async (faultId: string) => (await api(control, "GET", `/api/v1/faults/${faultId}`)).body.fault;
-  /** Starts a fault and waits until the agent reports it running (its rules are in place). */
-  async function startRunning(kind: string, params: Record<string, unknown>) {
-    const res = await startFault(kind, params);
-    expect(res.status, JSON.stringify(res.body)).toBe(201);
-    const id = res.body.fault.id as string;
-    await waitFor(`${kind} ${id} to run`, async () => {
-      const f = await getFault(id);
-      if (f.state === "failed") throw new Error(`${kind} failed: ${f.error}`);
-      return f.state === "running";
-    }, 10_000, 50);
-    return id;
-  }
+  const { startFault, getFault, startRunning, waitReverted } = faultApi(() => control, () => agentId);
   async function stopFault(faultId: string) {
     const res = await api(control, "DELETE", `/api/v1/agents/${agentId}/faults/${faultId}`);
     expect(res.status).toBe(200);
-    return waitFor(`${faultId} to be reverted`, async () => {
-      const f = await getFault(faultId);
-      return f.state === "reverted" ? f : undefined;
-    }, 10_000, 50);
+    return waitReverted(faultId);
   }
   async function agentJson() {
     return (await api(control, "GET", `/api/v1/agents/${agentId}`)).body.agent;

@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { api } from "./support/api.js";
+import { faultApi } from "./support/fault-api.js";
 import type { ApiTarget } from "./support/api.js";
 import { nspawnAvailable, startHost } from "./support/nspawn-host.js";
 import type { NspawnHost } from "./support/nspawn-host.js";
@@ -80,23 +81,9 @@ describe.skipIf(!availability.ok)("the agent installed on a real systemd host", 
   async function agentJson(id = agentId) {
     return (await api(control, "GET", `/api/v1/agents/${id}`)).body.agent;
   }
-  const getFault = async (faultId: string) => (await api(control, "GET", `/api/v1/faults/${faultId}`)).body.fault;
-  async function startRunning(kind: string, params: Record<string, unknown>, duration = "10m"): Promise<string> {
-    const res = await api(control, "POST", `/api/v1/agents/${agentId}/faults`, { kind, params, duration });
-    expect(res.status, JSON.stringify(res.body)).toBe(201);
-    const id = res.body.fault.id as string;
-    await waitFor(`${kind} ${id} to run`, async () => {
-      const f = await getFault(id);
-      if (f.state === "failed") throw new Error(`${kind} failed: ${f.error}`);
-      return f.state === "running";
-    }, 20_000, 100);
-    return id;
-  }
-  const waitReverted = (faultId: string, timeoutMs = 60_000) =>
-    waitFor(`${faultId} reverted`, async () => {
-      const f = await getFault(faultId);
-      return f.state === "reverted" ? f : undefined;
-    }, timeoutMs, 200);
+  const { startRunning: startFault, waitReverted: waitRevertedFor } = faultApi(() => control, () => agentId, { runTimeoutMs: 20_000 });
+  const startRunning = (kind: string, params: Record<string, unknown>) => startFault(kind, params, "10m");
+  const waitReverted = (faultId: string) => waitRevertedFor(faultId, 60_000);
   const connectedAgain = (previousPid?: number) =>
     waitFor("the agent connected again", async () => {
       const a = await agentJson();
