@@ -7,7 +7,7 @@
  */
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -94,14 +94,30 @@ export function guardPid(stateDir: string): number | undefined {
 
 /** Kills every process the tests started (agents' guards included) and waits for them to exit (bounded). */
 export async function killAll(): Promise<void> {
-  for (const dir of agentStateDirs) {
-    const pid = guardPid(dir);
-    if (pid !== undefined) process.kill(pid, "SIGKILL");
-  }
+  const dirs = [...agentStateDirs];
+  const killGuards = () => {
+    const pids: number[] = [];
+    for (const dir of dirs) {
+      const pid = guardPid(dir);
+      if (pid === undefined) continue;
+      try {
+        process.kill(pid, "SIGKILL");
+        pids.push(pid);
+      } catch {
+        // already gone
+      }
+    }
+    return pids;
+  };
+  killGuards();
   agentStateDirs.clear();
   const procs = [...started];
   for (const p of procs) p.kill("SIGKILL");
   await Promise.race([Promise.all(procs.map((p) => p.exited)), sleep(5000)]);
+  // A guard an agent was starting as it was killed names itself in guard.json only then: kill it
+  // too, and wait until it is gone, so that it writes nothing into a state dir being removed.
+  const late = killGuards();
+  for (let i = 0; i < 50 && late.some((pid) => existsSync(`/proc/${pid}`)); i++) await sleep(50);
   rmSync(NO_CLI_CONFIG_DIR, { recursive: true, force: true });
 }
 
@@ -163,7 +179,8 @@ export async function freePort(): Promise<number> {
 /** A temp dir removed by the returned cleanup. */
 export function tempDir(prefix: string): { path: string; cleanup: () => void } {
   const path = mkdtempSync(join(tmpdir(), `firedrill-${prefix}-`));
-  return { path, cleanup: () => rmSync(path, { recursive: true, force: true }) };
+  // Retried: a process that was just killed may still have had a file being written in it.
+  return { path, cleanup: () => rmSync(path, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 }) };
 }
 
 /** A control plane process on fixed loopback ports (so agents find it again after a restart). */
