@@ -14,6 +14,24 @@ import { ApiError } from "../errors.js";
  */
 export type BodyGate = (request: FastifyRequest, reply: FastifyReply, payload: NodeJS.ReadableStream) => Promise<NodeJS.ReadableStream>;
 
+/**
+ * A body past the limit but not past this is read to its end (and discarded) before the 413 goes
+ * out: a server that answers while the client is still sending and then stops reading makes the
+ * client's write fail, and many clients (fetch among them) then report a reset connection instead of
+ * the precise 413. Past this, the answer goes out at once and the connection is closed.
+ */
+const DRAIN_LIMIT_BYTES = 8 * 1024 * 1024;
+
+/** Reads `payload` to its end (at most {@link DRAIN_LIMIT_BYTES} in all), keeping nothing. */
+async function drain(payload: AsyncIterable<Buffer | string>, already: number): Promise<boolean> {
+  let length = already;
+  for await (const chunk of payload) {
+    length += chunk.length;
+    if (length > DRAIN_LIMIT_BYTES) return false;
+  }
+  return true;
+}
+
 /** Creates a gate; the routes that share one take turns. */
 export function createBodyGate(): BodyGate {
   const waiting: (() => void)[] = [];
@@ -37,17 +55,26 @@ export function createBodyGate(): BodyGate {
       }
     });
 
-  return async (request, _reply, payload) => {
+  return async (request, reply, payload) => {
     const limit = request.routeOptions.bodyLimit ?? 1024 * 1024;
     const tooLarge = () =>
       new ApiError(413, "body_too_large", `the request body is larger than ${Math.round(limit / 1024)} KiB, this endpoint's limit; an experiment may be at most 256 KiB`);
-    if (Number(request.headers["content-length"] ?? 0) > limit) throw tooLarge();
+    const refuse = async (received: number): Promise<never> => {
+      if (!(await drain(payload as AsyncIterable<Buffer | string>, received))) reply.header("connection", "close");
+      throw tooLarge();
+    };
+    const declared = Number(request.headers["content-length"] ?? 0);
+    if (declared > DRAIN_LIMIT_BYTES) {
+      reply.header("connection", "close");
+      throw tooLarge();
+    }
+    if (declared > limit) await refuse(0);
     const chunks: Buffer[] = [];
     let length = 0;
     for await (const chunk of payload as AsyncIterable<Buffer | string>) {
       const buffer = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
       length += buffer.length;
-      if (length > limit) throw tooLarge();
+      if (length > limit) await refuse(length);
       chunks.push(buffer);
     }
     await turn();
