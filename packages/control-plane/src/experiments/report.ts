@@ -9,6 +9,8 @@ import type { ReportCloudAction } from "./cloud-actions.js";
 import { LEASE_ASSUMED_REASON } from "../store/types.js";
 import type { FaultRecord } from "../store/types.js";
 import type { RunPlan } from "./plan.js";
+import { describeEffect } from "./effects.js";
+import type { MeasurementPoint } from "./effects.js";
 
 /** Whether the run supports the hypothesis. */
 export type Verdict = "held" | "rejected" | "inconclusive";
@@ -148,12 +150,123 @@ export interface RunReport {
   measurements: number;
 }
 
+/** A fault's window on the run's time axis (the report shades it on each stop condition's chart). */
+export interface ReportFaultWindow {
+  faultId: string;
+  agentId: string;
+  /** The agent's host name, null when the agent is not known any more. */
+  hostname: string | null;
+  step: string | null;
+  kind: string;
+  state: string;
+  /** Epoch ms; null: it never started. */
+  startedAt: number | null;
+  /** Epoch ms; null: not ended (yet). */
+  endedAt: number | null;
+}
+
+/** A fault of a run on one host with what it measurably did there. */
+export interface ReportHostFault {
+  faultId: string;
+  kind: string;
+  state: string;
+  step: string | null;
+  /** One line, e.g. "cpu busy 81 % (asked 80 %)" (see describeEffect). */
+  effect: string;
+  /** Its measurements over time, oldest first (at most {@link MAX_SERIES_POINTS}). */
+  series: MeasurementPoint[];
+}
+
+/** A host a run hit, with its faults. */
+export interface ReportHost {
+  agentId: string;
+  hostname: string | null;
+  faults: ReportHostFault[];
+}
+
+/** Points of a fault's measurement series in a report (evenly thinned past that, first and last kept). */
+export const MAX_SERIES_POINTS = 120;
+
+/** The step that started each fault, from the timeline (outcomes recorded after the run ended carry no step). */
+export function stepsOfFaults(events: readonly RunEvent[]): Map<string, string | null> {
+  const stepOf = new Map<string, string | null>();
+  for (const e of events) if (e.faultId && e.step !== null && !stepOf.has(e.faultId)) stepOf.set(e.faultId, e.step);
+  return stepOf;
+}
+
+function isMeasurements(value: unknown): value is Record<string, number> {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return false;
+  for (const v of Object.values(value)) if (typeof v !== "number") return false;
+  return true;
+}
+
+function sameMeasurements(a: Record<string, number>, b: Record<string, number>): boolean {
+  const ka = Object.keys(a);
+  return ka.length === Object.keys(b).length && ka.every((k) => a[k] === b[k]);
+}
+
+/** At most `max` points, evenly spread, the first and the last kept. */
+export function thinSeries<T>(points: readonly T[], max: number): T[] {
+  if (points.length <= max) return [...points];
+  const out: T[] = [];
+  const step = (points.length - 1) / (max - 1);
+  for (let i = 0; i < max; i++) out.push(points[Math.round(i * step)]!);
+  return out;
+}
+
+/**
+ * Each fault's window and, per host, each fault's effect and measurement series (from the run's
+ * measurement events and the fault's last measurements). `hostnameOf`: the agent's host name.
+ */
+export function buildFaultViews(
+  events: readonly RunEvent[],
+  faults: readonly FaultRecord[],
+  hostnameOf: (agentId: string) => string | null,
+): { faultWindows: ReportFaultWindow[]; hosts: ReportHost[] } {
+  const stepOf = stepsOfFaults(events);
+  const seriesOf = new Map<string, MeasurementPoint[]>();
+  for (const e of events) {
+    if (e.type !== "measurement" || e.faultId === null || !isMeasurements(e.data)) continue;
+    let series = seriesOf.get(e.faultId);
+    if (!series) seriesOf.set(e.faultId, (series = []));
+    series.push({ at: e.time, m: e.data });
+  }
+  const names = new Map<string, string | null>();
+  const nameOf = (agentId: string): string | null => {
+    if (!names.has(agentId)) names.set(agentId, hostnameOf(agentId));
+    return names.get(agentId)!;
+  };
+  const ordered = [...faults].sort((a, b) => (a.startedAt ?? Infinity) - (b.startedAt ?? Infinity) || a.id.localeCompare(b.id));
+  const faultWindows: ReportFaultWindow[] = ordered.map((f) => ({
+    faultId: f.id,
+    agentId: f.agentId,
+    hostname: nameOf(f.agentId),
+    step: stepOf.get(f.id) ?? null,
+    kind: f.kind,
+    state: f.state,
+    startedAt: f.startedAt,
+    endedAt: f.endedAt,
+  }));
+  const byAgent = new Map<string, ReportHost>();
+  for (const f of ordered) {
+    let host = byAgent.get(f.agentId);
+    if (!host) byAgent.set(f.agentId, (host = { agentId: f.agentId, hostname: nameOf(f.agentId), faults: [] }));
+    const series = (seriesOf.get(f.id) ?? []).sort((a, b) => a.at - b.at);
+    // The fault keeps its latest measurements, newer than the timeline's (throttled) ones.
+    const lastPoint = series.at(-1);
+    if (f.measurements && Object.keys(f.measurements).length > 0 && (!lastPoint || !sameMeasurements(lastPoint.m, f.measurements))) {
+      series.push({ at: Math.max(lastPoint?.at ?? 0, f.endedAt ?? f.updatedAt), m: f.measurements });
+    }
+    host.faults.push({ faultId: f.id, kind: f.kind, state: f.state, step: stepOf.get(f.id) ?? null, effect: describeEffect(f.kind, series), series: thinSeries(series, MAX_SERIES_POINTS) });
+  }
+  const hosts = [...byAgent.values()].sort((a, b) => (a.hostname ?? a.agentId).localeCompare(b.hostname ?? b.agentId) || a.agentId.localeCompare(b.agentId));
+  return { faultWindows, hosts };
+}
+
 /** Builds the report of a run from its record, timeline and faults. */
 export function buildReport(run: RunRecord, events: RunEvent[], faults: FaultRecord[], now: number = Date.now(), cloud: readonly CloudRevertEntry[] = []): RunReport {
   const plan = run.plan as RunPlan;
-  // The step that started each fault (outcomes recorded after the run ended carry no step).
-  const stepOf = new Map<string, string | null>();
-  for (const e of events) if (e.faultId && e.step !== null && !stepOf.has(e.faultId)) stepOf.set(e.faultId, e.step);
+  const stepOf = stepsOfFaults(events);
   const broke = events
     .filter((e) => ["breach", "fault-refused", "fault-failed", "agent-lost", "revert-failed"].includes(e.type) || isRefusedCloudAction(e))
     .map((e) => ({ time: e.time, type: e.type, message: e.message }));

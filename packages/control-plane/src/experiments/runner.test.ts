@@ -24,7 +24,7 @@ import { createAlertReceiver } from "../stop-conditions/alert-receiver.js";
 import { testAgent } from "../test-support/agent-records.js";
 import type { GuardrailVerdict } from "./guardrails.js";
 import { DEFAULT_POLICY } from "./policy.js";
-import { createRunner } from "./runner.js";
+import { MAX_SAMPLES_PER_CONDITION, SAMPLE_THINNING, createRunner, keepsSample } from "./runner.js";
 import type { Runner } from "./runner.js";
 
 /** Tuesday 2026-03-10, 12:00 UTC. */
@@ -174,5 +174,14 @@ describe("runner: token scopes", () => {
       ok: true,
       message: "every target that may be picked (0 hosts and 2 instances) is within the token's scope app=web",
     });
+  });
+});
+
+describe("runner: stop-condition samples kept", () => {
+  it(`keeps the first ${MAX_SAMPLES_PER_CONDITION} observations of a condition, then one in ${SAMPLE_THINNING}`, () => {
+    let kept = 0;
+    for (let seen = 1; seen <= MAX_SAMPLES_PER_CONDITION + 1000; seen++) if (keepsSample(seen)) kept++;
+    expect(kept).toBe(MAX_SAMPLES_PER_CONDITION + 100);
+    expect([MAX_SAMPLES_PER_CONDITION, MAX_SAMPLES_PER_CONDITION + 1, MAX_SAMPLES_PER_CONDITION + 10].map(keepsSample)).toEqual([true, false, true]);
   });
 });

@@ -27,7 +27,7 @@ import type { Store } from "../store/store.js";
 import { LEASE_ASSUMED_REASON } from "../store/types.js";
 import type { FaultRecord } from "../store/types.js";
 import { createWatcher, describeStopCondition } from "../stop-conditions/index.js";
-import type { AlertSource, StopConditionWatcher } from "../stop-conditions/types.js";
+import type { AlertSource, StopConditionStatus, StopConditionWatcher } from "../stop-conditions/types.js";
 import { isCloudFaultKind } from "../aws/faults.js";
 import type { AwsGuardrails, AwsInstance, AwsService, InstanceActionResult } from "../aws/types.js";
 import { NETWORK_DISRUPT_KIND, parseNetworkDisruptParams } from "../aws/network-disrupt.js";
@@ -102,12 +102,47 @@ export interface Runner {
   /** Lifts the halt. Returns the halt that was lifted, if any. */
   unhalt(actor: string): LiftedHalt | undefined;
   haltState(): HaltState | undefined;
-  /** Every new run event, as it is stored. */
-  readonly events: EventEmitter<{ event: [RunEvent] }>;
+  /**
+   * Every new run event, as it is stored; and every stop-condition sample stored (`sample`), as the
+   * console's live charts take them.
+   */
+  readonly events: EventEmitter<RunnerEvents>;
   /** Resolves when the run has ended (immediately if it has). */
   settled(runId: string): Promise<RunRecord | undefined>;
   /** Aborts active runs (reason: shutdown) and stops their watchers. */
   close(): Promise<void>;
+}
+
+/** One stop-condition observation of a run, as stored and announced (SampleJson plus the run). */
+export interface RunSampleEvent {
+  runId: string;
+  /** The condition's index in `spec.stopConditions`. */
+  c: number;
+  /** Epoch ms. */
+  at: number;
+  /** What the chart plots; null: nothing (e.g. no answer). */
+  v: number | null;
+  /** Healthy. */
+  ok: boolean;
+}
+
+/** Events of {@link Runner.events}. */
+export interface RunnerEvents {
+  event: [RunEvent];
+  sample: [RunSampleEvent];
+}
+
+/** Samples kept per stop condition per run; past that, one observation in {@link SAMPLE_THINNING}. */
+export const MAX_SAMPLES_PER_CONDITION = 20_000;
+/** Past {@link MAX_SAMPLES_PER_CONDITION}, one observation in this many is kept. */
+export const SAMPLE_THINNING = 10;
+
+/**
+ * Whether the `seen`-th observation of a stop condition (1-based) is stored: the first
+ * {@link MAX_SAMPLES_PER_CONDITION}, then one in {@link SAMPLE_THINNING}.
+ */
+export function keepsSample(seen: number): boolean {
+  return seen <= MAX_SAMPLES_PER_CONDITION || (seen - MAX_SAMPLES_PER_CONDITION) % SAMPLE_THINNING === 0;
 }
 
 /** Creates a run id: `run_` and 12 hex characters. */
@@ -121,7 +156,7 @@ export function createRunner(options: RunnerOptions): Runner {
   const log = options.logger;
   const now = options.now ?? (() => new Date());
   const revertWaitMs = options.revertWaitMs ?? 20_000;
-  const events = new EventEmitter<{ event: [RunEvent] }>();
+  const events = new EventEmitter<RunnerEvents>();
   events.setMaxListeners(0);
   const active = new Map<string, ActiveRun>();
 
@@ -149,25 +184,37 @@ export function createRunner(options: RunnerOptions): Runner {
 
   // Run events are written behind, all those of one turn of the event loop in one transaction (a
   // step on 10,000 hosts makes tens of thousands), then announced in order. A state change writes
-  // what is queued first, so the timeline's order is the order things happened.
+  // what is queued first, so the timeline's order is the order things happened. Stop-condition
+  // samples ride along in the same transaction.
   let queued: { runId: string; event: NewRunEvent }[] = [];
-  const writeQueued = store.db.transaction((batch: { runId: string; event: NewRunEvent }[]) => batch.map(({ runId, event }) => runs.addEvent(runId, event)));
+  let queuedSamples: RunSampleEvent[] = [];
+  const writeQueued = store.db.transaction((batch: { runId: string; event: NewRunEvent }[], samples: RunSampleEvent[]) => {
+    for (const s of samples) runs.addSamples(s.runId, [{ condition: s.c, at: s.at, value: s.v, healthy: s.ok }]);
+    return batch.map(({ runId, event }) => runs.addEvent(runId, event));
+  });
   const flushEvents = (): void => {
-    if (queued.length === 0) return;
+    if (queued.length === 0 && queuedSamples.length === 0) return;
     const batch = queued;
+    const samples = queuedSamples;
     queued = [];
+    queuedSamples = [];
     let stored: RunEvent[];
     try {
-      stored = writeQueued(batch);
+      stored = writeQueued(batch, samples);
     } catch (err) {
-      log.error({ err, events: batch.length }, "could not record run events");
+      log.error({ err, events: batch.length, samples: samples.length }, "could not record run events");
       return;
     }
+    for (const s of samples) events.emit("sample", s);
     for (const e of stored) events.emit("event", e);
   };
   const record = (runId: string, event: NewRunEvent): void => {
-    if (queued.length === 0) setImmediate(flushEvents);
+    if (queued.length === 0 && queuedSamples.length === 0) setImmediate(flushEvents);
     queued.push({ runId, event: { ...event, time: event.time ?? Date.now() } });
+  };
+  const recordSample = (sample: RunSampleEvent): void => {
+    if (queued.length === 0 && queuedSamples.length === 0) setImmediate(flushEvents);
+    queuedSamples.push(sample);
   };
   const transition = (runId: string, state: RunRecord["state"], reason: string | null): void => {
     flushEvents();
@@ -293,8 +340,16 @@ export function createRunner(options: RunnerOptions): Runner {
   class ActiveRun {
     private aborting: { reason: string; kind: "breach" | "operator" | "halt" | "failure" } | undefined;
     private readonly watchers: { desc: string; watcher: StopConditionWatcher }[] = [];
+    /** Observations of each stop condition so far (see {@link keepsSample}). */
+    private readonly observed: number[] = [];
     /** Every fault this run started, by id, with the step that started it. */
     private readonly stepByFault = new Map<string, string>();
+    /**
+     * Updates of this run's faults that arrived before their start call returned (an agent that
+     * acks and starts at once): replayed in order as soon as the fault's step is known, so the
+     * timeline misses no `fault-started`. At most {@link EARLY_UPDATES_PER_FAULT} per fault.
+     */
+    private readonly early = new Map<string, FaultUpdate[]>();
     /** The run's faults not ended yet, per agent (so a disconnect is checked without a scan). */
     private readonly liveByAgent = new Map<string, Set<string>>();
     /** When each fault's last measurement went on the timeline (they are throttled per fault). */
@@ -321,6 +376,14 @@ export function createRunner(options: RunnerOptions): Runner {
 
     private event(e: NewRunEvent): void {
       record(this.run.id, e);
+    }
+
+    /** Stores an observation of stop condition `index` (all of them up to the cap, then one in ten) and announces it. */
+    private sample(index: number, status: StopConditionStatus): void {
+      const seen = (this.observed[index] = (this.observed[index] ?? 0) + 1);
+      if (!keepsSample(seen)) return;
+      const v = typeof status.value === "number" && Number.isFinite(status.value) ? status.value : null;
+      recordSample({ runId: this.run.id, c: index, at: Date.now(), v, ok: status.healthy });
     }
 
     async execute(): Promise<void> {
@@ -355,10 +418,16 @@ export function createRunner(options: RunnerOptions): Runner {
       for (const spec of this.experiment.spec.stopConditions) {
         this.watchers.push({ desc: describeStopCondition(spec), watcher: createWatcher(spec, ctx) });
       }
-      const results = await Promise.all(this.watchers.map(async (w) => ({ ...w, status: await w.watcher.check() })));
+      const results = await Promise.all(
+        this.watchers.map(async (w, index) => {
+          const status = await w.watcher.check();
+          this.sample(index, status);
+          return { ...w, index, status };
+        }),
+      );
       const unhealthy = results.filter((r) => !r.status.healthy);
       for (const r of results) {
-        this.event({ type: "stop-condition", message: `preflight ${r.desc}: ${r.status.healthy ? "healthy" : "NOT healthy"} (${r.status.detail})`, data: { condition: r.desc, ...r.status } });
+        this.event({ type: "stop-condition", message: `preflight ${r.desc}: ${r.status.healthy ? "healthy" : "NOT healthy"} (${r.status.detail})`, data: { condition: r.desc, index: r.index, ...r.status } });
       }
       if (this.aborting) return;
       if (unhealthy.length > 0) {
@@ -370,22 +439,23 @@ export function createRunner(options: RunnerOptions): Runner {
         return;
       }
       transition(this.run.id, "running", null);
-      for (const { desc, watcher } of this.watchers) {
+      this.watchers.forEach(({ desc, watcher }, index) => {
         let lastHealthy = true;
         watcher.start(
           (breach) => {
-            this.event({ type: "breach", message: `${breach.condition}: ${breach.reason}`, data: breach });
+            this.event({ type: "breach", message: `${breach.condition}: ${breach.reason}`, data: { ...breach, index } });
             void this.abort(`stop condition breached: ${breach.condition}: ${breach.reason}`, "breach");
           },
           (status) => {
-            // Record changes, not every probe.
+            // Every observation is a sample of the condition's chart; the timeline records changes.
+            this.sample(index, status);
             if (status.healthy !== lastHealthy) {
               lastHealthy = status.healthy;
-              this.event({ type: "stop-condition", message: `${desc}: ${status.healthy ? "healthy again" : "unhealthy"} (${status.detail})`, data: { condition: desc, ...status } });
+              this.event({ type: "stop-condition", message: `${desc}: ${status.healthy ? "healthy again" : "unhealthy"} (${status.detail})`, data: { condition: desc, index, ...status } });
             }
           },
         );
-      }
+      });
       const onFault = (update: FaultUpdate) => this.onFault(update);
       hub.events.on("fault", onFault);
       this.unsubscribe.push(() => hub.events.off("fault", onFault));
@@ -407,8 +477,19 @@ export function createRunner(options: RunnerOptions): Runner {
       live.add(fault.id);
     }
 
-    private onFault({ fault, cause }: FaultUpdate): void {
-      if (!this.stepByFault.has(fault.id)) return;
+    private onFault(update: FaultUpdate): void {
+      const { fault, cause } = update;
+      if (!this.stepByFault.has(fault.id)) {
+        if (fault.runId === this.run.id) {
+          const list = this.early.get(fault.id) ?? [];
+          // Only the newest measurement is worth keeping; a state change always is.
+          const progress = cause === "progress" ? list.findIndex((u) => u.cause === "progress") : -1;
+          if (progress >= 0) list[progress] = update;
+          else if (list.length < EARLY_UPDATES_PER_FAULT) list.push(update);
+          this.early.set(fault.id, list);
+        }
+        return;
+      }
       if (fault.endedAt !== null) this.liveByAgent.get(fault.agentId)?.delete(fault.id);
       const base = { step: this.stepByFault.get(fault.id) ?? null, agentId: fault.agentId, faultId: fault.id };
       if (cause === "progress" && fault.measurements) {
@@ -652,6 +733,9 @@ export function createRunner(options: RunnerOptions): Runner {
           faultId: fault.id,
           message: acknowledged ? `${step.fault} ${fault.state} on ${agentId}` : `${step.fault} sent to ${agentId}; no ack within ${formatDuration(options.ackTimeoutMs)}`,
         });
+        const early = this.early.get(fault.id);
+        this.early.delete(fault.id);
+        for (const update of early ?? []) this.onFault(update);
         if (this.aborting) this.stopFault(fault);
         return fault.id;
       } catch (err) {
@@ -659,6 +743,7 @@ export function createRunner(options: RunnerOptions): Runner {
         const refused = err instanceof ApiError ? (err.details?.fault as FaultRecord | undefined) : undefined;
         if (refused) {
           this.stepByFault.set(refused.id, step.name);
+          this.early.delete(refused.id);
         }
         this.event({ type: "fault-refused", step: step.name, agentId, ...(refused ? { faultId: refused.id } : {}), message: `${step.fault} refused by ${agentId}: ${message}` });
         void this.abort(`step ${step.name}: ${step.fault} refused by ${agentId}: ${message}`, "failure");
@@ -825,6 +910,9 @@ export function createRunner(options: RunnerOptions): Runner {
 const START_CHUNK = 250;
 /** At most one measurement per fault on the timeline this often (the fault keeps its latest). */
 export const MEASUREMENT_EVERY_MS = 10_000;
+
+/** Updates kept per fault while its start call has not returned (accepted, started, a few PROGRESS). */
+const EARLY_UPDATES_PER_FAULT = 8;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());

@@ -9,6 +9,13 @@ import { createListings } from "../store/listings.js";
 import { parseAgentListQuery, parseListQuery, withCursor } from "./query.js";
 import { callerOf } from "../auth/http.js";
 import { parseScope } from "../auth/scope.js";
+import type { AgentHub } from "../hub/agent-hub.js";
+import type { FaultMeasurementsJson } from "../hub/measurement-rings.js";
+
+/** `GET /api/v1/agents/:id/measurements`. */
+export interface AgentMeasurementsJson {
+  faults: FaultMeasurementsJson[];
+}
 
 const READ = { config: { permission: "read" as const } };
 const WRITE = { config: { permission: "fault:write" as const } };
@@ -35,6 +42,8 @@ export interface RoutesOptions {
   faults: FaultService;
   /** An agent unseen this long is listed as stale. */
   staleAfterMs: number;
+  /** The agent hub: its in-memory measurements of recent faults (without it, none are listed). */
+  hub?: Pick<AgentHub, "measurements">;
 }
 
 type AgentParams = { Params: { id: string } };
@@ -86,6 +95,12 @@ export function registerRoutes(app: FastifyInstance, options: RoutesOptions): vo
     });
     request.auditTargets.push(outcome.fault.id);
     return reply.code(outcome.acknowledged ? 201 : 202).send({ fault: toFaultJson(outcome.fault) });
+  });
+
+  // The newest 50 faults the hub holds measurements of (in memory: recent ones, a restart forgets them).
+  app.get<AgentParams>("/api/v1/agents/:id/measurements", READ, async (request): Promise<AgentMeasurementsJson> => {
+    const agent = faults.requireAgent(request.params.id);
+    return { faults: options.hub?.measurements(agent.id, 50) ?? [] };
   });
 
   app.get<AgentParams>("/api/v1/agents/:id/faults", READ, async (request): Promise<FaultListJson> => {

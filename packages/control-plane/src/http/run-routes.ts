@@ -1,5 +1,6 @@
 /**
- * Experiment routes: plan, run, follow (server-sent events), abort, report, and the global halt.
+ * Experiment routes: plan, run, follow (server-sent events), stop-condition samples, abort, report,
+ * and the global halt.
  */
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { ApiError } from "../errors.js";
@@ -8,7 +9,10 @@ import type { LiftedHalt } from "../halt.js";
 import { callerOf } from "../auth/http.js";
 import { parseScope } from "../auth/scope.js";
 import type { Scope } from "../auth/scope.js";
-import { buildReport, cloudActionLeft, isCloudRevertUnconfirmed } from "../experiments/report.js";
+import { cloudActionLeft, isCloudRevertUnconfirmed } from "../experiments/report.js";
+import { runSamplesJson, sampleConditionsOf, toSampleJson } from "../experiments/run-samples.js";
+import type { SampleJson } from "../experiments/run-samples.js";
+import type { RunSampleEvent } from "../experiments/runner.js";
 import type { CloudJournal, CloudRevertEntry } from "../aws/cloud-journal.js";
 import { describeUnconfirmed } from "../aws/cloud-journal.js";
 import type { Runner } from "../experiments/runner.js";
@@ -16,9 +20,9 @@ import type { RunEvent, RunRecord, RunStore, RunSummary } from "../store/run-sto
 import { isTerminalRunState } from "../store/run-store.js";
 import type { Store } from "../store/store.js";
 import { createListings } from "../store/listings.js";
-import type { FaultRecord } from "../store/types.js";
 import { MAX_SPEC_BYTES } from "../experiments/yaml-source.js";
 import { createBodyGate } from "./body-gate.js";
+import { createReportJson, toRunEventJson } from "./report-json.js";
 
 /** What the run routes need. */
 export interface RunRoutesOptions {
@@ -32,6 +36,9 @@ export interface RunRoutesOptions {
 type RunParams = { Params: { id: string } };
 
 const READ = { config: { permission: "read" as const } };
+
+/** Stored samples per `samples` event of a run's event stream (`?samples=1`). */
+export const SSE_SAMPLES_CHUNK = 5000;
 
 /**
  * Body limit of the routes that take an experiment: a JSON string of a 256 KiB spec written with
@@ -81,10 +88,7 @@ export function toCloudRevertJson(e: CloudRevertEntry, runEnded: boolean) {
   };
 }
 
-/** JSON of a run event. */
-export function toRunEventJson(event: RunEvent) {
-  return { ...event, time: new Date(event.time).toISOString() };
-}
+export { toRunEventJson } from "./report-json.js";
 
 function body(request: FastifyRequest): Record<string, unknown> {
   const value = request.body ?? {};
@@ -138,15 +142,7 @@ export function registerRunRoutes(app: FastifyInstance, options: RunRoutesOption
     return { ...json, cloudRevertsUnconfirmed: cloudUnconfirmed, faultRevertsUnconfirmed: hostUnconfirmed, faultCounts: counts.byState };
   };
 
-  /** Every fault of a run, newest first, a page at a time with a turn of the event loop between pages. */
-  const faultsOfRun = async (runId: string): Promise<FaultRecord[]> => {
-    const all: FaultRecord[] = [];
-    for (const page of listings.faultPages({ runId })) {
-      all.push(...page);
-      await new Promise<void>((resolve) => setImmediate(resolve));
-    }
-    return all;
-  };
+  const reportJson = createReportJson({ store, runs, ...(cloud ? { cloud } : {}) });
 
   const requireRun = (id: string): RunRecord => {
     const run = runs.getRun(id);
@@ -195,47 +191,86 @@ export function registerRunRoutes(app: FastifyInstance, options: RunRoutesOption
     };
   });
 
-  app.get<RunParams>("/api/v1/runs/:id/report", READ, async (request) => {
-    const run = requireRun(request.params.id);
-    const faults = await faultsOfRun(run.id);
-    const report = buildReport(runs.getRun(run.id) ?? run, runs.listEvents(run.id), faults, Date.now(), cloud?.list({ runId: run.id }) ?? []);
-    return { report: { ...report, timeline: report.timeline.map(toRunEventJson) } };
-  });
+  app.get<RunParams>("/api/v1/runs/:id/report", READ, async (request) => ({ report: await reportJson(request.params.id) }));
 
-  // Server-sent events: the run's timeline so far, then live events until the run ends.
-  app.get<RunParams & { Querystring: { after?: string } }>("/api/v1/runs/:id/events", READ, async (request, reply) => {
+  app.get<RunParams>("/api/v1/runs/:id/samples", READ, async (request) => runSamplesJson(requireRun(request.params.id), runs));
+
+  // Server-sent events: the run's timeline so far, then live events until the run ends. With
+  // `samples=1`, right after the timeline's replay, the stop conditions' samples stored so far
+  // (`samples`, in chunks of SSE_SAMPLES_CHUNK), then each new one as it is stored (`sample`).
+  app.get<RunParams & { Querystring: { after?: string; samples?: string } }>("/api/v1/runs/:id/events", READ, async (request, reply) => {
     const run = requireRun(request.params.id);
     const after = Number(request.query.after ?? 0) || 0;
+    const withSamples = request.query.samples === "1" || request.query.samples === "true";
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
     let lastId = after;
+    let closed = false;
     const send = (event: RunEvent) => {
       if (event.id <= lastId) return;
       lastId = event.id;
       res.write(`id: ${event.id}\nevent: run-event\ndata: ${JSON.stringify(toRunEventJson(event))}\n\n`);
     };
+    const sendSample = (sample: SampleJson) => {
+      res.write(`event: sample\ndata: ${JSON.stringify(sample)}\n\n`);
+    };
     const finish = () => {
+      if (closed) return;
       const current = runs.getRun(run.id)!;
       res.write(`event: end\ndata: ${JSON.stringify(withReverts(current, true))}\n\n`);
       cleanup();
       res.end();
     };
-    const onEvent = (event: RunEvent) => {
-      if (event.runId !== run.id) return;
+    const handleEvent = (event: RunEvent) => {
       send(event);
       if (event.type === "state" && isTerminalRunState(runs.getRun(run.id)!.state)) finish();
     };
+    // While the stored samples are being written (a turn of the event loop between chunks), what
+    // happens live waits here, in order, and goes out right after them.
+    let backlog: (() => void)[] | undefined;
+    const onEvent = (event: RunEvent) => {
+      if (event.runId !== run.id || closed) return;
+      if (backlog) backlog.push(() => handleEvent(event));
+      else handleEvent(event);
+    };
+    const onSample = (sample: RunSampleEvent) => {
+      if (sample.runId !== run.id || closed) return;
+      const json: SampleJson = { c: sample.c, at: sample.at, v: sample.v, ok: sample.ok };
+      if (backlog) backlog.push(() => sendSample(json));
+      else sendSample(json);
+    };
     const keepAlive = setInterval(() => res.write(": keep-alive\n\n"), 15_000);
     const cleanup = () => {
+      closed = true;
       clearInterval(keepAlive);
       runner.events.off("event", onEvent);
+      runner.events.off("sample", onSample);
     };
-    // Subscribe first, then replay: nothing falls between the two (send() skips duplicates).
+    // Subscribe first, then replay: nothing falls between the two (send() skips duplicates; the
+    // samples read below and those announced after are disjoint: both happen in this same turn).
     runner.events.on("event", onEvent);
+    if (withSamples) runner.events.on("sample", onSample);
     request.raw.on("close", cleanup);
     for (const event of runs.listEvents(run.id, after)) send(event);
-    if (isTerminalRunState(runs.getRun(run.id)!.state)) finish();
+    if (withSamples) {
+      const conditions = sampleConditionsOf(run, runs);
+      const stored = runs.listSamples(run.id);
+      backlog = [];
+      for (let i = 0; i === 0 || i < stored.length; i += SSE_SAMPLES_CHUNK) {
+        if (i > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+        if (closed) return;
+        const samples = stored.slice(i, i + SSE_SAMPLES_CHUNK).map(toSampleJson);
+        res.write(`event: samples\ndata: ${JSON.stringify({ conditions, samples })}\n\n`);
+      }
+      const waiting = backlog;
+      backlog = undefined;
+      for (const deliver of waiting) {
+        if (closed) return;
+        deliver();
+      }
+    }
+    if (!closed && isTerminalRunState(runs.getRun(run.id)!.state)) finish();
   });
 
   app.post<RunParams>("/api/v1/runs/:id/abort", { config: { permission: "run:write" } }, async (request) => {

@@ -43,6 +43,8 @@ import type { AgentPreview } from "./previews.js";
 import { createStopKeeper } from "./stop-keeper.js";
 import type { StopRequest } from "./stop-keeper.js";
 import { createStallTracker } from "./stall-tracker.js";
+import { createMeasurementRings } from "./measurement-rings.js";
+import type { FaultMeasurementsJson, MeasurementRingsOptions } from "./measurement-rings.js";
 
 /** A change to a fault, announced to in-process listeners (e.g. HTTP requests awaiting an ack). */
 export interface FaultUpdate {
@@ -93,6 +95,8 @@ export interface AgentHubOptions {
   progressHoldAbove?: number;
   /** Longest slice of queued agent messages handled in one transaction before yielding the event loop. @default 16 */
   eventSliceMs?: number;
+  /** Bounds of the in-memory measurement rings (see hub/measurement-rings.ts). */
+  measurementRings?: MeasurementRingsOptions;
 }
 
 /** The agent hub. */
@@ -155,6 +159,12 @@ export interface AgentHub {
    * concluding that an ack did not arrive in time.
    */
   drained(): Promise<void>;
+  /**
+   * The agent's recent faults, newest first (at most `limit`, default 50), each with its last
+   * PROGRESS measurements held in memory (at most one a second, the last 720; faults that ended
+   * more than an hour ago are forgotten). Empty for an unknown agent.
+   */
+  measurements(agentId: string, limit?: number): FaultMeasurementsJson[];
   /** Ends every stream (status UNAVAILABLE) and stops all timers. */
   close(): void;
 }
@@ -252,12 +262,14 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
   const disconnectWatchers = new Map<string, Set<() => void>>();
   const stalls = createStallTracker();
   const eventSliceMs = options.eventSliceMs ?? 16;
+  const rings = createMeasurementRings(options.measurementRings);
 
   /** Announces a stored change: to the hub's listeners, then to whoever watches that fault. */
   function announce(update: FaultUpdate): void {
     if (update.fault.endedAt !== null) {
       progressStored.delete(update.fault.id);
     }
+    rings.track(update.fault);
     try {
       events.emit("fault", update);
     } catch (err) {
@@ -686,6 +698,7 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
       if (input.type === "progress" && progressStored.size > progressHoldAbove && now - stored.at < PROGRESS_HISTORY_MS) {
         // A large fleet: measurements are stored at most every PROGRESS_HISTORY_MS per fault.
         stored.held = input;
+        rings.sample(input.faultId, agentId, now, input.measurements);
         metrics.faultEvents.inc({ type: input.type });
         return;
       }
@@ -737,6 +750,7 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
       session.log.error({ faultId: result.fault.id, kind: result.fault.kind, error: result.fault.error }, "the agent gave up reverting a fault: its effect may still be on the host");
     }
     announce({ fault: result.fault, cause: input.type });
+    if (input.type === "progress") rings.sample(input.faultId, agentId, now, input.measurements);
   }
 
   function onMessage(session: Session, request: ConnectRequest): void {
@@ -900,6 +914,7 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
       return new Promise((resolve) => drainedWaiters.push(resolve));
     },
     preview: (agentId, kind, params, timeoutMs) => previews.request(agentId, kind, params, timeoutMs),
+    measurements: (agentId, limit) => rings.list(agentId, limit),
     close() {
       closing = true;
       previews.close();

@@ -1,10 +1,10 @@
 import Fastify from "fastify";
 import type { FastifyInstance } from "fastify";
 import pino from "pino";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { AlertPayloadError, createAlertReceiver, registerAlertRoutes } from "./alert-receiver.js";
 import type { AlertReceiver } from "./alert-receiver.js";
-import { alertStopCondition } from "./alert.js";
+import { ALERT_SAMPLE_EVERY_MS, alertStopCondition } from "./alert.js";
 import type { Breach, StopConditionStatus, StopConditionWatcher } from "./types.js";
 
 const log = pino({ level: "silent" });
@@ -178,7 +178,7 @@ describe("alert stop condition", () => {
     const w = create(receiver, { severity: "page", service: "checkout" });
     const rec = watch(w);
     await Promise.resolve(); // the initial look at already-firing alerts
-    expect(rec.statuses).toEqual([{ healthy: true, detail: 'no firing alert matches {service="checkout",severity="page"}' }]);
+    expect(rec.statuses).toEqual([{ healthy: true, detail: 'no firing alert matches {service="checkout",severity="page"}', value: 0 }]);
 
     const sent = performance.now();
     receiver.receive(payload([{ labels: PAGE, fingerprint: "a1" }]));
@@ -192,9 +192,30 @@ describe("alert stop condition", () => {
     });
     expect(Math.abs(rec.breaches[0]!.at - Date.now())).toBeLessThan(1000);
 
-    // Once only.
+    expect(rec.statuses.at(-1)).toMatchObject({ healthy: false, value: 1 });
+
+    // Once only. The value counts every matching alert firing.
     receiver.receive(payload([{ labels: { ...PAGE, instance: "web-3:9100" }, fingerprint: "a3" }]));
     expect(rec.breaches).toHaveLength(1);
+    expect(rec.statuses.at(-1)).toMatchObject({ healthy: false, value: 2 });
+  });
+
+  it(`looks at the firing alerts again every ${ALERT_SAMPLE_EVERY_MS} ms, so its chart has samples, until stopped`, async () => {
+    vi.useFakeTimers();
+    try {
+      const receiver = createAlertReceiver({ log });
+      const w = create(receiver, { severity: "page" });
+      const rec = watch(w);
+      await Promise.resolve();
+      expect(rec.statuses.map((s) => s.value)).toEqual([0]);
+      await vi.advanceTimersByTimeAsync(ALERT_SAMPLE_EVERY_MS);
+      expect(rec.statuses.map((s) => s.value)).toEqual([0, 0]);
+      w.stop();
+      await vi.advanceTimersByTimeAsync(ALERT_SAMPLE_EVERY_MS * 3);
+      expect(rec.statuses).toHaveLength(2);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it("ignores alerts whose labels don't include every matcher", async () => {
@@ -205,7 +226,7 @@ describe("alert stop condition", () => {
     receiver.receive(payload([{ labels: { alertname: "Y", severity: "page" }, fingerprint: "d4" }]));
     await new Promise((r) => setTimeout(r, 20));
     expect(rec.breaches).toEqual([]);
-    expect(await watcher!.check()).toEqual({ healthy: true, detail: 'no firing alert matches {service="checkout",severity="page"}' });
+    expect(await watcher!.check()).toEqual({ healthy: true, detail: 'no firing alert matches {service="checkout",severity="page"}', value: 0 });
   });
 
   it("fails preflight and breaches on start when a matching alert is already firing", async () => {
@@ -215,6 +236,7 @@ describe("alert stop condition", () => {
     const status = await w.check();
     expect(status.healthy).toBe(false);
     expect(status.detail).toMatch(/^1 firing alert matches \{severity="page"\}: CheckoutErrors\{/);
+    expect(status.value).toBe(1);
 
     const rec = watch(w);
     expect(rec.breaches).toEqual([]); // never from inside start()
@@ -228,7 +250,7 @@ describe("alert stop condition", () => {
     const w = create(receiver, { severity: "page" });
     expect((await w.check()).healthy).toBe(false);
     receiver.receive(payload([{ labels: PAGE, fingerprint: "a1", status: "resolved" }]));
-    expect(await w.check()).toEqual({ healthy: true, detail: 'no firing alert matches {severity="page"}' });
+    expect(await w.check()).toEqual({ healthy: true, detail: 'no firing alert matches {severity="page"}', value: 0 });
 
     const rec = watch(w);
     await Promise.resolve();

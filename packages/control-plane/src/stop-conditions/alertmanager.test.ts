@@ -71,7 +71,7 @@ describe.skipIf(!findAlertmanager())("alert stop condition (real Alertmanager)",
     await am.post([{ labels, endsAt: new Date().toISOString() }]);
     await until("the resolve", 10_000, () => receiver.firing().every((a) => a.labels.alertname !== "CheckoutErrors"));
     expect(receiver.firing().map((a) => a.labels.alertname)).toEqual(["DiskSlow"]);
-    expect(await watcher.check()).toEqual({ healthy: true, detail: 'no firing alert matches {severity="page"}' });
+    expect(await watcher.check()).toEqual({ healthy: true, detail: 'no firing alert matches {severity="page"}', value: 0 });
     expect(posts.length).toBeGreaterThanOrEqual(3);
   });
 });

@@ -77,7 +77,7 @@ describe("cloudwatchAlarm stop condition", () => {
     const s = spec(["checkout-5xx", "checkout-latency"], { region: "eu-west-1" });
     expect(describeStopCondition({ kind: "cloudwatchAlarm", cloudwatchAlarm: s })).toBe("cloudwatchAlarm checkout-5xx, checkout-latency (eu-west-1)");
     const t = watch(s);
-    expect(await t.w.check()).toEqual({ healthy: true, detail: "no alarm in ALARM (checkout-5xx OK, checkout-latency INSUFFICIENT_DATA)" });
+    expect(await t.w.check()).toEqual({ healthy: true, detail: "no alarm in ALARM (checkout-5xx OK, checkout-latency INSUFFICIENT_DATA)", value: 0 });
 
     t.start();
     await until("three healthy observations", () => t.statuses.length >= 3);
@@ -94,7 +94,7 @@ describe("cloudwatchAlarm stop condition", () => {
   it("watches composite alarms too", async () => {
     alarms = { "checkout-health": ["composite", "ALARM", "ALARM(checkout-5xx) OR ALARM(checkout-latency)"] };
     const t = watch(spec(["checkout-health"]));
-    expect(await t.w.check()).toEqual({ healthy: false, detail: "composite alarm checkout-health is in ALARM: ALARM(checkout-5xx) OR ALARM(checkout-latency)" });
+    expect(await t.w.check()).toEqual({ healthy: false, detail: "composite alarm checkout-health is in ALARM: ALARM(checkout-5xx) OR ALARM(checkout-latency)", value: 1 });
     t.start();
     await until("a breach", () => t.breaches.length > 0);
     expect(t.breaches).toHaveLength(1);
@@ -106,6 +106,7 @@ describe("cloudwatchAlarm stop condition", () => {
     expect(await t.w.check()).toEqual({
       healthy: false,
       detail: 'no metric or composite alarm named "chekout-latency" exists in eu-west-1; check the name and the region',
+      value: 0,
     });
     t.start();
     await until("a breach", () => t.breaches.length > 0);
@@ -128,6 +129,8 @@ describe("cloudwatchAlarm stop condition", () => {
     await until("a breach", () => t.breaches.length > 0);
     // Two throttles are one failed observation after the retry (attempts: 2), then OK, then three denials.
     expect(t.statuses.map((s) => s.healthy)).toEqual([false, true, false, false, false]);
+    // A failed read has no value; a read with none in ALARM is 0.
+    expect(t.statuses.map((s) => s.value)).toEqual([null, 0, null, null, null]);
     expect(t.breaches[0]!.reason).toBe(
       "DescribeAlarms in eu-west-1 failed: AccessDenied: User is not authorized to perform: cloudwatch:DescribeAlarms; the control plane lacks cloudwatch:DescribeAlarms (see infra/aws/iam-policy.json) (3rd consecutive error; 3 abort the run)",
     );
@@ -136,6 +139,6 @@ describe("cloudwatchAlarm stop condition", () => {
   it("without AWS access it is unhealthy and says so", async () => {
     const w = createWatcher({ kind: "cloudwatchAlarm", cloudwatchAlarm: spec(["a"]) }, { log, alerts });
     watchers.push(w);
-    expect(await w.check()).toEqual({ healthy: false, detail: "the control plane has no AWS access configured" });
+    expect(await w.check()).toEqual({ healthy: false, detail: "the control plane has no AWS access configured", value: null });
   });
 });

@@ -30,7 +30,7 @@ export function alarmsStatus(alarms: readonly AlarmState[]): StopConditionStatus
   const firing = alarms.filter((a) => a.state === "ALARM");
   if (firing.length > 0) {
     const why = firing.map((a) => `${a.type === "composite" ? "composite alarm" : "alarm"} ${a.name} is in ALARM${a.reason ? `: ${oneLine(a.reason)}` : ""}`);
-    return { healthy: false, firing: true, detail: why.join("; ") };
+    return { healthy: false, firing: true, detail: why.join("; "), value: firing.length };
   }
   const missing = alarms.filter((a) => a.state === "MISSING");
   if (missing.length > 0) {
@@ -38,10 +38,11 @@ export function alarmsStatus(alarms: readonly AlarmState[]): StopConditionStatus
       healthy: false,
       firing: false,
       detail: `${missing.map((a) => a.reason || `no alarm named ${a.name}`).join("; ")}; check the name and the region`,
+      value: 0,
     };
   }
   const states = alarms.map((a) => `${a.name} ${a.state}`).join(", ");
-  return { healthy: true, firing: false, detail: `no alarm in ALARM (${states})` };
+  return { healthy: true, firing: false, detail: `no alarm in ALARM (${states})`, value: 0 };
 }
 
 /** The `cloudwatchAlarm` kind. */
@@ -50,6 +51,10 @@ export const cloudwatchAlarmStopCondition: StopConditionKind<CloudWatchAlarmStop
 
   describe(spec) {
     return `cloudwatchAlarm ${spec.names.join(", ")}${spec.region ? ` (${spec.region})` : ""}`;
+  },
+
+  chart() {
+    return { unit: "firing", threshold: 1, thresholdLabel: "firing" };
   },
 
   create(spec, ctx): StopConditionWatcher {
@@ -65,7 +70,7 @@ export const cloudwatchAlarmStopCondition: StopConditionKind<CloudWatchAlarmStop
       }
     };
     const statusOf = (outcome: Outcome): StopConditionStatus & { firing: boolean } =>
-      outcome.ok ? alarmsStatus(outcome.alarms) : { healthy: false, firing: false, detail: outcome.error };
+      outcome.ok ? alarmsStatus(outcome.alarms) : { healthy: false, firing: false, detail: outcome.error, value: null };
 
     let errors = 0;
     return createPollingWatcher({
@@ -74,20 +79,20 @@ export const cloudwatchAlarmStopCondition: StopConditionKind<CloudWatchAlarmStop
       log,
       now: ctx.now ?? Date.now,
       async check() {
-        const { healthy, detail } = statusOf(await read());
-        return { healthy, detail };
+        const { healthy, detail, value } = statusOf(await read());
+        return { healthy, detail, value: value ?? null };
       },
       async observe() {
-        const { healthy, firing, detail } = statusOf(await read());
+        const { healthy, firing, detail, value = null } = statusOf(await read());
         if (healthy || firing) {
           if (errors > 0 && healthy) log.info({ errorsBefore: errors }, "CloudWatch alarms readable again");
           errors = 0;
-          return { status: { healthy, detail }, breach: firing };
+          return { status: { healthy, detail, value }, breach: firing };
         }
         errors += 1;
         const counted = `${detail} (${ordinal(errors)} consecutive error; ${CLOUDWATCH_ERRORS_TO_ABORT} abort the run)`;
         log.warn({ detail }, "CloudWatch alarm watch is unhealthy");
-        return { status: { healthy: false, detail: counted }, breach: errors >= CLOUDWATCH_ERRORS_TO_ABORT };
+        return { status: { healthy: false, detail: counted, value }, breach: errors >= CLOUDWATCH_ERRORS_TO_ABORT };
       },
     });
   },

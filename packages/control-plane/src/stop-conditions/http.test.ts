@@ -107,6 +107,8 @@ describe("http stop condition", () => {
     );
     await until("two healthy probes", 5000, () => rec.statuses.length >= 2);
     expect(rec.statuses[0]).toMatchObject({ healthy: true, detail: expect.stringMatching(/^HTTP 200 in \d+ ms$/) });
+    // The value is the latency the detail says.
+    expect(rec.statuses[0]!.value).toBe(Number(/in (\d+) ms/.exec(rec.statuses[0]!.detail)![1]));
     expect(rec.breaches).toEqual([]);
 
     e.script.splice(0, e.script.length, { status: 500 }); // the service starts failing
@@ -139,6 +141,8 @@ describe("http stop condition", () => {
     expect(e.served.slice(0, 6)).toEqual([500, 503, 200, 500, 500, 204]);
     expect(rec.statuses.slice(0, 6).map((s) => s.healthy)).toEqual([false, false, true, false, false, false]);
     expect(rec.breaches[0]!.reason).toMatch(/^HTTP 204 in \d+ ms \(expected 200\) \(3rd consecutive failure\)$/);
+    // An answer with the wrong status still has its latency.
+    for (const s of rec.statuses.slice(0, 6)) expect(s.value).toEqual(expect.any(Number));
   });
 
   it("counts an answer slower than timeoutMs as a failure", async () => {
@@ -151,6 +155,7 @@ describe("http stop condition", () => {
       "no answer within 100 ms (1st consecutive failure)",
       "no answer within 100 ms (2nd consecutive failure)",
     ]);
+    expect(rec.statuses.slice(0, 2).map((s) => s.value)).toEqual([null, null]);
     // Two aborted probes, not two 400 ms answers.
     expect(performance.now() - started).toBeLessThan(800);
   });
@@ -175,6 +180,7 @@ describe("http stop condition", () => {
     const status = await down.check();
     expect(status.healthy).toBe(false);
     expect(status.detail).toBe(`connection refused (connect ECONNREFUSED 127.0.0.1:${port})`);
+    expect(status.value).toBeNull();
   });
 
   it("stop() ends the probes, also one in flight", async () => {

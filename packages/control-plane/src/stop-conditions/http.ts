@@ -53,6 +53,8 @@ interface ProbeResult {
   healthy: boolean;
   /** Without the consecutive-failure count. */
   detail: string;
+  /** Latency in ms of an answer that arrived (whatever its status); null when none did. */
+  value: number | null;
 }
 
 async function probe(spec: HttpStopConditionSpec, stopSignal?: AbortSignal): Promise<ProbeResult> {
@@ -72,14 +74,14 @@ async function probe(spec: HttpStopConditionSpec, stopSignal?: AbortSignal): Pro
     await res.arrayBuffer();
     const ms = Math.round(performance.now() - started);
     if (ms > spec.timeoutMs) {
-      return { healthy: false, detail: `HTTP ${res.status} in ${ms} ms, slower than the ${spec.timeoutMs} ms bound` };
+      return { healthy: false, detail: `HTTP ${res.status} in ${ms} ms, slower than the ${spec.timeoutMs} ms bound`, value: ms };
     }
     if (!spec.expectStatus.includes(res.status)) {
-      return { healthy: false, detail: `HTTP ${res.status} in ${ms} ms (expected ${spec.expectStatus.join(" or ")})` };
+      return { healthy: false, detail: `HTTP ${res.status} in ${ms} ms (expected ${spec.expectStatus.join(" or ")})`, value: ms };
     }
-    return { healthy: true, detail: `HTTP ${res.status} in ${ms} ms` };
+    return { healthy: true, detail: `HTTP ${res.status} in ${ms} ms`, value: ms };
   } catch (err) {
-    return { healthy: false, detail: describeFetchError(err, spec.timeoutMs) };
+    return { healthy: false, detail: describeFetchError(err, spec.timeoutMs), value: null };
   }
 }
 
@@ -89,6 +91,10 @@ export const httpStopCondition: StopConditionKind<HttpStopConditionSpec> = {
 
   describe(spec) {
     return `http ${spec.method} ${spec.url}`;
+  },
+
+  chart(spec) {
+    return { unit: "ms", threshold: spec.timeoutMs, thresholdLabel: `timeout ${spec.timeoutMs} ms` };
   },
 
   create(spec, ctx): StopConditionWatcher {
@@ -111,7 +117,7 @@ export const httpStopCondition: StopConditionKind<HttpStopConditionSpec> = {
         failures += 1;
         const detail = `${result.detail} (${ordinal(failures)} consecutive failure)`;
         log.debug({ detail }, "probe failed");
-        return { status: { healthy: false, detail }, breach: failures >= spec.failuresToAbort };
+        return { status: { healthy: false, detail, value: result.value }, breach: failures >= spec.failuresToAbort };
       },
     });
   },

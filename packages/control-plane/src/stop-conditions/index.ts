@@ -8,7 +8,7 @@ import { alertStopCondition } from "./alert.js";
 import { cloudwatchAlarmStopCondition } from "./cloudwatch-alarm.js";
 import { httpStopCondition } from "./http.js";
 import { prometheusStopCondition } from "./prometheus.js";
-import type { StopConditionContext, StopConditionKind, StopConditionWatcher } from "./types.js";
+import type { StopConditionChart, StopConditionContext, StopConditionKind, StopConditionWatcher } from "./types.js";
 
 /** The names of the stop-condition kinds: "http" | "prometheus" | "alert" | "cloudwatchAlarm". */
 export type StopConditionKindName = StopConditionSpec["kind"];
@@ -62,7 +62,18 @@ export function describeStopCondition(spec: StopConditionSpec): string {
   return kind.describe(params);
 }
 
-export { alertStopCondition, alertMatches, formatMatchers } from "./alert.js";
+/**
+ * How the condition's samples are charted: the unit of their value, the threshold line and what it
+ * means (http: latency in ms against the timeout; prometheus: the query's largest value against the
+ * number of a trailing comparison; alert, cloudwatchAlarm: how many fire, against 1).
+ * Thrown when the kind has no module: {@link UnknownStopConditionError}.
+ */
+export function chartOf(spec: StopConditionSpec): StopConditionChart {
+  const { kind, params } = resolve(spec);
+  return kind.chart(params);
+}
+
+export { ALERT_SAMPLE_EVERY_MS, alertStopCondition, alertMatches, formatMatchers } from "./alert.js";
 export {
   ALERTMANAGER_PAYLOAD_VERSION,
   ALERTMANAGER_WEBHOOK_PATH,
@@ -88,11 +99,12 @@ export {
 export type { AlertReceiver, AlertReceiverOptions, AlertmanagerPayload, AlertReceiveResult, AlertReceiverStats } from "./alert-receiver.js";
 export { CLOUDWATCH_ERRORS_TO_ABORT, cloudwatchAlarmStopCondition } from "./cloudwatch-alarm.js";
 export { httpStopCondition } from "./http.js";
-export { PROMETHEUS_ERRORS_TO_ABORT, prometheusStopCondition } from "./prometheus.js";
+export { PROMETHEUS_ERRORS_TO_ABORT, largestValue, prometheusStopCondition, trailingThreshold } from "./prometheus.js";
 export type {
   AlertSource,
   Breach,
   FiringAlert,
+  StopConditionChart,
   StopConditionContext,
   StopConditionKind,
   StopConditionStatus,

@@ -80,7 +80,7 @@ describe.skipIf(!findPrometheus())("prometheus stop condition (real Prometheus)"
     const query = "firedrill_test_errors > 0";
     const w = create(spec(prom.url, query, { intervalMs: 200 }));
     expect(prometheusStopCondition.describe(spec(prom.url, query))).toBe("prometheus firedrill_test_errors > 0");
-    expect(await w.check()).toEqual({ healthy: true, detail: "query returned no samples" });
+    expect(await w.check()).toEqual({ healthy: true, detail: "query returned no samples", value: 0 });
 
     const breaches: Breach[] = [];
     const statuses: StopConditionStatus[] = [];
@@ -90,6 +90,7 @@ describe.skipIf(!findPrometheus())("prometheus stop condition (real Prometheus)"
     );
     await until("three healthy observations", 10_000, () => statuses.length >= 3);
     expect(statuses.every((s) => s.healthy)).toBe(true);
+    expect(statuses.every((s) => s.value === 0)).toBe(true);
 
     const flipped = performance.now();
     prom.target.set("firedrill_test_errors", 1);
@@ -102,7 +103,7 @@ describe.skipIf(!findPrometheus())("prometheus stop condition (real Prometheus)"
     expect(breaches[0]!.reason).toBe(
       `query returned 1 sample: firedrill_test_errors{instance="${prom.target.address}",job="${TEST_JOB}"} 1`,
     );
-    expect(await w.check()).toEqual({ healthy: false, detail: breaches[0]!.reason });
+    expect(await w.check()).toEqual({ healthy: false, detail: breaches[0]!.reason, value: 1 });
   });
 
   it("lists up to three series in the reason", async () => {
@@ -151,6 +152,7 @@ describe("prometheus stop condition (unreachable)", () => {
     expect(status).toEqual({
       healthy: false,
       detail: `query failed: Prometheus at ${url} is unreachable: connection refused (connect ECONNREFUSED 127.0.0.1:${port})`,
+      value: null,
     });
   });
 });

@@ -110,18 +110,65 @@ export async function runInstantQuery(spec: PrometheusStopConditionSpec, stopSig
   }
 }
 
+/**
+ * The largest finite value among the samples (the chart's value): 0 when there are none, null when
+ * none is a finite number (NaN, ±Inf).
+ */
+export function largestValue(samples: readonly PrometheusSample[]): number | null {
+  if (samples.length === 0) return 0;
+  let max: number | null = null;
+  for (const s of samples) {
+    const v = Number(s.value);
+    if (Number.isFinite(v) && (max === null || v > max)) max = v;
+  }
+  return max;
+}
+
+const COMPARISONS = new Set(["==", "!=", ">=", "<=", ">", "<"]);
+/** Characters a PromQL number literal of the simple kinds (`5`, `-0.01`, `1e-3`) is made of. */
+const NUMBER_CHARS = new Set("0123456789.eE+-");
+/** Only the end of a query is read for a threshold. */
+const THRESHOLD_TAIL = 64;
+
+/**
+ * The threshold of a query that ends in a comparison with a number (`job:errors:ratio1m > 0.01`
+ * gives 0.01), else null. Reads at most the last {@link THRESHOLD_TAIL} characters, once, from the
+ * end: no regular expression runs on the query.
+ */
+export function trailingThreshold(query: string): number | null {
+  let end = query.length;
+  const stop = Math.max(0, end - THRESHOLD_TAIL);
+  const isSpace = (c: string | undefined) => c === " " || c === "\t" || c === "\n" || c === "\r";
+  while (end > stop && isSpace(query[end - 1])) end -= 1;
+  let start = end;
+  while (start > stop && NUMBER_CHARS.has(query[start - 1]!)) start -= 1;
+  if (start === end) return null;
+  const literal = query.slice(start, end);
+  // "-5" glued to an operator (`x >-5`) is still the number; "x-5" is arithmetic, refused below.
+  const value = Number(literal);
+  if (!Number.isFinite(value)) return null;
+  let i = start;
+  while (i > stop && isSpace(query[i - 1])) i -= 1;
+  if (i <= stop) return null;
+  const two = i - 2 >= stop ? query.slice(i - 2, i) : "";
+  const one = query[i - 1]!;
+  if (COMPARISONS.has(two) || one === ">" || one === "<") return value;
+  return null;
+}
+
 function samplesStatus(samples: PrometheusSample[]): StopConditionStatus {
-  if (samples.length === 0) return { healthy: true, detail: "query returned no samples" };
+  if (samples.length === 0) return { healthy: true, detail: "query returned no samples", value: 0 };
   const shown = samples.slice(0, SHOWN_SERIES).map((s) => `${formatSeries(s.metric)} ${s.value}`);
   const more = samples.length > SHOWN_SERIES ? ` and ${samples.length - SHOWN_SERIES} more` : "";
   return {
     healthy: false,
     detail: `query returned ${samples.length} sample${samples.length === 1 ? "" : "s"}: ${shown.join(", ")}${more}`,
+    value: largestValue(samples),
   };
 }
 
 function outcomeStatus(outcome: QueryOutcome): StopConditionStatus {
-  return outcome.ok ? samplesStatus(outcome.samples) : { healthy: false, detail: `query failed: ${outcome.error}` };
+  return outcome.ok ? samplesStatus(outcome.samples) : { healthy: false, detail: `query failed: ${outcome.error}`, value: null };
 }
 
 /** The `prometheus` kind. */
@@ -130,6 +177,10 @@ export const prometheusStopCondition: StopConditionKind<PrometheusStopConditionS
 
   describe(spec) {
     return `prometheus ${spec.query}`;
+  },
+
+  chart(spec) {
+    return { unit: "value", threshold: trailingThreshold(spec.query), thresholdLabel: "any sample returned breaches" };
   },
 
   create(spec, ctx): StopConditionWatcher {
@@ -153,7 +204,7 @@ export const prometheusStopCondition: StopConditionKind<PrometheusStopConditionS
         errors += 1;
         const detail = `query failed: ${outcome.error} (${ordinal(errors)} consecutive error; ${PROMETHEUS_ERRORS_TO_ABORT} abort the run)`;
         log.warn({ detail }, "Prometheus query failed");
-        return { status: { healthy: false, detail }, breach: errors >= PROMETHEUS_ERRORS_TO_ABORT };
+        return { status: { healthy: false, detail, value: null }, breach: errors >= PROMETHEUS_ERRORS_TO_ABORT };
       },
     });
   },

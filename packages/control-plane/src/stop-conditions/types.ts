@@ -11,6 +11,23 @@ export interface StopConditionStatus {
   healthy: boolean;
   /** One line for the timeline, e.g. "HTTP 200 in 12 ms" or "query returned 2 samples: {job=\"api\"} 0.05". */
   detail: string;
+  /**
+   * The number the condition's chart plots for this observation (see {@link StopConditionChart}):
+   * http: the latency in ms, null when no answer came; prometheus: the largest sample value, 0 when
+   * the query returned none, null when it failed; alert: the matching alerts firing; cloudwatchAlarm:
+   * the alarms in ALARM, null when they could not be read. Absent: the kind gives none.
+   */
+  value?: number | null;
+}
+
+/** How a condition's samples are charted: what the value means and the line it must stay on the good side of. */
+export interface StopConditionChart {
+  /** "ms" (http latency), "value" (a query's value), "firing" (alerts or alarms firing). */
+  unit: "ms" | "value" | "firing";
+  /** Where the threshold line is drawn; null when there is none to draw. */
+  threshold: number | null;
+  /** What the threshold line means, e.g. "timeout 1000 ms". */
+  thresholdLabel: string;
 }
 
 /** A breach: the run must abort. */
@@ -68,5 +85,7 @@ export interface StopConditionKind<Spec> {
   kind: string;
   /** One line naming the condition, e.g. `http GET http://web/health` or `prometheus job:errors > 0.01`. */
   describe(spec: Spec): string;
+  /** How its samples are charted. */
+  chart(spec: Spec): StopConditionChart;
   create(spec: Spec, ctx: StopConditionContext): StopConditionWatcher;
 }

@@ -398,6 +398,22 @@ const MIGRATIONS: readonly string[] = [
   -- faults_run_created serves every lookup by run_id.
   DROP INDEX faults_run;
   `,
+  `
+  -- Every observation of a run's stop conditions (the console's charts, the report): condition is
+  -- the index in spec.stopConditions, value what the chart plots (NULL: none, e.g. no answer),
+  -- healthy 0/1. The runner keeps at most 20,000 per condition per run, then one in ten. They go
+  -- with their run.
+  CREATE TABLE run_samples (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    condition INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    value REAL,
+    healthy INTEGER NOT NULL
+  );
+  CREATE INDEX run_samples_run ON run_samples(run_id, condition, at);
+  -- The breaches of a run, found without reading its timeline (a state per stop condition).
+  CREATE INDEX run_events_breach ON run_events(run_id) WHERE type = 'breach';
+  `,
 ];
 
 /**

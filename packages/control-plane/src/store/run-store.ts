@@ -99,6 +99,28 @@ interface RunEventRow {
   data: string | null;
 }
 
+/** One observation of one of a run's stop conditions (a point of its chart). */
+export interface RunSample {
+  /** The condition's index in `spec.stopConditions`. */
+  condition: number;
+  /** Epoch ms. */
+  at: number;
+  /** What the chart plots (see StopConditionStatus.value); null: nothing to plot (e.g. no answer). */
+  value: number | null;
+  healthy: boolean;
+}
+
+/** A stop-condition breach as the run's timeline recorded it. */
+export interface RunBreach {
+  /** The condition's index in `spec.stopConditions`; null for breaches recorded before it was kept. */
+  index: number | null;
+  /** The condition's description. */
+  condition: string;
+  reason: string;
+  /** Epoch ms. */
+  at: number;
+}
+
 /** A run without its spec, experiment and plan (a listing: those are large on a big fleet). */
 export type RunSummary = Omit<RunRecord, "specYaml" | "experiment" | "plan">;
 
@@ -140,6 +162,22 @@ function toEvent(row: RunEventRow): RunEvent {
   };
 }
 
+function toBreach(row: { time: number; message: string; data: string | null }): RunBreach {
+  let data: Record<string, unknown> = {};
+  try {
+    const parsed = row.data === null ? null : (JSON.parse(row.data) as unknown);
+    if (typeof parsed === "object" && parsed !== null && !Array.isArray(parsed)) data = parsed as Record<string, unknown>;
+  } catch {
+    // a timeline entry without data: the message says it all
+  }
+  return {
+    index: typeof data.index === "number" && Number.isInteger(data.index) ? data.index : null,
+    condition: typeof data.condition === "string" ? data.condition : row.message,
+    reason: typeof data.reason === "string" ? data.reason : row.message,
+    at: typeof data.at === "number" ? data.at : row.time,
+  };
+}
+
 /** Run operations. */
 export interface RunStore {
   insertRun(run: Omit<RunRecord, "startedAt" | "endedAt" | "reason">): RunRecord;
@@ -159,6 +197,19 @@ export interface RunStore {
   listEvents(runId: string, afterId?: number): RunEvent[];
   /** Marks every run that was active when the control plane stopped as failed; returns them. */
   failInterruptedRuns(reason: string, now?: number): RunSummary[];
+  /**
+   * Stores stop-condition samples of a run (call it inside a transaction to store many at once:
+   * the runner writes those of one turn of the event loop together).
+   */
+  addSamples(runId: string, samples: readonly RunSample[]): void;
+  /** Every sample of a run, by condition then time. */
+  listSamples(runId: string): RunSample[];
+  /** How many samples the run has stored. */
+  countSamples(runId: string): number;
+  /** Whether the condition's latest sample was healthy; undefined when it has none. */
+  lastSampleHealthy(runId: string, condition: number): boolean | undefined;
+  /** The run's stop-condition breaches, oldest first. */
+  listBreaches(runId: string): RunBreach[];
 }
 
 /** Creates the run store on the control plane's database (migrations already applied). */
@@ -190,6 +241,17 @@ export function createRunStore(db: Database.Database): RunStore {
       UPDATE faults SET stop_requested_at = @now, stop_reason = 'aborted', stop_requested_by = @by, updated_at = @now
       WHERE run_id = @id AND ended_at IS NULL AND stop_requested_at IS NULL`),
     listEvents: db.prepare<[string, number], RunEventRow>("SELECT * FROM run_events WHERE run_id = ? AND id > ? ORDER BY id"),
+    addSample: db.prepare<[string, number, number, number | null, number]>("INSERT INTO run_samples (run_id, condition, at, value, healthy) VALUES (?, ?, ?, ?, ?)"),
+    listSamples: db
+      .prepare<[string], [number, number, number | null, number]>("SELECT condition, at, value, healthy FROM run_samples WHERE run_id = ? ORDER BY condition, at, rowid")
+      .raw(true),
+    countSamples: db.prepare<[string], { n: number }>("SELECT COUNT(*) AS n FROM run_samples WHERE run_id = ?"),
+    lastSample: db.prepare<[string, number], { healthy: number }>(
+      "SELECT healthy FROM run_samples WHERE run_id = ? AND condition = ? ORDER BY at DESC, rowid DESC LIMIT 1",
+    ),
+    breaches: db.prepare<[string], { time: number; message: string; data: string | null }>(
+      "SELECT time, message, data FROM run_events WHERE run_id = ? AND type = 'breach' ORDER BY id",
+    ),
   };
 
   const addEvent = (runId: string, event: NewRunEvent): RunEvent => {
@@ -235,5 +297,17 @@ export function createRunStore(db: Database.Database): RunStore {
       for (const run of interrupted) transition(run.id, "failed", reason, now);
       return interrupted;
     },
+    addSamples(runId, samples) {
+      for (const s of samples) {
+        stmt.addSample.run(runId, s.condition, s.at, s.value !== null && Number.isFinite(s.value) ? s.value : null, s.healthy ? 1 : 0);
+      }
+    },
+    listSamples: (runId) => stmt.listSamples.all(runId).map(([condition, at, value, healthy]) => ({ condition, at, value, healthy: healthy === 1 })),
+    countSamples: (runId) => stmt.countSamples.get(runId)!.n,
+    lastSampleHealthy(runId, condition) {
+      const row = stmt.lastSample.get(runId, condition);
+      return row === undefined ? undefined : row.healthy === 1;
+    },
+    listBreaches: (runId) => stmt.breaches.all(runId).map(toBreach),
   };
 }
