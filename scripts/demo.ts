@@ -3,7 +3,9 @@
  * a 20 s cpu-burn at 50% of one core, showing the load the agent measures while it runs and
  * proving it is gone afterwards; then an experiment run twice — once with the service healthy
  * (completed), once with its health check breaking mid-run (aborted, reverted) — with plan, live
- * timeline and report; last, the audit log of it all and its verification. Every step runs the
+ * timeline and report (also as a self-contained HTML file); last, the audit log of it all and its
+ * verification. The web console is served all along: its URL and login token are printed at the
+ * start, to watch the game day in a browser while it runs. Every step runs the
  * real `firedrill` and `firedrill-agent` commands; nothing is simulated. The CLI's config file
  * lives in the demo's temp dir: your own ~/.config/firedrill is neither read nor written.
  *
@@ -129,10 +131,15 @@ async function main(): Promise<void> {
     // Every API call needs a token. On its first start the server wrote an admin token to the
     // data dir (mode 0600): log in with it once; every later command uses the saved login.
     const adminTokenFile = join(dataDir, "admin-token");
+    const adminToken = readFileSync(adminTokenFile, "utf8").trim();
+    // Printed on purpose, once: this throwaway server's admin token is the console's login.
+    say("The web console, live while the demo runs (same port as the API)");
+    console.log(`  open:    ${httpUrl}/`);
+    console.log(`  log in:  ${adminToken}`);
+    console.log("           (the login for the console: this demo server's admin token, printed only because the server is thrown away at the end)");
     say(`Logging in with the admin token the server wrote to ${adminTokenFile} (the CLI config goes to ${env.FIREDRILL_CONFIG}, not your ~/.config)`);
     cli(["login", "--server", httpUrl, "--token-file", adminTokenFile], env);
     cli(["whoami"], env);
-    const adminToken = readFileSync(adminTokenFile, "utf8").trim();
     /** The demo's own reads of the API, with the same token. */
     const getJson = async <T>(path: string): Promise<T> => {
       const res = await fetch(`${httpUrl}${path}`, { headers: { authorization: `Bearer ${adminToken}` } });
@@ -235,6 +242,7 @@ async function main(): Promise<void> {
     healthy = true;
     if (second !== 2) throw new Error(`the second run should have been aborted (exit ${second})`);
     await cliLive(["report", runId], env);
+    cli(["report", runId, "--html", join(work, "report.html")], env);
     if (burnerThreads(agent.pid!) !== 0) throw new Error("burner threads are still running after the abort");
     health.close();
 

@@ -339,6 +339,19 @@ function copyOptional(from: string, to: string, log: (line: string) => void, exe
   if (executable) executables.add(to);
 }
 
+/**
+ * The web console's built files (packages/console/dist, committed), served by the bundled server
+ * from `lib/console` (its default --console-dir). Missing ones leave the console out, with a warning.
+ */
+function copyConsole(to: string, log: (line: string) => void): void {
+  const dist = join(ROOT, "packages/console/dist");
+  if (!existsSync(join(dist, "index.html"))) {
+    log("warning: packages/console/dist/index.html is missing (run pnpm console:build); the server tarball is built without the web console");
+    return;
+  }
+  cpSync(dist, to, { recursive: true, dereference: true });
+}
+
 /** better-sqlite3's dependencies its lib/ requires at run time (prebuild-install only runs at install). */
 const SQLITE_RUNTIME_DEPS = ["bindings"];
 
@@ -430,7 +443,8 @@ export async function buildRelease(options: ReleaseOptions = {}): Promise<Releas
     if (options.agentOnly) return { version, arch, agent };
 
     // The server: bin/firedrill, lib/firedrill.mjs + lib/spec-worker.mjs + lib/node_modules/better-sqlite3 + lib/agent.sh,
-    // node/, share/, agent-releases/ (every agent tarball of this version in outDir), VERSION.
+    // lib/console/ (the web console's built files), node/, share/, agent-releases/ (every agent tarball of this version
+    // in outDir), VERSION.
     const serverTop = `firedrill-server-${version}-linux-${arch}`;
     const serverDir = join(stage, serverTop);
     const serverExec = new Set<string>();
@@ -449,6 +463,7 @@ export async function buildRelease(options: ReleaseOptions = {}): Promise<Releas
     writeFileSync(join(serverDir, "bin", "firedrill"), wrapper("firedrill", "firedrill.mjs", []));
     serverExec.add(join(serverDir, "bin", "firedrill"));
     copyOptional("packages/control-plane/src/install/agent.sh", join(serverDir, "lib", "agent.sh"), log, serverExec);
+    copyConsole(join(serverDir, "lib", "console"), log);
     copyOptional("infra/systemd/firedrill-server.service", join(serverDir, "share", "firedrill-server.service"), log, serverExec);
     writeFileSync(join(serverDir, "VERSION"), `${version}\n`);
     const releases = join(serverDir, "agent-releases");

@@ -7,8 +7,8 @@
  * - the agent's guard bundle holds none of grpc-js, commander, systeminformation or zod, and a
  *   guard started by the bundled agent (lib/guard.mjs) resumes a process-stop when its agent is
  *   SIGKILLed, against a real control plane;
- * - the server serves /healthz from its SQLite store (native binding from the tarball) and the
- *   agent tarballs it carries.
+ * - the server serves /healthz from its SQLite store (native binding from the tarball), the
+ *   agent tarballs it carries and the web console (lib/console).
  */
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
@@ -103,6 +103,11 @@ describe("pnpm release", () => {
       "lib/spec-worker.mjs",
       "lib/node_modules/better-sqlite3/build/Release/better_sqlite3.node",
       "lib/node_modules/bindings/bindings.js",
+      "lib/console/index.html",
+      "lib/console/app.js",
+      "lib/console/app.css",
+      "lib/console/report.js",
+      "lib/console/report.css",
       "node/bin/node",
       `agent-releases/${AGENT}.tar.gz`,
       `agent-releases/${AGENT}.tar.gz.sha256`,
@@ -251,6 +256,12 @@ describe("pnpm release", () => {
       const script = await fetch(`${httpUrl}/install/agent.sh`);
       expect(script.status).toBe(200);
       expect(await script.text()).toMatch(/^#!\/bin\/sh/);
+      // The web console, from lib/console beside the bundle (its default --console-dir).
+      const page = await fetch(`${httpUrl}/`);
+      expect(page.status).toBe(200);
+      expect(page.headers.get("content-security-policy")).toContain("script-src 'self'");
+      expect(await page.text()).toBe(readFileSync(join(serverDir, "lib/console/index.html"), "utf8"));
+      expect((await fetch(`${httpUrl}/assets/app.js`)).status).toBe(200);
       // Having checked an experiment in its worker thread, the bundled server still exits 0 on SIGTERM.
       proc.kill("SIGTERM");
       expect(await Promise.race([proc.exited, sleep(5000).then(() => "still running")]), proc.output().slice(-2000)).toBe(0);

@@ -38,10 +38,19 @@ export interface ApiResponse<T> {
   body: T;
 }
 
+/** A successful response that is not JSON (a file). */
+export interface ApiFileResponse {
+  status: number;
+  body: Buffer;
+  contentType: string | null;
+}
+
 /** Typed access to `/api/v1`. */
 export interface ApiClient {
   readonly server: string;
   get<T>(path: string, query?: Record<string, string | undefined>): Promise<ApiResponse<T>>;
+  /** GETs a file (e.g. a report's HTML); errors are the JSON API's. */
+  getFile(path: string): Promise<ApiFileResponse>;
   post<T>(path: string, body: unknown): Promise<ApiResponse<T>>;
   delete<T>(path: string): Promise<ApiResponse<T>>;
   /** Reads the server-sent events at `path` until the stream ends or `onEvent` returns "stop". */
@@ -170,8 +179,24 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
     return { status: res.status, body: parsed as T };
   }
 
+  async function getFile(path: string): Promise<ApiFileResponse> {
+    const init: RequestInit = { method: "GET", signal: AbortSignal.timeout(timeoutMs), headers: { ...connection.headers, accept: "*/*" } };
+    if (connection.dispatcher) init.dispatcher = connection.dispatcher;
+    let res: Response;
+    let body: Buffer;
+    try {
+      res = await fetch(`${server}${path}`, init);
+      body = Buffer.from(await res.arrayBuffer());
+    } catch (err) {
+      throw connection.fetchError(err);
+    }
+    if (!res.ok) throw connection.httpError(res, "GET", path, body.toString("utf8"));
+    return { status: res.status, body, contentType: res.headers.get("content-type") };
+  }
+
   return {
     server,
+    getFile,
     get(path, query = {}) {
       const params = new URLSearchParams();
       for (const [k, v] of Object.entries(query)) if (v !== undefined) params.set(k, v);

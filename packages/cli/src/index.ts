@@ -2,7 +2,7 @@
 export { CLI_VERSION, DEFAULT_SERVER, createProgram, printError, runCli } from "./program.js";
 export type { CliIo } from "./context.js";
 export { createApiClient } from "./http-client.js";
-export type { ApiClient, ApiClientOptions, ApiResponse } from "./http-client.js";
+export type { ApiClient, ApiClientOptions, ApiFileResponse, ApiResponse } from "./http-client.js";
 export { ApiRequestError, CliError, ServerUnreachableError } from "./errors.js";
 export type { Issue } from "./errors.js";
 export { parseParams, parseParamValue } from "./params.js";

@@ -116,6 +116,12 @@ export const controlPlaneOptionsSchema = z
      * @default `<bundle dir>/../agent-releases` when it exists, else `<repo>/dist/release`
      */
     agentReleasesDir: z.string().min(1).optional(),
+    /**
+     * Where the web console's built files are (`--console-dir`): index.html, app.js, app.css,
+     * report.js, report.css. @default `<bundle dir>/console` when it exists (the server tarball's
+     * lib/console), else `<repo>/packages/console/dist`
+     */
+    consoleDir: z.string().min(1).optional(),
   })
   .superRefine((value, ctx) => {
     const heartbeat = value.heartbeatIntervalMs ?? Math.floor(value.leaseTtlMs / 3);

@@ -279,6 +279,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
         version: CONTROL_PLANE_VERSION,
         scriptFile: defaultAgentScriptFile(),
       },
+      ...(config.consoleDir !== undefined ? { console: { dir: config.consoleDir } } : {}),
     });
     const app = http;
     const httpUrl = await listenHttp(http, config.httpAddr);

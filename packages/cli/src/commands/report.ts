@@ -1,15 +1,37 @@
-/** `firedrill report RUN_ID`: hypothesis, verdict, what was hit, what broke, timeline. */
+/**
+ * `firedrill report RUN_ID`: hypothesis, verdict, what was hit, what broke, timeline; with
+ * `--html FILE`, the self-contained HTML report (charts and data inline) written to FILE.
+ */
+import { writeFileSync } from "node:fs";
 import type { Command } from "commander";
-import type { RunReport } from "@firedrill/control-plane";
+import type { ReportJson as ServerReportJson, RunReport } from "@firedrill/control-plane";
 import { plural } from "@firedrill/protocol";
+import { callerPath } from "../caller-path.js";
 import type { CommandContext } from "../context.js";
+import { CliError } from "../errors.js";
 import { printJson } from "../context.js";
 import { formatMeasurements, renderTable } from "../format.js";
 import { segment } from "../http-client.js";
 import type { RunEventJson } from "./run.js";
 import { renderRunEvent } from "./run.js";
 
-type ReportJson = Omit<RunReport, "timeline"> & { timeline: RunEventJson[] };
+// Reports of older control planes have no stop-condition samples or per-host effects.
+type ReportJson = Omit<RunReport, "timeline"> & { timeline: RunEventJson[] } & Partial<Pick<ServerReportJson, "stopConditions" | "hosts">>;
+
+/** A stop condition's samples in a few words: "27 samples, 2-238 ms". */
+function describeSamples(c: NonNullable<ReportJson["stopConditions"]>[number]): string {
+  let min = Infinity;
+  let max = -Infinity;
+  for (const s of c.samples) {
+    if (s.v === null) continue;
+    min = Math.min(min, s.v);
+    max = Math.max(max, s.v);
+  }
+  const unit = c.unit === "ms" ? " ms" : c.unit === "firing" ? " firing" : "";
+  const range = min <= max ? `, ${min}-${max}${unit}` : "";
+  const bad = c.samples.filter((s) => !s.ok).length;
+  return `${plural(c.samples.length, "sample")}${range}${bad > 0 ? `, ${bad} unhealthy` : ""}`;
+}
 
 /** Renders a report as text. */
 export function renderReport(r: ReportJson): string {
@@ -30,6 +52,19 @@ export function renderReport(r: ReportJson): string {
         ? "  no fault on hosts (cloud actions below)"
         : "  nothing: no fault was started",
   );
+  const effects = (r.hosts ?? []).flatMap((h) => h.faults.map((f) => [h.hostname ?? h.agentId, f.kind, f.faultId, f.effect]));
+  if (effects.length > 0) {
+    out.push("", "Measured effect");
+    out.push(renderTable(["HOST", "KIND", "FAULT", "EFFECT"], effects).trimEnd());
+  }
+  const conditions = r.stopConditions ?? [];
+  if (conditions.length > 0) {
+    out.push("", "Stop conditions");
+    for (const c of conditions) {
+      const breach = c.breach ? `; BREACHED at ${new Date(c.breach.at).toISOString()}: ${c.breach.reason}` : "";
+      out.push(`  ${c.condition}: ${c.state}; ${describeSamples(c)}${breach}`);
+    }
+  }
   // Reports of older control planes have no cloud actions.
   const cloud = r.cloudActions ?? [];
   if (cloud.length > 0) {
@@ -82,6 +117,29 @@ export function renderReport(r: ReportJson): string {
   return `${out.join("\n")}\n`;
 }
 
+/** `1.2 MiB`, `340 KiB`, `512 bytes`. */
+function formatSize(bytes: number): string {
+  if (bytes < 1024) return `${bytes} bytes`;
+  if (bytes < 1024 * 1024) return `${Math.round(bytes / 1024)} KiB`;
+  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+/** Downloads the run's report.html and writes it to `file` (an existing file only with `force`). */
+async function writeHtmlReport(ctx: CommandContext, runId: string, file: string, force: boolean): Promise<void> {
+  const { body, contentType } = await ctx.client().getFile(`/api/v1/runs/${segment(runId)}/report.html`);
+  if (!contentType?.startsWith("text/html")) {
+    throw new CliError(`the control plane answered the HTML report of ${runId} with ${contentType ?? "no content type"}, not HTML; is --server pointing at a firedrill server of this version?`);
+  }
+  try {
+    writeFileSync(file, body, { flag: force ? "w" : "wx", mode: 0o644 });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "EEXIST") throw new CliError(`${file} already exists; pass --force to overwrite it, or choose another file`);
+    throw new CliError(`cannot write the report to ${file}: ${(err as Error).message}`);
+  }
+  ctx.io.out(`wrote the report of ${runId} to ${file} (${formatSize(body.length)}); it opens in any browser, offline\n`);
+}
+
 /** Registers `report`. */
 export function registerReportCommand(program: Command, ctx: CommandContext): void {
   program
@@ -89,7 +147,14 @@ export function registerReportCommand(program: Command, ctx: CommandContext): vo
     .description("the report of a run: hypothesis, verdict, timeline, what was hit, what broke")
     .argument("<run-id>", "the run (see firedrill runs)")
     .option("--json", "print the report as JSON")
-    .action(async (runId: string, options: { json?: boolean }) => {
+    .option("--html <file>", "write the report as one self-contained HTML file (charts and data inline; opens offline, prints one run per page)", callerPath)
+    .option("--force", "with --html: overwrite the file if it exists")
+    .action(async (runId: string, options: { json?: boolean; html?: string; force?: boolean }) => {
+      if (options.html !== undefined) {
+        if (options.json) throw new CliError("--html and --json each choose what to write; give one");
+        return writeHtmlReport(ctx, runId, options.html, options.force === true);
+      }
+      if (options.force) throw new CliError("--force only applies to --html FILE");
       const { body } = await ctx.client().get<{ report: ReportJson }>(`/api/v1/runs/${segment(runId)}/report`);
       if (options.json) return printJson(ctx.io, body.report);
       ctx.io.out(renderReport(body.report));

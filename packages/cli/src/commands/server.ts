@@ -34,6 +34,7 @@ interface ServerOptions {
   insecureHttp?: boolean;
   authFailureLimit: string;
   agentReleases?: string;
+  consoleDir?: string;
 }
 
 /** Which flag sets each control-plane option, for error messages. */
@@ -59,6 +60,7 @@ const FLAGS: Record<string, string> = {
   insecureHttp: "--insecure-http",
   authFailuresPerMinute: "--auth-failure-limit",
   agentReleasesDir: "--agent-releases",
+  consoleDir: "--console-dir",
 };
 
 /** `--advertise a,b` → ["a", "b"]. */
@@ -174,6 +176,11 @@ export function registerServerCommand(program: Command, ctx: CommandContext): vo
         .env("FIREDRILL_AGENT_RELEASES"),
     )
     .addOption(
+      new Option("--console-dir <dir>", "the web console's built files served at / (default: lib/console of the server's release bundle, else packages/console/dist of the checkout: pnpm console:build)")
+        .argParser(callerPath)
+        .env("FIREDRILL_CONSOLE_DIR"),
+    )
+    .addOption(
       new Option("--revert-wait <duration>", "how long an abort waits for revert acks before recording them unconfirmed")
         .env("FIREDRILL_REVERT_WAIT")
         .default("20s"),
@@ -210,6 +217,7 @@ export function registerServerCommand(program: Command, ctx: CommandContext): vo
         insecureHttp: options.insecureHttp === true,
         authFailuresPerMinute: Number(options.authFailureLimit),
         ...(options.agentReleases !== undefined ? { agentReleasesDir: options.agentReleases } : {}),
+        ...(options.consoleDir !== undefined ? { consoleDir: options.consoleDir } : {}),
       };
       let cp;
       try {
@@ -230,6 +238,7 @@ export function registerServerCommand(program: Command, ctx: CommandContext): vo
       ctx.io.out(
         [
           "firedrill control plane is running",
+          `  console:        ${reachable}/ (log in with an API token, e.g. the admin token below)`,
           `  agents (gRPC):  ${cp.grpcAddress} (${tls})`,
           `  HTTP API:       ${cp.httpUrl}/api/v1`,
           `  metrics:        ${cp.httpUrl}/metrics`,

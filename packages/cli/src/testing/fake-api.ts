@@ -50,6 +50,8 @@ export interface FakeApi {
    * before the path alone. Unanswered routes get 404.
    */
   answer(method: string, path: string, status: number, body: unknown): void;
+  /** Like {@link answer}, with a body that is not JSON (e.g. an HTML file) and its content type. */
+  answerText(method: string, path: string, status: number, text: string, contentType: string): void;
   /** Forgets the requests and the answers. */
   reset(): void;
   close(): Promise<void>;
@@ -71,7 +73,7 @@ async function bodyOf(req: IncomingMessage): Promise<unknown> {
 export async function startFakeApi(options: FakeApiOptions): Promise<FakeApi> {
   const refusal = options.refusal ?? defaultRefusal;
   const asked: AskedRequest[] = [];
-  const answers = new Map<string, { status: number; body: unknown }>();
+  const answers = new Map<string, { status: number; body: unknown; contentType?: string }>();
   const listener: RequestListener = (req, res) => {
     void bodyOf(req).then((body) => {
       asked.push({ method: req.method ?? "", url: req.url ?? "", authorization: req.headers.authorization, body });
@@ -84,6 +86,10 @@ export async function startFakeApi(options: FakeApiOptions): Promise<FakeApi> {
       }
       const answer = answers.get(`${req.method} ${req.url ?? ""}`) ?? answers.get(`${req.method} ${(req.url ?? "").split("?")[0]}`);
       if (!answer) return reply(404, { error: { code: "not_found", message: `no route ${req.method} ${req.url}` } });
+      if (answer.contentType !== undefined) {
+        res.writeHead(answer.status, { "content-type": answer.contentType });
+        return res.end(answer.body as string);
+      }
       reply(answer.status, answer.body);
     });
   };
@@ -95,6 +101,9 @@ export async function startFakeApi(options: FakeApiOptions): Promise<FakeApi> {
     asked,
     answer(method, path, status, body) {
       answers.set(`${method} ${path}`, { status, body });
+    },
+    answerText(method, path, status, text, contentType) {
+      answers.set(`${method} ${path}`, { status, body: text, contentType });
     },
     reset() {
       asked.length = 0;

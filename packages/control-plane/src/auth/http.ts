@@ -4,15 +4,20 @@
  *   is registered, so no route can be served unchecked;
  * - `Host` must name this server (DNS rebinding);
  * - `Authorization: Bearer fdt_…` identifies the caller; its role must grant the permission;
+ * - without an Authorization header, the console's session cookie does (its token re-checked on
+ *   every request); a change made with the cookie needs the session's CSRF token in
+ *   `x-firedrill-csrf` and, when the browser sends an `Origin`, this server's own origin;
  * - failed authentications are rate-limited per source address (429);
  * - every mutating call and every refused one (401, 403, 422, 429) is appended to the audit log.
  */
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Logger } from "pino";
 import { ApiError } from "../errors.js";
 import type { AuditLog } from "./audit.js";
 import type { HostPolicy } from "./hosts.js";
 import type { AuthFailure, IdentityStore } from "./identity-store.js";
+import { CSRF_HEADER, SESSION_COOKIE, clearedSessionCookie, csrfMatches, readCookie } from "./session.js";
+import type { Session, SessionStore } from "./session.js";
 import { MAX_TOKEN_LENGTH } from "./tokens.js";
 import { PERMISSIONS, ROLES, roleAllows } from "./types.js";
 import type { Caller, Permission } from "./types.js";
@@ -21,6 +26,12 @@ declare module "fastify" {
   interface FastifyContextConfig {
     /** What the route requires; every route must declare one. */
     permission?: Permission;
+    /**
+     * The route also answers a request that carries no credential at all (no Authorization header,
+     * no session cookie), with no caller set: the console's "who am I" on its first load. A wrong
+     * or ended credential is still refused.
+     */
+    anonymous?: boolean;
   }
   interface FastifyRequest {
     /** The authenticated caller (undefined on public routes and refused requests). */
@@ -31,6 +42,8 @@ declare module "fastify" {
     auditDetail?: string;
     /** The error code the call was answered with, set by the error handler. */
     auditOutcome?: string;
+    /** The console session the request was authenticated with (undefined for bearer tokens). */
+    consoleSession?: { id: string; session: Session };
   }
 }
 
@@ -39,6 +52,8 @@ export interface RouteEntry {
   method: string;
   url: string;
   permission: Permission;
+  /** Also answers a request with no credential at all (see `config.anonymous`). */
+  anonymous?: true;
 }
 
 /** Options of {@link installAuth}. */
@@ -53,12 +68,22 @@ export interface AuthHooksOptions {
   failureWindowMs?: number;
   /** @default Date.now */
   now?: () => number;
+  /** The console's sessions: without them the session cookie is not accepted. */
+  sessions?: SessionStore;
 }
+
+/** How the credentials that failed were presented, for the refusal's message. */
+export type CredentialSource = "bearer" | "session" | "login";
 
 /** What {@link installAuth} returns. */
 export interface AuthHooks {
   /** Every route registered so far, with its permission (HEAD routes included). */
   routes(): RouteEntry[];
+  /**
+   * Refuses a failed authentication as the hooks do: counted in the per-address failure limiter
+   * (429 past it, audited once per window), else 401 saying how to authenticate. Always throws.
+   */
+  refuse(request: FastifyRequest, reply: FastifyReply, failure: AuthFailure | "missing", how: CredentialSource, tokenId?: string): never;
 }
 
 /** The caller of a request that passed authentication. Thrown (500) when the route is public: a programming error. */
@@ -68,6 +93,8 @@ export function callerOf(request: FastifyRequest): Caller {
 }
 
 const MUTATING = new Set(["POST", "PUT", "PATCH", "DELETE"]);
+/** Methods a session cookie may use without the CSRF token. */
+const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
 const AUDITED_REFUSALS = new Set([401, 403, 422, 429]);
 
 /** Who may use a permission, for messages. */
@@ -81,6 +108,36 @@ const FAILURE_TEXT: Record<AuthFailure, string> = {
   revoked: "the API token was revoked",
   expired: "the API token has expired",
 };
+
+/** Why a console session was refused, by what failed. */
+const SESSION_FAILURE_TEXT: Record<AuthFailure | "missing", string> = {
+  missing: "this console session has ended (logged out, unused for 12 hours, or the control plane restarted)",
+  malformed: "this console session's API token is not a firedrill API token",
+  unknown: "this console session's API token is not valid for this control plane",
+  revoked: "the API token this console session logged in with was revoked",
+  expired: "the API token this console session logged in with has expired",
+};
+
+/** Why a console login was refused. */
+const LOGIN_FAILURE_TEXT: Record<AuthFailure | "missing", string> = {
+  missing: "no API token was given",
+  malformed: "that is not a firedrill API token (one looks like fdt_<12 hex>_<43 characters>)",
+  unknown: FAILURE_TEXT.unknown,
+  revoked: FAILURE_TEXT.revoked,
+  expired: FAILURE_TEXT.expired,
+};
+
+/** The 401 message of a failed authentication. */
+function refusalText(failure: AuthFailure | "missing", how: CredentialSource): string {
+  switch (how) {
+    case "session":
+      return `${SESSION_FAILURE_TEXT[failure]}: log in to the console again with a valid API token`;
+    case "login":
+      return `${LOGIN_FAILURE_TEXT[failure]}: log in with a firedrill API token (fdt_…); the first admin token is in the server's DATA_DIR/admin-token, others come from firedrill token create`;
+    case "bearer":
+      return `${failure === "missing" ? "this endpoint needs an API token" : FAILURE_TEXT[failure]}: send Authorization: Bearer <token>. With the CLI: firedrill login --server URL --token-file FILE (the first admin token is in the server's DATA_DIR/admin-token), or set FIREDRILL_TOKEN`;
+  }
+}
 
 /** Counts failed authentications per source address in fixed windows (bounded in memory). */
 function createFailureLimiter(max: number, windowMs: number) {
@@ -126,6 +183,7 @@ export function installAuth(app: FastifyInstance, options: AuthHooksOptions): Au
   });
   app.decorateRequest("auditDetail", undefined);
   app.decorateRequest("auditOutcome", undefined);
+  app.decorateRequest("consoleSession", undefined);
 
   app.addHook("onRoute", (route) => {
     const permission = route.config?.permission;
@@ -133,8 +191,60 @@ export function installAuth(app: FastifyInstance, options: AuthHooksOptions): Au
     if (permission === undefined || !PERMISSIONS.includes(permission)) {
       throw new Error(`route ${methods.join(",")} ${route.url} declares no permission: add config: { permission } (one of ${PERMISSIONS.join(", ")})`);
     }
-    for (const method of methods) routes.push({ method: String(method), url: route.url, permission });
+    const anonymous = route.config?.anonymous === true;
+    for (const method of methods) routes.push({ method: String(method), url: route.url, permission, ...(anonymous ? { anonymous } : {}) });
   });
+
+  const refuse = (request: FastifyRequest, reply: FastifyReply, failure: AuthFailure | "missing", how: CredentialSource, tokenId?: string): never => {
+    const source = request.ip;
+    const { limited, retryAfterS, audit: shouldAudit } = limiter.fail(source, now());
+    if (!shouldAudit) request.auditOutcome = "suppressed";
+    if (how === "session") void reply.header("set-cookie", clearedSessionCookie(request.protocol === "https"));
+    if (limited) {
+      void reply.header("retry-after", String(retryAfterS));
+      throw new ApiError(429, "too_many_failed_authentications", `too many failed authentications from ${source}; wait ${retryAfterS}s, then retry with a valid API token`);
+    }
+    if (tokenId !== undefined) request.auditTargets.push(tokenId);
+    throw new ApiError(401, "unauthenticated", refusalText(failure, how));
+  };
+
+  /**
+   * The caller of a request that carries the session cookie: the session must be live and its
+   * token still valid (a revoked or expired token ends the session); a change needs the CSRF token
+   * and, when the browser says where it comes from, this server's own origin.
+   */
+  const authenticateSession = (request: FastifyRequest, reply: FastifyReply, sessions: SessionStore, id: string): Caller => {
+    const at = now();
+    const session = sessions.get(id, at);
+    if (!session) return refuse(request, reply, "missing", "session");
+    const result = identities.authenticate(session.token, at, request.ip);
+    if (!result.ok) {
+      sessions.delete(id);
+      return refuse(request, reply, result.failure, "session", result.tokenId ?? session.tokenId);
+    }
+    request.consoleSession = { id, session };
+    if (!SAFE_METHODS.has(request.method)) {
+      // The caller is known: a refused change is audited under the session's principal.
+      request.caller = result.caller;
+      if (!csrfMatches(request.headers[CSRF_HEADER], session)) {
+        throw new ApiError(
+          403,
+          "csrf",
+          `${request.method} ${request.routeOptions.url ?? request.url} with the console's session cookie needs the session's CSRF token in the ${CSRF_HEADER} header (the console sends it; reload the page), or use Authorization: Bearer <token> instead of the cookie`,
+        );
+      }
+      const origin = request.headers.origin;
+      const own = `${request.protocol}://${request.headers.host ?? ""}`.toLowerCase();
+      if (origin !== undefined && origin.toLowerCase() !== own) {
+        throw new ApiError(
+          403,
+          "csrf",
+          `${request.method} ${request.routeOptions.url ?? request.url} came from the page of another site (Origin ${JSON.stringify(origin.slice(0, 200))}, this server is ${own}): changes with the console's session cookie are only accepted from the console itself; open ${own}/`,
+        );
+      }
+    }
+    return result.caller;
+  };
 
   app.addHook("onRequest", async (request, reply) => {
     if (!hosts.allows(request.headers.host)) {
@@ -149,33 +259,27 @@ export function installAuth(app: FastifyInstance, options: AuthHooksOptions): Au
     if (permission === undefined || permission === "public") return;
     const header = request.headers.authorization;
     const source = request.ip;
-    const refuse = (failure: AuthFailure | "missing", tokenId?: string): never => {
-      const { limited, retryAfterS, audit: shouldAudit } = limiter.fail(source, now());
-      if (!shouldAudit) request.auditOutcome = "suppressed";
-      if (limited) {
-        void reply.header("retry-after", String(retryAfterS));
-        throw new ApiError(429, "too_many_failed_authentications", `too many failed authentications from ${source}; wait ${retryAfterS}s, then retry with a valid API token`);
-      }
-      if (tokenId !== undefined) request.auditTargets.push(tokenId);
-      const why = failure === "missing" ? "this endpoint needs an API token" : FAILURE_TEXT[failure];
-      throw new ApiError(
-        401,
-        "unauthenticated",
-        `${why}: send Authorization: Bearer <token>. With the CLI: firedrill login --server URL --token-file FILE (the first admin token is in the server's DATA_DIR/admin-token), or set FIREDRILL_TOKEN`,
-      );
-    };
-    if (typeof header !== "string" || header === "") return refuse("missing");
-    const match = /^bearer +(\S+)$/i.exec(header.length > MAX_TOKEN_LENGTH + 10 ? "" : header);
-    if (!match) return refuse("malformed");
-    const result = identities.authenticate(match[1]!, now(), source);
-    if (!result.ok) return refuse(result.failure, result.tokenId);
-    request.caller = result.caller;
-    if (!roleAllows(result.caller.role, permission)) {
+    let caller: Caller;
+    if ((typeof header !== "string" || header === "") && options.sessions) {
+      const id = readCookie(request.headers.cookie, SESSION_COOKIE);
+      if (id === undefined && request.routeOptions.config.anonymous === true) return;
+      if (id === undefined) return refuse(request, reply, "missing", "bearer");
+      caller = authenticateSession(request, reply, options.sessions, id);
+    } else {
+      if (typeof header !== "string" || header === "") return refuse(request, reply, "missing", "bearer");
+      const match = /^bearer +(\S+)$/i.exec(header.length > MAX_TOKEN_LENGTH + 10 ? "" : header);
+      if (!match) return refuse(request, reply, "malformed", "bearer");
+      const result = identities.authenticate(match[1]!, now(), source);
+      if (!result.ok) return refuse(request, reply, result.failure, "bearer", result.tokenId);
+      caller = result.caller;
+    }
+    request.caller = caller;
+    if (!roleAllows(caller.role, permission)) {
       const route = request.routeOptions.url ?? request.url;
       throw new ApiError(
         403,
         "forbidden",
-        `${result.caller.name} (${result.caller.role}) may not ${request.method} ${route}: it needs the ${permission} permission, which ${rolesWith(permission)} have; ask an admin for such a token`,
+        `${caller.name} (${caller.role}) may not ${request.method} ${route}: it needs the ${permission} permission, which ${rolesWith(permission)} have; ask an admin for such a token`,
       );
     }
   });
@@ -214,5 +318,5 @@ export function installAuth(app: FastifyInstance, options: AuthHooksOptions): Au
     }
   });
 
-  return { routes: () => [...routes] };
+  return { routes: () => [...routes], refuse };
 }

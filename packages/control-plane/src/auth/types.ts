@@ -8,8 +8,9 @@ export type Role = (typeof ROLES)[number];
 /**
  * What a route requires. Every HTTP route declares one (`config: { permission }`); a route without
  * one is refused at registration.
- * - `public`: no credentials (only `/healthz` and the agent install routes `/install/…`, whose
- *   secret is the join token, not the script or the tarball);
+ * - `public`: no credentials (only `/healthz`, the agent install routes `/install/…`, whose
+ *   secret is the join token, not the script or the tarball, and the console's page, files and
+ *   login, whose secret is the API token);
  * - `read`: agents, faults, runs, reports, schedules, SPOF, audit, alerts, whoami;
  * - `halt`: the global halt (anyone who can see can stop);
  * - `fault:write`: ad-hoc faults; `run:write`: plan, run, abort; `schedule:write`: schedules;

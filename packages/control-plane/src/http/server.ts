@@ -30,6 +30,9 @@ import type { EnrollmentRoutesOptions } from "../enrollment/routes.js";
 import { DEFAULT_AGENT_STALE_AFTER_MS } from "../api-types.js";
 import type { AgentHub } from "../hub/agent-hub.js";
 import { registerInstallRoutes } from "../install/routes.js";
+import { createSessionStore } from "../auth/session.js";
+import { registerConsoleRoutes } from "../console/routes.js";
+import { createReportJson } from "./report-json.js";
 import type { InstallRoutesOptions } from "../install/routes.js";
 
 /** Options of {@link createHttpApp}. */
@@ -61,6 +64,8 @@ export interface HttpAppOptions {
   warnings?: string[];
   /** The public `/install/…` routes: the agent install script, the agent CA and the agent tarballs. */
   install?: Omit<InstallRoutesOptions, "log">;
+  /** The web console: where its built files are (`--console-dir`). @default `defaultConsoleDir()` */
+  console?: { dir?: string };
 }
 
 /** The HTTP app and the routes it serves (every one with its permission). */
@@ -82,7 +87,8 @@ export function createHttpApp(options: HttpAppOptions): HttpApp {
     );
   });
   installErrorHandlers(app);
-  const auth = installAuth(app, { ...options.auth, log: options.logger });
+  const sessions = createSessionStore();
+  const auth = installAuth(app, { ...options.auth, log: options.logger, sessions });
   const warnings = options.warnings ?? [];
   app.get("/healthz", { config: { permission: "public" } }, async () => (warnings.length > 0 ? { ok: true, warnings } : { ok: true }));
   app.get("/metrics", { config: { permission: "read" } }, async (_request, reply) => {
@@ -97,6 +103,18 @@ export function createHttpApp(options: HttpAppOptions): HttpApp {
   if (options.scheduler) registerScheduleRoutes(app, { scheduler: options.scheduler });
   if (options.install) registerInstallRoutes(app, { ...options.install, log: options.logger });
   registerAuthRoutes(app, { identities: options.auth.identities, audit: options.auth.audit, ...(options.auth.now ? { now: options.auth.now } : {}) });
+  // The same report JSON as GET /api/v1/runs/:id/report, for the self-contained report.html.
+  const reportJson = options.runs ? createReportJson({ store: options.store, runs: options.runs, ...(options.cloud ? { cloud: options.cloud } : {}) }) : undefined;
+  registerConsoleRoutes(app, {
+    ...(options.console?.dir !== undefined ? { consoleDir: options.console.dir } : {}),
+    sessions,
+    identities: options.auth.identities,
+    auth,
+    ...(reportJson ? { reportJson } : {}),
+    https: options.https !== undefined,
+    log: options.logger,
+    ...(options.auth.now ? { now: options.auth.now } : {}),
+  });
   return Object.assign(app, { auth });
 }
 
