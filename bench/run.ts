@@ -13,6 +13,8 @@
  *   pnpm bench network-revert control-plane restart → aws-network-disrupt's NACLs restored and confirmed (fake AWS; goal < 10 s)
  *   pnpm bench footprint [--idle 60s]  the installed agent (release tarball) and its guard, idle: RSS, CPU, traffic,
  *                           start time, against a bare grpc-js client (goal: < 100 MiB and < 0.2 % CPU together)
+ *   pnpm bench console      server run event → its line in the console's run page (chromium), 1,000 agents connected,
+ *                           a run on 200 (goal: p99 < 500 ms)
  *   pnpm bench fleet [--agents N]  N simulated agents (default 1,000, 5,000 and 10,000 in turn) on the control plane
  *                           and on the raw grpc-js floor: register, idle, runs, abort, halt (issue 12's goals)
  *
@@ -23,6 +25,7 @@ import { benchAgentCap } from "./agent-cap.js";
 import { benchAuth } from "./auth.js";
 import { benchBurnAccuracy } from "./burn-accuracy.js";
 import { benchCloudRevert } from "./cloud-revert.js";
+import { benchConsole } from "./console.js";
 import { benchFleet } from "./fleet.js";
 import { benchFootprint } from "./footprint.js";
 import { benchLeaseRevert } from "./lease-revert.js";
@@ -44,6 +47,7 @@ try {
   if (which === "all" || which === "spec-flood") await benchSpecFlood();
   if (which === "all" || which === "cloud-revert") await benchCloudRevert();
   if (which === "all" || which === "network-revert") await benchNetworkRevert();
+  if (which === "all" || which === "console") await benchConsole();
   if (which === "fleet") await benchFleet(process.argv.slice(3));
   if (which === "all" || which === "footprint") await benchFootprint(which === "footprint" ? process.argv.slice(3) : []);
 } finally {

@@ -53,6 +53,16 @@ if [ ${#prom_missing[@]} -gt 0 ]; then
   done
 fi
 
+# The console's browser tests (test/console.test.ts) and `pnpm bench console` drive Debian's
+# chromium through playwright-core (Playwright's own browser download is not used).
+if [ ! -x /usr/bin/chromium ]; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "setup: installing chromium with apt-get"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+
 if [ "$(pnpm --version 2>/dev/null || true)" != "$PNPM_VERSION" ]; then
   echo "setup: installing pnpm@$PNPM_VERSION"
   npm install -g "pnpm@$PNPM_VERSION" >/dev/null
