@@ -401,9 +401,11 @@ export function RunPage({ runId }: { runId: string }) {
         </>
       )}
       <div class="buttons no-print">
-        <button type="button" class="danger" data-testid="abort" onClick={() => setAborting(true)}>
-          ABORT run
-        </button>
+        {ended ? null : (
+          <button type="button" class="danger" data-testid="abort" onClick={() => setAborting(true)}>
+            ABORT run
+          </button>
+        )}
         <a data-testid="report-link" href={`#/runs/${seg(runId)}/report`}>
           Report
         </a>
