@@ -149,6 +149,11 @@ export function kernelHasNetem(): boolean {
   return kernelQdiscSupport("netem").available && kernelQdiscSupport("prio").available;
 }
 
+/** Whether systemd is the host's init (sd_booted: /run/systemd/system exists) and systemctl is present. */
+export function hostRunsSystemd(): boolean {
+  return existsSync("/run/systemd/system") && hasExecutable("systemctl");
+}
+
 /** What this host can run. */
 export function detectCapabilities(faultKinds: string[]): Capabilities {
   return create(CapabilitiesSchema, {
@@ -157,5 +162,6 @@ export function detectCapabilities(faultKinds: string[]): Capabilities {
     netem: kernelHasNetem(),
     nftables: hasExecutable("nft"),
     tc: hasExecutable("tc"),
+    systemd: hostRunsSystemd(),
   });
 }

@@ -47,7 +47,7 @@ describe("format helpers", () => {
       instanceId: null,
       availabilityZone: null,
       facts: {} as AgentJson["facts"],
-      capabilities: { faultKinds: ["cpu-burn"], root: true, netem: false, nftables: false, tc: false },
+      capabilities: { faultKinds: ["cpu-burn"], root: true, netem: false, nftables: false, tc: false, systemd: false },
       activeFaults,
       enrolled: false,
       certificateNotAfter: null,

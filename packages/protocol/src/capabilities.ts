@@ -4,7 +4,7 @@
  */
 
 /** A host capability, as reported in `Capabilities`. */
-export type HostCapability = "root" | "netem" | "nftables" | "tc";
+export type HostCapability = "root" | "netem" | "nftables" | "tc" | "systemd";
 
 /** Why each capability matters, and how to get it. */
 export const CAPABILITY_HINTS: Record<HostCapability, string> = {
@@ -12,6 +12,7 @@ export const CAPABILITY_HINTS: Record<HostCapability, string> = {
   netem: "the kernel lacks sch_netem or sch_prio (install the distribution's extra kernel modules, e.g. linux-modules-extra-$(uname -r), and run modprobe -a sch_netem sch_prio)",
   nftables: "the nft binary is missing (install nftables)",
   tc: "the tc binary is missing (install iproute2)",
+  systemd: "the host does not run systemd (service-stop stops systemd units; it cannot run on a host with another init)",
 };
 
 /** Capabilities each fault kind needs; kinds not listed need none. */

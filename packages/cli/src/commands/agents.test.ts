@@ -23,7 +23,7 @@ function agent(id: string, fields: Partial<AgentJson> = {}): AgentJson {
     instanceId: null,
     availabilityZone: null,
     facts: {} as AgentJson["facts"],
-    capabilities: { faultKinds: ["cpu-burn"], root: true, netem: false, nftables: false, tc: false },
+    capabilities: { faultKinds: ["cpu-burn"], root: true, netem: false, nftables: false, tc: false, systemd: false },
     activeFaults: 0,
     enrolled: true,
     certificateNotAfter: iso(364 * DAY + 60_000),

@@ -44,6 +44,7 @@ export function capabilitiesToJson(capabilities: Capabilities | undefined): Capa
     netem: capabilities?.netem ?? false,
     nftables: capabilities?.nftables ?? false,
     tc: capabilities?.tc ?? false,
+    systemd: capabilities?.systemd ?? false,
   };
 }
 

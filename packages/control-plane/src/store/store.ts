@@ -184,7 +184,7 @@ export function toAgent(row: AgentRow): AgentRecord {
     version: row.version,
     facts: JSON.parse(row.facts) as AgentRecord["facts"],
     labels: JSON.parse(row.labels) as Record<string, string>,
-    capabilities: JSON.parse(row.capabilities) as AgentRecord["capabilities"],
+    capabilities: { systemd: false, ...(JSON.parse(row.capabilities) as Partial<AgentRecord["capabilities"]>) } as AgentRecord["capabilities"],
     instanceId: row.instance_id,
     availabilityZone: row.availability_zone,
     connected: row.connected === 1,

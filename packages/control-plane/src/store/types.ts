@@ -58,6 +58,8 @@ export interface CapabilitiesJson {
   netem: boolean;
   nftables: boolean;
   tc: boolean;
+  /** systemd is the init and systemctl is present (false for agents from before it was reported). */
+  systemd: boolean;
 }
 
 /** An agent as the store knows it. */

@@ -8,6 +8,7 @@ export const FULL_CAPABILITIES: CapabilitiesJson = {
   netem: true,
   nftables: true,
   tc: true,
+  systemd: true,
 };
 
 /** An agent record: connected, opted in (`firedrill:opt-in=true`), fully capable, unless overridden. */
