@@ -65,10 +65,18 @@ describe("install routes", () => {
     rmSync(releases, { recursive: true, force: true });
   });
 
-  it("declares every install route public, and nothing else is public but /healthz", () => {
+  it("declares every install route public, and nothing else is public but /healthz, the console's files and its login", () => {
     const routes = tcp.cp.httpRoutes();
-    const open = routes.filter((r) => r.permission === "public" && r.method === "GET").map((r) => r.url);
-    expect(open.sort()).toEqual(["/healthz", "/install/:file", "/install/agent.sh", "/install/ca.pem"]);
+    const open = routes.filter((r) => r.permission === "public" && (r.method === "GET" || r.method === "POST")).map((r) => `${r.method} ${r.url}`);
+    expect(open.sort()).toEqual([
+      "GET /",
+      "GET /assets/:file",
+      "GET /healthz",
+      "GET /install/:file",
+      "GET /install/agent.sh",
+      "GET /install/ca.pem",
+      "POST /console/api/login",
+    ]);
     const byKey = new Map(routes.map((r) => [`${r.method} ${r.url}`, r.permission]));
     for (const url of ["/install/agent.sh", "/install/ca.pem", "/install/:file"]) {
       expect(byKey.get(`GET ${url}`), url).toBe("public");
