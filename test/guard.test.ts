@@ -223,7 +223,19 @@ describe("the guard and a stalled agent", () => {
     const heartbeat = JSON.parse(readFileSync(join(stateDir, "alive"), "utf8")) as { pid: number; leaseExpiresMono: number };
     expect(heartbeat.pid).toBe(agent.pid);
 
-    await waitFor("the guard to revert the fill", () => fs!.usedBytes() < 2 ** 20, 15_000, 20);
+    try {
+      await waitFor("the guard to revert the fill", () => fs!.usedBytes() < 2 ** 20, 15_000, 20);
+    } catch (err) {
+      // What the guard saw and did, for the failure's message.
+      const read = (name: string) => {
+        try {
+          return readFileSync(join(stateDir, name), "utf8").slice(-4000);
+        } catch (e) {
+          return `(${(e as Error).message})`;
+        }
+      };
+      throw new Error(`${(err as Error).message}\nheartbeat: ${read("alive")}\nnow (mono): ${monotonicMs()}\nguard.log (tail):\n${read("guard.log")}\njournal: ${readdirSync(join(stateDir, "journal")).join(", ")}`, { cause: err });
+    }
     const revertedAt = monotonicMs();
     const afterLease = revertedAt - heartbeat.leaseExpiresMono;
     console.log(
