@@ -15,8 +15,8 @@
  * is after the page had shown its timeline count (the earlier ones are a replay, not live). Prints
  * p50/p95/p99/max per event type and in all against the goal (issue 14): p99 < 500 ms.
  */
-import { createServer } from "node:http";
 import type { Browser } from "playwright-core";
+import { healthEndpoint } from "../packages/control-plane/src/test-support/health-endpoint.js";
 import { api } from "../test/support/api.js";
 import { BrowserWatch, chromiumMissing, launchChromium } from "../test/support/browser.js";
 import { startSimFleet } from "../test/support/sim-fleet.js";
@@ -88,9 +88,7 @@ export async function benchConsole(): Promise<void> {
     return;
   }
   const dir = tempDir("bench-console");
-  const health = createServer((_req, res) => res.end("ok"));
-  await new Promise<void>((resolve) => health.listen(0, "127.0.0.1", resolve));
-  const healthUrl = `http://127.0.0.1:${(health.address() as { port: number }).port}/health`;
+  const health = await healthEndpoint();
   let server: ServerHandle | undefined;
   let fleet: SimFleet | undefined;
   let browser: Browser | undefined;
@@ -116,7 +114,7 @@ export async function benchConsole(): Promise<void> {
     await page.locator("form[data-testid=login]").getByRole("button", { name: "Log in" }).click();
     await page.locator("[data-testid=whoami]").waitFor();
 
-    const started = await api(s, "POST", "/api/v1/runs", { spec: spec(healthUrl) });
+    const started = await api(s, "POST", "/api/v1/runs", { spec: spec(health.url) });
     if (started.status !== 201) throw new Error(`POST /api/v1/runs: HTTP ${started.status} ${JSON.stringify(started.body).slice(0, 500)}`);
     const runId = started.body.run.id as string;
     await page.goto(`${s.httpUrl}/#/runs/${runId}`);
@@ -173,7 +171,7 @@ export async function benchConsole(): Promise<void> {
     await browser?.close().catch(() => {});
     await fleet?.close();
     await killAll();
-    await new Promise<void>((resolve) => health.close(() => resolve()));
+    await health.close();
     dir.cleanup();
   }
 }

@@ -6,12 +6,12 @@
  * page visited with no console error. Screenshots: test-artifacts/console/<test>-<page>.png.
  */
 import { readFileSync } from "node:fs";
-import { createServer } from "node:http";
-import type { Server } from "node:http";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { Browser, BrowserContextOptions, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { healthEndpoint } from "../packages/control-plane/src/test-support/health-endpoint.js";
+import type { HealthEndpoint } from "../packages/control-plane/src/test-support/health-endpoint.js";
 import { api, createToken } from "./support/api.js";
 import { BrowserWatch, chromiumMissing, launchChromium } from "./support/browser.js";
 import { burnerThreads } from "./support/cpu.js";
@@ -27,26 +27,6 @@ if (missing) console.log(`skipping the console's browser tests: ${missing}`);
 const WAIT = 20_000;
 const VIEWER = "dana";
 const HALT_REASON = "game day over: the checkout team called it";
-
-/** A health endpoint the test can break (500) and mend (200). */
-async function healthEndpoint(): Promise<{ url: string; setStatus: (s: number) => void; close: () => Promise<void> }> {
-  let status = 200;
-  const server: Server = createServer((_req, res) => {
-    res.statusCode = status;
-    res.end(status === 200 ? "ok" : "broken");
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  return {
-    url: `http://127.0.0.1:${port}/health`,
-    setStatus: (s) => (status = s),
-    close: () =>
-      new Promise((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
 
 function experiment(healthUrl: string, name = "console-burn"): string {
   return `apiVersion: firedrill/v1
@@ -76,7 +56,7 @@ describe.skipIf(missing !== undefined)("the console in a real browser", () => {
   let webId: string;
   let dbId: string;
   let browser: Browser;
-  let health: Awaited<ReturnType<typeof healthEndpoint>>;
+  let health: HealthEndpoint;
   let viewerToken: string;
   /** The admin's logged-in browser state (its session cookie), from the login test. */
   let adminState: Exclude<BrowserContextOptions["storageState"], undefined>;

@@ -3,33 +3,14 @@
  * endpoint as the stop condition: the probes' latencies stored and streamed live, the report's
  * stop conditions, fault windows and per-host effect, the agent's measurements, and a breach.
  */
-import { createServer } from "node:http";
-import type { Server } from "node:http";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { healthEndpoint } from "../packages/control-plane/src/test-support/health-endpoint.js";
+import type { HealthEndpoint } from "../packages/control-plane/src/test-support/health-endpoint.js";
+import { readSse } from "../packages/control-plane/src/test-support/sse-reader.js";
 import { api } from "./support/api.js";
 import { burnerThreads } from "./support/cpu.js";
 import { startCluster, waitFor } from "./support/processes.js";
 import type { TestCluster } from "./support/processes.js";
-
-/** A health endpoint the test flips between healthy (200) and broken (500). */
-async function flippableHealth(): Promise<{ url: string; setStatus: (s: number) => void; close: () => Promise<void> }> {
-  let status = 200;
-  const server: Server = createServer((_req, res) => {
-    res.statusCode = status;
-    res.end(status === 200 ? "ok" : "broken");
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  return {
-    url: `http://127.0.0.1:${port}/health`,
-    setStatus: (s) => (status = s),
-    close: () =>
-      new Promise((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
 
 const experiment = (url: string, burn: string, failuresToAbort = 3) => `apiVersion: firedrill/v1
 kind: Experiment
@@ -44,47 +25,13 @@ spec:
     - { http: { url: "${url}", intervalMs: 200, failuresToAbort: ${failuresToAbort} } }
 `;
 
-interface SseEvent {
-  event: string;
-  data: any;
-}
-
-/** Reads a server-sent event stream until `end`. */
-async function readSse(url: string, token: string, onEvent: (e: SseEvent) => void = () => {}): Promise<SseEvent[]> {
-  const res = await fetch(url, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(60_000) });
-  expect(res.status).toBe(200);
-  const events: SseEvent[] = [];
-  const decoder = new TextDecoder();
-  let buffer = "";
-  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-    buffer += decoder.decode(chunk, { stream: true });
-    let cut: number;
-    while ((cut = buffer.indexOf("\n\n")) >= 0) {
-      const block = buffer.slice(0, cut);
-      buffer = buffer.slice(cut + 2);
-      let event = "message";
-      let data = "";
-      for (const line of block.split("\n")) {
-        if (line.startsWith("event: ")) event = line.slice(7);
-        else if (line.startsWith("data: ")) data += line.slice(6);
-      }
-      if (data === "") continue;
-      const e = { event, data: JSON.parse(data) };
-      events.push(e);
-      onEvent(e);
-      if (event === "end") return events;
-    }
-  }
-  return events;
-}
-
 describe("a run's samples, report and measurements, with a real agent", () => {
   let cluster: TestCluster;
-  let health: Awaited<ReturnType<typeof flippableHealth>>;
+  let health: HealthEndpoint;
 
   beforeAll(async () => {
     cluster = await startCluster({ agents: 1, labels: "app=web,firedrill:opt-in=true", serverArgs: ["--revert-wait", "10s"] });
-    health = await flippableHealth();
+    health = await healthEndpoint();
   });
   afterAll(async () => {
     await health?.close();

@@ -2,6 +2,7 @@
 import { useState } from "preact/hooks";
 import { get } from "../api.js";
 import type { AuditJson } from "../api.js";
+import { ListTable } from "../components/ListTable.js";
 import { fmtTime } from "../format.js";
 import { usePoll } from "../hooks.js";
 
@@ -43,40 +44,28 @@ export function AuditPage() {
         <input id="audit-since" name="since" placeholder="1h, 7d or 2026-01-31T10:00:00Z" value={since} onInput={(e) => setSince((e.currentTarget as HTMLInputElement).value)} />
         <button type="submit">Show</button>
       </form>
-      <table data-testid="audit" class="list">
-        <thead>
-          <tr>
-            <th scope="col">Time</th>
-            <th scope="col">Who</th>
-            <th scope="col">Call</th>
-            <th scope="col">Targets</th>
-            <th scope="col">Result</th>
-            <th scope="col">Detail</th>
+      <ListTable testid="audit" columns={["Time", "Who", "Call", "Targets", "Result", "Detail"]}>
+        {entries.map((e) => (
+          <tr key={e.id} data-audit-id={e.id} class={e.outcome === "ok" ? "" : "refused"}>
+            <td class="small nowrap">{fmtTime(e.time)}</td>
+            <td>
+              {e.principal ?? <span class="muted">unauthenticated</span>}
+              {e.role && <span class="muted"> ({e.role})</span>}
+              <div class="small muted">{e.source}</div>
+            </td>
+            <td class="small">
+              <code>
+                {e.method} {e.path}
+              </code>
+            </td>
+            <td class="small">{e.targets.join(", ")}</td>
+            <td>
+              {e.status} {e.outcome}
+            </td>
+            <td class="small">{e.detail}</td>
           </tr>
-        </thead>
-        <tbody>
-          {entries.map((e) => (
-            <tr key={e.id} data-audit-id={e.id} class={e.outcome === "ok" ? "" : "refused"}>
-              <td class="small nowrap">{fmtTime(e.time)}</td>
-              <td>
-                {e.principal ?? <span class="muted">unauthenticated</span>}
-                {e.role && <span class="muted"> ({e.role})</span>}
-                <div class="small muted">{e.source}</div>
-              </td>
-              <td class="small">
-                <code>
-                  {e.method} {e.path}
-                </code>
-              </td>
-              <td class="small">{e.targets.join(", ")}</td>
-              <td>
-                {e.status} {e.outcome}
-              </td>
-              <td class="small">{e.detail}</td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+        ))}
+      </ListTable>
       {audit.loaded && entries.length === 0 && <p class="muted">No entry.</p>}
       {entries.length >= limit && limit < MAX_ENTRIES && (
         <button type="button" onClick={() => setLimit((l) => Math.min(MAX_ENTRIES, l + 1000))}>

@@ -7,6 +7,7 @@ import type uPlot from "uplot";
 import { get, seg } from "../api.js";
 import type { AgentJson, AgentListJson, AgentMeasurementsJson, AgentSummaryJson } from "../api.js";
 import { Chart, thin } from "../components/Chart.js";
+import { ListTable } from "../components/ListTable.js";
 import { fmtDuration, fmtNumber, fmtTime, plural } from "../format.js";
 import { usePoll } from "../hooks.js";
 
@@ -105,45 +106,33 @@ export function FleetPage() {
         </p>
       )}
       {!fleet.loaded && <p aria-busy="true">Loading…</p>}
-      <table data-testid="agents" class="list">
-        <thead>
-          <tr>
-            <th scope="col">Host</th>
-            <th scope="col">State</th>
-            <th scope="col">Labels</th>
-            <th scope="col">Capabilities</th>
-            <th scope="col">Active faults</th>
-            <th scope="col">Last seen</th>
-          </tr>
-        </thead>
-        <tbody>
-          {view?.agents.map((a) => {
-            const state = agentState(a);
-            return (
-              <tr key={a.id} data-agent-id={a.id}>
-                <td>
-                  <a href={`#/fleet/${seg(a.id)}`}>{a.hostname}</a>
-                  <div class="muted small">{a.id}</div>
-                </td>
-                <td>
-                  <span class={`state state-${state}`} data-testid="agent-state">
-                    {state}
-                  </span>
-                </td>
-                <td>
-                  <Labels labels={a.labels} />
-                </td>
-                <td class="small">
-                  {a.capabilities.faultKinds.join(", ") || <span class="muted">no fault kinds</span>}
-                  {!a.capabilities.root && <div class="muted">not root</div>}
-                </td>
-                <td class="num">{a.activeFaults}</td>
-                <td class="small nowrap">{fmtTime(a.lastSeenAt)}</td>
-              </tr>
-            );
-          })}
-        </tbody>
-      </table>
+      <ListTable testid="agents" columns={["Host", "State", "Labels", "Capabilities", "Active faults", "Last seen"]}>
+        {view?.agents.map((a) => {
+          const state = agentState(a);
+          return (
+            <tr key={a.id} data-agent-id={a.id}>
+              <td>
+                <a href={`#/fleet/${seg(a.id)}`}>{a.hostname}</a>
+                <div class="muted small">{a.id}</div>
+              </td>
+              <td>
+                <span class={`state state-${state}`} data-testid="agent-state">
+                  {state}
+                </span>
+              </td>
+              <td>
+                <Labels labels={a.labels} />
+              </td>
+              <td class="small">
+                {a.capabilities.faultKinds.join(", ") || <span class="muted">no fault kinds</span>}
+                {!a.capabilities.root && <div class="muted">not root</div>}
+              </td>
+              <td class="num">{a.activeFaults}</td>
+              <td class="small nowrap">{fmtTime(a.lastSeenAt)}</td>
+            </tr>
+          );
+        })}
+      </ListTable>
       {view && view.agents.length === 0 && <p class="muted">No agent {selector ? `matches ${selector}` : "has connected yet: install one (docs/install.md)"}.</p>}
     </main>
   );

@@ -9,6 +9,7 @@ import type { FaultListJson, FaultJson, RunDetailJson, RunEventJson, RunStateWor
 import { Chart, MAX_CHART_POINTS, thin } from "../components/Chart.js";
 import type { ChartWindow } from "../components/Chart.js";
 import { Dag } from "../components/Dag.js";
+import { ListTable } from "../components/ListTable.js";
 import { ReasonDialog } from "../components/ReasonDialog.js";
 import { MAX_TIMELINE, Timeline } from "../components/Timeline.js";
 import { fmtDuration, fmtTime, plural, toMs } from "../format.js";
@@ -196,44 +197,32 @@ function Targets({ runId, active, hostnames, tick }: { runId: string; active: bo
   const faults = targets.data?.faults ?? [];
   return (
     <>
-      <table data-testid="targets" class="list">
-        <thead>
-          <tr>
-            <th scope="col">Host</th>
-            <th scope="col">Fault</th>
-            <th scope="col">State</th>
-            <th scope="col">Started</th>
-            <th scope="col">Ended</th>
-            <th scope="col">Last measurements / why</th>
+      <ListTable testid="targets" columns={["Host", "Fault", "State", "Started", "Ended", "Last measurements / why"]}>
+        {faults.map((f) => (
+          <tr key={f.id} data-fault-id={f.id} data-state={f.state}>
+            <td>
+              <a href={`#/fleet/${seg(f.agentId)}`}>{hostnames.get(f.agentId) ?? f.agentId}</a>
+            </td>
+            <td>
+              {f.kind}
+              <div class="muted small">{f.id}</div>
+            </td>
+            <td>
+              <span class={`state state-${f.state}`}>{f.state}</span>
+              {f.reason && <div class="small">{f.reason}</div>}
+            </td>
+            <td class="small nowrap">{fmtTime(f.startedAt)}</td>
+            <td class="small nowrap">{fmtTime(f.endedAt)}</td>
+            <td class="small">
+              {f.measurements &&
+                Object.entries(f.measurements)
+                  .map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(2)}`)
+                  .join(", ")}
+              {f.error && <div class="bad">{f.error}</div>}
+            </td>
           </tr>
-        </thead>
-        <tbody>
-          {faults.map((f) => (
-            <tr key={f.id} data-fault-id={f.id} data-state={f.state}>
-              <td>
-                <a href={`#/fleet/${seg(f.agentId)}`}>{hostnames.get(f.agentId) ?? f.agentId}</a>
-              </td>
-              <td>
-                {f.kind}
-                <div class="muted small">{f.id}</div>
-              </td>
-              <td>
-                <span class={`state state-${f.state}`}>{f.state}</span>
-                {f.reason && <div class="small">{f.reason}</div>}
-              </td>
-              <td class="small nowrap">{fmtTime(f.startedAt)}</td>
-              <td class="small nowrap">{fmtTime(f.endedAt)}</td>
-              <td class="small">
-                {f.measurements &&
-                  Object.entries(f.measurements)
-                    .map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(2)}`)
-                    .join(", ")}
-                {f.error && <div class="bad">{f.error}</div>}
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+        ))}
+      </ListTable>
       {targets.loaded && faults.length === 0 && <p class="muted">No fault sent yet.</p>}
       {targets.data?.more && <p class="muted">Only the newest {MAX_TARGETS.toLocaleString("en")} faults are shown.</p>}
     </>

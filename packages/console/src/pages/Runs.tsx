@@ -2,6 +2,7 @@
 import { useState } from "preact/hooks";
 import { get, post, seg } from "../api.js";
 import type { RunPlan, RunSummaryJson } from "../api.js";
+import { ListTable } from "../components/ListTable.js";
 import { fmtDuration, fmtTime, plural } from "../format.js";
 import { useAction, usePoll } from "../hooks.js";
 
@@ -63,51 +64,39 @@ export function PlanView({ plan, experiment }: { plan: RunPlan; experiment?: { n
         ))}
       </ul>
       <h4>Steps</h4>
-      <table class="list">
-        <thead>
-          <tr>
-            <th scope="col">Step</th>
-            <th scope="col">Does</th>
-            <th scope="col">Hosts</th>
-            <th scope="col">Duration</th>
-            <th scope="col">After</th>
-            <th scope="col">Dry run on the hosts</th>
-          </tr>
-        </thead>
-        <tbody>
-          {plan.steps.map((s) => {
-            const previews = s.previews ?? [];
-            const refused = previews.filter((p) => p.status === "refused");
-            const unavailable = previews.filter((p) => p.status === "unavailable");
-            return (
-              <tr key={s.name}>
-                <td>{s.name}</td>
-                <td>{s.type === "wait" ? "wait" : `${s.fault ?? s.type}${s.target ? ` on ${s.target}` : ""}`}</td>
-                <td class="small">
-                  {s.instances ? plural(s.instances.length, "instance") : plural(s.hosts.length, "host")}
-                  {s.hosts.length > 0 && s.hosts.length <= 5 && `: ${s.hosts.map((h) => h.hostname).join(", ")}`}
-                </td>
-                <td>{fmtDuration(s.durationMs)}</td>
-                <td>{s.startAfter.join(", ") || "—"}</td>
-                <td class="small">
-                  {previews.length === 0
-                    ? "—"
-                    : `${previews.length - refused.length - unavailable.length} ok, ${refused.length} refused, ${unavailable.length} unavailable`}
-                  {refused.slice(0, 3).map((p) => (
-                    <div key={p.hostId} class="bad">
-                      {p.hostname}: {p.error}
-                    </div>
-                  ))}
-                  {previews
-                    .filter((p) => p.status === "ok")
-                    .slice(0, 2)
-                    .flatMap((p) => p.details.slice(0, 3).map((d, i) => <div key={`${p.hostId}-${i}`}>{`${p.hostname}: ${d}`}</div>))}
-                </td>
-              </tr>
-            );
-          })}
-        </tbody>
-      </table>
+      <ListTable columns={["Step", "Does", "Hosts", "Duration", "After", "Dry run on the hosts"]}>
+        {plan.steps.map((s) => {
+          const previews = s.previews ?? [];
+          const refused = previews.filter((p) => p.status === "refused");
+          const unavailable = previews.filter((p) => p.status === "unavailable");
+          return (
+            <tr key={s.name}>
+              <td>{s.name}</td>
+              <td>{s.type === "wait" ? "wait" : `${s.fault ?? s.type}${s.target ? ` on ${s.target}` : ""}`}</td>
+              <td class="small">
+                {s.instances ? plural(s.instances.length, "instance") : plural(s.hosts.length, "host")}
+                {s.hosts.length > 0 && s.hosts.length <= 5 && `: ${s.hosts.map((h) => h.hostname).join(", ")}`}
+              </td>
+              <td>{fmtDuration(s.durationMs)}</td>
+              <td>{s.startAfter.join(", ") || "—"}</td>
+              <td class="small">
+                {previews.length === 0
+                  ? "—"
+                  : `${previews.length - refused.length - unavailable.length} ok, ${refused.length} refused, ${unavailable.length} unavailable`}
+                {refused.slice(0, 3).map((p) => (
+                  <div key={p.hostId} class="bad">
+                    {p.hostname}: {p.error}
+                  </div>
+                ))}
+                {previews
+                  .filter((p) => p.status === "ok")
+                  .slice(0, 2)
+                  .flatMap((p) => p.details.slice(0, 3).map((d, i) => <div key={`${p.hostId}-${i}`}>{`${p.hostname}: ${d}`}</div>))}
+              </td>
+            </tr>
+          );
+        })}
+      </ListTable>
       <h4>Targets</h4>
       <ul>
         {Object.entries(plan.targets).map(([name, t]) => (
@@ -188,39 +177,27 @@ export function RunsPage() {
   return (
     <main>
       <h1>Runs</h1>
-      <table data-testid="runs" class="list">
-        <thead>
-          <tr>
-            <th scope="col">Run</th>
-            <th scope="col">State</th>
-            <th scope="col">By</th>
-            <th scope="col">Started</th>
-            <th scope="col">Ended</th>
-            <th scope="col">Faults</th>
+      <ListTable testid="runs" columns={["Run", "State", "By", "Started", "Ended", "Faults"]}>
+        {list.map((r) => (
+          <tr key={r.id} data-run-id={r.id} data-state={r.state}>
+            <td>
+              <a href={`#/runs/${seg(r.id)}`}>{r.name}</a>
+              <div class="muted small">{r.id}</div>
+            </td>
+            <td>
+              <span class={`state state-${r.state}`}>{r.state}</span>
+              {r.reason && <div class="small">{r.reason}</div>}
+            </td>
+            <td>{r.actor}</td>
+            <td class="small nowrap">{fmtTime(r.startedAt ?? r.createdAt)}</td>
+            <td class="small nowrap">{fmtTime(r.endedAt)}</td>
+            <td class="small">
+              {faultCountsText(r.faultCounts)}
+              {r.cloudRevertsUnconfirmed > 0 && <div class="bad">{plural(r.cloudRevertsUnconfirmed, "cloud revert")} not confirmed</div>}
+            </td>
           </tr>
-        </thead>
-        <tbody>
-          {list.map((r) => (
-            <tr key={r.id} data-run-id={r.id} data-state={r.state}>
-              <td>
-                <a href={`#/runs/${seg(r.id)}`}>{r.name}</a>
-                <div class="muted small">{r.id}</div>
-              </td>
-              <td>
-                <span class={`state state-${r.state}`}>{r.state}</span>
-                {r.reason && <div class="small">{r.reason}</div>}
-              </td>
-              <td>{r.actor}</td>
-              <td class="small nowrap">{fmtTime(r.startedAt ?? r.createdAt)}</td>
-              <td class="small nowrap">{fmtTime(r.endedAt)}</td>
-              <td class="small">
-                {faultCountsText(r.faultCounts)}
-                {r.cloudRevertsUnconfirmed > 0 && <div class="bad">{plural(r.cloudRevertsUnconfirmed, "cloud revert")} not confirmed</div>}
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+        ))}
+      </ListTable>
       {runs.loaded && list.length === 0 && <p class="muted">No run yet.</p>}
       <p class="hint">The newest 100 runs.</p>
       <NewRun />

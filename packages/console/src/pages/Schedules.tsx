@@ -1,6 +1,7 @@
 /** Schedules: each with its next slot, its recent history (ran, missed, refused, would-kill) and pause / resume. */
 import { get, post, seg } from "../api.js";
 import type { ScheduleJson, SlotJson } from "../api.js";
+import { ListTable } from "../components/ListTable.js";
 import { fmtTime } from "../format.js";
 import { useAction, usePoll } from "../hooks.js";
 
@@ -55,59 +56,45 @@ export function SchedulesPage() {
   return (
     <main>
       <h1>Schedules</h1>
-      <table data-testid="schedules" class="list">
-        <thead>
-          <tr>
-            <th scope="col">Schedule</th>
-            <th scope="col">When</th>
-            <th scope="col">State</th>
-            <th scope="col">Next slot</th>
-            <th scope="col">History</th>
-            <th scope="col">
-              <span class="sr-only">Actions</span>
-            </th>
+      <ListTable testid="schedules" columns={["Schedule", "When", "State", "Next slot", "History", <span class="sr-only">Actions</span>]}>
+        {schedules.map((s) => (
+          <tr key={s.id} data-schedule-id={s.id} data-state={s.state}>
+            <td>
+              {s.name}
+              <div class="muted small">
+                {s.id} · by {s.createdBy}
+              </div>
+            </td>
+            <td class="small">{when(s)}</td>
+            <td>
+              <span class={`state state-${s.state}`}>{s.state}</span>
+              <div class="small muted">since {fmtTime(s.activeSince)}</div>
+            </td>
+            <td class="small" data-testid="next-slot">
+              {s.state === "paused" ? "paused" : s.nextSlot ? `${fmtTime(s.nextSlot.at)}${s.nextSlot.note ? ` — ${s.nextSlot.note}` : ""}` : "none"}
+            </td>
+            <td class="small">
+              <ul class="slots" data-testid="history">
+                {(view.data?.slots.get(s.id) ?? (s.lastSlot ? [s.lastSlot] : [])).map((slot) => (
+                  <Slot key={slot.slot} slot={slot} />
+                ))}
+              </ul>
+              {!(view.data?.slots.get(s.id)?.length ?? s.lastSlot) && <span class="muted">no slot yet</span>}
+            </td>
+            <td>
+              {s.state === "active" ? (
+                <button type="button" data-testid="pause" disabled={busy} onClick={() => act(s.id, "pause")}>
+                  Pause
+                </button>
+              ) : (
+                <button type="button" data-testid="resume" disabled={busy} onClick={() => act(s.id, "resume")}>
+                  Resume
+                </button>
+              )}
+            </td>
           </tr>
-        </thead>
-        <tbody>
-          {schedules.map((s) => (
-            <tr key={s.id} data-schedule-id={s.id} data-state={s.state}>
-              <td>
-                {s.name}
-                <div class="muted small">
-                  {s.id} · by {s.createdBy}
-                </div>
-              </td>
-              <td class="small">{when(s)}</td>
-              <td>
-                <span class={`state state-${s.state}`}>{s.state}</span>
-                <div class="small muted">since {fmtTime(s.activeSince)}</div>
-              </td>
-              <td class="small" data-testid="next-slot">
-                {s.state === "paused" ? "paused" : s.nextSlot ? `${fmtTime(s.nextSlot.at)}${s.nextSlot.note ? ` — ${s.nextSlot.note}` : ""}` : "none"}
-              </td>
-              <td class="small">
-                <ul class="slots" data-testid="history">
-                  {(view.data?.slots.get(s.id) ?? (s.lastSlot ? [s.lastSlot] : [])).map((slot) => (
-                    <Slot key={slot.slot} slot={slot} />
-                  ))}
-                </ul>
-                {!(view.data?.slots.get(s.id)?.length ?? s.lastSlot) && <span class="muted">no slot yet</span>}
-              </td>
-              <td>
-                {s.state === "active" ? (
-                  <button type="button" data-testid="pause" disabled={busy} onClick={() => act(s.id, "pause")}>
-                    Pause
-                  </button>
-                ) : (
-                  <button type="button" data-testid="resume" disabled={busy} onClick={() => act(s.id, "resume")}>
-                    Resume
-                  </button>
-                )}
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+        ))}
+      </ListTable>
       {view.loaded && schedules.length === 0 && <p class="muted">No schedule. Create one with firedrill schedule create (docs/schedules.md).</p>}
     </main>
   );

@@ -1,6 +1,7 @@
 /** SPOF: single points of failure among the Auto Scaling groups and the agents' label groups, with why. */
 import { get, messageOf } from "../api.js";
 import type { SpofReportJson } from "../api.js";
+import { ListTable } from "../components/ListTable.js";
 import { useState } from "preact/hooks";
 import { plural } from "../format.js";
 import { usePoll } from "../hooks.js";
@@ -51,26 +52,17 @@ export function SpofPage() {
             {r.spofs.length === 0 ? (
               <p class="ok">No single point of failure found.</p>
             ) : (
-              <table class="list">
-                <thead>
-                  <tr>
-                    <th scope="col">What</th>
-                    <th scope="col">Kind</th>
-                    <th scope="col">Why, and what to do</th>
+              <ListTable columns={["What", "Kind", "Why, and what to do"]}>
+                {r.spofs.map((s, i) => (
+                  <tr key={`${s.kind}:${s.subject}:${i}`} data-kind={s.kind}>
+                    <td>
+                      <code>{s.subject}</code>
+                    </td>
+                    <td>{s.kind}</td>
+                    <td>{s.why}</td>
                   </tr>
-                </thead>
-                <tbody>
-                  {r.spofs.map((s, i) => (
-                    <tr key={`${s.kind}:${s.subject}:${i}`} data-kind={s.kind}>
-                      <td>
-                        <code>{s.subject}</code>
-                      </td>
-                      <td>{s.kind}</td>
-                      <td>{s.why}</td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
+                ))}
+              </ListTable>
             )}
           </>
         )}

@@ -9,6 +9,7 @@ import type uPlot from "uplot";
 import type { FaultWindowJson, MeasurementPoint, ReportJson, ReportStopCondition } from "../api.js";
 import { Chart, thin } from "../components/Chart.js";
 import type { ChartWindow } from "../components/Chart.js";
+import { ListTable } from "../components/ListTable.js";
 import { lastEvents, Timeline } from "../components/Timeline.js";
 import { fmtDuration, fmtNumber, fmtTime, fmtZone, plural } from "../format.js";
 import "./report.css";
@@ -145,71 +146,48 @@ function HostsTable({ report }: { report: ReportJson }) {
     const rows = report.hosts.flatMap((h) => h.faults.map((f) => ({ host: h, fault: f })));
     return (
       <>
-        <table data-testid="report-hosts" class="list">
-          <thead>
-            <tr>
-              <th scope="col">Host</th>
-              <th scope="col">Step</th>
-              <th scope="col">Fault</th>
-              <th scope="col">State</th>
-              <th scope="col">Measured effect</th>
-              <th scope="col">Over time</th>
+        <ListTable testid="report-hosts" columns={["Host", "Step", "Fault", "State", "Measured effect", "Over time"]}>
+          {rows.slice(0, MAX_HOST_ROWS).map(({ host, fault }) => (
+            <tr key={fault.faultId} data-agent-id={host.agentId} data-fault-id={fault.faultId} data-state={fault.state}>
+              <td>
+                {host.hostname ?? host.agentId}
+                <div class="muted small">{host.agentId}</div>
+              </td>
+              <td>{fault.step ?? "—"}</td>
+              <td>{fault.kind}</td>
+              <td>
+                <span class={`state state-${fault.state}`}>{fault.state}</span>
+              </td>
+              <td>{fault.effect}</td>
+              <td>
+                <Sparkline series={fault.series} />
+              </td>
             </tr>
-          </thead>
-          <tbody>
-            {rows.slice(0, MAX_HOST_ROWS).map(({ host, fault }) => (
-              <tr key={fault.faultId} data-agent-id={host.agentId} data-fault-id={fault.faultId} data-state={fault.state}>
-                <td>
-                  {host.hostname ?? host.agentId}
-                  <div class="muted small">{host.agentId}</div>
-                </td>
-                <td>{fault.step ?? "—"}</td>
-                <td>{fault.kind}</td>
-                <td>
-                  <span class={`state state-${fault.state}`}>{fault.state}</span>
-                </td>
-                <td>{fault.effect}</td>
-                <td>
-                  <Sparkline series={fault.series} />
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+          ))}
+        </ListTable>
         {rows.length > MAX_HOST_ROWS && <p class="muted">{(rows.length - MAX_HOST_ROWS).toLocaleString("en")} more host faults not shown.</p>}
       </>
     );
   }
   // A report from a control plane without per-host effects: what was hit, with the last measurements.
   return (
-    <table data-testid="report-hosts" class="list">
-      <thead>
-        <tr>
-          <th scope="col">Host</th>
-          <th scope="col">Step</th>
-          <th scope="col">Fault</th>
-          <th scope="col">State</th>
-          <th scope="col">Last measurements</th>
+    <ListTable testid="report-hosts" columns={["Host", "Step", "Fault", "State", "Last measurements"]}>
+      {report.hits.slice(0, MAX_HOST_ROWS).map((h) => (
+        <tr key={h.faultId} data-agent-id={h.agentId} data-fault-id={h.faultId} data-state={h.state}>
+          <td>{h.agentId}</td>
+          <td>{h.step ?? "—"}</td>
+          <td>{h.kind}</td>
+          <td>{h.state}</td>
+          <td>
+            {h.measurements
+              ? Object.entries(h.measurements)
+                  .map(([k, v]) => `${k} ${fmtNumber(v)}`)
+                  .join(", ")
+              : "—"}
+          </td>
         </tr>
-      </thead>
-      <tbody>
-        {report.hits.slice(0, MAX_HOST_ROWS).map((h) => (
-          <tr key={h.faultId} data-agent-id={h.agentId} data-fault-id={h.faultId} data-state={h.state}>
-            <td>{h.agentId}</td>
-            <td>{h.step ?? "—"}</td>
-            <td>{h.kind}</td>
-            <td>{h.state}</td>
-            <td>
-              {h.measurements
-                ? Object.entries(h.measurements)
-                    .map(([k, v]) => `${k} ${fmtNumber(v)}`)
-                    .join(", ")
-                : "—"}
-            </td>
-          </tr>
-        ))}
-      </tbody>
-    </table>
+      ))}
+    </ListTable>
   );
 }
 
@@ -320,31 +298,20 @@ export function Report({ report, downloadHref }: ReportProps) {
         ) : (
           <>
             {report.cloudActions.length > 0 && (
-              <table class="list" data-testid="report-cloud-actions">
-                <thead>
-                  <tr>
-                    <th scope="col">Time</th>
-                    <th scope="col">Step</th>
-                    <th scope="col">Action</th>
-                    <th scope="col">Instance</th>
-                    <th scope="col">Result</th>
+              <ListTable testid="report-cloud-actions" columns={["Time", "Step", "Action", "Instance", "Result"]}>
+                {report.cloudActions.map((a, i) => (
+                  <tr key={i} class={a.irreversible ? "bad" : ""}>
+                    <td class="small nowrap">{fmtTime(a.time)}</td>
+                    <td>{a.step ?? "—"}</td>
+                    <td>{a.call ?? a.action}</td>
+                    <td>
+                      {a.instanceId}
+                      {a.autoScalingGroup && <div class="small muted">{a.autoScalingGroup}</div>}
+                    </td>
+                    <td class="small">{a.text}</td>
                   </tr>
-                </thead>
-                <tbody>
-                  {report.cloudActions.map((a, i) => (
-                    <tr key={i} class={a.irreversible ? "bad" : ""}>
-                      <td class="small nowrap">{fmtTime(a.time)}</td>
-                      <td>{a.step ?? "—"}</td>
-                      <td>{a.call ?? a.action}</td>
-                      <td>
-                        {a.instanceId}
-                        {a.autoScalingGroup && <div class="small muted">{a.autoScalingGroup}</div>}
-                      </td>
-                      <td class="small">{a.text}</td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
+                ))}
+              </ListTable>
             )}
             {report.cloudReverts.length > 0 && (
               <ul>

@@ -4,33 +4,26 @@
  * replayed in order once the fault's step is known (the console's timeline missed `fault-started`
  * for a quarter of a 200-host run before).
  */
-import { createServer } from "node:http";
-import type { Server } from "node:http";
 import { FaultEventType, RevertReason } from "@firedrill/protocol";
 import { afterEach, beforeEach, expect, it } from "vitest";
-import { connectTestAgent, startTestControlPlane } from "../test-support/test-agent.js";
+import { healthEndpoint } from "../test-support/health-endpoint.js";
+import type { HealthEndpoint } from "../test-support/health-endpoint.js";
+import { connectListedAgent, startTestControlPlane } from "../test-support/test-agent.js";
 import type { TestAgent, TestControlPlane } from "../test-support/test-agent.js";
 
 let tcp: TestControlPlane;
 let agent: TestAgent;
-let health: Server;
-let healthUrl: string;
+let health: HealthEndpoint;
 
 beforeEach(async () => {
   tcp = await startTestControlPlane();
-  health = createServer((_req, res) => res.end("ok"));
-  await new Promise<void>((resolve) => health.listen(0, "127.0.0.1", resolve));
-  healthUrl = `http://127.0.0.1:${(health.address() as { port: number }).port}/health`;
-  agent = connectTestAgent({ address: tcp.cp.grpcAddress, token: tcp.token() });
-  agent.hello();
-  await agent.next("welcome");
-  for (let i = 0; i < 100 && !(await tcp.api("GET", "/api/v1/agents/agent-1")).body.agent?.connected; i++) await new Promise((r) => setTimeout(r, 50));
+  health = await healthEndpoint();
+  agent = await connectListedAgent(tcp);
 });
 
 afterEach(async () => {
   agent.cancel();
-  health.closeAllConnections();
-  await new Promise((resolve) => health.close(resolve));
+  await health.close();
   await tcp.cleanup();
 });
 
@@ -45,7 +38,7 @@ spec:
   steps:
     - { name: burn, fault: cpu-burn, target: web, params: { load: 50 }, duration: 2s }
   stopConditions:
-    - { http: { url: "${healthUrl}", intervalMs: 200, timeoutMs: 1500, failuresToAbort: 3 } }
+    - { http: { url: "${health.url}", intervalMs: 200, timeoutMs: 1500, failuresToAbort: 3 } }
 `;
   const res = await tcp.api("POST", "/api/v1/runs", { spec });
   expect(res.status, JSON.stringify(res.body)).toBe(201);

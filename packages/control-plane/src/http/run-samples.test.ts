@@ -4,38 +4,19 @@
  * samples in chunks, then live ones, none lost or repeated), the states, the report's stop
  * conditions; and the fleet's measurements (GET /agents/:id/measurements) fed by a test agent.
  */
-import { createServer } from "node:http";
-import type { Server } from "node:http";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { FaultEventType } from "@firedrill/protocol";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { RunSamplesJson } from "../experiments/run-samples.js";
 import { DATABASE_FILE } from "../store/store.js";
-import { connectTestAgent, startTestControlPlane } from "../test-support/test-agent.js";
+import { healthEndpoint } from "../test-support/health-endpoint.js";
+import type { HealthEndpoint } from "../test-support/health-endpoint.js";
+import { readSse } from "../test-support/sse-reader.js";
+import { connectListedAgent, connectTestAgent, startTestControlPlane } from "../test-support/test-agent.js";
 import type { TestAgent, TestControlPlane } from "../test-support/test-agent.js";
 import type { ReportJson } from "./report-json.js";
 import { SSE_SAMPLES_CHUNK } from "./run-routes.js";
-
-/** A health endpoint the test flips between 200 and 500. */
-async function health(): Promise<{ url: string; setStatus: (s: number) => void; close: () => Promise<void> }> {
-  let status = 200;
-  const server: Server = createServer((_req, res) => {
-    res.statusCode = status;
-    res.end(status === 200 ? "ok" : "broken");
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  return {
-    url: `http://127.0.0.1:${port}/health`,
-    setStatus: (s) => (status = s),
-    close: () =>
-      new Promise((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
 
 const spec = (url: string, wait: string, failuresToAbort = 3) => `apiVersion: firedrill/v1
 kind: Experiment
@@ -50,53 +31,16 @@ spec:
     - { http: { url: "${url}", intervalMs: 100, timeoutMs: 1500, failuresToAbort: ${failuresToAbort} } }
 `;
 
-interface SseEvent {
-  event: string;
-  data: any;
-}
-
-/** Reads a server-sent event stream until `end` (or the stream closes). */
-async function readSse(url: string, token: string, onEvent: (e: SseEvent) => void): Promise<SseEvent[]> {
-  const res = await fetch(url, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(30_000) });
-  expect(res.headers.get("content-type")).toBe("text/event-stream");
-  const events: SseEvent[] = [];
-  const decoder = new TextDecoder();
-  let buffer = "";
-  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-    buffer += decoder.decode(chunk, { stream: true });
-    let cut: number;
-    while ((cut = buffer.indexOf("\n\n")) >= 0) {
-      const block = buffer.slice(0, cut);
-      buffer = buffer.slice(cut + 2);
-      let event = "message";
-      let data = "";
-      for (const line of block.split("\n")) {
-        if (line.startsWith("event: ")) event = line.slice(7);
-        else if (line.startsWith("data: ")) data += line.slice(6);
-      }
-      if (data === "") continue; // a keep-alive comment
-      const e = { event, data: JSON.parse(data) };
-      events.push(e);
-      onEvent(e);
-      if (event === "end") return events;
-    }
-  }
-  return events;
-}
-
 describe("stop-condition samples over the API", () => {
   let tcp: TestControlPlane;
-  let endpoint: Awaited<ReturnType<typeof health>>;
+  let endpoint: HealthEndpoint;
   let agent: TestAgent;
 
   beforeEach(async () => {
     tcp = await startTestControlPlane();
-    endpoint = await health();
+    endpoint = await healthEndpoint();
     // The target group must match a host, though the run only waits.
-    agent = connectTestAgent({ address: tcp.cp.grpcAddress, token: tcp.token() });
-    agent.hello();
-    await agent.next("welcome");
-    for (let i = 0; i < 100 && !(await tcp.api("GET", "/api/v1/agents/agent-1")).body.agent?.connected; i++) await new Promise((r) => setTimeout(r, 50));
+    agent = await connectListedAgent(tcp);
   });
   afterEach(async () => {
     agent.cancel();
@@ -145,7 +89,7 @@ describe("stop-condition samples over the API", () => {
     db.close();
 
     const seen: string[] = [];
-    const events = await readSse(`${tcp.cp.httpUrl}/api/v1/runs/${id}/events?samples=1`, tcp.adminToken(), (e) => seen.push(e.event));
+    const events = await readSse(`${tcp.cp.httpUrl}/api/v1/runs/${id}/events?samples=1`, tcp.adminToken(), (e) => seen.push(e.event), 30_000);
     const kinds = [...new Set(seen)];
     expect(kinds).toEqual(["run-event", "samples", "sample", "end"]);
     // In order: the timeline so far, the stored samples (chunked), then live ones, and the end last.
@@ -172,10 +116,10 @@ describe("stop-condition samples over the API", () => {
     expect(streamed).toEqual(stored);
 
     // The stream the CLI reads has none of this.
-    const plain = await readSse(`${tcp.cp.httpUrl}/api/v1/runs/${id}/events`, tcp.adminToken(), () => {});
+    const plain = await readSse(`${tcp.cp.httpUrl}/api/v1/runs/${id}/events`, tcp.adminToken(), () => {}, 30_000);
     expect(new Set(plain.map((e) => e.event))).toEqual(new Set(["run-event", "end"]));
     // An ended run: its stored samples, then the end.
-    const after = await readSse(`${tcp.cp.httpUrl}/api/v1/runs/${id}/events?samples=1&after=999999`, tcp.adminToken(), () => {});
+    const after = await readSse(`${tcp.cp.httpUrl}/api/v1/runs/${id}/events?samples=1&after=999999`, tcp.adminToken(), () => {}, 30_000);
     expect(after.map((e) => e.event)).toEqual(["samples", "samples", "samples", "end"]);
   });
 

@@ -267,6 +267,18 @@ export async function startTestControlPlane(overrides: Partial<ControlPlaneOptio
   return handle;
 }
 
+/**
+ * A test agent ("agent-1") connected to `tcp`, welcomed, and listed as connected by the API (so a
+ * run's target group matches it); waits up to 5 s for the listing.
+ */
+export async function connectListedAgent(tcp: TestControlPlane): Promise<TestAgent> {
+  const agent = connectTestAgent({ address: tcp.cp.grpcAddress, token: tcp.token() });
+  agent.hello();
+  await agent.next("welcome");
+  for (let i = 0; i < 100 && !(await tcp.api("GET", "/api/v1/agents/agent-1")).body.agent?.connected; i++) await new Promise((r) => setTimeout(r, 50));
+  return agent;
+}
+
 /** An enrolled test identity: its id, key and certificate, and credentials for Connect. */
 export interface EnrolledIdentity {
   agentId: string;
