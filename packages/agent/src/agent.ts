@@ -266,6 +266,7 @@ async function runAgent(
       protectedPids: () => [1, process.pid, process.ppid, ...(guard?.pid() !== undefined ? [guard.pid()!] : [])],
       processProtection: await processProtection(options),
       networkExclusions: await computeNetworkExclusions(options.server, options.management ?? []),
+      controlPlaneHost: splitServer(options.server).host,
     },
     log: log.child({ component: "runtime" }),
     holder: selfProcess(),

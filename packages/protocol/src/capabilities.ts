@@ -20,6 +20,10 @@ export const FAULT_KIND_REQUIREMENTS: Readonly<Record<string, readonly HostCapab
   "network-delay": ["root", "tc", "netem"],
   "network-loss": ["root", "nftables"],
   "network-blackhole": ["root", "nftables"],
+  "network-bandwidth": ["root", "tc"],
+  "network-reject": ["root", "nftables"],
+  "dns-fault": ["root", "nftables"],
+  "service-stop": ["root", "systemd"],
 };
 
 /** The capabilities `kind` needs that a host lacks, given what it reported. */

@@ -12,3 +12,4 @@ export { formatDuration, parseDuration } from "./params.js";
 export { UnsafePathError, checkTrustedDir, octalMode, userName } from "./trusted-dir.js";
 export type { TrustedDirOptions } from "./trusted-dir.js";
 export { plural } from "./text.js";
+export { protectedUnitReason, unitNameProblem } from "./faults/service-stop.js";

@@ -8,10 +8,16 @@ import type { FieldIssue } from "./params.js";
 import { parseCpuBurnParams } from "./faults/cpu-burn.js";
 import type { CpuBurnParams } from "./faults/cpu-burn.js";
 import { parseDiskFillParams, type DiskFillParams } from "./faults/disk-fill.js";
+import { parseMemoryStressParams, type MemoryStressParams } from "./faults/memory-stress.js";
+import { parseIoStressParams, type IoStressParams } from "./faults/io-stress.js";
 import { parseProcessKillParams, parseProcessStopParams, type ProcessKillParams, type ProcessStopParams } from "./faults/process-kill.js";
 import { parseNetworkDelayParams, type NetworkDelayParams } from "./faults/network-delay.js";
 import { parseNetworkLossParams, type NetworkLossParams } from "./faults/network-loss.js";
 import { parseNetworkBlackholeParams, type NetworkBlackholeParams } from "./faults/network-blackhole.js";
+import { parseNetworkBandwidthParams, type NetworkBandwidthParams } from "./faults/network-bandwidth.js";
+import { parseNetworkRejectParams, type NetworkRejectParams } from "./faults/network-reject.js";
+import { parseDnsFaultParams, type DnsFaultParams } from "./faults/dns-fault.js";
+import { parseServiceStopParams, type ServiceStopParams } from "./faults/service-stop.js";
 
 export type { CpuBurnParams } from "./faults/cpu-burn.js";
 
@@ -22,11 +28,17 @@ export type ParamParser<P> = (reader: ParamReader) => P;
 export const FAULT_KIND_PARAMS = {
   "cpu-burn": parseCpuBurnParams as ParamParser<CpuBurnParams>,
   "disk-fill": parseDiskFillParams as ParamParser<DiskFillParams>,
+  "memory-stress": parseMemoryStressParams as ParamParser<MemoryStressParams>,
+  "io-stress": parseIoStressParams as ParamParser<IoStressParams>,
   "process-kill": parseProcessKillParams as ParamParser<ProcessKillParams>,
   "process-stop": parseProcessStopParams as ParamParser<ProcessStopParams>,
   "network-delay": parseNetworkDelayParams as ParamParser<NetworkDelayParams>,
   "network-loss": parseNetworkLossParams as ParamParser<NetworkLossParams>,
   "network-blackhole": parseNetworkBlackholeParams as ParamParser<NetworkBlackholeParams>,
+  "network-bandwidth": parseNetworkBandwidthParams as ParamParser<NetworkBandwidthParams>,
+  "network-reject": parseNetworkRejectParams as ParamParser<NetworkRejectParams>,
+  "dns-fault": parseDnsFaultParams as ParamParser<DnsFaultParams>,
+  "service-stop": parseServiceStopParams as ParamParser<ServiceStopParams>,
 } as const;
 
 /** A fault kind name. */
@@ -36,11 +48,17 @@ export type FaultKind = keyof typeof FAULT_KIND_PARAMS;
 export interface FaultParamsByKind {
   "cpu-burn": CpuBurnParams;
   "disk-fill": DiskFillParams;
+  "memory-stress": MemoryStressParams;
+  "io-stress": IoStressParams;
   "process-kill": ProcessKillParams;
   "process-stop": ProcessStopParams;
   "network-delay": NetworkDelayParams;
   "network-loss": NetworkLossParams;
   "network-blackhole": NetworkBlackholeParams;
+  "network-bandwidth": NetworkBandwidthParams;
+  "network-reject": NetworkRejectParams;
+  "dns-fault": DnsFaultParams;
+  "service-stop": ServiceStopParams;
 }
 
 /** The names of all fault kinds. */

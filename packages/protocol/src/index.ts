@@ -37,6 +37,18 @@ export type { FieldIssue } from "./params.js";
 export { FAULT_KINDS, FAULT_KIND_PARAMS, isFaultKind, parseFaultParams, validateFaultRequest } from "./fault-kinds.js";
 export type { CpuBurnParams, FaultKind, FaultParamsByKind, ParamParser, ValidFaultRequest } from "./fault-kinds.js";
 export { MAX_PROCESSES } from "./faults/process-kill.js";
+export { DNS_FAULT_LIMITS, DNS_FAULT_MODES, matchDomainGlob } from "./faults/dns-fault.js";
+export type { DnsFaultMode, DnsFaultParams } from "./faults/dns-fault.js";
+export { MEMORY_STRESS_MAX_PERCENT, MEMORY_STRESS_MIN_RESERVE, MEMORY_STRESS_MIN_RESERVE_PERCENT, memoryReserveBytes } from "./faults/memory-stress.js";
+export type { MemoryStressParams } from "./faults/memory-stress.js";
+export { IO_STRESS_MAX_BLOCK, IO_STRESS_MIN_BLOCK } from "./faults/io-stress.js";
+export type { IoStressParams } from "./faults/io-stress.js";
+export { PROTECTED_UNITS, STOPPABLE_UNIT_TYPES, UNIT_NAME_MAX, protectedUnitReason, unitNameProblem } from "./faults/service-stop.js";
+export type { ServiceStopMode, ServiceStopParams } from "./faults/service-stop.js";
+export { NETWORK_BANDWIDTH_LIMITS, formatRate, parseRate } from "./faults/network-bandwidth.js";
+export type { NetworkBandwidthParams } from "./faults/network-bandwidth.js";
+export { REJECT_WITH } from "./faults/network-reject.js";
+export type { NetworkRejectParams, RejectWith } from "./faults/network-reject.js";
 export {
   CMDLINE_MATCH_BYTES,
   PATTERN_MAX_LENGTH,

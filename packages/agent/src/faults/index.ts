@@ -3,11 +3,17 @@
  */
 import { cpuBurn } from "./cpu-burn.js";
 import { diskFill } from "./disk-fill.js";
+import { ioStress } from "./io-stress.js";
+import { memoryStress } from "./memory-stress.js";
 import { processKill } from "./process-kill.js";
 import { processStop } from "./process-stop.js";
 import { networkDelay } from "./network-delay.js";
 import { networkLoss } from "./network-loss.js";
 import { networkBlackhole } from "./network-blackhole.js";
+import { networkBandwidth } from "./network-bandwidth.js";
+import { networkReject } from "./network-reject.js";
+import { dnsFault } from "./dns-fault.js";
+import { serviceStop } from "./service-stop.js";
 import type { FaultKindDefinition } from "./types.js";
 
 export type {
@@ -31,5 +37,5 @@ export function createFaultRegistry(kinds: FaultKindDefinition[]): FaultRegistry
 
 /** Every fault kind shipped with the agent. */
 export function createDefaultFaultRegistry(): FaultRegistry {
-  return createFaultRegistry([cpuBurn as FaultKindDefinition, diskFill as FaultKindDefinition, processKill as FaultKindDefinition, processStop as FaultKindDefinition, networkDelay as FaultKindDefinition, networkLoss as FaultKindDefinition, networkBlackhole as FaultKindDefinition]);
+  return createFaultRegistry([cpuBurn as FaultKindDefinition, diskFill as FaultKindDefinition, memoryStress as FaultKindDefinition, ioStress as FaultKindDefinition, processKill as FaultKindDefinition, processStop as FaultKindDefinition, networkDelay as FaultKindDefinition, networkLoss as FaultKindDefinition, networkBlackhole as FaultKindDefinition, networkBandwidth as FaultKindDefinition, networkReject as FaultKindDefinition, dnsFault as FaultKindDefinition, serviceStop as FaultKindDefinition]);
 }

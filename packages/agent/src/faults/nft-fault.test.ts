@@ -133,7 +133,7 @@ describe.skipIf(!!skipReason)("network-loss and network-blackhole in a throwaway
     expect(kind.validate({ destinations: ["10.213.254.2"] }, host).nft.ruleset).toContain("ip daddr 10.213.254.2 counter drop");
   });
 
-  it("every shape of ruleset is accepted by the real nft (nft --check: loss/blackhole × direction × IPv4/IPv6 × ports)", () => {
+  it("every shape of ruleset is accepted by the real nft (nft --check: loss/blackhole/reject × direction × IPv4/IPv6 × ports)", () => {
     const exclusions = parseExclusions([
       ...host.networkExclusions,
       ...sshExclusions([2222]),
@@ -143,7 +143,7 @@ describe.skipIf(!!skipReason)("network-loss and network-blackhole in a throwaway
     ]);
     const destinationSets = [undefined, [parseBlock("10.0.0.0/8"), parseBlock("192.0.2.7")], [parseBlock("2001:db8::/32"), parseBlock("10.1.0.0/16")]];
     let checked = 0;
-    for (const action of [{ kind: "loss", percent: 25 }, { kind: "blackhole" }] as const) {
+    for (const action of [{ kind: "loss", percent: 25 }, { kind: "blackhole" }, { kind: "reject", with: "admin-prohibited" }] as const) {
       for (const direction of ["egress", "ingress", "both"] as const) {
         for (const destinations of destinationSets) {
           for (const ports of [undefined, [443], [80, 443]]) {
@@ -156,7 +156,7 @@ describe.skipIf(!!skipReason)("network-loss and network-blackhole in a throwaway
         }
       }
     }
-    expect(checked).toBe(54);
+    expect(checked).toBe(81);
     expect(nftTables(ns)).toEqual([]);
   });
 

@@ -1,5 +1,5 @@
 /**
- * What network-loss and network-blackhole share: an nftables table owned by firedrill
+ * What network-loss, network-blackhole and network-reject share: an nftables table owned by firedrill
  * (`table inet firedrill`), created in one atomic `nft -f -` transaction and deleted on revert.
  *
  * The journal record holds the table's family and name (and, once created, its kernel handle, so
@@ -40,7 +40,12 @@ const DIRECTION_TEXT = { egress: "going out", ingress: "coming in", both: "both 
 function actsOn(params: NftFaultParams, action: NftAction): string {
   const where = params.destinations ? params.destinations.map(blockText).join(", ") : "every address";
   const ports = params.ports ? `, remote ${params.ports.length === 1 ? "port" : "ports"} ${params.ports.join(", ")} (tcp, udp)` : "";
-  const what = action.kind === "loss" ? `${action.percent}% of packets dropped` : "every packet dropped";
+  const what =
+    action.kind === "loss"
+      ? `${action.percent}% of packets dropped`
+      : action.kind === "reject"
+        ? `TCP refused (reset), UDP answered with ICMP ${action.with}; other protocols pass`
+        : "every packet dropped";
   return `acts on: ${where}${ports}, ${DIRECTION_TEXT[params.direction]}: ${what}`;
 }
 
@@ -59,7 +64,8 @@ function explainNftError(err: unknown, kind: string): Error {
   const perm = permissionHint(err.stderr);
   if (perm) return new Error(`${perm} (${err.message})`);
   if (/Operation not supported|Protocol not supported|not supported/i.test(err.stderr)) {
-    return new Error(`${kind} needs nftables support in the kernel (nf_tables, nft_numgen), which this kernel does not provide: ${err.stderr.trim()}`);
+    const modules = kind === "network-reject" ? "nf_tables, nft_reject_inet" : "nf_tables, nft_numgen";
+    return new Error(`${kind} needs nftables support in the kernel (${modules}), which this kernel does not provide: ${err.stderr.trim()}`);
   }
   return err;
 }
@@ -68,10 +74,12 @@ function toJson(record: NftRevertRecord): JsonObject {
   return { ...record } as unknown as JsonObject;
 }
 
-/** Counters of the fault's drop rules. */
-interface DropCounters {
+/** Counters of the fault's drop (or reject) rules. */
+export interface DropCounters {
   matched: number;
   dropped: number;
+  /** Packets each rule acted on, by the rule's comment (summed over chains and families). */
+  byComment: Record<string, number>;
 }
 
 async function readCounters(run: CommandRunner): Promise<DropCounters | undefined> {
@@ -80,7 +88,7 @@ async function readCounters(run: CommandRunner): Promise<DropCounters | undefine
   const parsed = JSON.parse(result.stdout.trim() || "{}") as {
     nftables?: { rule?: { comment?: string; expr?: { counter?: { packets: number } }[] } }[];
   };
-  const totals: DropCounters = { matched: 0, dropped: 0 };
+  const totals: DropCounters = { matched: 0, dropped: 0, byComment: {} };
   for (const entry of parsed.nftables ?? []) {
     const rule = entry.rule;
     if (!rule?.comment?.startsWith("firedrill ")) continue;
@@ -88,6 +96,7 @@ async function readCounters(run: CommandRunner): Promise<DropCounters | undefine
     // loss rules count twice: packets matched, then packets dropped; blackhole rules once.
     totals.matched += counters[0] ?? 0;
     totals.dropped += counters[counters.length - 1] ?? 0;
+    totals.byComment[rule.comment] = (totals.byComment[rule.comment] ?? 0) + (counters[counters.length - 1] ?? 0);
   }
   return totals;
 }
@@ -165,7 +174,7 @@ export function createNftFaultKind<P extends NftFaultParams>(spec: {
       }
       ctx.log.info({ table: `${record.family} ${record.table}`, handle: record.handle, chains: plan.nft.chains, details: plan.details }, `${spec.kind} running`);
 
-      let last: Record<string, number> = spec.measurements(plan.params, { matched: 0, dropped: 0 });
+      let last: Record<string, number> = spec.measurements(plan.params, { matched: 0, dropped: 0, byComment: {} });
       let polling = false;
       const poll = async () => {
         if (polling) return;

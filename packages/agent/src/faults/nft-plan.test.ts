@@ -34,6 +34,41 @@ describe("the nftables ruleset of network-loss and network-blackhole", () => {
     ]);
   });
 
+  it("reject, egress, destinations and ports: TCP gets a reset, then UDP the ICMP error asked for; other protocols pass", () => {
+    const { ruleset, chains } = buildNftPlan({
+      action: { kind: "reject", with: "admin-prohibited" },
+      destinations: [parseBlock("10.1.0.0/16"), parseBlock("2001:db8::/32")],
+      ports: [5432],
+      direction: "egress",
+      exclusions: EXCLUSIONS.slice(0, 1),
+    });
+    expect(chains).toEqual(["egress"]);
+    expect(ruleset.split("\n")).toEqual([
+      "create table inet firedrill",
+      "add chain inet firedrill egress { type filter hook output priority -10; policy accept; }",
+      'add rule inet firedrill egress ip daddr 10.0.0.5 meta l4proto { tcp, udp } th dport 7443 accept comment "excluded: the control plane (cp.example.com:7443)"',
+      'add rule inet firedrill egress ip daddr 10.1.0.0/16 meta l4proto { tcp, udp } th dport 5432 meta l4proto tcp counter reject with tcp reset comment "firedrill network-reject tcp reset"',
+      'add rule inet firedrill egress ip6 daddr 2001:db8::/32 meta l4proto { tcp, udp } th dport 5432 meta l4proto tcp counter reject with tcp reset comment "firedrill network-reject tcp reset"',
+      'add rule inet firedrill egress ip daddr 10.1.0.0/16 meta l4proto { tcp, udp } th dport 5432 meta l4proto udp counter reject with icmpx type admin-prohibited comment "firedrill network-reject udp icmpx"',
+      'add rule inet firedrill egress ip6 daddr 2001:db8::/32 meta l4proto { tcp, udp } th dport 5432 meta l4proto udp counter reject with icmpx type admin-prohibited comment "firedrill network-reject udp icmpx"',
+      "",
+    ]);
+  });
+
+  it("reject of everything, both ways: loopback and the exclusions accepted first, in each chain", () => {
+    const { ruleset } = buildNftPlan({ action: { kind: "reject", with: "port-unreachable" }, direction: "both", exclusions: EXCLUSIONS.slice(3, 4) });
+    expect(ruleset.split("\n").filter((l) => l.startsWith("add rule"))).toEqual([
+      'add rule inet firedrill egress meta nfproto ipv4 meta l4proto { tcp, udp } th dport 53 accept comment "excluded: DNS"',
+      'add rule inet firedrill egress oifname "lo" accept comment "excluded: loopback"',
+      'add rule inet firedrill egress meta l4proto tcp counter reject with tcp reset comment "firedrill network-reject tcp reset"',
+      'add rule inet firedrill egress meta l4proto udp counter reject with icmpx type port-unreachable comment "firedrill network-reject udp icmpx"',
+      'add rule inet firedrill ingress meta nfproto ipv4 meta l4proto { tcp, udp } th sport 53 accept comment "excluded: DNS"',
+      'add rule inet firedrill ingress iifname "lo" accept comment "excluded: loopback"',
+      'add rule inet firedrill ingress meta l4proto tcp counter reject with tcp reset comment "firedrill network-reject tcp reset"',
+      'add rule inet firedrill ingress meta l4proto udp counter reject with icmpx type port-unreachable comment "firedrill network-reject udp icmpx"',
+    ]);
+  });
+
   it("blackhole, both directions, everything: ingress matches the remote side (saddr, sport); loopback is left alone", () => {
     const { ruleset, chains } = buildNftPlan({ action: { kind: "blackhole" }, direction: "both", exclusions: EXCLUSIONS.slice(0, 1) });
     expect(chains).toEqual(["egress", "ingress"]);

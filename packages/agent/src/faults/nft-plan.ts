@@ -1,5 +1,5 @@
 /**
- * The nftables ruleset of network-loss and network-blackhole, built as text from validated
+ * The nftables ruleset of network-loss, network-blackhole and network-reject, built as text from validated
  * parameters only, and loaded in one atomic transaction with `nft -f -`.
  *
  * Shape (loss 30% to 10.1.0.0/16 port 443, egress):
@@ -33,8 +33,14 @@ type NetworkDirection = FaultParamsByKind["network-loss"]["direction"];
 /** Hook priority of the chains: before the usual filter chains (priority 0). */
 export const NFT_PRIORITY = -10;
 
-/** What the drop rule does: drop a share of the packets, or all of them. */
-export type NftAction = { kind: "loss"; percent: number } | { kind: "blackhole" };
+/** The ICMP answer of a reject (nftables `icmpx` type). */
+export type NftRejectWith = FaultParamsByKind["network-reject"]["with"];
+
+/**
+ * What the fault's rules do: drop a share of the packets, or all of them, or reject TCP and UDP
+ * (a TCP reset; an ICMP error of type `with` for UDP; other protocols pass).
+ */
+export type NftAction = { kind: "loss"; percent: number } | { kind: "blackhole" } | { kind: "reject"; with: NftRejectWith };
 
 /** What the ruleset is built from. */
 export interface NftPlanInput {
@@ -80,7 +86,29 @@ function exclusionMatch(e: ParsedExclusion, chain: (typeof CHAINS)[keyof typeof 
 }
 
 function describe(action: NftAction): string {
-  return action.kind === "loss" ? `firedrill network-loss ${action.percent}%` : "firedrill network-blackhole";
+  if (action.kind === "loss") return `firedrill network-loss ${action.percent}%`;
+  return action.kind === "reject" ? "firedrill network-reject" : "firedrill network-blackhole";
+}
+
+/** The comments of network-reject's two rules (its counters are read by them). */
+export const REJECT_COMMENTS = { tcp: "firedrill network-reject tcp reset", udp: "firedrill network-reject udp icmpx" } as const;
+
+/**
+ * The verdicts of an action, each with its comment: one rule for loss and blackhole; two for
+ * reject, TCP first (a reset: the connect fails at once with ECONNREFUSED), then UDP (an ICMP error).
+ */
+function verdicts(action: NftAction): string[] {
+  switch (action.kind) {
+    case "loss":
+      return [`counter numgen random mod 100 < ${action.percent} counter drop comment "${safeComment(describe(action))}"`];
+    case "blackhole":
+      return [`counter drop comment "${safeComment(describe(action))}"`];
+    case "reject":
+      return [
+        `meta l4proto tcp counter reject with tcp reset comment "${REJECT_COMMENTS.tcp}"`,
+        `meta l4proto udp counter reject with icmpx type ${action.with} comment "${REJECT_COMMENTS.udp}"`,
+      ];
+  }
 }
 
 /** Builds the ruleset text. Pure: runs nothing. Every value in it comes from validated input. */
@@ -96,14 +124,13 @@ export function buildNftPlan(input: NftPlanInput): NftPlan {
     // Cutting off the whole host leaves loopback alone, as a real network failure would.
     if (!input.destinations) rule(`${c.lo} "lo" accept comment "excluded: loopback"`);
     const ports = input.ports ? [portMatch(input.ports, c.port)] : [];
-    const verdict =
-      input.action.kind === "loss" ? `counter numgen random mod 100 < ${input.action.percent} counter drop` : "counter drop";
-    const comment = `comment "${safeComment(describe(input.action))}"`;
-    if (!input.destinations) rule([...ports, verdict, comment].join(" "));
-    else {
-      for (const fam of [4, 6] as const) {
-        const blocks = input.destinations.filter((b) => b.family === fam);
-        if (blocks.length > 0) rule([addressMatch(blocks, c.addr), ...ports, verdict, comment].join(" "));
+    for (const verdict of verdicts(input.action)) {
+      if (!input.destinations) rule([...ports, verdict].join(" "));
+      else {
+        for (const fam of [4, 6] as const) {
+          const blocks = input.destinations.filter((b) => b.family === fam);
+          if (blocks.length > 0) rule([addressMatch(blocks, c.addr), ...ports, verdict].join(" "));
+        }
       }
     }
   }

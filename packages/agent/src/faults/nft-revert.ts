@@ -1,5 +1,5 @@
 /**
- * The revert half of network-loss and network-blackhole: deletes firedrill's nftables table from
+ * The revert half of network-loss, network-blackhole and network-reject: deletes firedrill's nftables table from
  * the journal record alone (restart, `recover`, the guard), and how the running fault's revert
  * does the same. Only nft through net-command.ts: the guard loads this without the rest of the
  * agent. See nft-fault.ts.
@@ -69,7 +69,7 @@ export function nftRecordFromJson(revert: JsonObject): NftRevertRecord {
 }
 
 /**
- * Reverts a network-loss or network-blackhole from its journal record alone: deletes our table if
+ * Reverts a network-loss, network-blackhole or network-reject from its journal record alone: deletes our table if
  * it is still there (the very one, by handle) and checks that it is gone. Idempotent.
  */
 export async function revertNftRecord(revert: JsonObject, { log }: { log: Logger }, run: CommandRunner = runCommand): Promise<void> {

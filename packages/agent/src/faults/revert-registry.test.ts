@@ -17,9 +17,15 @@ describe("the revert registry (what the guard loads)", () => {
       ["process-kill", { repeat: true }, true],
       ["process-stop", { pids: "nope" }, false],
       ["disk-fill", { file: "/etc/passwd", dir: "/etc" }, false],
+      ["memory-stress", { child: { pid: 1, startTime: 0 } }, false],
+      ["io-stress", { file: "/etc/passwd", dir: "/etc", child: { pid: 2, startTime: "x" } }, false],
       ["network-delay", { device: 1 }, false],
       ["network-loss", { family: "ip", table: "filter" }, false],
       ["network-blackhole", { family: "inet", table: "nat" }, false],
+      ["dns-fault", { family: "inet", table: "firedrill" }, false],
+      ["network-bandwidth", { device: "eth0", handle: "1:" }, false],
+      ["network-reject", { family: "inet", table: "filter" }, false],
+      ["service-stop", { unit: "ssh.service", mode: "stop", phase: "stopping", wasActive: true }, false],
     ];
     const outcome = (registry: RevertRegistry, [kind, revert, holderAlive]: (typeof cases)[number]) =>
       registry.get(kind)!.revertRecord(revert, { log, holderAlive }).then(

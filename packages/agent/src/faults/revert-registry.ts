@@ -7,9 +7,14 @@
  */
 import { revertCpuBurnRecord } from "./cpu-burn-revert.js";
 import { revertDiskFillRecord } from "./disk-fill-revert.js";
+import { revertIoStressRecord } from "./io-stress-revert.js";
+import { revertMemoryStressRecord } from "./memory-stress-revert.js";
 import { revertNetworkDelayRecord } from "./network-delay-revert.js";
+import { revertNetworkBandwidthRecord } from "./network-bandwidth-revert.js";
 import { revertNftRecord } from "./nft-revert.js";
+import { revertDnsFaultRecord } from "./dns-fault-revert.js";
 import { revertProcessKillRecord, revertProcessStopRecord } from "./process-revert.js";
+import { revertServiceStopRecord } from "./service-stop-revert.js";
 import type { FaultKindDefinition } from "./types.js";
 
 /** How one fault kind is reverted from its journal record. */
@@ -23,10 +28,16 @@ export function createRevertRegistry(): RevertRegistry {
   return new Map<string, FaultReverter>([
     ["cpu-burn", { revertRecord: revertCpuBurnRecord }],
     ["disk-fill", { revertRecord: revertDiskFillRecord }],
+    ["memory-stress", { revertRecord: revertMemoryStressRecord }],
+    ["io-stress", { revertRecord: revertIoStressRecord }],
     ["process-kill", { revertRecord: revertProcessKillRecord }],
     ["process-stop", { revertRecord: revertProcessStopRecord }],
     ["network-delay", { revertRecord: (revert, ctx) => revertNetworkDelayRecord(revert, ctx) }],
     ["network-loss", { revertRecord: (revert, ctx) => revertNftRecord(revert, ctx) }],
     ["network-blackhole", { revertRecord: (revert, ctx) => revertNftRecord(revert, ctx) }],
+    ["network-bandwidth", { revertRecord: (revert, ctx) => revertNetworkBandwidthRecord(revert, ctx) }],
+    ["network-reject", { revertRecord: (revert, ctx) => revertNftRecord(revert, ctx) }],
+    ["dns-fault", { revertRecord: (revert, ctx) => revertDnsFaultRecord(revert, ctx) }],
+    ["service-stop", { revertRecord: (revert, ctx) => revertServiceStopRecord(revert, ctx) }],
   ]);
 }

@@ -74,13 +74,14 @@ export interface TcPlan {
 
 function u32Filter(
   device: string,
+  parent: string,
   block: CidrBlock,
   pref: string,
   flowid: string,
   port?: { field: "dport" | "sport"; value: number; proto: 6 | 17 },
 ): string[] {
   const v4 = block.family === 4;
-  const args = ["filter", "add", "dev", device, "parent", DELAY_ROOT_HANDLE, "protocol", v4 ? "ip" : "ipv6", "pref", pref, "u32"];
+  const args = ["filter", "add", "dev", device, "parent", parent, "protocol", v4 ? "ip" : "ipv6", "pref", pref, "u32"];
   args.push("match", v4 ? "ip" : "ip6", "dst", block.text);
   if (port) {
     args.push("match", v4 ? "ip" : "ip6", "protocol", String(port.proto), "0xff");
@@ -94,23 +95,31 @@ function u32Filter(
 
 const PROTO_NUMBERS = { tcp: [6], udp: [17] } as const;
 
-function filtersFor(device: string, match: TcMatch, kind: "exclusion" | "target"): string[][] {
-  const pref = PREF[kind][match.block.family];
-  const flowid = kind === "exclusion" ? NORMAL_CLASS : DELAY_CLASS;
+/**
+ * The u32 filters (one, or one per protocol with a port) sending `match` to `flowid` under the
+ * qdisc `parent` of `device`, at `pref`. A remote port matches the destination port, a local one
+ * the source port (outgoing packets). Shared with network-bandwidth (bandwidth-plan.ts).
+ */
+export function u32Filters(device: string, parent: string, match: TcMatch, pref: string, flowid: string): string[][] {
   const field = match.port !== undefined ? "dport" : match.localPort !== undefined ? "sport" : undefined;
   const value = match.port ?? match.localPort;
-  if (field === undefined || value === undefined) return [u32Filter(device, match.block, pref, flowid)];
+  if (field === undefined || value === undefined) return [u32Filter(device, parent, match.block, pref, flowid)];
   const protos: readonly (6 | 17)[] = match.protocol ? PROTO_NUMBERS[match.protocol] : [6, 17];
-  return protos.map((proto) => u32Filter(device, match.block, pref, flowid, { field, value, proto }));
+  return protos.map((proto) => u32Filter(device, parent, match.block, pref, flowid, { field, value, proto }));
+}
+
+function filtersFor(device: string, match: TcMatch, kind: "exclusion" | "target"): string[][] {
+  return u32Filters(device, DELAY_ROOT_HANDLE, match, PREF[kind][match.block.family], kind === "exclusion" ? NORMAL_CLASS : DELAY_CLASS);
 }
 
 /** The blocks "every destination" stands for. */
-const EVERYWHERE: CidrBlock[] = [
+export const EVERYWHERE: CidrBlock[] = [
   { family: 4, prefix: 0, first: 0n, last: (1n << 32n) - 1n, text: "0.0.0.0/0" },
   { family: 6, prefix: 0, first: 0n, last: (1n << 128n) - 1n, text: "::/0" },
 ];
 
-const LOOPBACK: TcMatch[] = [
+/** Loopback, never shaped (it does not leave by a real device anyway). */
+export const LOOPBACK: TcMatch[] = [
   { block: { family: 4, prefix: 8, first: 0x7f000000n, last: 0x7fffffffn, text: "127.0.0.0/8" } },
   { block: { family: 6, prefix: 128, first: 1n, last: 1n, text: "::1/128" } },
 ];

@@ -50,6 +50,11 @@ export interface HostInfo {
   processProtection?: ProcessProtectionConfig;
   /** Traffic every network fault excludes. */
   networkExclusions: NetworkExclusion[];
+  /**
+   * The host part of the control plane's address (--server), a name or an address: dns-fault never
+   * faults lookups of that name.
+   */
+  controlPlaneHost?: string;
 }
 
 /** Handed to a fault while it runs. */

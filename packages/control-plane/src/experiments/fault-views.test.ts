@@ -27,9 +27,33 @@ describe("describeEffect", () => {
     expect(describeEffect("network-delay", at({ delay_ms_asked: 100, jitter_ms_asked: 10, delayed_packets: 5000, netem_drops: 0, netem_queue: 0, installed: 1 }))).toBe(
       "5000 packets delayed by 100 ms ± 10 ms",
     );
+    expect(
+      describeEffect(
+        "network-bandwidth",
+        at(
+          { rate_asked_mbit: 10, installed: 1 },
+          { rate_asked_mbit: 10, rate_achieved_mbit: 9.83, sent_bytes: 2_400_000, dropped_packets: 0, overlimits: 300 },
+          { rate_asked_mbit: 10, rate_achieved_mbit: 4.1, sent_bytes: 48_210_000, dropped_packets: 12, overlimits: 900 },
+        ),
+      ),
+    ).toBe("limited to 10 Mbit/s, up to 9.8 Mbit/s achieved, 48.2 MB sent through the limit, 12 packets dropped by its queue");
+    expect(describeEffect("network-bandwidth", at({ rate_asked_mbit: 0.5, installed: 1 }))).toBe("limited to 0.5 Mbit/s");
+    expect(describeEffect("network-reject", at({ packets_rejected: 35, tcp_packets_reset: 30, udp_packets_rejected: 5 }))).toBe(
+      "35 packets rejected (30 TCP resets, 5 UDP answered with ICMP)",
+    );
+    expect(describeEffect("network-reject", at({ packets_rejected: 0, tcp_packets_reset: 0, udp_packets_rejected: 0 }))).toBe("0 packets rejected");
     expect(describeEffect("process-kill", at({ killed: 3, processes: 3, came_back: 3, last_pids: 1, rounds: 1 }))).toBe("3 processes killed, 3 came back");
     expect(describeEffect("process-kill", at({ killed: 1, came_back: 0 }))).toBe("1 process killed, 0 came back");
     expect(describeEffect("process-stop", at({ processes: 2, stopped: 2, gone: 0 }, { processes: 2, stopped: 1, gone: 1 }))).toBe("2 of 2 processes stopped, 1 gone");
+    const down = { active: 0, restarts_seen: 0, was_active: 1 };
+    expect(describeEffect("service-stop", at(down, down), { unit: "fd-demo.service" })).toBe("fd-demo.service stopped, down for the whole fault; started again on revert");
+    expect(describeEffect("service-stop", at(down, { ...down, active: 1 }), { unit: "web.service" })).toBe(
+      "web.service stopped, but up again during the fault (started by something else: a socket, a timer, a dependency, by hand); started again on revert if down",
+    );
+    expect(describeEffect("service-stop", at({ ...down, active: 1, restarts_seen: 1 }), { unit: "web.service", mode: "kill" })).toBe(
+      "web.service killed (SIGKILL); systemd restarted it 1 time; started again on revert if down",
+    );
+    expect(describeEffect("service-stop", at({ active: 0, restarts_seen: 0, was_active: 0 }), { unit: "fd-idle.service" })).toBe("fd-idle.service was not active: nothing stopped, left as it was");
   });
 
   it("lists the last measurements of a kind it has no words for, and says when there are none", () => {

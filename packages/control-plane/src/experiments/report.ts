@@ -257,7 +257,7 @@ export function buildFaultViews(
     if (f.measurements && Object.keys(f.measurements).length > 0 && (!lastPoint || !sameMeasurements(lastPoint.m, f.measurements))) {
       series.push({ at: Math.max(lastPoint?.at ?? 0, f.endedAt ?? f.updatedAt), m: f.measurements });
     }
-    host.faults.push({ faultId: f.id, kind: f.kind, state: f.state, step: stepOf.get(f.id) ?? null, effect: describeEffect(f.kind, series), series: thinSeries(series, MAX_SERIES_POINTS) });
+    host.faults.push({ faultId: f.id, kind: f.kind, state: f.state, step: stepOf.get(f.id) ?? null, effect: describeEffect(f.kind, series, f.params), series: thinSeries(series, MAX_SERIES_POINTS) });
   }
   const hosts = [...byAgent.values()].sort((a, b) => (a.hostname ?? a.agentId).localeCompare(b.hostname ?? b.agentId) || a.agentId.localeCompare(b.agentId));
   return { faultWindows, hosts };

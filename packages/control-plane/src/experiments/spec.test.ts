@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { FAULT_KINDS } from "@firedrill/protocol";
 import { describe, expect, it } from "vitest";
 import { ExperimentSpecError, formatSpecIssue, parseExperiment } from "./spec.js";
 import type { Experiment, SpecIssue } from "./types.js";
@@ -45,7 +46,8 @@ function issuesOf(text: string): SpecIssue[] {
 }
 
 const STEP0 = (fields: string) => `    - { name: burn, fault: cpu-burn, target: web, ${fields} }`;
-const KINDS = "cpu-burn, disk-fill, process-kill, process-stop, network-delay, network-loss, network-blackhole, ec2-terminate, ec2-stop, ec2-reboot, aws-network-disrupt";
+// Every agent fault kind the protocol knows, then the control plane's cloud kinds.
+const KINDS = [...FAULT_KINDS, "ec2-terminate", "ec2-stop", "ec2-reboot", "aws-network-disrupt"].join(", ");
 const AWS_WEB = "      selector: { aws: { autoScalingGroups: [web-asg] } }";
 
 interface Case {

@@ -54,7 +54,11 @@ export function parseSize(value: JsonValue | undefined): number | undefined {
   return Math.floor(bytes);
 }
 
-function readSize(reader: ParamReader, name: string, opts: { min: number; default?: number }): number | undefined {
+/**
+ * Reads a size parameter (see {@link parseSize}); problems are collected by the reader. Shared by the
+ * kinds that take sizes (disk-fill, memory-stress, io-stress).
+ */
+export function readSize(reader: ParamReader, name: string, opts: { min: number; default?: number }): number | undefined {
   const raw = reader.raw(name);
   if (raw === undefined) return opts.default;
   const bytes = parseSize(raw);
