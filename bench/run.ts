@@ -2,6 +2,10 @@
  * Runs the benchmarks and prints their tables:
  *   pnpm bench              all
  *   pnpm bench burn         cpu-burn accuracy (asked vs measured)
+ *   pnpm bench bandwidth    network-bandwidth accuracy: asked rate vs TCP throughput and tc's class rate between
+ *                           namespace hosts, 1/10/50/100 mbit (goal: within 5 %)
+ *   pnpm bench memory-hold  memory-stress accuracy: asked vs held (agent and the holder's RssAnon) for 128 MiB-1 GiB
+ *                           and a percent of RAM (goal: within 5 %), time to hold, stop → memory back
  *   pnpm bench lease        revert time after the control plane is SIGKILLed
  *   pnpm bench agent-cap    agent RSS with 40 stacked cpu-burns asked and its fault caps reached (goal < 150 MB)
  *   pnpm bench patterns     catastrophic process patterns: RE2 vs backtracking RegExp, whole selections
@@ -23,12 +27,14 @@
 import { benchAbortLatency } from "./abort-latency.js";
 import { benchAgentCap } from "./agent-cap.js";
 import { benchAuth } from "./auth.js";
+import { benchBandwidth } from "./bandwidth.js";
 import { benchBurnAccuracy } from "./burn-accuracy.js";
 import { benchCloudRevert } from "./cloud-revert.js";
 import { benchConsole } from "./console.js";
 import { benchFleet } from "./fleet.js";
 import { benchFootprint } from "./footprint.js";
 import { benchLeaseRevert } from "./lease-revert.js";
+import { benchMemoryHold } from "./memory-hold.js";
 import { benchNetworkRevert } from "./network-revert.js";
 import { benchProcessPatterns } from "./process-patterns.js";
 import { benchReconnect } from "./reconnect.js";
@@ -38,6 +44,8 @@ import { killAll } from "../test/support/processes.js";
 const which = process.argv[2] ?? "all";
 try {
   if (which === "all" || which === "burn") await benchBurnAccuracy();
+  if (which === "all" || which === "bandwidth") await benchBandwidth();
+  if (which === "all" || which === "memory-hold") await benchMemoryHold();
   if (which === "all" || which === "lease") await benchLeaseRevert();
   if (which === "all" || which === "agent-cap") await benchAgentCap();
   if (which === "all" || which === "patterns") await benchProcessPatterns();

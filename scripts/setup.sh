@@ -18,6 +18,10 @@ command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v git >/dev/null 2>&1 || missing+=(git)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
+# dns-fault tests: a real resolver (dnsmasq-base: the binary only, no service listening on :53)
+# in a namespace, and dig to query it.
+command -v dnsmasq >/dev/null 2>&1 || missing+=(dnsmasq-base)
+command -v dig >/dev/null 2>&1 || missing+=(dnsutils)
 command -v fallocate >/dev/null 2>&1 || missing+=(util-linux)
 # systemd-host tests: Debian roots built once with debootstrap, booted with systemd-nspawn.
 command -v systemd-nspawn >/dev/null 2>&1 || missing+=(systemd-container)

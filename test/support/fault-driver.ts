@@ -31,7 +31,7 @@ const holdMs = Math.min(Number(opt("hold-ms") ?? 0), 60_000);
 const runtime = new FaultRuntime({
   registry: createDefaultFaultRegistry(),
   journal: new Journal(stateDir),
-  host: { cpuCount: 1, stateDir, protectedPids: () => [process.pid], networkExclusions: await computeNetworkExclusions(server) },
+  host: { cpuCount: 1, stateDir, protectedPids: () => [process.pid], networkExclusions: await computeNetworkExclusions(server), controlPlaneHost: server.replace(/:\d+$/, "").replace(/^\[(.*)\]$/, "$1") },
   log: createLogger("silent"),
   holder: selfProcess(),
   progressIntervalMs: 60_000,
