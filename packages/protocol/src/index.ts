@@ -35,6 +35,7 @@ export {
 } from "./params.js";
 export type { FieldIssue } from "./params.js";
 export { FAULT_KINDS, FAULT_KIND_PARAMS, isFaultKind, parseFaultParams, validateFaultRequest } from "./fault-kinds.js";
+export { describeFaultParams } from "./fault-summary.js";
 export type { CpuBurnParams, FaultKind, FaultParamsByKind, ParamParser, ValidFaultRequest } from "./fault-kinds.js";
 export { MAX_PROCESSES } from "./faults/process-kill.js";
 export { DNS_FAULT_LIMITS, DNS_FAULT_MODES, matchDomainGlob } from "./faults/dns-fault.js";

@@ -35,7 +35,7 @@ export function renderPlan(plan: RunPlan): string {
       ["STEP", "DOES", "AFTER", "DURATION", "HOSTS"],
       plan.steps.map((s) => [
         s.name,
-        s.type === "wait" ? "wait" : `${s.fault} on ${s.target}`,
+        s.type === "wait" ? "wait" : `${s.fault}${s.summary ? `: ${s.summary}` : ""} on ${s.target}`,
         s.startAfter.join(", ") || "-",
         formatDuration(s.durationMs),
         s.type === "wait" ? "-" : s.hosts.map((h) => h.hostname).join(", ") || "(none)",

@@ -54,7 +54,7 @@ export function Dag({ steps, progress, runEnded, runCompleted }: { steps: readon
               <div key={s.name} class={`dag-node dag-${state}`} role="listitem" data-step={s.name} data-state={state}>
                 <div class="dag-name">{s.name}</div>
                 <div class="small">
-                  {s.type === "wait" ? "wait" : s.fault} · {fmtDuration(s.durationMs)}
+                  {s.type === "wait" ? "wait" : s.summary ? `${s.fault}: ${s.summary}` : s.fault} · {fmtDuration(s.durationMs)}
                   {s.type !== "wait" && ` · ${s.instances ? plural(s.instances.length, "instance") : plural(s.hosts.length, "host")}`}
                 </div>
                 {s.startAfter.length > 0 && <div class="small muted">after {s.startAfter.join(", ")}</div>}

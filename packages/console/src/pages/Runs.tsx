@@ -72,7 +72,7 @@ export function PlanView({ plan, experiment }: { plan: RunPlan; experiment?: { n
           return (
             <tr key={s.name}>
               <td>{s.name}</td>
-              <td>{s.type === "wait" ? "wait" : `${s.fault ?? s.type}${s.target ? ` on ${s.target}` : ""}`}</td>
+              <td>{s.type === "wait" ? "wait" : `${s.fault ?? s.type}${s.summary ? `: ${s.summary}` : ""}${s.target ? ` on ${s.target}` : ""}`}</td>
               <td class="small">
                 {s.instances ? plural(s.instances.length, "instance") : plural(s.hosts.length, "host")}
                 {s.hosts.length > 0 && s.hosts.length <= 5 && `: ${s.hosts.map((h) => h.hostname).join(", ")}`}

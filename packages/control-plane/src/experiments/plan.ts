@@ -2,6 +2,7 @@
  * The plan of a run: targets resolved once, every guardrail evaluated, hosts per step. `firedrill
  * plan` shows it without acting; `firedrill run` computes it the same way and then executes it.
  */
+import { describeFaultParams } from "@firedrill/protocol";
 import type { JsonObject } from "@firedrill/protocol";
 import type { Scope } from "../auth/scope.js";
 import { isCloudFaultKind } from "../aws/faults.js";
@@ -50,6 +51,8 @@ export interface PlannedStep {
   fault?: string;
   target?: string;
   params?: Record<string, unknown>;
+  /** What the fault does, in one line from its parameters, e.g. "NXDOMAIN for *.payments.internal" (host fault kinds). */
+  summary?: string;
   durationMs: number;
   startAfter: string[];
   hosts: PlannedHost[];
@@ -155,6 +158,7 @@ export function createPlan(input: PlanInput): RunPlan {
             fault: step.fault,
             target: step.target,
             params: step.params,
+            ...summaryOf(step.fault, step.params),
             durationMs: step.durationMs,
             startAfter: step.startAfter,
             hosts: (targets[step.target]?.selected ?? []).map(host),
@@ -223,4 +227,10 @@ export async function previewPlan(plan: RunPlan, hub: Pick<AgentHub, "preview">,
   await Promise.all(Array.from({ length: Math.min(concurrency, jobs.length) }, worker));
   jobs.forEach((job, i) => previews[job.step]!.push(results[i]!));
   return { ...plan, steps: plan.steps.map((step, i) => (previews[i] ? { ...step, previews: previews[i] } : step)) };
+}
+
+/** `{ summary }` for a host fault kind whose parameters parse, else nothing. */
+function summaryOf(kind: string, params: Record<string, unknown> | undefined): { summary?: string } {
+  const summary = describeFaultParams(kind, (params ?? {}) as JsonObject);
+  return summary === undefined ? {} : { summary };
 }
