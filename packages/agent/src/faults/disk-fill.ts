@@ -133,61 +133,73 @@ export function planFillBytes(params: DiskFillParams, dir: string, usage: DiskUs
 
 const PATH_ALTERNATIVE = "or give a directory on the same filesystem that only root can change (its mount point, or /var/tmp for the root filesystem)";
 
-/** Checks `path` and the directories on the way; returns its real path. Thrown: InvalidFaultRequestError. */
-function checkPath(dir: string): string {
+/** Checks `dir` and the directories on the way; returns its real path. Thrown: InvalidFaultRequestError. Shared with io-stress. */
+export function checkFaultPath(dir: string, purpose: string): string {
   try {
     return checkTrustedDir(dir, { label: "the directory", why: PATH_WHY, final: "sticky-ok", alternative: PATH_ALTERNATIVE });
   } catch (err) {
     if (err instanceof UnsafePathError) refuse("path", err.message);
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === "ENOENT") refuse("path", `${dir} does not exist; give an existing directory on the filesystem to fill`);
+    if (code === "ENOENT") refuse("path", `${dir} does not exist; give an existing directory on the filesystem to ${purpose}`);
     refuse("path", `${dir} cannot be checked (${(err as Error).message})`);
   }
 }
 
-function validate(params: JsonObject): DiskFillPlan {
-  const parsed = parseFaultParams("disk-fill", params);
-  const given = resolve(parsed.path);
+/**
+ * Checks the directory a fault writes under (`path`: it exists, is a directory, it and the
+ * directories on the way are trusted, the agent's folder in it is sound when there) and returns its
+ * real path and the agent's folder in it. `purpose` ends the refusals ("fill", "stress"). Thrown:
+ * InvalidFaultRequestError. Shared with io-stress.
+ */
+export function checkFaultDir(path: string, purpose: string): { dir: string; fillDir: string } {
+  const given = resolve(path);
   let isDir: boolean;
   try {
     isDir = statSync(given).isDirectory();
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    refuse("path", code === "ENOENT" ? `${given} does not exist; give an existing directory on the filesystem to fill` : `${given} cannot be read (${code})`);
+    refuse("path", code === "ENOENT" ? `${given} does not exist; give an existing directory on the filesystem to ${purpose}` : `${given} cannot be read (${code})`);
   }
-  if (!isDir) refuse("path", `${given} is not a directory; give a directory on the filesystem to fill`);
-  const dir = checkPath(given);
+  if (!isDir) refuse("path", `${given} is not a directory; give a directory on the filesystem to ${purpose}`);
+  const dir = checkFaultPath(given, purpose);
   const fillDir = join(dir, FILL_DIR_NAME);
   try {
     checkFillDir(fillDir);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") refuse("path", (err as Error).message);
   }
+  return { dir, fillDir };
+}
+
+function validate(params: JsonObject): DiskFillPlan {
+  const parsed = parseFaultParams("disk-fill", params);
+  const { dir, fillDir } = checkFaultDir(parsed.path, "fill");
   const { bytes, expectedPercent } = planFillBytes(parsed, dir, readDiskUsage(dir));
   return { ...parsed, dir, fillDir, bytes, expectedPercent };
 }
 
 /** The fill file, open for the fault's whole life. */
-interface OpenFill {
+export interface OpenFill {
   handle: FileHandle;
   id: FileId;
 }
 
 /**
- * Creates the agent's folder (0700, a real directory of the agent's user) and the fill file in it,
- * exclusively and never through a link, and keeps it open. `path` is checked again first: time
- * passed since validation.
+ * Creates the agent's folder (0700, a real directory of the agent's user) in a checked directory
+ * and `file` in it, exclusively and never through a link, and keeps it open. `dir` is checked again
+ * first: time passed since validation. `purpose` ends the refusals ("fill", "stress"). Shared with
+ * io-stress.
  */
-async function createFill(plan: DiskFillPlan, file: string): Promise<OpenFill> {
-  checkPath(plan.dir);
+export async function createFaultFile(dir: string, fillDir: string, file: string, purpose: string): Promise<OpenFill> {
+  checkFaultPath(dir, purpose);
   for (let attempt = 1; ; attempt++) {
     try {
-      mkdirSync(plan.fillDir, { mode: 0o700 });
+      mkdirSync(fillDir, { mode: 0o700 });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
     }
     try {
-      checkFillDir(plan.fillDir);
+      checkFillDir(fillDir);
     } catch (err) {
       refuse("path", (err as Error).message);
     }
@@ -196,7 +208,7 @@ async function createFill(plan: DiskFillPlan, file: string): Promise<OpenFill> {
       const handle = await open(file, constants.O_CREAT | constants.O_EXCL | constants.O_RDWR | constants.O_NOFOLLOW, 0o600);
       return { handle, id: idOf(await handle.stat({ bigint: true })) };
     } catch (err) {
-      // Another fill on this path removed the (then empty) folder in between: make it again.
+      // Another fault on this path (disk-fill, io-stress) removed the (then empty) folder in between: make it again.
       if ((err as NodeJS.ErrnoException).code !== "ENOENT" || attempt >= 3) throw err;
     }
   }
@@ -279,7 +291,7 @@ export function createDiskFill(options: DiskFillOptions = {}): FaultKindDefiniti
       const file = join(plan.fillDir, `${ctx.faultId}.fill`);
       // Plan again against the filesystem as it is now: time passed since validation.
       const { bytes, expectedPercent } = planFillBytes(plan, plan.dir, readDiskUsage(plan.dir));
-      const { handle, id } = await createFill(plan, file);
+      const { handle, id } = await createFaultFile(plan.dir, plan.fillDir, file, "fill");
       const fd = handle.fd;
       const state = { written: 0, abort: false, done: false };
       let method: "fallocate" | "write" = "fallocate";

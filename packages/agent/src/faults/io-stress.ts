@@ -19,16 +19,13 @@
  * file through the agent's descriptor and remove it, as disk-fill does; from the journal record
  * alone (guard, restart) the same, the file found by device and inode.
  */
-import { constants, fstatSync, mkdirSync, statSync } from "node:fs";
-import { open } from "node:fs/promises";
-import type { FileHandle } from "node:fs/promises";
-import { join, resolve } from "node:path";
-import { InvalidFaultRequestError, UnsafePathError, checkTrustedDir, parseFaultParams } from "@firedrill/protocol";
+import { fstatSync } from "node:fs";
+import { join } from "node:path";
+import { InvalidFaultRequestError, parseFaultParams } from "@firedrill/protocol";
 import type { IoStressParams, JsonObject } from "@firedrill/protocol";
-import { readDiskUsage } from "./disk-fill.js";
+import { checkFaultDir, createFaultFile, readDiskUsage } from "./disk-fill.js";
 import type { DiskUsage } from "./disk-fill.js";
-import { FILL_DIR_NAME, PATH_WHY, checkFillDir, formatBytes, idOf, removeNames, truncateOpen } from "./disk-fill-revert.js";
-import type { FileId } from "./disk-fill-revert.js";
+import { formatBytes, removeNames, truncateOpen } from "./disk-fill-revert.js";
 import { killChild } from "./held-child.js";
 import { IO_CHILD, revertIoStressRecord } from "./io-stress-revert.js";
 import { spawnStressChild } from "./stress-child.js";
@@ -86,64 +83,11 @@ export function checkIoFileFits(params: Pick<IoStressParams, "fileSize" | "keepF
   if (percentAfter > MAX_PERCENT) refuse("fileSize", `${what} would push usage to ${pct(percentAfter)}, past the limit ${MAX_PERCENT}%; ${fix}`);
 }
 
-const PATH_ALTERNATIVE = "or give a directory on the same filesystem that only root can change (its mount point, or /var/tmp for the root filesystem)";
-
-/** Checks `path` and the directories on the way; returns its real path. Thrown: InvalidFaultRequestError. */
-function checkPath(dir: string): string {
-  try {
-    return checkTrustedDir(dir, { label: "the directory", why: PATH_WHY, final: "sticky-ok", alternative: PATH_ALTERNATIVE });
-  } catch (err) {
-    if (err instanceof UnsafePathError) refuse("path", err.message);
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === "ENOENT") refuse("path", `${dir} does not exist; give an existing directory on the filesystem to stress`);
-    refuse("path", `${dir} cannot be checked (${(err as Error).message})`);
-  }
-}
-
 function validate(params: JsonObject): IoStressPlan {
   const parsed = parseFaultParams("io-stress", params);
-  const given = resolve(parsed.path);
-  let isDir: boolean;
-  try {
-    isDir = statSync(given).isDirectory();
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    refuse("path", code === "ENOENT" ? `${given} does not exist; give an existing directory on the filesystem to stress` : `${given} cannot be read (${code})`);
-  }
-  if (!isDir) refuse("path", `${given} is not a directory; give a directory on the filesystem to stress`);
-  const dir = checkPath(given);
-  const fillDir = join(dir, FILL_DIR_NAME);
-  try {
-    checkFillDir(fillDir);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "ENOENT") refuse("path", (err as Error).message);
-  }
+  const { dir, fillDir } = checkFaultDir(parsed.path, "stress");
   checkIoFileFits(parsed, dir, readDiskUsage(dir));
   return { ...parsed, dir, fillDir };
-}
-
-/** Creates the agent's folder and the working file in it, exclusively and never through a link; `path` checked again first. */
-async function createWorkingFile(plan: IoStressPlan, file: string): Promise<{ handle: FileHandle; id: FileId }> {
-  checkPath(plan.dir);
-  for (let attempt = 1; ; attempt++) {
-    try {
-      mkdirSync(plan.fillDir, { mode: 0o700 });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-    }
-    try {
-      checkFillDir(plan.fillDir);
-    } catch (err) {
-      refuse("path", (err as Error).message);
-    }
-    try {
-      const handle = await open(file, constants.O_CREAT | constants.O_EXCL | constants.O_RDWR | constants.O_NOFOLLOW, 0o600);
-      return { handle, id: idOf(await handle.stat({ bigint: true })) };
-    } catch (err) {
-      // A disk-fill on the same path removed the (then empty) folder in between: make it again.
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT" || attempt >= 3) throw err;
-    }
-  }
 }
 
 /**
@@ -321,7 +265,7 @@ export const ioStress: FaultKindDefinition<IoStressPlan> = {
     const file = join(plan.fillDir, `${ctx.faultId}.io.fill`);
     // Checked again against the filesystem as it is now: time passed since validation.
     checkIoFileFits(plan, plan.dir, readDiskUsage(plan.dir));
-    const { handle, id } = await createWorkingFile(plan, file);
+    const { handle, id } = await createFaultFile(plan.dir, plan.fillDir, file, "stress");
     const fd = handle.fd;
     let child: StressChild | undefined;
     let released = false;

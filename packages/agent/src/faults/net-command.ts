@@ -4,6 +4,8 @@
  * node:child_process: the guard loads this without the rest of the agent.
  */
 import { spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import type { Readable } from "node:stream";
 import { findExecutable } from "../executables.js";
 
 /** The output of a finished command. */
@@ -51,31 +53,55 @@ export const runCommand: CommandRunner = (program, args, opts = {}) => {
   if (!path) {
     return Promise.reject(new NetCommandError(`${program} is not installed: ${INSTALL_HINT[program]}`, [program, ...args], null, ""));
   }
-  return new Promise((resolve, reject) => {
+  // In the executor: a spawn that throws rejects.
+  return new Promise((resolve) => {
     const child = spawn(path, [...args], { stdio: ["pipe", "pipe", "pipe"] });
+    const done = collectChild(child, COMMAND_TIMEOUT_MS);
+    child.stdin.on("error", () => {}); // the program may exit before reading stdin
+    child.stdin.end(opts.input ?? "");
+    resolve(
+      done.then((r) => {
+        if (r.end === "error") throw new NetCommandError(`could not run ${program}: ${r.error.message}`, [program, ...args], null, r.stderr);
+        if (r.end === "timeout") {
+          throw new NetCommandError(`${program} ${args.join(" ")} did not finish within ${COMMAND_TIMEOUT_MS / 1000}s`, [program, ...args], null, r.stderr);
+        }
+        return { code: r.code, stdout: r.stdout, stderr: r.stderr };
+      }),
+    );
+  });
+};
+
+/** How a child run by collectChild ended: it closed (exit code, 1 when killed by a signal), timed out, or could not be run. */
+export type ChildOutcome =
+  | { end: "closed"; code: number; stdout: string; stderr: string }
+  | { end: "timeout"; stderr: string }
+  | { end: "error"; error: Error; stderr: string };
+
+/**
+ * Collects a spawned child's stdout and stderr until it closes, killing it (SIGKILL) after
+ * `timeoutMs`. Never rejects: the outcome says how it ended. Shared with service-stop's systemctl.
+ */
+export function collectChild(child: ChildProcess & { stdout: Readable; stderr: Readable }, timeoutMs: number): Promise<ChildOutcome> {
+  return new Promise((resolve) => {
     let stdout = "";
     let stderr = "";
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
       child.kill("SIGKILL");
-    }, COMMAND_TIMEOUT_MS);
+    }, timeoutMs);
     child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
     child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    child.once("error", (err) => {
+    child.once("error", (error) => {
       clearTimeout(timer);
-      reject(new NetCommandError(`could not run ${program}: ${err.message}`, [program, ...args], null, stderr));
+      resolve({ end: "error", error, stderr });
     });
     child.once("close", (code) => {
       clearTimeout(timer);
-      if (timedOut) {
-        reject(new NetCommandError(`${program} ${args.join(" ")} did not finish within ${COMMAND_TIMEOUT_MS / 1000}s`, [program, ...args], null, stderr));
-      } else resolve({ code: code ?? 1, stdout, stderr });
+      resolve(timedOut ? { end: "timeout", stderr } : { end: "closed", code: code ?? 1, stdout, stderr });
     });
-    child.stdin.on("error", () => {}); // the program may exit before reading stdin
-    child.stdin.end(opts.input ?? "");
   });
-};
+}
 
 /** Runs a command and throws NetCommandError (with what it said) unless it exits 0. */
 export async function runChecked(run: CommandRunner, program: NetTool, args: readonly string[], opts: { input?: string } = {}): Promise<string> {

@@ -8,7 +8,7 @@ import type { JsonObject } from "@firedrill/protocol/core";
 import type { Logger } from "pino";
 import { NetCommandError, runCommand } from "./net-command.js";
 import type { CommandRunner } from "./net-command.js";
-import { readQdiscs } from "./network-delay-revert.js";
+import { removeRootQdisc } from "./network-delay-revert.js";
 
 /** The root handle network-bandwidth reserves on a device (network-delay's is 1f1d:). */
 export const BANDWIDTH_ROOT_HANDLE = "1f1b:";
@@ -32,25 +32,7 @@ const DEVICE_NAME = /^(?!\.{1,2}$)[A-Za-z0-9_.-]{1,15}$/;
  * that no longer exists, or a root that is not ours, counts as reverted: nothing else is touched.
  */
 export async function removeBandwidth(run: CommandRunner, record: BandwidthRevertRecord, log: Logger): Promise<void> {
-  if (!record.installed) return;
-  const before = await readQdiscs(run, record.device);
-  if (!before) {
-    log.info({ device: record.device }, "the device is gone; nothing to revert");
-    return;
-  }
-  if (before.find((q) => q.root)?.handle === record.handle) {
-    const del = await run("tc", ["qdisc", "del", "dev", record.device, "root", "handle", record.handle]);
-    if (del.code !== 0) log.warn({ device: record.device, stderr: del.stderr.trim() }, "tc qdisc del failed; checking whether the qdisc is gone anyway");
-  } else {
-    log.info({ device: record.device, handle: record.handle }, "the network-bandwidth qdisc is not on the device (any more)");
-  }
-  const after = await readQdiscs(run, record.device);
-  if (after?.find((q) => q.root)?.handle === record.handle) {
-    throw new Error(
-      `the network-bandwidth qdisc (root handle ${record.handle}) is still on ${record.device} after tc qdisc del; remove it with \`tc qdisc del dev ${record.device} root handle ${record.handle}\``,
-    );
-  }
-  log.info({ device: record.device, handle: record.handle, restored: after?.find((q) => q.root)?.kind ?? "default" }, "network-bandwidth qdisc removed");
+  await removeRootQdisc(run, record, log, "network-bandwidth");
 }
 
 /** The record out of the journal; thrown when it lacks the device or names a handle that is not ours. */

@@ -15,31 +15,18 @@
  *   the first tc command; revert deletes our root (by handle) if it is still there and checks it is
  *   gone. Nothing else on the device is touched.
  */
-import { InvalidFaultRequestError, formatRate, parseFaultParams } from "@firedrill/protocol";
+import { formatRate, parseFaultParams } from "@firedrill/protocol";
 import type { FaultParamsByKind, JsonObject } from "@firedrill/protocol";
-import {
-  LOOPBACK_EXCLUSIONS,
-  NetCommandError,
-  blockText,
-  defaultRouteDevice,
-  describeExclusions,
-  faultExclusions,
-  interfaceExists,
-  listInterfaces,
-  parseExclusions,
-  permissionHint,
-  refuseExcludedTargets,
-  runChecked,
-  runCommand,
-} from "./net-common.js";
+import { LOOPBACK_EXCLUSIONS, describeExclusions, faultExclusions, parseExclusions, refuseExcludedTargets, runCommand } from "./net-common.js";
 import type { CommandRunner, SshPortScanner } from "./net-common.js";
 import { BANDWIDTH_CLASS, BANDWIDTH_ROOT_HANDLE, buildBandwidthPlan } from "./bandwidth-plan.js";
 import type { BandwidthPlan } from "./bandwidth-plan.js";
 import { readClassCounters, removeBandwidth, revertNetworkBandwidthRecord } from "./network-bandwidth-revert.js";
 import type { BandwidthRevertRecord, ClassCounters } from "./network-bandwidth-revert.js";
 import { readQdiscs } from "./network-delay-revert.js";
-import type { QdiscInfo } from "./network-delay-revert.js";
-import type { InterfaceLookup } from "./network-delay.js";
+import { pollEvery, revertOnce } from "./running.js";
+import { HOST_INTERFACES, classifyQdiscs, explainTcError, foreignQdiscMessage, installTcPlan, resolveDevice, targetText, tcExclusions, toJson } from "./tc-common.js";
+import type { InterfaceLookup } from "./tc-common.js";
 import { DELAY_ROOT_HANDLE } from "./tc-plan.js";
 import type { FaultContext, FaultKindDefinition, FaultPreviewResult, HostInfo, RunningFault } from "./types.js";
 
@@ -55,9 +42,6 @@ export interface NetworkBandwidthPlan extends NetworkBandwidthParams {
   details: string[];
 }
 
-/** The ingress/clsact pseudo-qdiscs hang here; they are not part of the egress tree. */
-const INGRESS_PARENT = "ffff:fff1";
-
 /** The message for a kernel without sch_htb. */
 export const MISSING_HTB_MESSAGE =
   "network-bandwidth needs the sch_htb kernel module, which this kernel does not have: load it with `modprobe sch_htb` (it ships with every major distribution's kernel)";
@@ -68,36 +52,6 @@ function staleMessage(device: string, handle: string): string {
     `a firedrill ${which} qdisc (root handle ${handle}) is already on ${device}: another network fault is running, or one was left behind by an agent that could not clean up. ` +
     `If no firedrill network fault is running on this host, run \`firedrill-agent recover\`; if it is still there afterwards, remove it with \`tc qdisc del dev ${device} root handle ${handle}\``
   );
-}
-
-function foreignMessage(device: string, q: QdiscInfo): string {
-  const where = q.root ? "root qdisc" : `qdisc under ${q.parent ?? "?"}`;
-  return (
-    `${device} has a ${where} someone configured (${q.kind} ${q.handle}); network-bandwidth replaces the root qdisc and could not restore it exactly afterwards, so it refuses. ` +
-    `Use another interface, or remove that configuration first (it is not firedrill's)`
-  );
-}
-
-/** What is on the device: a firedrill root (stale), someone else's configuration, or the kernel's default. */
-function classify(qdiscs: QdiscInfo[]): { state: "firedrill"; handle: string } | { state: "foreign"; qdisc: QdiscInfo } | { state: "default"; root?: QdiscInfo } {
-  const root = qdiscs.find((q) => q.root);
-  if (root && (root.handle === BANDWIDTH_ROOT_HANDLE || root.handle === DELAY_ROOT_HANDLE)) return { state: "firedrill", handle: root.handle };
-  const configured = qdiscs.find((q) => q.parent !== INGRESS_PARENT && q.handle !== "0:");
-  if (configured) return { state: "foreign", qdisc: configured };
-  return root ? { state: "default", root } : { state: "default" };
-}
-
-/** Turns a tc failure into what the operator should know. */
-function explainTcError(err: unknown, device: string): Error {
-  if (!(err instanceof NetCommandError)) return err as Error;
-  const said = err.stderr;
-  if (/Specified qdisc kind is unknown/i.test(said)) return new Error(MISSING_HTB_MESSAGE);
-  const perm = permissionHint(said);
-  if (perm) return new Error(`${perm} (${err.message})`);
-  if (/Exclusivity flag on|NLM_F_REPLACE needed/i.test(said)) {
-    return new Error(`${device} got a root qdisc someone configured while network-bandwidth was starting; it refuses to replace it. Nothing was changed`);
-  }
-  return err;
 }
 
 /** Options of the network-bandwidth kind (seams for tests). */
@@ -114,8 +68,6 @@ export interface NetworkBandwidthOptions {
   now?: () => number;
 }
 
-const HOST_INTERFACES: InterfaceLookup = { exists: interfaceExists, list: listInterfaces, defaultDevice: defaultRouteDevice };
-
 /** Rounds to three decimals (a kbit/s in Mbit/s). */
 function mbit(bitsPerSecond: number): number {
   return Math.round(bitsPerSecond / 1000) / 1000;
@@ -130,19 +82,7 @@ export function createNetworkBandwidth(options: NetworkBandwidthOptions = {}): F
 
   function validate(params: JsonObject, host: HostInfo): NetworkBandwidthPlan {
     const parsed = parseFaultParams("network-bandwidth", params);
-    let device = parsed.interface;
-    if (device === undefined) {
-      device = interfaces.defaultDevice();
-      if (!device) {
-        throw new InvalidFaultRequestError([
-          { field: "params.interface", message: `is required on this host: it has no default route to take the device from; name one of: ${interfaces.list().join(", ")}` },
-        ]);
-      }
-    } else if (!interfaces.exists(device)) {
-      throw new InvalidFaultRequestError([
-        { field: "params.interface", message: `${JSON.stringify(device)}: no such network interface on this host; use one of: ${interfaces.list().join(", ")}` },
-      ]);
-    }
+    const device = resolveDevice(parsed.interface, interfaces);
     // Read here, just before start(): sshd's ports as they are now.
     const { exclusions, ssh } = faultExclusions(host, options.sshPorts);
     refuseExcludedTargets(parsed.destinations, parsed.ports, [...exclusions, ...parseExclusions(LOOPBACK_EXCLUSIONS)]);
@@ -152,18 +92,11 @@ export function createNetworkBandwidth(options: NetworkBandwidthOptions = {}): F
       ...(parsed.burstBytes !== undefined ? { burstBytes: parsed.burstBytes } : {}),
       ...(parsed.destinations ? { destinations: parsed.destinations } : {}),
       ...(parsed.ports ? { ports: parsed.ports } : {}),
-      exclusions: exclusions.map((e) => ({
-        block: e.block,
-        ...(e.port !== undefined ? { port: e.port } : {}),
-        ...(e.localPort !== undefined ? { localPort: e.localPort } : {}),
-        ...(e.protocol !== undefined ? { protocol: e.protocol } : {}),
-      })),
+      exclusions: tcExclusions(exclusions),
     });
-    const where = parsed.destinations ? parsed.destinations.map(blockText).join(", ") : "every address";
-    const ports = parsed.ports ? `, remote ${parsed.ports.length === 1 ? "port" : "ports"} ${parsed.ports.join(", ")} (tcp, udp)` : "";
     const asked = parsed.rateText && !/^\d+(\.\d+)?\s*[kmg]?bit$/i.test(parsed.rateText) ? ` (${parsed.rateText})` : "";
     const details = [
-      `acts on: ${where}${ports}, going out on ${device}: limited to ${formatRate(parsed.rateBitsPerSecond)}${asked}, burst ${tc.burstBytes} bytes`,
+      `acts on: ${targetText(parsed.destinations, parsed.ports)}, going out on ${device}: limited to ${formatRate(parsed.rateBitsPerSecond)}${asked}, burst ${tc.burstBytes} bytes`,
       ...describeExclusions(exclusions, { loopback: true, ssh }),
     ];
     return { ...parsed, device, tc, details };
@@ -174,30 +107,20 @@ export function createNetworkBandwidth(options: NetworkBandwidthOptions = {}): F
     const record: BandwidthRevertRecord = { device, handle: plan.tc.handle, installed: false };
     const qdiscs = await readQdiscs(run, device);
     if (!qdiscs) throw new Error(`network interface ${device} does not exist (any more)`);
-    const found = classify(qdiscs);
+    const found = classifyQdiscs(qdiscs, [BANDWIDTH_ROOT_HANDLE, DELAY_ROOT_HANDLE]);
     if (found.state === "firedrill") throw new Error(staleMessage(device, found.handle));
-    if (found.state === "foreign") throw new Error(foreignMessage(device, found.qdisc));
+    if (found.state === "foreign") throw new Error(foreignQdiscMessage("network-bandwidth", device, found.qdisc));
 
     if (found.root) record.previousRoot = { kind: found.root.kind, handle: found.root.handle };
-    record.installed = true;
-    ctx.updateRevert(toJson(record));
-    const [root, ...rest] = plan.tc.install;
-    try {
-      await runChecked(run, "tc", root!);
-    } catch (err) {
-      // The root add is atomic: it failed, so nothing of ours is on the device.
-      record.installed = false;
-      ctx.updateRevert(toJson(record));
-      throw explainTcError(err, device);
-    }
-    try {
-      for (const args of rest) await runChecked(run, "tc", args);
-    } catch (err) {
-      const explained = explainTcError(err, device);
-      ctx.log.error({ err: explained, device }, "network-bandwidth could not be installed completely; removing what was added");
-      await removeBandwidth(run, record, ctx.log).catch((undoErr: unknown) => ctx.log.error({ err: undoErr }, "removing the partial qdisc failed; the journal keeps the record"));
-      throw explained;
-    }
+    await installTcPlan({
+      kind: "network-bandwidth",
+      run,
+      install: plan.tc.install,
+      record,
+      ctx,
+      explain: (err) => explainTcError(err, device, "network-bandwidth", () => MISSING_HTB_MESSAGE),
+      remove: removeBandwidth,
+    });
     ctx.log.info(
       { device, rateBitsPerSecond: plan.rateBitsPerSecond, burstBytes: plan.tc.burstBytes, filters: plan.tc.install.length - 2, limitsEverything: plan.tc.limitsEverything, details: plan.details },
       "network bandwidth limit running",
@@ -206,11 +129,9 @@ export function createNetworkBandwidth(options: NetworkBandwidthOptions = {}): F
     const asked = mbit(plan.rateBitsPerSecond);
     let last: Record<string, number> = { rate_asked_mbit: asked, installed: 1 };
     let previous: { at: number; counters: ClassCounters } | undefined;
-    let polling = false;
-    const poll = async () => {
-      if (polling) return;
-      polling = true;
-      try {
+    const { timer, poll } = pollEvery(
+      measureEvery,
+      async () => {
         const counters = await readClassCounters(run, device, BANDWIDTH_CLASS);
         const at = now();
         // The frame rate through the limited class since the last reading (kept when no time passed).
@@ -229,26 +150,17 @@ export function createNetworkBandwidth(options: NetworkBandwidthOptions = {}): F
         };
         if (!counters) previous = undefined;
         else if (fresh) previous = { at, counters };
-      } catch (err) {
-        ctx.log.debug({ err }, "reading the htb class counters failed");
-      } finally {
-        polling = false;
-      }
-    };
-    const timer = setInterval(() => void poll(), measureEvery);
-    timer.unref();
+      },
+      (err) => ctx.log.debug({ err }, "reading the htb class counters failed"),
+    );
     void poll();
-    let reverted: Promise<void> | undefined;
+    const remove = revertOnce(() => removeBandwidth(run, record, ctx.log));
     return {
       details: plan.details,
       measure: () => last,
       revert() {
         clearInterval(timer);
-        reverted ??= removeBandwidth(run, record, ctx.log).catch((err: unknown) => {
-          reverted = undefined; // let a retry run again
-          throw err;
-        });
-        return reverted;
+        return remove();
       },
     };
   }
@@ -268,10 +180,6 @@ export function createNetworkBandwidth(options: NetworkBandwidthOptions = {}): F
       await revertNetworkBandwidthRecord(revert, { log }, run);
     },
   };
-}
-
-function toJson(record: BandwidthRevertRecord): JsonObject {
-  return { ...record } as unknown as JsonObject;
 }
 
 /** The network-bandwidth fault kind. */

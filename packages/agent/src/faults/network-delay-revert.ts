@@ -42,10 +42,11 @@ export async function readQdiscs(run: CommandRunner, device: string, stats = fal
 }
 
 /**
- * Deletes our root qdisc from the device if it is there, then checks that it is gone. A device
- * that no longer exists, or a root that is not ours, counts as reverted.
+ * Deletes our root qdisc (the record's handle) from the device if it is there, then checks that it
+ * is gone. A device that no longer exists, or a root that is not ours, counts as reverted: nothing
+ * else is touched. `kind` names the fault in logs and errors. Shared with network-bandwidth.
  */
-export async function removeDelay(run: CommandRunner, record: DelayRevertRecord, log: Logger): Promise<void> {
+export async function removeRootQdisc(run: CommandRunner, record: { device: string; handle: string; installed: boolean }, log: Logger, kind: string): Promise<void> {
   if (!record.installed) return;
   const before = await readQdiscs(run, record.device);
   if (!before) {
@@ -55,12 +56,19 @@ export async function removeDelay(run: CommandRunner, record: DelayRevertRecord,
   if (before.find((q) => q.root)?.handle === record.handle) {
     const del = await run("tc", ["qdisc", "del", "dev", record.device, "root", "handle", record.handle]);
     if (del.code !== 0) log.warn({ device: record.device, stderr: del.stderr.trim() }, "tc qdisc del failed; checking whether the qdisc is gone anyway");
+  } else {
+    log.info({ device: record.device, handle: record.handle }, `the ${kind} qdisc is not on the device (any more)`);
   }
   const after = await readQdiscs(run, record.device);
   if (after?.find((q) => q.root)?.handle === record.handle) {
-    throw new Error(`the network-delay qdisc (root handle ${record.handle}) is still on ${record.device} after tc qdisc del; remove it with \`tc qdisc del dev ${record.device} root handle ${record.handle}\``);
+    throw new Error(`the ${kind} qdisc (root handle ${record.handle}) is still on ${record.device} after tc qdisc del; remove it with \`tc qdisc del dev ${record.device} root handle ${record.handle}\``);
   }
-  log.info({ device: record.device, handle: record.handle, restored: after?.find((q) => q.root)?.kind ?? "default" }, "network-delay qdisc removed");
+  log.info({ device: record.device, handle: record.handle, restored: after?.find((q) => q.root)?.kind ?? "default" }, `${kind} qdisc removed`);
+}
+
+/** Deletes network-delay's root qdisc from the device if it is there, then checks that it is gone. */
+export async function removeDelay(run: CommandRunner, record: DelayRevertRecord, log: Logger): Promise<void> {
+  await removeRootQdisc(run, record, log, "network-delay");
 }
 
 /** The record out of the journal; thrown when it lacks the device or the handle. */

@@ -17,6 +17,7 @@ import { NFT_TABLE, buildNftPlan } from "./nft-plan.js";
 import type { NftAction, NftPlan } from "./nft-plan.js";
 import { findTable, removeTable, revertNftRecord } from "./nft-revert.js";
 import type { NftRevertRecord, NftTableInfo } from "./nft-revert.js";
+import { pollEvery, revertOnce } from "./running.js";
 import type { FaultContext, FaultKindDefinition, FaultPreviewResult, HostInfo, RunningFault } from "./types.js";
 
 /** The parameters both kinds share, validated. */
@@ -175,32 +176,21 @@ export function createNftFaultKind<P extends NftFaultParams>(spec: {
       ctx.log.info({ table: `${record.family} ${record.table}`, handle: record.handle, chains: plan.nft.chains, details: plan.details }, `${spec.kind} running`);
 
       let last: Record<string, number> = spec.measurements(plan.params, { matched: 0, dropped: 0, byComment: {} });
-      let polling = false;
-      const poll = async () => {
-        if (polling) return;
-        polling = true;
-        try {
+      const { timer } = pollEvery(
+        measureEvery,
+        async () => {
           const counters = await readCounters(run);
           if (counters) last = spec.measurements(plan.params, counters);
-        } catch (err) {
-          ctx.log.debug({ err }, "reading nft counters failed");
-        } finally {
-          polling = false;
-        }
-      };
-      const timer = setInterval(() => void poll(), measureEvery);
-      timer.unref();
-      let reverted: Promise<void> | undefined;
+        },
+        (err) => ctx.log.debug({ err }, "reading nft counters failed"),
+      );
+      const remove = revertOnce(() => removeTable(run, record, ctx.log));
       return {
         details: plan.details,
         measure: () => last,
         revert() {
           clearInterval(timer);
-          reverted ??= removeTable(run, record, ctx.log).catch((err: unknown) => {
-            reverted = undefined;
-            throw err;
-          });
-          return reverted;
+          return remove();
         },
       };
     },

@@ -9,6 +9,7 @@ import { protectedUnitReason, unitNameProblem } from "@firedrill/protocol/core";
 import type { JsonObject } from "@firedrill/protocol/core";
 import type { Logger } from "pino";
 import { findExecutable } from "../executables.js";
+import { collectChild } from "./net-command.js";
 
 /** What a finished systemctl printed, and its exit code. */
 export interface SystemctlResult {
@@ -38,30 +39,20 @@ export const runSystemctl: SystemctlRunner = (args, opts = {}) => {
   const timeoutMs = opts.timeoutMs ?? SHOW_TIMEOUT_MS;
   const path = findExecutable("systemctl");
   if (!path) return Promise.reject(new ServiceStopError("systemctl is not installed: service-stop needs a host that runs systemd"));
-  return new Promise((resolve, reject) => {
+  // In the executor: a spawn that throws rejects.
+  return new Promise((resolve) => {
     // No pager, no colours, no password prompt (polkit): the agent is root, or it fails plainly.
     const child = spawn(path, ["--no-pager", "--no-ask-password", ...args], {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, SYSTEMD_PAGER: "", SYSTEMD_COLORS: "0", LC_ALL: "C" },
     });
-    let stdout = "";
-    let stderr = "";
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill("SIGKILL");
-    }, timeoutMs);
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    child.once("error", (err) => {
-      clearTimeout(timer);
-      reject(new ServiceStopError(`could not run systemctl: ${err.message}`));
-    });
-    child.once("close", (code) => {
-      clearTimeout(timer);
-      if (timedOut) reject(new ServiceStopError(`systemctl ${args.join(" ")} did not finish within ${timeoutMs / 1000}s`));
-      else resolve({ code: code ?? 1, stdout, stderr });
-    });
+    resolve(
+      collectChild(child, timeoutMs).then((r) => {
+        if (r.end === "error") throw new ServiceStopError(`could not run systemctl: ${r.error.message}`);
+        if (r.end === "timeout") throw new ServiceStopError(`systemctl ${args.join(" ")} did not finish within ${timeoutMs / 1000}s`);
+        return { code: r.code, stdout: r.stdout, stderr: r.stderr };
+      }),
+    );
   });
 };
 

@@ -33,6 +33,7 @@ import {
   showUnits,
 } from "./service-stop-revert.js";
 import type { ServiceStopRecord, SystemctlRunner } from "./service-stop-revert.js";
+import { revertOnce } from "./running.js";
 import type { FaultContext, FaultKindDefinition, FaultPreviewResult, HostInfo, RunningFault } from "./types.js";
 
 export type { ServiceStopRecord } from "./service-stop-revert.js";
@@ -363,17 +364,13 @@ export function createServiceStop(options: ServiceStopOptions = {}): FaultKindDe
     await poll();
     const timer = setInterval(() => void poll(), measureEvery);
     timer.unref();
-    let reverted: Promise<void> | undefined;
+    const remove = revertOnce(() => restoreUnits(run, record, ctx.log));
     return {
       details: found.details,
       measure: () => last,
       revert() {
         clearInterval(timer);
-        reverted ??= restoreUnits(run, record, ctx.log).catch((err: unknown) => {
-          reverted = undefined; // a retry runs it again
-          throw err;
-        });
-        return reverted;
+        return remove();
       },
     };
   }
