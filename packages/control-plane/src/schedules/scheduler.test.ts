@@ -645,15 +645,20 @@ describe("experiment schedules", () => {
  * decides who gets each slot.
  */
 const RACER = `
-import { appendFileSync } from "node:fs";
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { pino } from "pino";
 import { createStore } from "./src/store/store.ts";
 import { createScheduler } from "./src/schedules/scheduler.ts";
 import { seededRandom } from "./src/experiments/targets.ts";
 
-const { DATA_DIR, OUT, SEED, START, STEP_MS, STEPS } = process.env;
+const { DATA_DIR, OUT, SEED, GO, STEP_MS, STEPS } = process.env;
 const store = createStore({ dataDir: DATA_DIR });
+// Ready (modules loaded, store open): the test starts both racers' clocks together once both are.
+writeFileSync(OUT + ".ready", "");
+const deadline = Date.now() + 120000;
+while (!existsSync(GO) && Date.now() < deadline) await sleep(20);
+const START = readFileSync(GO, "utf8");
 let now = 0;
 const aws = {
   async resolveInstances() {
@@ -681,7 +686,7 @@ store.close();
 describe("two scheduler processes on one database file", () => {
   it("each Chaos-Monkey kill and each experiment slot happens exactly once", async () => {
     const { spawn } = await import("node:child_process");
-    const { readFileSync, existsSync } = await import("node:fs");
+    const { readFileSync, existsSync, renameSync, writeFileSync } = await import("node:fs");
     const dataDir = tempDir();
     const store = openStore(dataDir);
     const monday = Date.parse("2026-03-02T05:00:00Z");
@@ -696,7 +701,8 @@ describe("two scheduler processes on one database file", () => {
       steps.push(monday + d * DAY, `kill:${day}`);
     }
     for (let m = 0; m < 10; m++) steps.push(monday + 10 * DAY + m * MINUTE);
-    const start = Date.now() + 4000;
+    // Both racers load (tsx, seconds on a busy machine), say they are ready, then step on one clock.
+    const go = join(dataDir, "go");
     const cwd = join(import.meta.dirname, "../..");
     const outs = [1, 2].map((n) => join(dataDir, `racer-${n}.log`));
     const exits = outs.map(
@@ -704,13 +710,18 @@ describe("two scheduler processes on one database file", () => {
         new Promise<number | null>((resolve, reject) => {
           const child = spawn(process.execPath, ["--conditions=@firedrill/source", "--import", "tsx", "--input-type=module", "-e", RACER], {
             cwd,
-            env: { ...process.env, DATA_DIR: dataDir, OUT: out, SEED: String(i + 1), START: String(start), STEP_MS: "60", STEPS: JSON.stringify(steps) },
+            env: { ...process.env, DATA_DIR: dataDir, OUT: out, SEED: String(i + 1), GO: go, STEP_MS: "60", STEPS: JSON.stringify(steps) },
             stdio: ["ignore", "inherit", "inherit"],
           });
           child.on("error", reject);
           child.on("close", resolve);
         }),
     );
+    const readyBy = Date.now() + 60_000;
+    while (!outs.every((f) => existsSync(`${f}.ready`)) && Date.now() < readyBy) await new Promise((r) => setTimeout(r, 50));
+    expect(outs.map((f) => existsSync(`${f}.ready`))).toEqual([true, true]);
+    writeFileSync(`${go}.tmp`, String(Date.now() + 300));
+    renameSync(`${go}.tmp`, go); // whole, never read half-written
     expect(await Promise.all(exits)).toEqual([0, 0]);
     const lines = outs.flatMap((f) => (existsSync(f) ? readFileSync(f, "utf8").trim().split("\n").filter(Boolean) : []));
     const kills = lines.filter((l) => l.startsWith("kill "));
