@@ -214,7 +214,8 @@ describe.skipIf(!!skipReason)("network-bandwidth and network-reject on namespace
       ["network-reject", { destinations: [hosts.addr.tgt], ports: [8080] }, () => nftTables(hosts.host).length > 0],
     ] as const;
     for (const [kind, params, present] of cases) {
-      expect(guardPid(agentStateDir)).toBeDefined();
+      // The (re)started agent spawns its guard beside it; the guard writes guard.json once it runs.
+      await waitFor("the agent's guard", () => guardPid(agentStateDir), 15_000, 50);
       const { faultId } = await killedMidFault(kind, params, present);
       const killedAt = Date.now();
       await waitFor(`the guard to revert ${kind}`, () => !present(), 10_000, 50);

@@ -156,9 +156,13 @@ describe("memory-stress holding real memory (128 MiB, a fake MemAvailable for th
     const until = Date.now() + 5000;
     while (running.measure!().released_mib === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
     expect(running.measure!().released_mib).toBe(HOLD_CHUNK_BYTES / MiB);
-    const after = readAnonMemory(pid)!.rssAnon;
+    // V8 frees an ArrayBuffer's backing store on a background thread after the collection, so the
+    // unmapping may trail the report by a moment on a busy machine: wait for it (bounded).
     // (The holder's own heap moves by a few MiB with the collection that frees the chunk.)
-    expect(before - after).toBeGreaterThanOrEqual(HOLD_CHUNK_BYTES * 0.8);
+    const returned = () => before - readAnonMemory(pid)!.rssAnon >= HOLD_CHUNK_BYTES * 0.8;
+    const until2 = Date.now() + 5000;
+    while (!returned() && Date.now() < until2) await new Promise((r) => setTimeout(r, 50));
+    expect(before - readAnonMemory(pid)!.rssAnon).toBeGreaterThanOrEqual(HOLD_CHUNK_BYTES * 0.8);
 
     await running.revert();
     running = undefined;
