@@ -1,0 +1,32 @@
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { startPgCluster, type PgCluster } from "../../test-support/postgres.js";
+import { createPostgresDatabase } from "./database.js";
+let c: PgCluster;
+beforeAll(async () => { c = await startPgCluster(); }, 60000);
+afterAll(() => c?.destroy());
+it("works", async () => {
+  const url = await c.createDatabase();
+  const db = createPostgresDatabase({ url });
+  db.exec("CREATE TABLE t (id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL UNIQUE, n BIGINT, b BYTEA)");
+  const ins = db.prepare<{ name: string; n: number; b: Buffer }, { id: number }>("INSERT INTO t (name, n, b) VALUES (@name, @n, @b) RETURNING id");
+  expect(ins.get({ name: "a", n: 1700000000000, b: Buffer.from("hi") })).toEqual({ id: 1 });
+  const row = db.prepare<[string], any>("SELECT * FROM t WHERE name = ?").get("a");
+  expect(row.n).toBe(1700000000000);
+  expect(Buffer.isBuffer(row.b)).toBe(true);
+  const tx = db.transaction((x: string) => { db.prepare("INSERT INTO t (name) VALUES (?)").run(x); throw new Error("boom"); });
+  expect(() => tx("b")).toThrow("boom");
+  expect(db.prepare<[], any>("SELECT COUNT(*) AS n FROM t").get()).toEqual({ n: 1 });
+  const t0 = performance.now();
+  for (let i = 0; i < 1000; i++) db.prepare("SELECT 1").get();
+  console.log("1000 selects ms", performance.now() - t0);
+  c.stop("immediate");
+  const t1 = performance.now();
+  expect(() => db.prepare("SELECT 1").get()).toThrow(/unreachable|did not answer/);
+  console.log("down error in ms", performance.now() - t1);
+  c.start();
+  const until = Date.now() + 10000;
+  let ok = false;
+  while (!ok && Date.now() < until) { try { db.prepare("SELECT 1").get(); ok = true; } catch { await new Promise((r) => setTimeout(r, 100)); } }
+  expect(ok).toBe(true);
+  db.close();
+}, 60000);
