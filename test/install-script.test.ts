@@ -241,7 +241,7 @@ describe("the install script, run with dash", () => {
 
   it("refuses bad arguments with the usage (exit 2), and prints it for --help", async () => {
     const root = newRoot("args");
-    for (const args of [["--bogus"], ["--join-token"], ["--upgrade", "--uninstall"], ["--wait", "soon"], ["--join-token", "fdj_nope"], ["--server", "cp.example"], ["--version", "1.0;x"]]) {
+    for (const args of [["--bogus"], ["--join-token"], ["--upgrade", "--uninstall"], ["--wait", "soon"], ["--join-token", "fdj_nope"], ["--server", "cp.example"], ["--server", "cp-a:7070, cp-b:7070"], ["--server", "cp-a:7070,cp-b"], ["--version", "1.0;x"]]) {
       const res = await script(served, args, root);
       expect(res.code, args.join(" ")).toBe(2);
       expect(res.stderr, args.join(" ")).toMatch(/usage: agent\.sh|is not/);

@@ -20,7 +20,7 @@ import {
   parseJoinToken,
   revertReasonName,
 } from "@firedrill/protocol";
-import type { ConnectResponse, FaultEvent, Hello } from "@firedrill/protocol";
+import type { ConnectResponse, FaultEvent, Hello, HostFacts } from "@firedrill/protocol";
 import type { Logger } from "pino";
 import { AgentConfigError } from "./config.js";
 import { Enrollment, readIdentity } from "./enroll.js";
@@ -38,7 +38,7 @@ import { Journal } from "./journal.js";
 import { Lease } from "./lease.js";
 import { startHeartbeat } from "./liveness.js";
 import { AgentLink } from "./link.js";
-import type { RefusalDecision } from "./link.js";
+import type { LinkRefusal, RefusalDecision } from "./link.js";
 import { computeNetworkExclusions } from "./network-exclusions.js";
 import type { ManagementTarget } from "./network-exclusions.js";
 import { RecoveryError, recoverJournal } from "./recover.js";
@@ -50,8 +50,11 @@ import { AGENT_VERSION } from "./version.js";
 
 /** Options of a running agent. */
 export interface AgentOptions {
-  /** Control plane gRPC address, host:port. */
-  server: string;
+  /**
+   * Control plane gRPC address, host:port; or several, replicas of one control plane (same CA, same
+   * database), tried in turn: one stream at a time, the next address when it fails or breaks.
+   */
+  server: string | readonly string[];
   /**
    * Join token (`firedrill join-token create`): needed only while the agent has no valid
    * certificate (TLS), or always with `insecure`.
@@ -123,6 +126,8 @@ const MAX_QUEUED_EVENTS = 1000;
 /** Default longest lease TTL accepted. */
 export const DEFAULT_MAX_LEASE_TTL_MS = 300_000;
 const DEFAULT_JOIN_TOKEN_BACKOFF_MAX_MS = 300_000;
+/** Host facts older than this are gathered again (in the background) at the next Hello. */
+const FACTS_REFRESH_MS = 60_000;
 /** Default of {@link AgentOptions.journalRetryMs}. */
 const DEFAULT_JOURNAL_RETRY_MS = 60_000;
 
@@ -140,9 +145,10 @@ const JOIN_TOKEN_HINT = "create one on the control plane with `firedrill join-to
 function resolveLinkSetup(options: AgentOptions, log: Logger): LinkSetup {
   const token = options.token?.trim() || undefined;
   if (options.insecure) {
-    if (!isLoopbackHost(splitServer(options.server).host)) {
+    for (const server of serversOf(options)) {
+      if (isLoopbackHost(splitServer(server).host)) continue;
       throw new AgentConfigError(
-        `--insecure: ${options.server} is not a loopback address; plain gRPC is only allowed to a control plane on 127.0.0.1, ::1 or localhost (drop --insecure: TLS is pinned by the join token)`,
+        `--insecure: ${server} is not a loopback address; plain gRPC is only allowed to a control plane on 127.0.0.1, ::1 or localhost (drop --insecure: TLS is pinned by the join token)`,
       );
     }
     if (!token || token.length < 8) throw new AgentConfigError(`--token: is missing or too short: with --insecure the join token authenticates every connect; ${JOIN_TOKEN_HINT}`);
@@ -181,6 +187,7 @@ function resolveLinkSetup(options: AgentOptions, log: Logger): LinkSetup {
  */
 export async function startAgent(options: AgentOptions): Promise<Agent> {
   const log = options.log;
+  if (serversOf(options).length === 0) throw new AgentConfigError("--server: no control plane address; give its gRPC address, host:port");
   ensureStateDir(options.stateDir);
   // A guard left by a crashed agent may be reverting (or watching a dead agent): take over from it.
   // A live agent holding the dir is refused below, and its guard is left alone.
@@ -227,8 +234,9 @@ async function runAgent(
 ): Promise<Agent> {
   const { setup, registry, journal, reports } = deps;
   const log = options.log;
+  const servers = serversOf(options);
   // status.json: what `firedrill-agent status` and the install script read.
-  const status = createStatusReporter({ stateDir: options.stateDir, server: options.server, log });
+  const status = createStatusReporter({ stateDir: options.stateDir, server: servers[0]!, servers, log });
   const queue: FaultEvent[] = [];
   let link: AgentLink | undefined;
   const guard: GuardSupervisor | undefined = options.guardCommand
@@ -265,8 +273,9 @@ async function runAgent(
       stateDir: options.stateDir,
       protectedPids: () => [1, process.pid, process.ppid, ...(guard?.pid() !== undefined ? [guard.pid()!] : [])],
       processProtection: await processProtection(options),
-      networkExclusions: await computeNetworkExclusions(options.server, options.management ?? []),
-      controlPlaneHost: splitServer(options.server).host,
+      networkExclusions: await computeNetworkExclusions(servers, options.management ?? []),
+      controlPlaneHost: splitServer(servers[0]!).host,
+      controlPlaneHosts: [...new Set(servers.map((s) => splitServer(s).host))],
     },
     log: log.child({ component: "runtime" }),
     holder: selfProcess(),
@@ -315,12 +324,40 @@ async function runAgent(
   if (ec2.instanceId) log.info({ instanceId: ec2.instanceId, az: ec2.availabilityZone }, "running on EC2");
   const capabilities = detectCapabilities([...registry.keys()]);
 
+  // Gathering the host facts takes a second or more (systeminformation runs commands): a reconnect
+  // (a failover to another replica) sends the facts of the previous Hello and refreshes them in the
+  // background for the next one, so that it is not slowed by them. The first Hello waits for them.
+  let facts: { at: number; value: Promise<HostFacts> } | undefined;
+  let refreshingFacts = false;
+  const hostFacts = (): Promise<HostFacts> => {
+    if (!facts) {
+      const entry = { at: performance.now(), value: gatherHostFacts(ec2) };
+      facts = entry;
+      entry.value.catch(() => {
+        if (facts === entry) facts = undefined;
+      });
+      return entry.value;
+    }
+    if (!refreshingFacts && performance.now() - facts.at > FACTS_REFRESH_MS) {
+      refreshingFacts = true;
+      const at = performance.now();
+      gatherHostFacts(ec2)
+        .then((value) => {
+          facts = { at, value: Promise.resolve(value) };
+        }, () => {})
+        .finally(() => {
+          refreshingFacts = false;
+        });
+    }
+    return facts.value;
+  };
+
   const hello = async (channel: { agentId: string }): Promise<Hello> => {
     const pending = reports.list();
     return create(HelloSchema, {
       agentId: channel.agentId,
       version: AGENT_VERSION,
-      facts: await gatherHostFacts(ec2),
+      facts: await hostFacts(),
       labels: options.labels,
       capabilities,
       heldFaults: [
@@ -388,25 +425,25 @@ async function runAgent(
   const revoked = (error: grpc.ServiceError): void => {
     status.update({ connected: false, lastError: `revoked by the control plane: ${error.details}; this agent stops for good (enroll it again with a new join token)` });
     log.fatal(
-      { server: options.server, details: error.details },
+      { server: link?.server, details: error.details },
       `the control plane revoked this agent (${error.details}); stopping for good: to bring it back, enroll it again with a new join token after removing agent.crt and agent.key from ${options.stateDir}`,
     );
     resolveRefused(error);
   };
   let enrollment: Enrollment | undefined;
   let agentId: string | undefined;
-  let prepare: () => Promise<PrepareResult>;
+  let prepare: (server: string) => Promise<PrepareResult>;
   if (setup.mode === "insecure") {
     agentId = setup.agentId;
     status.update({ agentId });
     const metadata = new grpc.Metadata();
     metadata.set(AGENT_TOKEN_METADATA_KEY, bearer(setup.token));
     const channel = { key: "insecure", credentials: grpc.credentials.createInsecure(), metadata, verified: false, agentId: setup.agentId };
-    log.warn({ server: options.server }, "--insecure: plain gRPC to a loopback control plane; the join token is sent on every connect");
+    log.warn({ servers }, "--insecure: plain gRPC to a loopback control plane; the join token is sent on every connect");
     prepare = () => Promise.resolve({ channel });
   } else {
     const e = new Enrollment({
-      server: options.server,
+      server: servers[0]!,
       stateDir: options.stateDir,
       joinToken: setup.joinToken,
       identity: setup.identity,
@@ -426,13 +463,13 @@ async function runAgent(
     enrollment = e;
     agentId = setup.identity?.agentId;
     status.update({ agentId });
-    prepare = () => e.prepare();
+    prepare = (server) => e.prepare(server);
     e.start();
   }
 
-  const onRefused = ({ error, refusal, verified }: { error: grpc.ServiceError; refusal: string | undefined; verified: boolean }): RefusalDecision => {
-    const context = { server: options.server, code: grpc.status[error.code], refusal, details: error.details };
-    status.update({ connected: false, lastError: `refused by the control plane at ${options.server}: ${error.details}` });
+  const onRefused = ({ error, refusal, verified, server }: LinkRefusal): RefusalDecision => {
+    const context = { server, code: grpc.status[error.code], refusal, details: error.details };
+    status.update({ connected: false, server, lastError: `refused by the control plane at ${server}: ${error.details}` });
     if (!verified) {
       // Nothing proves who said it: never stop on it.
       log.warn(context, `refused by the control plane on an unverified (insecure) link: ${error.details}; retrying`);
@@ -466,37 +503,42 @@ async function runAgent(
   };
 
   link = new AgentLink({
-    server: options.server,
+    servers,
     prepare,
     log: log.child({ component: "link" }),
     hello,
     onMessage,
     onRefused,
     activeFaults: () => runtime.activeCount,
-    onConnectFailed(message) {
-      status.update({ connected: false, lastError: message });
+    onConnectFailed(message, server) {
+      status.update({ connected: false, server, lastError: message });
     },
     ...(options.backoffMaxMs !== undefined ? { backoffMaxMs: options.backoffMaxMs } : {}),
     ...(options.backoffInitialMs !== undefined ? { backoffInitialMs: options.backoffInitialMs } : {}),
-    onConnected(welcome) {
+    onConnected(welcome, server) {
       log.info(
         {
-          server: options.server,
+          server,
           agentId,
           leaseTtlMs: capLeaseTtl(durationToMs(welcome.leaseTtl)),
           heartbeatMs: durationToMs(welcome.heartbeatInterval),
         },
         "connected to the control plane",
       );
-      status.update({ agentId, connected: true, lastError: undefined });
+      status.update({ agentId, connected: true, server, lastError: undefined });
       void enrollment?.maybeRenew();
       // Deliver what happened while the link was down: final events first (durable), then the rest.
       for (const event of reports.list()) sendEvent(event);
       for (const event of queue.splice(0)) sendEvent(event);
     },
-    onDisconnected(error) {
-      status.update({ connected: false, lastError: `lost the control plane at ${options.server}: ${error?.message ?? "the stream ended"}; reconnecting` });
-      log.warn({ err: error?.message, leaseRemainingMs: Math.round(lease.remainingMs() ?? 0) }, "lost the control plane; reconnecting");
+    onDisconnected(error, server, nextServer) {
+      const next = servers.length > 1 ? `; reconnecting, to ${nextServer} first` : "; reconnecting";
+      status.update({ connected: false, server, lastError: `lost the control plane at ${server}: ${error?.message ?? "the stream ended"}${next}` });
+      // The faults keep running: the lease lasts until a new stream renews it (on any replica).
+      log.warn(
+        { server, next: nextServer, err: error?.message, leaseRemainingMs: Math.round(lease.remainingMs() ?? 0) },
+        `lost the control plane at ${server}${next}`,
+      );
     },
   });
   link.start();
@@ -551,8 +593,18 @@ async function runAgent(
 
 /** The local process protections: --protect-process, and the control plane's port if it runs here. */
 async function processProtection(options: AgentOptions): Promise<ProcessProtectionConfig> {
-  const port = await localControlPlanePort(options.server);
+  // The first address on this host (a control plane replica running beside its agent).
+  let port: number | undefined;
+  for (const server of serversOf(options)) {
+    port = await localControlPlanePort(server);
+    if (port !== undefined) break;
+  }
   return { rules: options.protectedProcesses ?? [], ...(port !== undefined ? { controlPlanePort: port } : {}) };
+}
+
+/** The control plane addresses of the options, in order. */
+function serversOf(options: Pick<AgentOptions, "server">): readonly string[] {
+  return typeof options.server === "string" ? [options.server] : options.server;
 }
 
 function isFinal(event: FaultEvent): boolean {

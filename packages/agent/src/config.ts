@@ -128,13 +128,60 @@ export function parseProtectedProcesses(values: readonly string[] | string | und
   return rules;
 }
 
-const SERVER_ADDRESS = /^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/;
+const SERVER_ADDRESS = /^[^\s:,]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/;
+
+/** Most control plane addresses --server takes (replicas, tried in turn). */
+export const MAX_SERVER_ADDRESSES = 16;
+
+const SERVER_EXAMPLE = "e.g. --server cp.example.internal:7070, or several replicas: --server cp-a:7070,cp-b:7070";
+
+/**
+ * Parses --server: one control plane gRPC address, or several comma-separated (replicas of one
+ * control plane, tried in turn: see docs/agent.md). Returns the addresses in order, or the problem
+ * naming the bad entry.
+ */
+export function checkServerList(text: string): { servers: string[]; problem?: undefined } | { servers?: undefined; problem: string } {
+  const entries = text.split(",").map((e) => e.trim()).filter((e) => e !== "");
+  if (entries.length === 0) return { problem: `must be host:port, the control plane's gRPC address (${SERVER_EXAMPLE})` };
+  if (entries.length > MAX_SERVER_ADDRESSES) {
+    return { problem: `${entries.length} addresses; at most ${MAX_SERVER_ADDRESSES} (put the replicas behind a load balancer or a DNS name with several addresses)` };
+  }
+  const seen = new Set<string>();
+  for (const entry of entries) {
+    const where = entries.length > 1 ? `entry "${entry}"` : `"${entry}"`;
+    if (!SERVER_ADDRESS.test(entry)) return { problem: `must be host:port: ${where} is not (${SERVER_EXAMPLE}; IPv6 as [2001:db8::1]:7070)` };
+    const port = Number(/:(\d+)$/.exec(entry)![1]);
+    if (port < 1 || port > 65535) return { problem: `${where}: ${port} is not a port; use 1-65535 (${SERVER_EXAMPLE})` };
+    const key = entry.toLowerCase();
+    if (seen.has(key)) return { problem: `${where} is listed twice; give each replica once` };
+    seen.add(key);
+  }
+  return { servers: entries };
+}
+
+/**
+ * Parses --server (see {@link checkServerList}).
+ * Thrown when it is empty or an entry is malformed: AgentConfigError naming the entry.
+ */
+export function parseServerList(text: string | undefined): string[] {
+  const checked = checkServerList(text ?? "");
+  if (checked.problem !== undefined) throw new AgentConfigError(`--server: ${checked.problem}`);
+  return checked.servers;
+}
 
 /** The agent's configuration. */
 export const AgentConfigSchema = z
   .object({
-    /** Control plane gRPC address, host:port (FIREDRILL_SERVER_ADDR). */
-    server: z.string().regex(SERVER_ADDRESS, "must be host:port, e.g. 127.0.0.1:7070"),
+    /**
+     * Control plane gRPC addresses, host:port, comma-separated (FIREDRILL_SERVER_ADDR): one, or up
+     * to 16 replicas of one control plane, tried in turn.
+     */
+    server: z.string().transform((text, ctx) => {
+      const checked = checkServerList(text);
+      if (checked.problem === undefined) return checked.servers;
+      ctx.addIssue({ code: "custom", message: checked.problem });
+      return z.NEVER;
+    }),
     /**
      * Join token (--token, FIREDRILL_TOKEN, or read from --token-file): `firedrill join-token create`.
      * Needed only until the agent is enrolled (and always with --insecure); its last part pins the
@@ -176,11 +223,13 @@ export const AgentConfigSchema = z
     protectedProcesses: z.array(z.string().min(1)).max(MAX_PROTECT_RULES).default([]),
   })
   .superRefine((config, ctx) => {
-    if (config.insecure && SERVER_ADDRESS.test(config.server) && !isLoopbackHost(splitServer(config.server).host)) {
+    if (!config.insecure) return;
+    for (const server of config.server) {
+      if (isLoopbackHost(splitServer(server).host)) continue;
       ctx.addIssue({
         code: "custom",
         path: ["insecure"],
-        message: `${config.server} is not a loopback address: plain gRPC is only allowed to a control plane on 127.0.0.1, ::1 or localhost; drop --insecure (TLS is pinned by the join token)`,
+        message: `${server} is not a loopback address: plain gRPC is only allowed to a control plane on 127.0.0.1, ::1 or localhost; drop --insecure (TLS is pinned by the join token)`,
       });
     }
   });

@@ -9,14 +9,16 @@ import { hostname } from "node:os";
 import { parseJoinToken } from "@firedrill/protocol";
 import type { Logger } from "pino";
 import { CommandError } from "./command-error.js";
-import { AgentConfigError } from "./config.js";
+import { AgentConfigError, checkServerList } from "./config.js";
 import { Enrollment, EnrollmentError, readIdentity } from "./enroll.js";
 import { ensureStateDir, lockStateDir } from "./identity.js";
-import { splitServer } from "./tls.js";
 
 /** Options of {@link enrollOnce}. */
 export interface EnrollOnceOptions {
-  /** The control plane's gRPC address, host:port. */
+  /**
+   * The control plane's gRPC address, host:port; or several replicas', comma-separated: tried in
+   * turn until one can be reached.
+   */
   server: string | undefined;
   /** The join token (`fdj_…`); not needed when already enrolled. */
   token: string | undefined;
@@ -35,6 +37,8 @@ export interface EnrollOnceResult {
   enrolled: boolean;
   /** The CA fingerprint the identity is pinned to (`sha256:…`). */
   caFingerprint: string;
+  /** The address it enrolled with (when `enrolled`). */
+  server?: string;
 }
 
 const NEW_TOKEN = "create a new one on the control plane with `firedrill join-token create` (needs an admin API token) and run this again with it";
@@ -47,15 +51,13 @@ const NEW_TOKEN = "create a new one on the control plane with `firedrill join-to
  * StateDirLockedError when a running agent holds the state dir and must enroll again.
  */
 export async function enrollOnce(options: EnrollOnceOptions): Promise<EnrollOnceResult> {
-  const server = options.server?.trim();
-  if (!server) {
+  const serverText = options.server?.trim();
+  if (!serverText) {
     throw new AgentConfigError("--server is required: the control plane's gRPC address, host:port (e.g. cp.example.internal:7070; env FIREDRILL_SERVER_ADDR)");
   }
-  try {
-    splitServer(server);
-  } catch {
-    throw new AgentConfigError(`--server ${JSON.stringify(server)} is not host:port; give the control plane's gRPC address, e.g. cp.example.internal:7070 or [2001:db8::1]:7070`);
-  }
+  const checked = checkServerList(serverText);
+  if (checked.problem !== undefined) throw new AgentConfigError(`--server: ${checked.problem}`);
+  const servers = checked.servers;
   const text = options.token?.trim() || undefined;
   const parts = text !== undefined ? parseJoinToken(text) : undefined;
   if (text !== undefined && !parts) {
@@ -74,7 +76,7 @@ export async function enrollOnce(options: EnrollOnceOptions): Promise<EnrollOnce
   }
   const unlock = lockStateDir(options.stateDir);
   const enrollment = new Enrollment({
-    server,
+    server: servers[0]!,
     stateDir: options.stateDir,
     joinToken: { text, parts },
     identity: undefined,
@@ -85,11 +87,22 @@ export async function enrollOnce(options: EnrollOnceOptions): Promise<EnrollOnce
     onRevoked: () => {},
   });
   try {
-    const enrolled = await enrollment.enrollOnce();
-    return { agentId: enrolled.agentId, enrolled: true, caFingerprint: enrolled.caFingerprint };
-  } catch (err) {
-    if (!(err instanceof EnrollmentError)) throw err;
-    throw new CommandError(explain(err), exitCodeOf(err));
+    // Replicas share the CA and the database: the first one that can be reached enrolls the agent;
+    // what one of them says about the token, all would.
+    const failures: EnrollmentError[] = [];
+    for (const server of servers) {
+      try {
+        const enrolled = await enrollment.enrollOnce(server);
+        return { agentId: enrolled.agentId, enrolled: true, caFingerprint: enrolled.caFingerprint, server };
+      } catch (err) {
+        if (!(err instanceof EnrollmentError)) throw err;
+        if (err.kind === "join-token" || err.kind === "no-token" || err.kind === "limit") throw new CommandError(explain(err), exitCodeOf(err));
+        failures.push(err);
+      }
+    }
+    const [first] = failures;
+    if (failures.length === 1 && first) throw new CommandError(explain(first), exitCodeOf(first));
+    throw new CommandError(`none of the ${servers.length} addresses in --server enrolled this agent:\n${failures.map((f) => `  ${explain(f)}`).join("\n")}`, 1);
   } finally {
     enrollment.close();
     unlock();

@@ -217,7 +217,10 @@ export type PrepareResult = { channel: LinkChannel } | { retry: true; /** Longes
 
 /** Options of {@link Enrollment}. */
 export interface EnrollmentOptions {
-  /** Control plane gRPC address, host:port. */
+  /**
+   * Control plane gRPC address, host:port: the one used until {@link Enrollment.prepare} names
+   * another (with several replicas, the link's current one).
+   */
   server: string;
   stateDir: string;
   /** The parsed join token; only needed while not enrolled. */
@@ -296,10 +299,13 @@ export class Enrollment {
   private renewing: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** The address of the latest attempt: enrollment and renewal go there. */
+  private server: string;
   private readonly Client = createClientConstructor(AgentService);
 
   constructor(private readonly opts: EnrollmentOptions) {
     this.identity = opts.identity;
+    this.server = opts.server;
   }
 
   /** The current agent id (undefined until enrolled). */
@@ -334,10 +340,13 @@ export class Enrollment {
   }
 
   /**
-   * The channel of the next connect attempt: the mTLS channel of a valid identity (renewed first
-   * when due), or, without one, pin the server's CA and enroll with the join token.
+   * The channel of the next connect attempt, to `server` (replicas share the CA, so one channel
+   * serves every address; each is still checked against the pinned CA and its certificate's names):
+   * the mTLS channel of a valid identity (renewed first when due), or, without one, pin the
+   * server's CA and enroll with the join token.
    */
-  async prepare(): Promise<PrepareResult> {
+  async prepare(server: string = this.server): Promise<PrepareResult> {
+    this.server = server;
     const log = this.opts.log;
     if (this.identity && this.identity.notAfter <= Date.now()) {
       log.warn({ notAfter: new Date(this.identity.notAfter).toISOString() }, "this agent's certificate expired; enrolling again");
@@ -370,7 +379,7 @@ export class Enrollment {
   /** Logs a failed attempt of {@link prepare} (it is retried). */
   private logFailure(err: EnrollmentError): void {
     const log = this.opts.log;
-    const server = this.opts.server;
+    const server = this.server;
     switch (err.kind) {
       case "pin-mismatch": {
         const mismatch = err.cause as PinMismatchError;
@@ -404,8 +413,8 @@ export class Enrollment {
    * stores the identity in the state dir.
    * Thrown: EnrollmentError saying what failed (its `kind`), where, and how to fix it.
    */
-  async enrollOnce(): Promise<StoredIdentity> {
-    const server = this.opts.server;
+  async enrollOnce(server: string = this.server): Promise<StoredIdentity> {
+    this.server = server;
     const token = this.opts.joinToken;
     if (!token) {
       throw new EnrollmentError("no-token", `this agent is not enrolled (no certificate in ${this.opts.stateDir}) and has no join token: create one with \`firedrill join-token create\``);
@@ -432,7 +441,7 @@ export class Enrollment {
     });
     let response: EnrollResponse;
     try {
-      response = await this.unary<EnrollResponse>(credentials, (client, deadline, done) =>
+      response = await this.unary<EnrollResponse>(server, credentials, (client, deadline, done) =>
         client.enroll(create(EnrollRequestSchema, { csrPem, hostname: this.opts.hostname }), metadata, { deadline }, done),
       );
     } catch (err) {
@@ -497,7 +506,7 @@ export class Enrollment {
     const log = this.opts.log;
     try {
       const { keyPem, csrPem } = await createKeyAndCsr(this.opts.hostname);
-      const response = await this.unary<RenewCertificateResponse>(this.channelFor(identity).credentials, (client, deadline, done) =>
+      const response = await this.unary<RenewCertificateResponse>(this.server, this.channelFor(identity).credentials, (client, deadline, done) =>
         client.renewCertificate(create(RenewCertificateRequestSchema, { csrPem }), new grpc.Metadata(), { deadline }, done),
       );
       const checked = checkClientCertificate(response.certificatePem, keyPem, identity.caPem);
@@ -544,7 +553,7 @@ export class Enrollment {
         caPem: identity.caPem,
         keyPem: identity.keyPem,
         certPem: identity.certPem,
-        onVerifyError: (err) => this.opts.log.error({ server: this.opts.server }, err.message),
+        onVerifyError: (err) => this.opts.log.error({ server: this.server }, err.message),
       }),
       verified: true,
       agentId: identity.agentId,
@@ -553,10 +562,11 @@ export class Enrollment {
   }
 
   private async unary<T>(
+    server: string,
     credentials: grpc.ChannelCredentials,
     call: (client: AgentClient, deadline: Date, done: (err: grpc.ServiceError | null, value?: T) => void) => void,
   ): Promise<T> {
-    const client: AgentClient = new this.Client(this.opts.server, credentials);
+    const client: AgentClient = new this.Client(server, credentials);
     try {
       return await new Promise<T>((resolve, reject) => {
         call(client, new Date(Date.now() + (this.opts.callTimeoutMs ?? 15_000)), (err, value) => {

@@ -129,6 +129,24 @@ describe("firedrill-agent enroll", () => {
     expect(rogue.stderr).toContain("check that --server is the gRPC address of the control plane that created the join token");
     expect(fake.calls).toEqual([]);
   });
+
+  it("several addresses: the first that can be reached enrolls (a dead one and a rogue one are passed over, the token never sent to the rogue)", async () => {
+    const stateDir = join(dir, "several");
+    const res = await agentCli(["enroll", "--server", `127.0.0.1:1,${fake.address},${tcp.cp.grpcAddress}`, "--state-dir", stateDir, "--timeout", "3s", "--json"], { FIREDRILL_TOKEN: tcp.token() });
+    expect(res.code, res.stderr).toBe(0);
+    expect(JSON.parse(res.stdout)).toMatchObject({ enrolled: true, server: tcp.cp.grpcAddress, agentId: expect.stringMatching(/^agt_/) });
+    expect(fake.calls).toEqual([]);
+
+    const none = await agentCli(["enroll", "--server", "127.0.0.1:1,127.0.0.1:2", "--state-dir", join(dir, "none"), "--timeout", "3s"], { FIREDRILL_TOKEN: tcp.token() });
+    expect(none.code).toBe(1);
+    expect(none.stderr).toContain("none of the 2 addresses in --server enrolled this agent");
+    expect(none.stderr).toContain("cannot connect to the control plane at 127.0.0.1:1: connection refused");
+    expect(none.stderr).toContain("cannot connect to the control plane at 127.0.0.1:2: connection refused");
+
+    const bad = await agentCli(["enroll", "--server", `${tcp.cp.grpcAddress},cp-b`, "--state-dir", join(dir, "bad")], { FIREDRILL_TOKEN: tcp.token() });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--server: must be host:port: entry "cp-b" is not');
+  });
 });
 
 describe("status.json and firedrill-agent status", () => {
@@ -168,6 +186,16 @@ describe("status.json and firedrill-agent status", () => {
     expect(gone.exitCode).toBe(1);
     expect(gone.text).toContain("agt_1 is not running (pid 999999999 is gone");
     expect(describeStatus(readStatusReading(join(dir, "nothing")), join(dir, "nothing")).text).toMatch(/^no agent status in .*status\.json/);
+
+    // Several addresses: the one in use, and the ones it fails over to.
+    const several = join(dir, "several");
+    mkdirSync(several);
+    const replicas = createStatusReporter({ stateDir: several, server: "cp-a:7070", servers: ["cp-a:7070", "cp-b:7070"], log: pino({ level: "silent" }), now: () => now });
+    expect(JSON.parse(readFileSync(join(several, STATUS_FILE), "utf8"))).toMatchObject({ server: "cp-a:7070", servers: ["cp-a:7070", "cp-b:7070"] });
+    replicas.update({ agentId: "agt_2", connected: true, server: "cp-b:7070" });
+    expect(describeStatus(readStatusReading(several), several).text).toMatch(/^agt_2 connected to cp-b:7070 since .* \(pid \d+, version .*; fails over to cp-a:7070\)$/);
+    replicas.update({ connected: false, server: "cp-a:7070", lastError: "cannot connect to the control plane at cp-a:7070: connection refused" });
+    expect(describeStatus(readStatusReading(several), several).text).toMatch(/^agt_2 not connected \(last tried cp-a:7070\) since .*; fails over to cp-b:7070\)\nlast error: cannot connect/);
   });
 
   it("the running agent says connected, then why not when the control plane goes away; status --wait exits 0 or 1", async () => {

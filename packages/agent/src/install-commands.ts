@@ -41,7 +41,7 @@ export function registerInstallCommands(program: Command): void {
   program
     .command("enroll")
     .description("enroll with the control plane once (join token), store the identity in the state dir and print the agent id; already enrolled: print it")
-    .option("--server <host:port>", "control plane gRPC address (env FIREDRILL_SERVER_ADDR)", process.env.FIREDRILL_SERVER_ADDR)
+    .option("--server <host:port,...>", "control plane gRPC address, or several replicas' comma-separated, tried in turn (env FIREDRILL_SERVER_ADDR)", process.env.FIREDRILL_SERVER_ADDR)
     .option("--token <token>", "join token (env FIREDRILL_TOKEN); prefer --token-file or the environment: a command line is visible to every local user", process.env.FIREDRILL_TOKEN)
     .option("--token-file <file>", "file holding the join token (env FIREDRILL_TOKEN_FILE)", process.env.FIREDRILL_TOKEN_FILE)
     .option("--state-dir <dir>", "state dir of the agent (env FIREDRILL_STATE_DIR)", process.env.FIREDRILL_STATE_DIR ?? DEFAULT_STATE_DIR)
@@ -67,7 +67,7 @@ export function registerInstallCommands(program: Command): void {
       console.log(result.agentId);
       console.error(
         result.enrolled
-          ? `firedrill-agent: enrolled with the control plane at ${opts.server} as ${result.agentId} (identity in ${stateDir}; the join token is not needed any more)`
+          ? `firedrill-agent: enrolled with the control plane at ${result.server ?? opts.server} as ${result.agentId} (identity in ${stateDir}; the join token is not needed any more)`
           : `firedrill-agent: already enrolled as ${result.agentId} (identity in ${stateDir}, CA ${result.caFingerprint}); nothing to do`,
       );
     });
@@ -77,7 +77,7 @@ export function registerInstallCommands(program: Command): void {
     .description("whether the running agent is connected to the control plane (exit 0) or not (exit 1, with the last error)")
     .option("--state-dir <dir>", "state dir of the agent (env FIREDRILL_STATE_DIR)", process.env.FIREDRILL_STATE_DIR ?? DEFAULT_STATE_DIR)
     .option("--wait <duration>", "wait until the agent is connected, at most this long (e.g. 60s)", durationOption("--wait"))
-    .option("--json", "print the status as JSON ({ agentId, connected, since, server, pid, version, lastError?, running })")
+    .option("--json", "print the status as JSON ({ agentId, connected, since, server, servers?, pid, version, lastError?, running })")
     .action(async (opts: { stateDir: string; wait?: number; json?: boolean }) => {
       const stateDir = resolveCallerPath(opts.stateDir);
       const reading = opts.wait !== undefined ? await waitForConnected(stateDir, opts.wait) : readStatusReading(stateDir);

@@ -51,7 +51,11 @@ export function createProgram(): Command {
   program
     .command("run", { isDefault: true })
     .description("connect to the control plane and run faults (the default)")
-    .option("--server <host:port>", "control plane gRPC address (env FIREDRILL_SERVER_ADDR)", process.env.FIREDRILL_SERVER_ADDR)
+    .option(
+      "--server <host:port,...>",
+      "control plane gRPC address; or up to 16 replicas' addresses, comma-separated, failed over between (env FIREDRILL_SERVER_ADDR)",
+      process.env.FIREDRILL_SERVER_ADDR,
+    )
     .option("--token <token>", "join token, needed until enrolled (env FIREDRILL_TOKEN); prefer --token-file", process.env.FIREDRILL_TOKEN)
     .option("--token-file <file>", "file holding the join token (env FIREDRILL_TOKEN_FILE)", process.env.FIREDRILL_TOKEN_FILE)
     .option("--state-dir <dir>", "state dir: identity (key, certificate, CA), journal, pending reports (env FIREDRILL_STATE_DIR)", process.env.FIREDRILL_STATE_DIR ?? "/var/lib/firedrill-agent")
@@ -142,7 +146,7 @@ export function createProgram(): Command {
       const refused = await agent.refused;
       await agent.stop();
       console.error(
-        `firedrill-agent: the control plane at ${config.server} revoked this agent (${refused.details}); not restarting. ` +
+        `firedrill-agent: the control plane at ${config.server.join(",")} revoked this agent (${refused.details}); not restarting. ` +
           `To bring the host back, remove agent.crt and agent.key from ${config.stateDir} and start it with a new join token.`,
       );
       process.exit(EXIT.refused);

@@ -51,17 +51,22 @@ export function splitHostPort(address: string): { host: string; port: number } {
 }
 
 /**
- * Every exclusion for an agent whose control plane is at `server` (host:port), with the management
- * networks and ports of its local config. The host name is resolved to all its addresses, each
- * excluded on the control plane's port.
+ * Every exclusion for an agent whose control plane is at `server` (host:port; or several: every
+ * replica's), with the management networks and ports of its local config. Each host name is
+ * resolved to all its addresses, each excluded on that address's port.
  */
-export async function computeNetworkExclusions(server: string, management: readonly ManagementTarget[] = []): Promise<NetworkExclusion[]> {
-  const { host, port } = splitHostPort(server);
-  const addresses = isIP(host) ? [host] : (await lookup(host, { all: true })).map((a) => a.address);
-  const controlPlane = addresses.map((address) => ({
-    cidr: `${address}/${isIP(address) === 6 ? 128 : 32}`,
-    port,
-    reason: `the control plane (${server})`,
-  }));
+export async function computeNetworkExclusions(server: string | readonly string[], management: readonly ManagementTarget[] = []): Promise<NetworkExclusion[]> {
+  const controlPlane: NetworkExclusion[] = [];
+  const seen = new Set<string>();
+  for (const one of typeof server === "string" ? [server] : server) {
+    const { host, port } = splitHostPort(one);
+    const addresses = isIP(host) ? [host] : (await lookup(host, { all: true })).map((a) => a.address);
+    for (const address of addresses) {
+      const cidr = `${address}/${isIP(address) === 6 ? 128 : 32}`;
+      if (seen.has(`${cidr} ${port}`)) continue;
+      seen.add(`${cidr} ${port}`);
+      controlPlane.push({ cidr, port, reason: `the control plane (${one})` });
+    }
+  }
   return [...controlPlane, ...IMDS_EXCLUSIONS, ...DNS_EXCLUSIONS, ...managementExclusions(management)];
 }

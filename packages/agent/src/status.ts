@@ -22,8 +22,13 @@ export interface AgentStatus {
   connected: boolean;
   /** When `connected` last changed (or the agent started), ISO 8601. */
   since: string;
-  /** The control plane's gRPC address the agent dials. */
+  /**
+   * The control plane's gRPC address the agent is connected to (when `connected`), or the one it
+   * tried last (its first address until it tried).
+   */
   server: string;
+  /** Every address the agent was given (--server), when several: replicas it fails over between. */
+  servers?: string[];
   /** The agent's pid. */
   pid: number;
   /** Its start time in clock ticks since boot (against pid reuse). */
@@ -37,7 +42,10 @@ export interface AgentStatus {
 /** Options of {@link createStatusReporter}. */
 export interface StatusReporterOptions {
   stateDir: string;
+  /** The first address. */
   server: string;
+  /** Every address (--server), when several. */
+  servers?: readonly string[];
   log: Logger;
   /** @default Date.now */
   now?: () => number;
@@ -46,7 +54,7 @@ export interface StatusReporterOptions {
 /** What the running agent updates. */
 export interface StatusReporter {
   /** Records a change; `since` moves only when `connected` changes. Never throws. */
-  update(change: { agentId?: string | undefined; connected?: boolean; lastError?: string | undefined }): void;
+  update(change: { agentId?: string | undefined; connected?: boolean; server?: string; lastError?: string | undefined }): void;
   /** The status as last written. */
   current(): AgentStatus;
 }
@@ -63,6 +71,7 @@ export function createStatusReporter(options: StatusReporterOptions): StatusRepo
     connected: false,
     since: new Date(now()).toISOString(),
     server: options.server,
+    ...(options.servers && options.servers.length > 1 ? { servers: [...options.servers] } : {}),
     pid: process.pid,
     startTime: readProcessStartTime(process.pid) ?? 0,
     version: AGENT_VERSION,
@@ -86,6 +95,7 @@ export function createStatusReporter(options: StatusReporterOptions): StatusRepo
     update(change) {
       const next: AgentStatus = { ...status };
       if ("agentId" in change) next.agentId = change.agentId ?? null;
+      if (change.server !== undefined) next.server = change.server;
       if (change.connected !== undefined && change.connected !== status.connected) {
         next.connected = change.connected;
         next.since = new Date(now()).toISOString();
@@ -175,7 +185,8 @@ export function describeStatus(reading: StatusReading, stateDir: string): { text
     };
   }
   const who = status.agentId ?? "this agent (not enrolled yet)";
-  const details = `pid ${status.pid}, version ${status.version}`;
+  const others = status.servers && status.servers.length > 1 ? status.servers.filter((s) => s !== status.server) : [];
+  const details = `pid ${status.pid}, version ${status.version}${others.length > 0 ? `; fails over to ${others.join(", ")}` : ""}`;
   if (!reading.running) {
     return {
       text:
@@ -187,7 +198,7 @@ export function describeStatus(reading: StatusReading, stateDir: string): { text
   if (status.connected) return { text: `${who} connected to ${status.server} since ${status.since} (${details})`, exitCode: 0 };
   return {
     text:
-      `${who} not connected to ${status.server} since ${status.since} (${details})\n` +
+      `${who} not connected${others.length > 0 ? ` (last tried ${status.server})` : ` to ${status.server}`} since ${status.since} (${details})\n` +
       `last error: ${status.lastError ?? "none yet: still connecting"}`,
     exitCode: 1,
   };

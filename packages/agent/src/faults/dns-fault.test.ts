@@ -83,7 +83,7 @@ describe("dns-fault", () => {
     const conf = resolvConf("nameserver 10.0.0.2\nnameserver 192.168.1.1\nnameserver fe80::1%eth0\nnameserver 10.0.0.3\n");
     const plan = kind(conf, fakeNft()).validate({ domains: ["*.payments.internal"] }, host);
     expect(plan.resolvers).toEqual([{ address: "10.0.0.2", family: 4 }]);
-    expect(plan.controlPlaneName).toBe("cp.example.internal");
+    expect(plan.controlPlaneNames).toEqual(["cp.example.internal"]);
     expect(plan.details).toEqual([
       `acts on: *.payments.internal: NXDOMAIN, for the queries this host sends to its resolver 10.0.0.2 (udp, tcp; from ${conf})`,
       "forwarded to the resolver they were sent to: queries for every other name",

@@ -45,8 +45,8 @@ export interface DnsFaultPlan {
   params: DnsFaultParams;
   /** The resolvers whose queries are steered to the responder, in resolv.conf order. */
   resolvers: DnsResolverTarget[];
-  /** The control plane's host name (lower case), when the agent reaches it by name. */
-  controlPlaneName?: string;
+  /** The control plane's host names (lower case; one per replica address given by name), when the agent reaches it by name. */
+  controlPlaneNames?: string[];
   /** What it acts on, then what it leaves alone, one line each. */
   details: string[];
 }
@@ -130,10 +130,11 @@ function steeredResolvers(path: string, host: HostInfo): { resolvers: DnsResolve
   return { resolvers, leftAlone };
 }
 
-/** The control plane's host name, lower case without a trailing dot, when it is a name. */
-function controlPlaneName(host: HostInfo): string | undefined {
-  const name = host.controlPlaneHost?.toLowerCase().replace(/\.$/, "");
-  return name && isIP(name) === 0 ? name : undefined;
+/** The control plane's host names (every replica's), lower case without a trailing dot; addresses left out. */
+function controlPlaneNames(host: HostInfo): string[] {
+  const hosts = [...(host.controlPlaneHost !== undefined ? [host.controlPlaneHost] : []), ...(host.controlPlaneHosts ?? [])];
+  const names = hosts.map((h) => h.toLowerCase().replace(/\.$/, "")).filter((n) => n !== "" && isIP(n) === 0);
+  return [...new Set(names)];
 }
 
 /**
@@ -204,12 +205,13 @@ export function createDnsFault(options: DnsFaultOptions = {}): FaultKindDefiniti
     exclusiveGroup: "dns",
     validate(params: JsonObject, host: HostInfo): DnsFaultPlan {
       const parsed = parseFaultParams("dns-fault", params);
-      const cpName = controlPlaneName(host);
-      if (cpName && parsed.domains?.includes(cpName)) {
+      const cpNames = controlPlaneNames(host);
+      const named = cpNames.find((n) => parsed.domains?.includes(n));
+      if (named) {
         throw new InvalidFaultRequestError([
           {
             field: "params.domains",
-            message: `${cpName} is the control plane's name: dns-fault always forwards its queries so that the agent keeps its link; leave it out`,
+            message: `${named} is the control plane's name: dns-fault always forwards its queries so that the agent keeps its link; leave it out`,
           },
         ]);
       }
@@ -217,11 +219,11 @@ export function createDnsFault(options: DnsFaultOptions = {}): FaultKindDefiniti
       const details = [
         `acts on: ${namesText(parsed)}: ${modeText(parsed.mode)}, for the queries this host sends to ${resolvers.length === 1 ? "its resolver" : "its resolvers"} ${resolvers.map((r) => r.address).join(", ")} (udp, tcp; from ${resolvConf})`,
         `forwarded to the resolver they were sent to: queries for every other name`,
-        ...(cpName ? [`excluded: the control plane's name ${cpName} — always forwarded`] : []),
+        ...cpNames.map((n) => `excluded: the control plane's name ${n} — always forwarded`),
         ...leftAlone,
         "not steered: queries to DNS servers that are not the host's resolvers",
       ];
-      return { params: parsed, resolvers, ...(cpName ? { controlPlaneName: cpName } : {}), details };
+      return { params: parsed, resolvers, ...(cpNames.length > 0 ? { controlPlaneNames: cpNames } : {}), details };
     },
     preview(plan): FaultPreviewResult {
       return { details: plan.details };
@@ -231,20 +233,24 @@ export function createDnsFault(options: DnsFaultOptions = {}): FaultKindDefiniti
     },
     async start(plan, ctx: FaultContext): Promise<RunningFault> {
       const details = [...plan.details];
-      const cpName = plan.controlPlaneName;
-      if (cpName) {
-        // Before anything is steered: the agent's link never needs DNS while the fault runs.
-        const index = details.findIndex((d) => d.startsWith("excluded: the control plane's name"));
-        try {
-          const addresses = await resolveName(cpName, lookup);
-          details[index] = `excluded: the control plane's name ${cpName} (${addresses.join(", ")}, resolved before the fault started) — always forwarded`;
-        } catch (err) {
-          details[index] = `excluded: the control plane's name ${cpName} (not resolved before the fault started: ${(err as Error).message}) — always forwarded`;
-        }
-      }
+      const cpNames = plan.controlPlaneNames ?? [];
+      // Before anything is steered (every replica's name at once): the agent's link never needs DNS while the fault runs.
+      await Promise.all(
+        cpNames.map(async (cpName) => {
+          const index = details.indexOf(`excluded: the control plane's name ${cpName} — always forwarded`);
+          let line: string;
+          try {
+            const addresses = await resolveName(cpName, lookup);
+            line = `excluded: the control plane's name ${cpName} (${addresses.join(", ")}, resolved before the fault started) — always forwarded`;
+          } catch (err) {
+            line = `excluded: the control plane's name ${cpName} (not resolved before the fault started: ${(err as Error).message}) — always forwarded`;
+          }
+          if (index >= 0) details[index] = line;
+        }),
+      );
       const globs = plan.params.domains;
       const responder: DnsResponder = await startDnsResponder({
-        matches: (name) => name !== cpName && (!globs || globs.some((g) => matchDomainGlob(g, name))),
+        matches: (name) => !cpNames.includes(name) && (!globs || globs.some((g) => matchDomainGlob(g, name))),
         mode: plan.params.mode,
         resolvers: plan.resolvers,
         tcpForwardPorts: tcpPorts(),

@@ -55,6 +55,11 @@ export interface HostInfo {
    * faults lookups of that name.
    */
   controlPlaneHost?: string;
+  /**
+   * The host part of every control plane address (--server with several replicas), names or
+   * addresses: dns-fault never faults lookups of any of them. Includes {@link controlPlaneHost}.
+   */
+  controlPlaneHosts?: readonly string[];
 }
 
 /** Handed to a fault while it runs. */

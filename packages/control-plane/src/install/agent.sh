@@ -36,7 +36,7 @@ ME="firedrill agent.sh"
 
 usage() {
   cat <<'EOF'
-usage: agent.sh [--join-token TOKEN | --token-file FILE] [--server HOST:PORT] [--labels K=V,...]
+usage: agent.sh [--join-token TOKEN | --token-file FILE] [--server HOST:PORT[,...]] [--labels K=V,...]
                 [--management CIDR|tcp:PORT,...] [--protect-process RULES] [--base-url URL]
                 [--cacert FILE] [--version VERSION] [--wait DURATION] [--upgrade | --uninstall]
 
@@ -48,7 +48,9 @@ plane and waits until it is connected. Run it as root, e.g.:
   --join-token TOKEN      join token from `firedrill join-token create` (needed until enrolled;
                           never stored on this host); it pins the control plane's CA
   --token-file FILE       read the join token from FILE instead (not visible in ps)
-  --server HOST:PORT      the control plane's gRPC address (default: the one that served this script)
+  --server HOST:PORT[,HOST:PORT...]
+                          the control plane's gRPC address, or up to 16 replicas' (the agent fails
+                          over between them) (default: the one that served this script)
   --labels K=V,...        labels for targeting, e.g. app=web,firedrill:opt-in=true
   --management ...        networks and ports this host is managed through (never cut by network faults)
   --protect-process ...   processes process faults never signal (names, /patterns/, unit:NAME.service)
@@ -179,8 +181,8 @@ if [ "$MODE" != uninstall ]; then
     PIN=${TOKEN##*_}
   fi
   if [ -n "$SERVER" ]; then
-    matches "$SERVER" '^([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$' ||
-      usage_error "--server $SERVER is not host:port; give the control plane's gRPC address, e.g. cp.example.internal:7070"
+    matches "$SERVER" '^([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}(,([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}){0,15}$' ||
+      usage_error "--server $SERVER is not host:port (or up to 16 of them, comma-separated, no spaces); give the control plane's gRPC address, e.g. cp.example.internal:7070, or cp-a:7070,cp-b:7070 for replicas"
   fi
   if [ -n "$BASE_URL" ]; then
     BASE_URL=${BASE_URL%/}
