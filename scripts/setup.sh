@@ -28,12 +28,26 @@ command -v systemd-nspawn >/dev/null 2>&1 || missing+=(systemd-container)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 # The install script (agent.sh) is checked with shellcheck by its test.
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
+# HA tests: replicas on a real PostgreSQL the tests start themselves (initdb + pg_ctl as the postgres
+# user, private port and socket dir); the packaged cluster is not used and is left stopped.
+pg_installed_now=0
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  missing+=(postgresql)
+  pg_installed_now=1
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   echo "setup: installing ${missing[*]} with apt-get"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  if [ "$pg_installed_now" = 1 ]; then
+    if [ -d /run/systemd/system ]; then
+      $SUDO systemctl disable --now postgresql.service >/dev/null 2>&1 || true
+    else
+      $SUDO invoke-rc.d postgresql stop >/dev/null 2>&1 || true
+    fi
+  fi
 fi
 
 # Stop conditions: the tests start their own prometheus and prometheus-alertmanager (binaries from

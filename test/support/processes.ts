@@ -217,6 +217,11 @@ export async function startServer(opts: {
   env?: Record<string, string>;
   /** Options of node itself (e.g. --cpu-prof for a bench). */
   nodeArgs?: string[];
+  /**
+   * A replica joining a store another server created: it writes no join-token or admin-token file
+   * (the store has them already), so the test uses that server's.
+   */
+  tokensFrom?: Pick<ServerHandle, "joinToken" | "adminToken">;
 }): Promise<ServerHandle> {
   const grpcPort = opts.grpcPort ?? (await freePort());
   const httpPort = opts.httpPort ?? (await freePort());
@@ -236,8 +241,8 @@ export async function startServer(opts: {
     },
     20_000,
   );
-  const joinToken = readFileSync(join(opts.dataDir, "join-token"), "utf8").trim();
-  const adminToken = readFileSync(join(opts.dataDir, "admin-token"), "utf8").trim();
+  const joinToken = opts.tokensFrom?.joinToken ?? readFileSync(join(opts.dataDir, "join-token"), "utf8").trim();
+  const adminToken = opts.tokensFrom?.adminToken ?? readFileSync(join(opts.dataDir, "admin-token"), "utf8").trim();
   return { proc, dataDir: opts.dataDir, grpcAddr, httpUrl, joinToken, adminToken, cliConfig: join(opts.dataDir, "cli", "config.json") };
 }
 

@@ -38,6 +38,14 @@ export const controlPlaneOptionsSchema = z
   .object({
     /** Directory for the SQLite database (`firedrill.db`) and the join token file (`join-token`). Created if missing. */
     dataDir: z.string().min(1, { error: "is required: the directory for the database and the join token" }),
+    /**
+     * `postgres://user@host:port/db`: keep the store in PostgreSQL, shared by replicas (docs/ha.md),
+     * instead of the data dir's SQLite file. The password is best given by PGPASSWORD or ~/.pgpass.
+     */
+    store: z
+      .string()
+      .regex(/^postgres(ql)?:\/\/[^\s]+$/, { error: "must be a PostgreSQL URL, e.g. postgres://firedrill@db.internal:5432/firedrill (password from PGPASSWORD)" })
+      .optional(),
     /** Where agents connect (gRPC), `host:port`. Port 0 picks an ephemeral port. */
     grpcAddr: address("gRPC", "0.0.0.0:7070"),
     /** Where the HTTP JSON API and /metrics listen, `host:port`. */

@@ -16,6 +16,9 @@ import { DEFAULT_POLICY, loadPolicy } from "./experiments/policy.js";
 import { createRunStore } from "./store/run-store.js";
 import { createStore } from "./store/store.js";
 import { lockDataDir } from "./store/data-dir-lock.js";
+import { ensureSharedCa } from "./pki/shared-ca.js";
+import { joinCluster, type Cluster } from "./ha/cluster.js";
+import { followSignals, runOwnershipOf, runnerPeersOf, startLeaderDuties } from "./ha/duties.js";
 import { createAlertReceiver } from "./stop-conditions/alert-receiver.js";
 import { createAwsClients } from "./aws/clients.js";
 import type { AwsClients } from "./aws/clients.js";
@@ -88,7 +91,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const lock = lockDataDir(config.dataDir);
   let store: ReturnType<typeof createStore>;
   try {
-    store = createStore({ dataDir: config.dataDir });
+    store = createStore({ dataDir: config.dataDir, ...(config.store !== undefined ? { postgresUrl: config.store } : {}) });
   } catch (err) {
     lock.release();
     throw err;
@@ -100,10 +103,14 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   let scheduler: Scheduler | undefined;
   let awsClients: AwsClients | undefined;
   let reconciler: CloudReconciler | undefined;
+  /** PostgreSQL store: this replica in its replica set (docs/ha.md). */
+  let cluster: Cluster | undefined;
+  let stopLeaderDuties: (() => Promise<void>) | undefined;
   // The worker threads that check experiments: stopped with the server (the last one in the process).
   const releaseSpecPool = holdSharedSpecCheckPool();
 
   const shutdown = async (): Promise<void> => {
+    await stopLeaderDuties?.();
     await scheduler?.stop();
     // Runs aborting on shutdown want their cloud reverts: the reconciler makes them until it closes.
     await runner?.close();
@@ -112,16 +119,24 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     hub?.close();
     await Promise.allSettled([grpcServer?.close(), http?.close()]);
     await releaseSpecPool();
-    store.markAllAgentsDisconnected();
+    // Replicas: each stream marked its agent disconnected as it ended (unless another replica holds it).
+    if (!cluster) store.markAllAgentsDisconnected();
+    await cluster?.close().catch((err: unknown) => log.warn({ err }, "leaving the replica set"));
     store.close();
     lock.release();
   };
 
   try {
-    const stale = store.markAllAgentsDisconnected();
-    if (stale > 0) log.info({ agents: stale }, "marked agents from the previous run disconnected until they reconnect");
+    if (store.db.engine === "postgres") {
+      // Other replicas hold streams: only the leader marks disconnected the agents of dead replicas.
+      cluster = await joinCluster({ db: store.db, url: config.store!, logger: config.logger, grpcAddress: config.grpcAddr, httpAddress: config.httpAddr });
+    } else {
+      const stale = store.markAllAgentsDisconnected();
+      if (stale > 0) log.info({ agents: stale }, "marked agents from the previous run disconnected until they reconnect");
+    }
     const out = config.out ?? process.stdout;
-    const ca = await ensureCa(config.dataDir);
+    // Replicas on one PostgreSQL share one CA through the store (pki/shared-ca.ts).
+    const ca = store.db.engine === "postgres" ? await ensureSharedCa(store.db, config.dataDir) : await ensureCa(config.dataDir);
     const caSha256 = ca.fingerprint.replace(/^sha256:/, "");
     const joinTokens = createJoinTokenStore(store.db);
     const agentIdentities = createIdentityRegistry(store.db);
@@ -187,6 +202,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       leaseTtlMs: config.leaseTtlMs,
       heartbeatIntervalMs: config.heartbeatIntervalMs,
       reconcileGraceMs: config.reconcileGraceMs,
+      ...(cluster ? { cluster: cluster.hubLink(() => hub) } : {}),
     });
     const policy = config.policyFile ? loadPolicy(config.policyFile) : DEFAULT_POLICY;
     const faults = createFaultService({
@@ -213,15 +229,20 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       // On EC2, its own subnets too (IMDSv2); the SDK's switch turns IMDS off (tests, off-EC2 hosts).
       ownSubnets: () => (process.env.AWS_EC2_METADATA_DISABLED === "true" ? Promise.resolve([]) : readOwnSubnets(process.env.AWS_EC2_METADATA_SERVICE_ENDPOINT)),
     });
-    reconciler = createCloudReconciler({
-      journal: cloudJournal,
-      reverters: [
-        createEc2StartReverter({ clients: awsClients, ledger: aws.ledger, log: config.logger }),
-        createNaclRestoreReverter({ clients: awsClients, log: config.logger }),
-        createNaclDeleteReverter({ clients: awsClients, log: config.logger }),
-      ],
-      log: config.logger,
-    });
+    const clients = awsClients;
+    const makeReconciler = () =>
+      createCloudReconciler({
+        journal: cloudJournal,
+        reverters: [
+          createEc2StartReverter({ clients, ledger: aws.ledger, log: config.logger }),
+          createNaclRestoreReverter({ clients, log: config.logger }),
+          createNaclDeleteReverter({ clients, log: config.logger }),
+        ],
+        log: config.logger,
+      });
+    // One server: its own reconciler. Replicas: the leader's (made each time it is elected).
+    if (!cluster) reconciler = makeReconciler();
+    const reconcilerHandle = { kick: () => reconciler?.kick() };
     runner = createRunner({
       store,
       runs,
@@ -234,10 +255,11 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       leaseTtlMs: config.leaseTtlMs,
       revertWaitMs: config.revertWaitMs,
       aws,
-      cloud: { journal: cloudJournal, reconciler },
+      cloud: { journal: cloudJournal, reconciler: reconcilerHandle },
+      ...(cluster ? { ownership: runOwnershipOf(cluster, store.db), peers: runnerPeersOf(cluster, store.db) } : {}),
     });
     // After the runner marked the runs a crash interrupted failed: their cloud actions are reverted now.
-    reconciler.start();
+    reconciler?.start();
     scheduler = createScheduler({
       db: store.db,
       runner,
@@ -283,7 +305,32 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     });
     const app = http;
     const httpUrl = await listenHttp(http, config.httpAddr);
-    scheduler.start();
+    if (cluster) {
+      const c = cluster;
+      const sched = scheduler;
+      followSignals(c, runner, log);
+      stopLeaderDuties = startLeaderDuties({
+        cluster: c,
+        db: store.db,
+        runner,
+        logger: config.logger,
+        duties: [
+          { name: "scheduler", start: () => sched.start(), stop: () => sched.stop() },
+          {
+            name: "cloud reconciler",
+            start: () => {
+              reconciler = makeReconciler();
+              reconciler.start();
+            },
+            stop: async () => {
+              const r = reconciler;
+              reconciler = undefined;
+              await r?.close();
+            },
+          },
+        ],
+      });
+    } else scheduler.start();
     log.info(
       {
         version: CONTROL_PLANE_VERSION,

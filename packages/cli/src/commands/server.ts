@@ -13,6 +13,7 @@ import { CliError } from "../errors.js";
 
 interface ServerOptions {
   dataDir?: string;
+  store?: string;
   grpcAddr: string;
   httpAddr: string;
   leaseTtl: string;
@@ -40,6 +41,7 @@ interface ServerOptions {
 /** Which flag sets each control-plane option, for error messages. */
 const FLAGS: Record<string, string> = {
   dataDir: "--data-dir",
+  store: "--store",
   grpcAddr: "--grpc-addr",
   httpAddr: "--http-addr",
   leaseTtlMs: "--lease-ttl",
@@ -110,6 +112,12 @@ export function registerServerCommand(program: Command, ctx: CommandContext): vo
       new Option("--data-dir <dir>", "where the database (firedrill.db) and the join token (join-token) live").argParser(callerPath).env(
         "FIREDRILL_DATA_DIR",
       ),
+    )
+    .addOption(
+      new Option(
+        "--store <url>",
+        "keep the store in PostgreSQL (postgres://user@host:port/db; password from PGPASSWORD or ~/.pgpass) so several servers run as replicas (docs/ha.md); default: SQLite in --data-dir",
+      ).env("FIREDRILL_STORE"),
     )
     .addOption(
       new Option("--grpc-addr <host:port>", "where agents connect; use 0.0.0.0:7070 (with TLS) for remote agents")
@@ -194,6 +202,7 @@ export function registerServerCommand(program: Command, ctx: CommandContext): vo
       const logger = createLogger({ level: options.logLevel });
       const config: ControlPlaneOptions = {
         dataDir: options.dataDir,
+        ...(options.store !== undefined ? { store: options.store } : {}),
         grpcAddr: options.grpcAddr,
         httpAddr: options.httpAddr,
         leaseTtlMs: duration("--lease-ttl", options.leaseTtl),

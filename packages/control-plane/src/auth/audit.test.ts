@@ -1,9 +1,6 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import Database from "better-sqlite3";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { migrate } from "../store/migrations.js";
+import { beforeEach, expect, it } from "vitest";
+import type { SqlDatabase } from "../store/sql/types.js";
+import { describeEachEngine } from "../test-support/store-engines.js";
 import { createAuditLog } from "./audit.js";
 import type { AuditInput } from "./audit.js";
 
@@ -23,30 +20,26 @@ const entry = (n: number, over: Partial<AuditInput> = {}): AuditInput => ({
   ...over,
 });
 
-describe("audit log", () => {
-  let dir: string;
-  let file: string;
-  let db: Database.Database;
+describeEachEngine("audit log", (engine) => {
+  let db: SqlDatabase;
 
-  beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), "firedrill-audit-"));
-    file = join(dir, "firedrill.db");
-    db = new Database(file);
-    migrate(db);
-  });
-  afterEach(() => {
-    if (db.open) db.close();
-    rmSync(dir, { recursive: true, force: true });
+  beforeEach(async () => {
+    db = await engine.openDatabase();
   });
 
-  /** Edits the database file from outside, as someone covering their tracks would. */
+  /**
+   * Edits the database behind the application's back, as someone covering their tracks would
+   * (the append-only triggers out of the way first).
+   */
   const tamper = (sql: string, ...args: unknown[]) => {
-    db.close();
-    const raw = new Database(file);
-    raw.exec("DROP TRIGGER IF EXISTS audit_log_no_update; DROP TRIGGER IF EXISTS audit_log_no_delete;");
-    raw.prepare(sql).run(...args);
-    raw.close();
-    db = new Database(file);
+    if (db.engine === "postgres") {
+      db.exec("ALTER TABLE audit_log DISABLE TRIGGER USER");
+      db.prepare(sql).run(...args);
+      db.exec("ALTER TABLE audit_log ENABLE TRIGGER USER");
+    } else {
+      db.exec("DROP TRIGGER IF EXISTS audit_log_no_update; DROP TRIGGER IF EXISTS audit_log_no_delete;");
+      db.prepare(sql).run(...args);
+    }
     return createAuditLog(db);
   };
 
@@ -69,7 +62,7 @@ describe("audit log", () => {
     expect(() => db.prepare("DELETE FROM audit_log").run()).toThrow(/append-only/);
   });
 
-  it("names the row whose content was edited in the database file", async () => {
+  it("names the row whose content was edited in the database", async () => {
     const audit = createAuditLog(db);
     for (let i = 1; i <= 5; i += 1) audit.append(entry(i));
     const tampered = tamper("UPDATE audit_log SET principal = 'mallory' WHERE id = 3");

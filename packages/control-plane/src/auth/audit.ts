@@ -4,7 +4,7 @@
  * or deleting any row, or cutting the tail, breaks the chain at a row that `verify` names.
  */
 import { createHash } from "node:crypto";
-import type { Database } from "better-sqlite3";
+import type { SqlDatabase } from "../store/sql/types.js";
 
 /** The hash the first row chains to. */
 export const AUDIT_GENESIS = "0".repeat(64);
@@ -125,11 +125,25 @@ function toEntry(row: AuditRow): AuditEntry {
 
 const clip = (text: string | null, max: number): string | null => (text === null ? null : text.length > max ? `${text.slice(0, max - 1)}…` : text);
 
+/** The id in the recorded head of the chain (0 when none or unreadable). */
+function headId(text: string | undefined): number {
+  if (text === undefined) return 0;
+  try {
+    const id = (JSON.parse(text) as { id?: unknown }).id;
+    return typeof id === "number" && Number.isSafeInteger(id) && id > 0 ? id : 0;
+  } catch {
+    return 0;
+  }
+}
+
 /** Opens the audit log on the control plane's database. */
-export function createAuditLog(db: Database): AuditLog {
+export function createAuditLog(db: SqlDatabase): AuditLog {
   const stmt = {
     last: db.prepare<[], { id: number; hash: string }>("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1"),
-    seq: db.prepare<[], { seq: number }>("SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'"),
+    // The highest id ever given (SQLite's AUTOINCREMENT counter); PostgreSQL's sequences are not
+    // transactional (a rolled-back or re-run append would leave a gap verify reports as a
+    // deletion), so there the recorded head of the chain (below) is the only counter.
+    seq: db.engine === "sqlite" ? db.prepare<[], { seq: number }>("SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'") : undefined,
     insert: db.prepare(`
       INSERT INTO audit_log (id, time, principal, role, token_id, source, method, route, path, targets, status, outcome, detail, prev_hash, hash)
       VALUES (@id, @time, @principal, @role, @tokenId, @source, @method, @route, @path, @targets, @status, @outcome, @detail, @prevHash, @hash)`),
@@ -152,13 +166,15 @@ export function createAuditLog(db: Database): AuditLog {
       detail: clip(input.detail, 1000),
     };
     const last = stmt.last.get();
-    // Ids come from the sequence, never reused even after the last row is gone, so a deleted tail
-    // leaves a gap that verify reports.
-    const id = Math.max(last?.id ?? 0, stmt.seq.get()?.seq ?? 0) + 1;
+    // Ids are never reused even after the last row is gone (the sequence, and the head recorded
+    // in settings), so a deleted tail leaves a gap that verify reports.
+    const id = Math.max(last?.id ?? 0, stmt.seq?.get()?.seq ?? 0, headId(stmt.head.get()?.value)) + 1;
     const prevHash = last?.hash ?? AUDIT_GENESIS;
     const hash = auditHash(id, entry, prevHash);
-    stmt.insert.run({ ...entry, id, targets: JSON.stringify(entry.targets), prevHash, hash });
+    // The head first: on PostgreSQL its row lock orders replicas appending at once (the later one
+    // fails to serialize and its transaction re-runs on the new head).
     stmt.setHead.run(JSON.stringify({ id, hash }));
+    stmt.insert.run({ ...entry, id, targets: JSON.stringify(entry.targets), prevHash, hash });
     return { ...entry, id, prevHash, hash };
   });
 

@@ -3,7 +3,7 @@
  * as hashes ({@link ./tokens.ts}); the token text exists once, in the answer that creates it.
  */
 import { randomBytes } from "node:crypto";
-import type { Database } from "better-sqlite3";
+import type { SqlDatabase } from "../store/sql/types.js";
 import { ApiError } from "../errors.js";
 import { generateToken, parseToken, secretMatches } from "./tokens.js";
 import { ROLES } from "./types.js";
@@ -138,7 +138,7 @@ function toToken(row: TokenRow, now: number): TokenRecord {
 }
 
 /** Opens the identity store on the control plane's database (the migration made its tables). */
-export function createIdentityStore(db: Database): IdentityStore {
+export function createIdentityStore(db: SqlDatabase): IdentityStore {
   const tokenSelect = `SELECT t.*, p.name, p.kind, p.role FROM api_tokens t JOIN principals p ON p.id = t.principal_id`;
   const stmt = {
     anyPrincipal: db.prepare<[], { n: number }>("SELECT COUNT(*) AS n FROM principals"),

@@ -12,7 +12,7 @@
  *      └──(AWS refused the action itself: nothing happened)──▶ cancelled
  */
 import { EventEmitter } from "node:events";
-import type Database from "better-sqlite3";
+import type { SqlDatabase } from "../store/sql/types.js";
 
 /** Where a journal entry is. */
 export type CloudRevertState = "pending" | "reverting" | "confirmed" | "cancelled" | "failed";
@@ -242,17 +242,26 @@ function clip(text: string | null): string | null {
 }
 
 /** The journal on the control plane's database (the migration creates the table). */
-export function createCloudJournal(db: Database.Database): CloudJournal {
+export function createCloudJournal(db: SqlDatabase): CloudJournal {
+  const pg = db.engine === "postgres";
+  // The few functions the engines spell differently.
+  const greatest = pg ? "GREATEST" : "MAX";
+  const isoTime = (ms: string) =>
+    pg
+      ? `to_char(to_timestamp(${ms} / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS') || '.' || lpad(CAST(${ms} % 1000 AS TEXT), 3, '0') || 'Z'`
+      : `strftime('%Y-%m-%dT%H:%M:%fZ', ${ms} / 1000.0, 'unixepoch')`;
+  const jsonStrings = pg ? "SELECT json_array_elements_text(CAST(? AS json))" : "SELECT value FROM json_each(?)";
   const events = new EventEmitter<{ change: [CloudRevertChange] }>();
   events.setMaxListeners(0);
   const stmt = {
-    insert: db.prepare(`
+    insert: db.prepare<Record<string, string | number | null>, { id: number }>(`
       INSERT INTO cloud_reverts (run_id, step, action, kind, region, resource, payload, actor, created_at, due_at, state, updated_at)
-      VALUES (@runId, @step, @action, @kind, @region, @resource, @payload, @actor, @now, @dueAt, 'pending', @now)`),
+      VALUES (@runId, @step, @action, @kind, @region, @resource, @payload, @actor, @now, @dueAt, 'pending', @now)
+      RETURNING id`),
     get: db.prepare<[number], Row>("SELECT * FROM cloud_reverts WHERE id = ?"),
     acted: db.prepare(`
       UPDATE cloud_reverts SET acted_at = @now, updated_at = @now,
-        due_at = CASE WHEN due_at IS NULL THEN NULL ELSE due_at + MAX(0, @now - created_at) END
+        due_at = CASE WHEN due_at IS NULL THEN NULL ELSE due_at + ${greatest}(0, @now - created_at) END
       WHERE id = @id AND acted_at IS NULL`),
     release: db.prepare("UPDATE cloud_reverts SET acted_at = @now, updated_at = @now WHERE acted_at IS NULL"),
     cancel: db.prepare(`
@@ -269,7 +278,7 @@ export function createCloudJournal(db: Database.Database): CloudJournal {
       RETURNING *`),
     sweepDue: db.prepare<{ now: number; cutoff: number }, Row>(`
       UPDATE cloud_reverts SET state = 'reverting', revert_requested_at = @now, next_attempt_at = @now, updated_at = @now,
-        revert_reason = 'its step' || COALESCE(' ' || step, '') || ' was due to end at ' || strftime('%Y-%m-%dT%H:%M:%fZ', due_at / 1000.0, 'unixepoch')
+        revert_reason = 'its step' || COALESCE(' ' || step, '') || ' was due to end at ' || ${isoTime("due_at")}
       WHERE state = 'pending' AND due_at IS NOT NULL AND due_at <= @cutoff AND acted_at IS NOT NULL
       RETURNING *`),
     due: db.prepare<[number, number], Row>(
@@ -289,7 +298,7 @@ export function createCloudJournal(db: Database.Database): CloudJournal {
     unconfirmed: db.prepare<[], Row>(`SELECT * FROM cloud_reverts WHERE ${UNCONFIRMED} ORDER BY id`),
     unconfirmedOfRun: db.prepare<[string], Row>(`SELECT * FROM cloud_reverts WHERE run_id = ? AND ${UNCONFIRMED} ORDER BY id`),
     countByRun: db.prepare<[string], { run_id: string; n: number }>(
-      `SELECT run_id, COUNT(*) AS n FROM cloud_reverts WHERE run_id IN (SELECT value FROM json_each(?)) AND ${UNCONFIRMED} GROUP BY run_id`,
+      `SELECT run_id, COUNT(*) AS n FROM cloud_reverts WHERE run_id IN (${jsonStrings}) AND ${UNCONFIRMED} GROUP BY run_id`,
     ),
     countByState: db.prepare<[], { failed: number; n: number }>(
       `SELECT state = 'failed' AS failed, COUNT(*) AS n FROM cloud_reverts WHERE ${UNCONFIRMED} GROUP BY state = 'failed'`,
@@ -338,7 +347,7 @@ export function createCloudJournal(db: Database.Database): CloudJournal {
   const journal: CloudJournal = {
     events,
     record(entry) {
-      const info = stmt.insert.run({
+      const inserted = stmt.insert.get({
         runId: entry.runId ?? null,
         step: entry.step ?? null,
         action: entry.action,
@@ -350,7 +359,7 @@ export function createCloudJournal(db: Database.Database): CloudJournal {
         now: entry.now,
         dueAt: entry.dueAt ?? null,
       });
-      return Number(info.lastInsertRowid);
+      return Number(inserted!.id);
     },
     markActed(id, now) {
       if (stmt.acted.run({ id, now }).changes > 0) {

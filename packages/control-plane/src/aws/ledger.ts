@@ -11,7 +11,7 @@
  * caller read from AWS right before (DescribeInstances for that instance): a tag added a moment
  * before the action refuses it, whatever the run saw at its start.
  */
-import type Database from "better-sqlite3";
+import type { SqlDatabase } from "../store/sql/types.js";
 import { floorRefusal, intervalRefusal, percentRefusal, tagRefusal } from "./rules.js";
 import type { AwsGuardrails } from "./types.js";
 
@@ -174,13 +174,14 @@ function toEntry(row: LedgerRow): LedgerEntry {
 
 const COUNTING = "action = 'terminate' AND outcome IN ('pending', 'ok', 'unknown')";
 
-/** Whether an error is SQLite refusing a row for a unique index. */
+/** Whether an error is the database refusing a row for a unique index (SQLite or PostgreSQL's 23505). */
 function isUniqueViolation(err: unknown): boolean {
-  return (err as { code?: unknown }).code === "SQLITE_CONSTRAINT_UNIQUE";
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === "SQLITE_CONSTRAINT_UNIQUE" || code === "23505";
 }
 
 /** The ledger on the control plane's database (the migration creates the table). */
-export function createTerminationLedger(db: Database.Database): TerminationLedger {
+export function createTerminationLedger(db: SqlDatabase): TerminationLedger {
   const stmt = {
     latestInGroup: db.prepare<[string, string], LedgerRow>(
       `SELECT * FROM termination_ledger WHERE region = ? AND group_name = ? AND ${COUNTING} ORDER BY id DESC LIMIT 1`,
@@ -189,14 +190,17 @@ export function createTerminationLedger(db: Database.Database): TerminationLedge
       `SELECT * FROM termination_ledger WHERE region = ? AND instance_id = ? AND ${COUNTING} ORDER BY id DESC LIMIT 1`,
     ),
     killedAmong: db.prepare<[string, string], { instance_id: string }>(
-      `SELECT instance_id FROM termination_ledger WHERE region = ? AND ${COUNTING} AND instance_id IN (SELECT value FROM json_each(?))`,
+      `SELECT instance_id FROM termination_ledger WHERE region = ? AND ${COUNTING} AND instance_id IN (${
+        db.engine === "postgres" ? "SELECT json_array_elements_text(CAST(? AS json))" : "SELECT value FROM json_each(?)"
+      })`,
     ),
     runKillsInGroup: db.prepare<[string, string, string], { n: number }>(
       `SELECT COUNT(*) AS n FROM termination_ledger WHERE region = ? AND group_name = ? AND run_id = ? AND ${COUNTING}`,
     ),
-    insert: db.prepare(`
+    insert: db.prepare<Record<string, string | number | null>, { id: number }>(`
       INSERT INTO termination_ledger (group_name, instance_id, region, action, call, actor, run_id, schedule_id, decided_at, outcome, prev_id)
-      VALUES (@groupName, @instanceId, @region, @action, @call, @actor, @runId, @scheduleId, @now, 'pending', @prevId)`),
+      VALUES (@groupName, @instanceId, @region, @action, @call, @actor, @runId, @scheduleId, @now, 'pending', @prevId)
+      RETURNING id`),
     complete: db.prepare<[LedgerOutcome, string | null, number, number]>(
       "UPDATE termination_ledger SET outcome = ?, error = ?, completed_at = ? WHERE id = ?",
     ),
@@ -238,13 +242,19 @@ export function createTerminationLedger(db: Database.Database): TerminationLedge
     return { ok: true, prevId };
   };
 
+  /** The insert alone, in a savepoint: a unique violation leaves the enclosing transaction usable (PostgreSQL aborts it otherwise). */
+  const insertRow = db.transaction((row: Record<string, string | number | null>): number => Number(stmt.insert.get(row)!.id));
+
+  // The checks and the insert are one transaction: SQLite's IMMEDIATE (the write lock) or
+  // PostgreSQL's SERIALIZABLE, re-run on a serialization failure, so two replicas deciding at once
+  // act as if one decided after the other (the later one sees the earlier one's row and refuses).
   const decide = db.transaction((input: TerminationDecision): DecisionResult => {
     const checked = check(input);
     if (!checked.ok) return checked;
     const { region, instanceId, group, now } = input;
     const prevId = checked.prevId;
     try {
-      const inserted = stmt.insert.run({
+      const id = insertRow({
         groupName: group?.name ?? null,
         instanceId,
         region,
@@ -256,7 +266,7 @@ export function createTerminationLedger(db: Database.Database): TerminationLedge
         now,
         prevId,
       });
-      return { ok: true, id: Number(inserted.lastInsertRowid) };
+      return { ok: true, id };
     } catch (err) {
       // Only reachable when another writer slipped in between the reads and this insert (a
       // database shared without IMMEDIATE transactions): the chain's unique index keeps one.
@@ -279,7 +289,7 @@ export function createTerminationLedger(db: Database.Database): TerminationLedge
   /** Writes a ledger row for an action that is not a checked termination; returns its id. */
   const insertAction = (input: Parameters<TerminationLedger["recordAction"]>[0] | ActionDecision): number =>
     Number(
-      stmt.insert.run({
+      stmt.insert.get({
         groupName: input.groupName ?? null,
         instanceId: input.instanceId,
         region: input.region,
@@ -290,7 +300,7 @@ export function createTerminationLedger(db: Database.Database): TerminationLedge
         scheduleId: input.scheduleId ?? null,
         now: input.now,
         prevId: null,
-      }).lastInsertRowid,
+      })!.id,
     );
 
   const decideOther = db.transaction((input: ActionDecision): DecisionResult => {

@@ -19,7 +19,7 @@ import {
   TerminateInstancesCommand,
 } from "@aws-sdk/client-ec2";
 import type { Filter, Instance } from "@aws-sdk/client-ec2";
-import type Database from "better-sqlite3";
+import type { SqlDatabase } from "../store/sql/types.js";
 import type { Logger } from "pino";
 import type { AwsClients } from "./clients.js";
 import { AwsCallError, AwsSelectorError, describeAwsError, errorCode, isDefinitiveRefusal, isRetryable } from "./errors.js";
@@ -72,7 +72,7 @@ const ALARMS_PER_REQUEST = 100;
 export interface AwsServiceOptions {
   clients: AwsClients;
   /** The control plane's database (`store.db`): the termination ledger lives there. */
-  db: Database.Database;
+  db: SqlDatabase;
   log: Logger;
   /** Clock. @default Date.now */
   now?: () => number;

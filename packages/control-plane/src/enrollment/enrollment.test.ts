@@ -2,27 +2,26 @@
  * Join tokens and enrollment limits: expiry on the store's clock, 2,000 enrollments at once
  * against the per-token rate and the agent cap while the HTTP API keeps answering.
  */
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import Database from "better-sqlite3";
 import { AGENT_TOKEN_METADATA_KEY, AgentService, EnrollRequestSchema, REFUSAL_METADATA_KEY, bearer, createClientConstructor } from "@firedrill/protocol";
 import { afterEach, describe, expect, it } from "vitest";
-import { migrate } from "../store/migrations.js";
+import { createStore, DATABASE_FILE } from "../store/store.js";
+import { describeEachEngine } from "../test-support/store-engines.js";
 import { makeCsr, startTestControlPlane, tlsCredentials } from "../test-support/test-agent.js";
 import type { TestControlPlane } from "../test-support/test-agent.js";
 import { createJoinTokenStore } from "./join-tokens.js";
+import { createIdentityRegistry } from "./identities.js";
 
 const CA = "ab".repeat(32);
 
-describe("join token store", () => {
-  it("expires on the clock, counts uses atomically, and refuses a token pinning another CA", () => {
-    const dir = mkdtempSync(join(tmpdir(), "firedrill-jt-"));
-    const db = new Database(join(dir, "db"));
+describeEachEngine("join token store", (engine) => {
+  it("expires on the clock, counts uses atomically, and refuses a token pinning another CA", async () => {
+    const options = await engine.freshStoreOptions();
+    const db = createStore(options).db;
     try {
-      migrate(db);
       const store = createJoinTokenStore(db);
       const t0 = 1_800_000_000_000;
       const { text, token } = store.create({ expiresAt: t0 + 60_000, usesAllowed: 2, labels: {}, createdBy: "test" }, CA, t0);
@@ -37,11 +36,30 @@ describe("join token store", () => {
       expect(store.get(token.id, t0 + 2000)).toMatchObject({ uses: 2, state: "used-up" });
       // Only the hash of the secret is stored.
       const secret = text.split("_").slice(2, -1).join("_");
-      expect(readFileSync(join(dir, "db")).includes(secret)).toBe(false);
+      expect(JSON.stringify(db.prepare("SELECT * FROM join_tokens").all())).not.toContain(secret);
+      if (engine.engine === "sqlite") expect(readFileSync(join(options.dataDir, DATABASE_FILE)).includes(secret)).toBe(false);
     } finally {
       db.close();
-      rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it("keeps enrolled identities: renew, revoke once, count the active ones", async () => {
+    const db = await engine.openDatabase();
+    const registry = createIdentityRegistry(db);
+    const t0 = 1_800_000_000_000;
+    registry.enroll({ agentId: "agt_a", hostname: "a", joinTokenId: "jt_1", labels: { zone: "a" }, enrolledAt: t0, certSerial: "01", certNotAfter: t0 + 86_400_000 });
+    registry.enroll({ agentId: "agt_b", hostname: "b", joinTokenId: null, labels: {}, enrolledAt: t0, certSerial: "02", certNotAfter: t0 + 86_400_000 });
+    expect(registry.countActive()).toBe(2);
+    registry.renew("agt_a", "03", t0 + 2 * 86_400_000, t0 + 1000);
+    expect(registry.get("agt_a")).toMatchObject({ certSerial: "03", certNotAfter: t0 + 2 * 86_400_000, renewedAt: t0 + 1000, labels: { zone: "a" } });
+    expect(registry.revoke("agt_b", "admin", "lost laptop", t0 + 2000)).toBe(true);
+    expect(registry.revoke("agt_b", "other", "again", t0 + 3000)).toBe(true);
+    expect(registry.get("agt_b")).toMatchObject({ revokedAt: t0 + 2000, revokedBy: "admin", revokeReason: "lost laptop" });
+    expect(registry.revoke("agt_nope", "admin", "x", t0)).toBe(false);
+    // A revoked identity's certificate is not renewed.
+    registry.renew("agt_b", "04", t0 + 3 * 86_400_000, t0 + 4000);
+    expect(registry.get("agt_b")?.certSerial).toBe("02");
+    expect(registry.countActive()).toBe(1);
   });
 });
 

@@ -2,7 +2,7 @@
  * Enrolled agent identities: the id the control plane chose, the current certificate (serial and
  * expiry), the labels of the join token it enrolled with, and whether it was revoked.
  */
-import type { Database } from "better-sqlite3";
+import type { SqlDatabase } from "../store/sql/types.js";
 
 /** An enrolled agent's identity. */
 export interface AgentIdentity {
@@ -73,7 +73,7 @@ function toIdentity(row: Row): AgentIdentity {
 }
 
 /** Opens the registry on the control plane's database. */
-export function createIdentityRegistry(db: Database): IdentityRegistry {
+export function createIdentityRegistry(db: SqlDatabase): IdentityRegistry {
   const stmt = {
     insert: db.prepare(`
       INSERT INTO agent_identities (agent_id, hostname, join_token_id, labels, enrolled_at, cert_serial, cert_not_after)

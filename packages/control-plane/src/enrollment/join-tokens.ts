@@ -4,7 +4,7 @@
  * the labels enrolled agents get. Using a token is one atomic step (checked and counted together).
  */
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
-import type { Database } from "better-sqlite3";
+import type { SqlDatabase } from "../store/sql/types.js";
 import { formatJoinToken, parseJoinToken } from "@firedrill/protocol";
 import { parseStoredLabels } from "./identities.js";
 
@@ -100,7 +100,7 @@ const REASONS: Record<Exclude<JoinTokenState, "active">, string> = {
 };
 
 /** Opens the join token store on the control plane's database. */
-export function createJoinTokenStore(db: Database): JoinTokenStore {
+export function createJoinTokenStore(db: SqlDatabase): JoinTokenStore {
   const stmt = {
     insert: db.prepare(`
       INSERT INTO join_tokens (id, secret_hash, created_at, created_by, expires_at, uses_allowed, labels, bootstrap)

@@ -67,6 +67,31 @@ export interface RunnerOptions {
    * run's on abort, then waits (bounded) for AWS to confirm them. Needed for ec2-stop.
    */
   cloud?: { journal: CloudJournal; reconciler: Pick<CloudReconciler, "kick"> };
+  /**
+   * Replicas on a shared store (docs/ha.md): which replica drives each run. Absent (one server):
+   * every run left active at start-up was interrupted by a restart.
+   */
+  ownership?: RunOwnership;
+  /** The other replicas: aborts of runs they drive, and halts. Absent: there are none. */
+  peers?: RunnerPeers;
+}
+
+/** Run ownership among replicas (ha/run-owners.ts behind it). */
+export interface RunOwnership {
+  /** Of these active runs, those no replica ever claimed (failed at start-up as interrupted); the others are the leader's to take over. */
+  unclaimed(runIds: string[]): string[];
+  /** This replica drives the run from now on. */
+  claim(runId: string): void;
+  /** The run has ended. */
+  release(runId: string): void;
+}
+
+/** What the runner asks of the other replicas. */
+export interface RunnerPeers {
+  /** Asks the replica driving `runId` to abort it; false when no live replica does. */
+  abortRemote(runId: string, reason: string, actor: string): boolean;
+  /** Tells every other replica of the halt: they abort the runs they drive (their agents are stopped by the hub's broadcast). */
+  halted(reason: string, actor: string): void;
 }
 
 /** Options of {@link Runner.plan} and {@link Runner.start}. */
@@ -111,6 +136,18 @@ export interface Runner {
   settled(runId: string): Promise<RunRecord | undefined>;
   /** Aborts active runs (reason: shutdown) and stops their watchers. */
   close(): Promise<void>;
+  /**
+   * Drives a run another replica drove until it died (its ownership already taken over): the
+   * faults it started keep running to their end under its stop conditions (a breach, an abort or a
+   * halt stops them), steps it had not started are not run. False when the run has ended.
+   */
+  adopt(runId: string, previousReplica: string): boolean;
+  /** Another replica's halt: aborts every run driven here (the halt state is in the store already). */
+  haltFromPeer(reason: string, actor: string): Promise<void>;
+  /** Another replica asks to abort a run driven here; false when it is not driven here. */
+  abortFromPeer(runId: string, reason: string, actor: string): boolean;
+  /** Ids of the runs this process drives now. */
+  drivenHere(): string[];
 }
 
 /** One stop-condition observation of a run, as stored and announced (SampleJson plus the run). */
@@ -161,7 +198,9 @@ export function createRunner(options: RunnerOptions): Runner {
   const active = new Map<string, ActiveRun>();
 
   // Each says what is left and what undoes it: agents' leases end host faults, never cloud actions.
-  const interrupted = runs.listRuns({ active: true });
+  const activeAtStart = runs.listRuns({ active: true });
+  const unclaimed = new Set(options.ownership ? options.ownership.unclaimed(activeAtStart.map((r) => r.id)) : activeAtStart.map((r) => r.id));
+  const interrupted = activeAtStart.filter((r) => unclaimed.has(r.id));
   for (const run of interrupted) {
     runs.transition(run.id, "failed", interruptedReason(run.id));
     log.warn({ runId: run.id, name: run.name }, "marked a run interrupted by a restart as failed");
@@ -333,7 +372,11 @@ export function createRunner(options: RunnerOptions): Runner {
     });
     const activeRun = new ActiveRun(run, planned.experiment, planned.plan, scope);
     active.set(id, activeRun);
-    void activeRun.execute().finally(() => active.delete(id));
+    options.ownership?.claim(id);
+    void activeRun.execute().finally(() => {
+      active.delete(id);
+      options.ownership?.release(id);
+    });
     return runs.getRun(id)!;
   }
 
@@ -408,6 +451,59 @@ export function createRunner(options: RunnerOptions): Runner {
       return isTerminalRunState(runs.runState(this.run.id)!);
     }
 
+    /**
+     * Drives the run from where a dead replica left it: its faults still running are watched (and
+     * stopped on a breach, an abort or a halt) until they end; the steps it had not started are
+     * not run. Then the run ends: completed when every step had started and nothing broke,
+     * failed otherwise (saying which steps did not run).
+     */
+    async resume(previousReplica: string): Promise<void> {
+      try {
+        const history = runs.listEvents(this.run.id);
+        for (const e of history) if (e.faultId && e.step) this.stepByFault.set(e.faultId, e.step);
+        const startedSteps = new Set(history.filter((e) => e.type === "step-started" && e.step).map((e) => e.step!));
+        const live = store.listFaults({ runId: this.run.id, state: "active", limit: 100_000 });
+        for (const fault of live) {
+          if (!this.stepByFault.has(fault.id)) this.stepByFault.set(fault.id, fault.runId === this.run.id ? "(unknown step)" : "");
+          this.track(fault);
+        }
+        const notRun = this.plan.steps.map((s) => s.name).filter((n) => !startedSteps.has(n));
+        this.event({
+          type: "state",
+          message: `taken over: replica ${previousReplica}, which drove this run, stopped heartbeating; this replica watches the stop conditions while the ${plural(live.length, "fault")} it started run to their end${notRun.length > 0 ? `; ${plural(notRun.length, "step")} it had not started (${notRun.join(", ")}) will not run` : ""}`,
+          data: { takeover: { from: previousReplica, faults: live.length, notRun } },
+        });
+        if (this.run.state === "pending" || this.run.state === "preflight") {
+          transition(this.run.id, "failed", `the replica driving it (${previousReplica}) died before its faults started; nothing was started by it${live.length > 0 ? `; its ${plural(live.length, "fault")} are stopped` : ""}`);
+          await hub.requestStopMany(live.map((f) => f.id), "aborted", `run ${this.run.id}: its driver died before it started`);
+          return;
+        }
+        for (const spec of this.experiment.spec.stopConditions) {
+          this.watchers.push({ desc: describeStopCondition(spec), watcher: createWatcher(spec, { log: this.log.child({ component: "stop-condition" }), alerts: options.alerts, ...(options.aws ? { aws: options.aws } : {}) }) });
+        }
+        this.watch();
+        // (2^31 - 1 ms: the longest a Node timer waits; a longer one would fire at once.)
+        await this.waitForEnd(live.map((f) => f.id), 2_147_483_647);
+        if (this.aborting) await this.abortPromise;
+        else if (!this.ended()) {
+          const faultsNow = live.map((f) => store.getFault(f.id)).filter((f): f is FaultRecord => f !== undefined);
+          const reverts = faultsNow.length > 0 ? `; ${describeAllReverts(summarizeReverts(faultsNow), [], true)}` : "";
+          if (notRun.length > 0) {
+            transition(this.run.id, "failed", `the replica driving it (${previousReplica}) died; ${plural(notRun.length, "step")} never ran (${notRun.join(", ")})${reverts}`);
+          } else {
+            transition(this.run.id, "completed", `every step ran (finished under a new replica after ${previousReplica} died)${reverts}`);
+          }
+        }
+      } catch (err) {
+        this.log.error({ err }, "taken-over run failed");
+        if (!this.ended()) await this.abort(`internal error after the takeover: ${(err as Error).message}`, "failure");
+      } finally {
+        for (const w of this.watchers) w.watcher.stop();
+        for (const off of this.unsubscribe) off();
+        this.resolveDone();
+      }
+    }
+
     private async preflight(): Promise<void> {
       transition(this.run.id, "preflight", "checking the steady state: every stop condition must be healthy");
       const ctx = {
@@ -439,6 +535,11 @@ export function createRunner(options: RunnerOptions): Runner {
         return;
       }
       transition(this.run.id, "running", null);
+      this.watch();
+    }
+
+    /** Starts the stop-condition watchers and follows the run's faults and agents. */
+    private watch(): void {
       this.watchers.forEach(({ desc, watcher }, index) => {
         let lastHealthy = true;
         watcher.start(
@@ -461,7 +562,8 @@ export function createRunner(options: RunnerOptions): Runner {
       this.unsubscribe.push(() => hub.events.off("fault", onFault));
       const onDisconnected = (agentId: string) => {
         const holds = (this.liveByAgent.get(agentId)?.size ?? 0) > 0;
-        if (holds && !this.aborting) {
+        // An agent that moved to another replica is not lost.
+        if (holds && !this.aborting && !hub.isConnected(agentId)) {
           this.event({ type: "agent-lost", agentId, message: `agent ${agentId} lost its link while holding faults of this run` });
           void this.abort(`agent lost: ${agentId} disconnected while holding faults of this run (its lease reverts them)`, "failure");
         }
@@ -849,9 +951,23 @@ export function createRunner(options: RunnerOptions): Runner {
       throw new ApiError(409, "run_ended", `run ${runId} has already ended (${run.state}${run.reason ? `: ${run.reason}` : ""})`);
     }
     const activeRun = active.get(runId);
-    if (!activeRun) throw new ApiError(409, "run_not_active", `run ${runId} is not being executed by this control plane`);
+    if (!activeRun) {
+      if (options.peers?.abortRemote(runId, reason, actor)) return waitRunEnded(runId, revertWaitMs + options.ackTimeoutMs + 15_000);
+      throw new ApiError(409, "run_not_active", `run ${runId} is not being executed by this control plane${options.peers ? " nor by a live replica (its driver died: the leader takes it over within seconds; try again)" : ""}`);
+    }
     await activeRun.abort(`aborted by ${actor}: ${reason}`, "operator");
     await activeRun.done;
+    return runs.getRun(runId)!;
+  }
+
+  /** Polls the store until the run has ended (another replica drives it); the run as it is at the deadline. */
+  async function waitRunEnded(runId: string, timeoutMs: number): Promise<RunRecord> {
+    const until = Date.now() + timeoutMs;
+    while (Date.now() < until) {
+      const state = runs.runState(runId);
+      if (state === undefined || isTerminalRunState(state)) break;
+      await sleep(200);
+    }
     return runs.getRun(runId)!;
   }
 
@@ -873,8 +989,29 @@ export function createRunner(options: RunnerOptions): Runner {
         log.error({ err }, "halt: could not want the cloud reverts in the journal; the reconciler's sweep reverts those of ended runs");
       }
     }
+    try {
+      options.peers?.halted(reason, actor);
+    } catch (err) {
+      log.error({ err }, "halt: could not tell the other replicas; their runs abort when their agents report the stops");
+    }
     await Promise.all([...active.values()].map((r) => r.abort(`halted by ${actor}: ${reason}`, "halt").then(() => r.done)));
     return state;
+  }
+
+  function adopt(runId: string, previousReplica: string): boolean {
+    if (active.has(runId)) return true;
+    const run = runs.getRun(runId);
+    if (!run || isTerminalRunState(run.state)) {
+      options.ownership?.release(runId);
+      return false;
+    }
+    const adopted = new ActiveRun(run, run.experiment as Experiment, run.plan as RunPlan, null);
+    active.set(runId, adopted);
+    void adopted.resume(previousReplica).finally(() => {
+      active.delete(runId);
+      options.ownership?.release(runId);
+    });
+    return true;
   }
 
   function unhalt(actor: string): LiftedHalt | undefined {
@@ -884,6 +1021,17 @@ export function createRunner(options: RunnerOptions): Runner {
   }
 
   return {
+    adopt,
+    async haltFromPeer(reason, actor) {
+      await Promise.all([...active.values()].map((r) => r.abort(`halted by ${actor} (on another replica): ${reason}`, "halt").then(() => r.done)));
+    },
+    abortFromPeer(runId, reason, actor) {
+      const r = active.get(runId);
+      if (!r) return false;
+      void r.abort(`aborted by ${actor} (on another replica): ${reason}`, "operator");
+      return true;
+    },
+    drivenHere: () => [...active.keys()],
     plan,
     previewPlan: (planned) => previewPlan(planned, hub),
     start,

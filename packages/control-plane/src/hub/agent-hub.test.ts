@@ -1,6 +1,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { FaultEventType, FaultState, RevertReason, durationToMs, timestampFromMs } from "@firedrill/protocol";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, expect, it } from "vitest";
+import { describeEachEngine } from "../test-support/store-engines.js";
 import type { AgentJson, FaultEventJson, FaultJson } from "../api-types.js";
 import { connectTestAgent, startTestControlPlane } from "../test-support/test-agent.js";
 import type { TestAgent, TestControlPlane } from "../test-support/test-agent.js";
@@ -20,7 +21,7 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, timeo
   }
 }
 
-describe("agent hub", () => {
+describeEachEngine("agent hub", (engine) => {
   let tcp: TestControlPlane | undefined;
   const agents: TestAgent[] = [];
   afterEach(async () => {
@@ -58,7 +59,7 @@ describe("agent hub", () => {
   };
 
   it("answers Hello with Welcome, renews the lease, and tracks the connection", async () => {
-    tcp = await startTestControlPlane();
+    tcp = await startTestControlPlane(await engine.controlPlaneStore());
     const agent = connect();
     agent.hello({ labels: { app: "web", tier: "front" } });
     const welcome = await agent.next("welcome");
@@ -94,7 +95,7 @@ describe("agent hub", () => {
   });
 
   it("ends a stream whose first message is not Hello with INVALID_ARGUMENT", async () => {
-    tcp = await startTestControlPlane();
+    tcp = await startTestControlPlane(await engine.controlPlaneStore());
     const agent = connect();
     agent.heartbeat();
     const status = await agent.ended;
@@ -103,7 +104,7 @@ describe("agent hub", () => {
   });
 
   it("replaces the older stream when the same agent id connects again", async () => {
-    tcp = await startTestControlPlane();
+    tcp = await startTestControlPlane(await engine.controlPlaneStore());
     const old = connect();
     old.hello();
     await old.next("welcome");
@@ -118,7 +119,7 @@ describe("agent hub", () => {
   });
 
   it("closes the link of an agent that falls silent for three heartbeat intervals", async () => {
-    tcp = await startTestControlPlane();
+    tcp = await startTestControlPlane(await engine.controlPlaneStore());
     const agent = connect("quiet", 0);
     agent.hello();
     await agent.next("welcome");
@@ -131,7 +132,7 @@ describe("agent hub", () => {
   });
 
   it("does not close a link for silence that was its own event loop's stall", async () => {
-    tcp = await startTestControlPlane();
+    tcp = await startTestControlPlane(await engine.controlPlaneStore());
     const agent = connect("patient");
     agent.hello();
     await agent.next("welcome");
@@ -151,7 +152,7 @@ describe("agent hub", () => {
   });
 
   it("records a burst of events in order; the latest PROGRESS wins; acks are watched per fault", async () => {
-    tcp = await startTestControlPlane();
+    tcp = await startTestControlPlane(await engine.controlPlaneStore());
     const agent = connect();
     agent.hello();
     await agent.next("welcome");
@@ -175,7 +176,7 @@ describe("agent hub", () => {
   });
 
   it("reconciles held faults on reconnect after the grace period; flushed events win", async () => {
-    tcp = await startTestControlPlane({ reconcileGraceMs: 500 });
+    tcp = await startTestControlPlane({ ...(await engine.controlPlaneStore()), reconcileGraceMs: 500 });
     const first = connect();
     first.hello();
     await first.next("welcome");
@@ -210,7 +211,7 @@ describe("agent hub", () => {
   });
 
   it("records every event and ignores terminal events re-sent for an ended fault", async () => {
-    tcp = await startTestControlPlane();
+    tcp = await startTestControlPlane(await engine.controlPlaneStore());
     const agent = connect();
     agent.hello();
     await agent.next("welcome");
@@ -235,7 +236,7 @@ describe("agent hub", () => {
   });
 
   it("exposes connection and fault metrics", async () => {
-    tcp = await startTestControlPlane();
+    tcp = await startTestControlPlane(await engine.controlPlaneStore());
     const agent = connect();
     agent.hello();
     await agent.next("welcome");

@@ -97,6 +97,31 @@ export interface AgentHubOptions {
   eventSliceMs?: number;
   /** Bounds of the in-memory measurement rings (see hub/measurement-rings.ts). */
   measurementRings?: MeasurementRingsOptions;
+  /**
+   * The other replicas on a shared PostgreSQL store (docs/ha.md): where a message goes when another
+   * replica holds the agent's stream, and who hears of the fault changes this one stores.
+   */
+  cluster?: HubCluster;
+}
+
+/**
+ * What the hub needs from its replica set (ha/hub-link.ts implements it). Every method is cheap
+ * and never throws (a PostgreSQL outage is logged by the implementation; the hub carries on with
+ * what it holds).
+ */
+export interface HubCluster {
+  /** This replica now holds the agent's stream. */
+  streamOpened(agentId: string): void;
+  /** This replica's stream of the agent ended. */
+  streamClosed(agentId: string): void;
+  /** Whether another live replica holds the agent's stream now. */
+  heldElsewhere(agentId: string): boolean;
+  /** Sends a message to an agent held by another replica; false when no live replica holds it. */
+  sendRemote(agentId: string, message: AgentMessage): boolean;
+  /** Sends a message to every agent the other replicas hold. */
+  broadcastRemote(message: AgentMessage): void;
+  /** Tells the other replicas that this one stored a change to a fault. */
+  faultChanged(update: FaultUpdate): void;
 }
 
 /** The agent hub. */
@@ -167,6 +192,15 @@ export interface AgentHub {
   measurements(agentId: string, limit?: number): FaultMeasurementsJson[];
   /** Ends every stream (status UNAVAILABLE) and stops all timers. */
   close(): void;
+  /** Writes a message to the agent's stream on this replica only (a command routed here); false when it is not here. */
+  deliverLocal(agentId: string, message: AgentMessage): boolean;
+  /** Writes a message to every agent stream on this replica; returns how many. */
+  broadcastLocal(message: AgentMessage): number;
+  /**
+   * Announces a fault change another replica stored (read back from the store) to this replica's
+   * listeners and watchers, e.g. a run here whose faults run on agents held there.
+   */
+  announceFromPeer(faultId: string, cause: FaultUpdate["cause"]): void;
 }
 
 /** Who a stream is, once authenticated. */
@@ -263,9 +297,23 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
   const stalls = createStallTracker();
   const eventSliceMs = options.eventSliceMs ?? 16;
   const rings = createMeasurementRings(options.measurementRings);
+  const cluster = options.cluster;
+  /** Sends to the agent's stream here, else through the replica that holds it. */
+  const sendAnywhere = (agentId: string, message: AgentMessage): boolean => {
+    const session = byAgent.get(agentId);
+    if (session) return write(session, message);
+    return cluster?.sendRemote(agentId, message) ?? false;
+  };
+  const connectedAnywhere = (agentId: string): boolean => byAgent.has(agentId) || (cluster?.heldElsewhere(agentId) ?? false);
 
   /** Announces a stored change: to the hub's listeners, then to whoever watches that fault. */
   function announce(update: FaultUpdate): void {
+    cluster?.faultChanged(update);
+    announceHere(update);
+  }
+
+  /** The local half of {@link announce}: this replica's listeners and watchers. */
+  function announceHere(update: FaultUpdate): void {
     if (update.fault.endedAt !== null) {
       progressStored.delete(update.fault.id);
     }
@@ -383,8 +431,16 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
     const pending: [Session, AgentMessage][] = [];
     deferred = pending;
     let result: T;
+    // PostgreSQL re-runs a transaction that lost a serialization conflict (with another replica);
+    // a slice cannot be re-run (it consumed its queue, its handlers touched memory), so a second
+    // attempt fails the slice instead: its agents reconnect and report again, as for any failure.
+    let attempts = 0;
     try {
-      result = store.db.transaction(fn)();
+      result = store.db.transaction(() => {
+        attempts += 1;
+        if (attempts > 1) throw new Error("the slice's transaction conflicted with another writer and was rolled back");
+        return fn();
+      })();
     } catch (err) {
       deferred = undefined;
       for (const [session] of pending) {
@@ -453,11 +509,8 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
     // is updated, at the latest on disconnect), and then a margin for late delivery.
     assumeAfterMs: leaseTtlMs + inactivityMs + 2000,
     retryMs: options.stopRetryMs ?? 2000,
-    send(agentId, faultId, reason) {
-      const session = byAgent.get(agentId);
-      return session ? write(session, { case: "stopFault", value: { faultId, reason } }) : false;
-    },
-    isConnected: (agentId) => byAgent.has(agentId),
+    send: (agentId, faultId, reason) => sendAnywhere(agentId, { case: "stopFault", value: { faultId, reason } }),
+    isConnected: connectedAnywhere,
     closed: (fault) => announce({ fault, cause: "lease-assumed" }),
   });
 
@@ -527,7 +580,9 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
       byAgent.delete(agentId);
       previews.disconnected(agentId);
       touched.delete(agentId);
-      store.markAgentDisconnected(agentId, Date.now());
+      cluster?.streamClosed(agentId);
+      // An agent that moved to another replica stays connected there.
+      if (!(cluster?.heldElsewhere(agentId) ?? false)) store.markAgentDisconnected(agentId, Date.now());
       session.log.info("agent disconnected");
       events.emit("disconnected", agentId);
       const watchers = disconnectWatchers.get(agentId);
@@ -579,6 +634,7 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
     session.log = session.log.child({ agentId });
     const previous = byAgent.get(agentId);
     byAgent.set(agentId, session);
+    cluster?.streamOpened(agentId);
     if (previous && previous !== session) {
       end(previous, {
         code: grpc.status.ABORTED,
@@ -874,10 +930,20 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
   return {
     connect,
     events,
-    isConnected: (agentId) => byAgent.has(agentId),
-    send(agentId, message) {
+    isConnected: connectedAnywhere,
+    send: sendAnywhere,
+    deliverLocal(agentId, message) {
       const session = byAgent.get(agentId);
       return session ? write(session, message) : false;
+    },
+    broadcastLocal(message) {
+      let n = 0;
+      for (const session of byAgent.values()) if (write(session, message)) n += 1;
+      return n;
+    },
+    announceFromPeer(faultId, cause) {
+      const fault = store.getFault(faultId);
+      if (fault) announceHere({ fault, cause });
     },
     disconnect(agentId, refusal) {
       const session = byAgent.get(agentId);
@@ -903,6 +969,7 @@ export function createAgentHub(options: AgentHubOptions): AgentHub {
     broadcast(message) {
       let n = 0;
       for (const session of byAgent.values()) if (write(session, message)) n += 1;
+      cluster?.broadcastRemote(message);
       return n;
     },
     connectedAgentIds: () => [...byAgent.keys()],

@@ -1,10 +1,11 @@
 /**
- * A stop is never lost: a real control plane (SQLite in a temp dir, gRPC and HTTP on loopback) and
+ * A stop is never lost: a real control plane (SQLite in a temp dir, or PostgreSQL; gRPC and HTTP on loopback) and
  * test agents speaking the real protocol over real streams. The agent's side (that StopFault ends
  * the burn) is tested with a real agent process in test/stop-resend.test.ts.
  */
 import { FaultEventType, FaultState, RevertReason } from "@firedrill/protocol";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, expect, it } from "vitest";
+import { describeEachEngine } from "../test-support/store-engines.js";
 import type { FaultEventJson, FaultJson } from "../api-types.js";
 import { connectTestAgent, startTestControlPlane } from "../test-support/test-agent.js";
 import type { TestAgent, TestControlPlane } from "../test-support/test-agent.js";
@@ -19,7 +20,7 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, timeo
   }
 }
 
-describe("stops are never lost", () => {
+describeEachEngine("stops are never lost", (engine) => {
   let tcp: TestControlPlane | undefined;
   const agents: TestAgent[] = [];
   afterEach(async () => {
@@ -52,7 +53,7 @@ describe("stops are never lost", () => {
   const cases = (agent: TestAgent) => agent.received.map((m) => m.message.case);
 
   it("a stop asked while the agent is away survives a control-plane restart and is sent right after the agent's next Welcome", async () => {
-    tcp = await startTestControlPlane();
+    tcp = await startTestControlPlane(await engine.controlPlaneStore());
     const first = connect();
     first.hello();
     await first.next("welcome");
@@ -88,7 +89,7 @@ describe("stops are never lost", () => {
   });
 
   it("a halt wants the faults of agents that are away ended: they get the stop (reason halt) when they come back", async () => {
-    tcp = await startTestControlPlane();
+    tcp = await startTestControlPlane(await engine.controlPlaneStore());
     const first = connect();
     first.hello();
     await first.next("welcome");
@@ -105,7 +106,7 @@ describe("stops are never lost", () => {
   });
 
   it("a stop the agent does not confirm is sent again on the live link until it does", async () => {
-    tcp = await startTestControlPlane({ ackTimeoutMs: 500 });
+    tcp = await startTestControlPlane({ ...(await engine.controlPlaneStore()), ackTimeoutMs: 500 });
     const agent = connect();
     agent.hello();
     await agent.next("welcome");
@@ -126,7 +127,7 @@ describe("stops are never lost", () => {
   });
 
   it("an agent that never comes back: the fault is closed as reverted by its lease, not confirmed; its later report replaces that", async () => {
-    tcp = await startTestControlPlane();
+    tcp = await startTestControlPlane(await engine.controlPlaneStore());
     const first = connect();
     first.hello();
     await first.next("welcome");
@@ -160,7 +161,7 @@ describe("stops are never lost", () => {
   });
 
   it("revert_failed: ended but never reverted, listed with the active faults, counted; the agent's details are kept, bounded", async () => {
-    tcp = await startTestControlPlane();
+    tcp = await startTestControlPlane(await engine.controlPlaneStore());
     const agent = connect();
     agent.hello();
     await agent.next("welcome");

@@ -5,7 +5,7 @@
  * database. A slot whose time passed while no scheduler ran (or whose tick came more than the
  * grace late) is recorded as missed and never run late.
  */
-import type Database from "better-sqlite3";
+import type { SqlDatabase } from "../store/sql/types.js";
 import type { Cron } from "croner";
 import type { Logger } from "pino";
 import type { AwsGuardrails, AwsInstance, AwsService } from "../aws/types.js";
@@ -50,7 +50,7 @@ export interface ScheduleRunner {
 /** Options of {@link createScheduler}. */
 export interface SchedulerOptions {
   /** The control plane's database (`store.db`), migrated. */
-  db: Database.Database;
+  db: SqlDatabase;
   runner: ScheduleRunner;
   /** AWS access; Chaos-Monkey schedules record `failed` without it. */
   aws?: AwsService;

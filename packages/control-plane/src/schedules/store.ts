@@ -1,10 +1,10 @@
 /**
- * Schedules and their slots in the control plane's SQLite database. A slot row is inserted before
- * anything acts on the slot; its primary key (schedule, slot key) is what makes each slot run at
- * most once, across restarts and across schedulers sharing the database file.
+ * Schedules and their slots in the control plane's database (SQLite or PostgreSQL). A slot row is
+ * inserted before anything acts on the slot; its primary key (schedule, slot key) is what makes
+ * each slot run at most once, across restarts and across schedulers (replicas) sharing the database.
  */
 import { randomBytes } from "node:crypto";
-import type Database from "better-sqlite3";
+import type { SqlDatabase, SqlStatement } from "../store/sql/types.js";
 import type { ChaosMonkeyConfig, ScheduleKind, ScheduleRecord, ScheduleState, SlotOutcome, SlotRecord } from "./types.js";
 
 /** Creates a schedule id: `sch_` and 12 hex characters. */
@@ -67,7 +67,11 @@ export interface ScheduleStore {
   slotsBefore(outcomes: readonly SlotOutcome[], before: number): SlotRecord[];
   /** Claimed slots last decided before `before`. */
   claimedBefore(before: number): SlotRecord[];
-  /** Runs `fn` in an immediate (write-locking) transaction. */
+  /**
+   * Runs `fn` in an immediate (write-locking) transaction: SQLite's write lock, or PostgreSQL's
+   * SERIALIZABLE, where `fn` may run again after a serialization failure (it must only read and
+   * write the database, or be safe to repeat).
+   */
   transaction<T>(fn: () => T): T;
 }
 
@@ -131,7 +135,10 @@ function toSlot(row: SlotRow): SlotRecord {
 const placeholders = (n: number): string => Array.from({ length: n }, () => "?").join(", ");
 
 /** The schedule store on the control plane's database (migrated by createStore). */
-export function createScheduleStore(db: Database.Database): ScheduleStore {
+export function createScheduleStore(db: SqlDatabase): ScheduleStore {
+  // A field of the config JSON, as text (SQLite's json_extract keeps the JSON type: false is 0).
+  const config = (field: string) => (db.engine === "postgres" ? `(s.config::jsonb ->> '${field}')` : `json_extract(s.config, '$.${field}')`);
+  const notLeashed = db.engine === "postgres" ? `${config("leashed")} IN ('false', '0')` : `${config("leashed")} = 0`;
   const stmt = {
     insertSchedule: db.prepare(`
       INSERT INTO schedules (id, kind, name, spec_yaml, cron, tz, config, state, active_since, created_by, created_at, updated_at)
@@ -148,7 +155,7 @@ export function createScheduleStore(db: Database.Database): ScheduleStore {
       "SELECT * FROM schedule_slots WHERE schedule_id = ? ORDER BY planned_at DESC, slot_key DESC LIMIT ?",
     ),
     latestSlot: db.prepare<{ id: string; prefix: string }, SlotRow>(
-      "SELECT * FROM schedule_slots WHERE schedule_id = @id AND substr(slot_key, 1, length(@prefix)) = @prefix ORDER BY planned_at DESC LIMIT 1",
+      "SELECT * FROM schedule_slots WHERE schedule_id = @id AND substr(slot_key, 1, length(CAST(@prefix AS TEXT))) = CAST(@prefix AS TEXT) ORDER BY planned_at DESC LIMIT 1",
     ),
     claimSlot: db.prepare(`
       INSERT INTO schedule_slots (schedule_id, slot_key, planned_at, outcome, detail, run_id, instance_id, decided_at)
@@ -157,18 +164,18 @@ export function createScheduleStore(db: Database.Database): ScheduleStore {
     lastKillDay: db.prepare<{ group: string; region: string; defaultRegion: string; self: string }, { day: string | null }>(`
       SELECT MAX(substr(sl.slot_key, 5)) AS day
       FROM schedule_slots sl JOIN schedules s ON s.id = sl.schedule_id
-      WHERE s.kind = 'chaos-monkey' AND json_extract(s.config, '$.group') = @group
-        AND COALESCE(json_extract(s.config, '$.region'), @defaultRegion) = @region AND sl.slot_key LIKE 'day:%'
+      WHERE s.kind = 'chaos-monkey' AND ${config("group")} = CAST(@group AS TEXT)
+        AND COALESCE(${config("region")}, CAST(@defaultRegion AS TEXT)) = CAST(@region AS TEXT) AND sl.slot_key LIKE 'day:%'
         AND (sl.outcome = 'killed'
-          OR (sl.outcome IN ('planned', 'claimed') AND (json_extract(s.config, '$.leashed') = 0 OR s.id = @self))
+          OR (sl.outcome IN ('planned', 'claimed') AND (${notLeashed} OR s.id = @self))
           OR (sl.outcome = 'would-kill' AND s.id = @self))`),
     claimedBefore: db.prepare<[number], SlotRow>("SELECT * FROM schedule_slots WHERE outcome = 'claimed' AND decided_at < ?"),
   };
 
   const transaction = <T>(fn: () => T): T => db.transaction(fn).immediate();
   // Statements whose IN lists vary with the caller, prepared once per shape.
-  const prepared = new Map<string, Database.Statement<unknown[], SlotRow>>();
-  const prepare = (sql: string): Database.Statement<unknown[], SlotRow> => {
+  const prepared = new Map<string, SqlStatement<unknown[], SlotRow>>();
+  const prepare = (sql: string): SqlStatement<unknown[], SlotRow> => {
     let statement = prepared.get(sql);
     if (!statement) prepared.set(sql, (statement = db.prepare<unknown[], SlotRow>(sql)));
     return statement;

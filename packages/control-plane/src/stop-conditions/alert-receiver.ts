@@ -5,7 +5,7 @@
  * stopped re-sending, and, given the store's database, survives a control-plane restart.
  */
 import { createHash } from "node:crypto";
-import type { Database } from "better-sqlite3";
+import type { SqlDatabase } from "../store/sql/types.js";
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import { z } from "zod";
@@ -144,7 +144,7 @@ export interface AlertReceiverOptions {
    * The control plane's database (`store.db`, migrated): firing alerts are saved in its
    * `firing_alerts` table and loaded again on creation. Without it they are kept in memory only.
    */
-  db?: Database;
+  db?: SqlDatabase;
   /**
    * A firing alert Alertmanager has not sent again for this long expires. Must be above the
    * firedrill route's `repeat_interval`. @default {@link DEFAULT_ALERT_STALE_AFTER_MS} (1 hour)
@@ -416,7 +416,7 @@ function parseStringRecord(json: string): Record<string, string> | undefined {
 }
 
 /** The `firing_alerts` table's statements. */
-function alertTable(db: Database) {
+function alertTable(db: SqlDatabase) {
   const upsert = db.prepare<[string, string, string, string, number | null, number]>(
     `INSERT INTO firing_alerts (fingerprint, labels, annotations, starts_at, ends_at, received_at)
      VALUES (?, ?, ?, ?, ?, ?)

@@ -9,11 +9,13 @@ export type FaultChange = Partial<
 
 /**
  * Whether a fault's end is provisional: the control plane assumed the revert (its agent's lease
- * must have ended it), or the agent gave the revert up. A later final report from the agent (a
- * revert by lease, by `recover`, a failure) is then recorded and replaces it.
+ * must have ended it), closed it with reason `unknown` when the reconnected agent neither held nor
+ * had reported it yet (its final report may still be on the way: a resumed agent flushes it late
+ * on a busy host), or the agent gave the revert up. A later final report from the agent (a revert
+ * by lease, by `recover`, a failure) is then recorded and replaces it.
  */
 export function isProvisionalEnd(fault: Pick<FaultRecord, "state" | "reason">): boolean {
-  return fault.state === "revert_failed" || (fault.state === "reverted" && fault.reason === LEASE_ASSUMED_REASON);
+  return fault.state === "revert_failed" || (fault.state === "reverted" && (fault.reason === LEASE_ASSUMED_REASON || fault.reason === "unknown"));
 }
 
 /** Whether an event may still change a fault: it is active, or its end is provisional and the event final. */

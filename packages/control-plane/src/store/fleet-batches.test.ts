@@ -2,20 +2,15 @@
  * The store's batched writes for large fleets: "last heard" for many agents in one transaction
  * (never moving back), stops for many faults at once, and the counts that replace capped listings.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, expect, it } from "vitest";
 import { testAgent } from "../test-support/agent-records.js";
-import { createStore } from "./store.js";
+import { describeEachEngine } from "../test-support/store-engines.js";
 import type { Store } from "./store.js";
 
-describe("store: batched writes for large fleets", () => {
-  let dir: string;
+describeEachEngine("store: batched writes for large fleets", (engine) => {
   let store: Store;
-  beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), "firedrill-store-"));
-    store = createStore({ dataDir: dir });
+  beforeEach(async () => {
+    store = await engine.openStore();
     for (const id of ["web-1", "web-2", "web-3"]) {
       const a = testAgent(id);
       store.upsertAgent({ id: a.id, hostname: a.hostname, version: a.version, facts: a.facts, labels: a.labels, capabilities: a.capabilities, instanceId: null, availabilityZone: null }, 1000);
@@ -23,7 +18,6 @@ describe("store: batched writes for large fleets", () => {
   });
   afterEach(() => {
     store.close();
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it("touchAgents sets last heard for many agents at once and never moves it back", () => {

@@ -1,15 +1,12 @@
 /**
- * Paginated listings over a real SQLite file: 2,500 agents and 2,500 faults, every filter walked
+ * Paginated listings on both engines (a SQLite file; a PostgreSQL database): 2,500 agents and 2,500 faults, every filter walked
  * page by page (each row exactly once, in order), cursors checked, counts against the rows.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { testAgent } from "../test-support/agent-records.js";
+import { describeEachEngine } from "../test-support/store-engines.js";
 import { CursorError, createListings } from "./listings.js";
 import type { FaultPageQuery, Listings, Page } from "./listings.js";
-import { createStore } from "./store.js";
 import type { Store } from "./store.js";
 import type { FaultEventInput, FaultRecord, FaultState } from "./types.js";
 
@@ -35,16 +32,14 @@ function walk<T>(first: (cursor: string | undefined) => Page<T>): { items: T[]; 
   }
 }
 
-describe("listings", () => {
-  let dir: string;
+describeEachEngine("listings", (engine) => {
   let store: Store;
   let listings: Listings;
   /** The state each fault was moved to. */
   const stateOf = new Map<string, FaultState>();
 
-  beforeAll(() => {
-    dir = mkdtempSync(join(tmpdir(), "firedrill-listings-"));
-    store = createStore({ dataDir: dir });
+  beforeAll(async () => {
+    store = await engine.openStore();
     listings = createListings(store.db);
     const base = testAgent("x");
     store.db.transaction(() => {
@@ -74,7 +69,6 @@ describe("listings", () => {
   });
   afterAll(() => {
     store.close();
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it("lists every agent not removed exactly once, by id, across pages; the last page says so", () => {
@@ -181,7 +175,7 @@ describe("listings", () => {
     expect(() => listings.agents({ limit: 1001 })).toThrow(RangeError);
   });
 
-  it("walks an index for every page and count: no scan of the table, no sort of the rows", () => {
+  it.skipIf(engine.engine !== "sqlite")("walks an index for every page and count: no scan of the table, no sort of the rows", () => {
     const plans = listings.queryPlans();
     expect(Object.keys(plans)).toHaveLength(8 + 1 + 8 + 1);
     for (const [shape, plan] of Object.entries(plans)) {
@@ -189,5 +183,9 @@ describe("listings", () => {
       expect(plan, shape).not.toMatch(/TEMP B-TREE FOR ORDER BY/);
       expect(plan, shape).toMatch(/^SEARCH \w+ USING (COVERING )?INDEX/);
     }
+  });
+
+  it.skipIf(engine.engine !== "postgres")("refuses to explain SQLite's plans on PostgreSQL, saying so", () => {
+    expect(() => listings.queryPlans()).toThrow(/SQLite's plans .* is PostgreSQL: use EXPLAIN in psql/);
   });
 });

@@ -4,7 +4,7 @@
  * fleet's; with opaque cursors, and the counts shown beside a page. Reads only: it shares the
  * store's database.
  */
-import type Database from "better-sqlite3";
+import type { SqlDatabase, SqlStatement } from "./sql/types.js";
 import { toAgent, toFault } from "./store.js";
 import type { AgentRecord, FaultRecord, FaultState } from "./types.js";
 
@@ -77,7 +77,10 @@ export interface Listings {
   faultPages(query?: Omit<FaultPageQuery, "limit" | "cursor">): Generator<FaultRecord[]>;
   /** How many faults of a run are in each state. */
   countRunFaults(runId: string): RunFaultCounts;
-  /** SQLite's plan of every page and count query (`EXPLAIN QUERY PLAN`), by shape: proof that a page walks an index. */
+  /**
+   * SQLite's plan of every page and count query (`EXPLAIN QUERY PLAN`), by shape: proof that a page
+   * walks an index. SQLite only: throws on PostgreSQL.
+   */
   queryPlans(): Record<string, string>;
 }
 
@@ -127,15 +130,18 @@ function pageSize(limit: number | undefined): number {
 }
 
 /** Creates the listings over `db` (a store's database, migrated). */
-export function createListings(db: Database.Database): Listings {
+export function createListings(db: SqlDatabase): Listings {
+  const pg = db.engine === "postgres";
+  /** SQLite is told which index walks the listing's order; PostgreSQL's planner picks it itself. */
+  const indexedBy = (index: string) => (pg ? "" : `INDEXED BY ${index}`);
   // The agent's active faults: three probes of faults_agent_state per agent of the page.
   const agentColumns = (facts: boolean) => `
     a.id, a.hostname, a.version, ${facts ? "a.facts" : "'null' AS facts"}, a.labels, a.capabilities, a.instance_id,
     a.availability_zone, a.connected, a.first_seen, a.last_seen, a.connected_at, a.removed_at,
     (SELECT COUNT(*) FROM faults f WHERE f.agent_id = a.id AND ${ACTIVE_SQL}) AS active_faults,
-    i.cert_not_after AS cert_not_after, i.revoked_at AS revoked_at, (i.agent_id IS NOT NULL) AS enrolled`;
+    i.cert_not_after AS cert_not_after, i.revoked_at AS revoked_at, CASE WHEN i.agent_id IS NOT NULL THEN 1 ELSE 0 END AS enrolled`;
 
-  const agentStatements = new Map<string, Database.Statement<Record<string, unknown>, AgentRow>>();
+  const agentStatements = new Map<string, SqlStatement<Record<string, unknown>, AgentRow>>();
   /** A prepared page query per shape (facts or not, connected filter or not, number of labels). */
   function agentStatement(facts: boolean, connected: boolean, labels: number) {
     const cacheKey = `${facts}|${connected}|${labels}`;
@@ -143,13 +149,15 @@ export function createListings(db: Database.Database): Listings {
     if (!stmt) {
       // Without the connected filter the primary key's index gives the order: `+` keeps the
       // planner off agents_listed (which would need a sort of every agent).
-      const where = [connected ? "a.removed_at IS NULL" : "+a.removed_at IS NULL", "a.id > @after"];
+      const where = [connected || pg ? "a.removed_at IS NULL" : "+a.removed_at IS NULL", "a.id > @after"];
       if (connected) where.push("a.connected = @connected");
-      for (let i = 0; i < labels; i++) where.push(`json_extract(a.labels, @path${i}) = @value${i}`);
+      for (let i = 0; i < labels; i++) {
+        where.push(pg ? `(a.labels::jsonb ->> CAST(@path${i} AS TEXT)) = CAST(@value${i} AS TEXT)` : `json_extract(a.labels, @path${i}) = @value${i}`);
+      }
       // With the connected filter, agents_listed (removed_at, connected, id) gives the order.
       stmt = db.prepare<Record<string, unknown>, AgentRow>(`
         SELECT ${agentColumns(facts)}
-        FROM agents a ${connected ? "INDEXED BY agents_listed" : ""} LEFT JOIN agent_identities i ON i.agent_id = a.id
+        FROM agents a ${connected ? indexedBy("agents_listed") : ""} LEFT JOIN agent_identities i ON i.agent_id = a.id
         WHERE ${where.join(" AND ")}
         ORDER BY a.id LIMIT @limit`);
       agentStatements.set(cacheKey, stmt);
@@ -172,7 +180,7 @@ export function createListings(db: Database.Database): Listings {
     labels.forEach(([key, value], i) => {
       // Label keys never hold a double quote (LABEL_KEY_PATTERN); refuse one rather than mis-quote it.
       if (key.includes('"') || key.includes("\\")) throw new RangeError(`label key ${JSON.stringify(key)} is not valid`);
-      params[`path${i}`] = `$."${key}"`;
+      params[`path${i}`] = pg ? key : `$."${key}"`;
       params[`value${i}`] = value;
     });
     const rows = agentStatement(facts, query.connected !== undefined, labels.length).all(params);
@@ -182,16 +190,17 @@ export function createListings(db: Database.Database): Listings {
   }
 
   const countAgents = db.prepare<[], { total: number; connected: number | null }>(
-    "SELECT COUNT(*) AS total, SUM(connected) AS connected FROM agents INDEXED BY agents_listed WHERE removed_at IS NULL",
+    `SELECT COUNT(*) AS total, SUM(connected) AS connected FROM agents ${indexedBy("agents_listed")} WHERE removed_at IS NULL`,
   );
 
-  const faultStatements = new Map<string, Database.Statement<Record<string, unknown>, FaultRow>>();
+  const faultStatements = new Map<string, SqlStatement<Record<string, unknown>, FaultRow>>();
   /** A prepared page query per filter shape, each on the index that gives the order. */
   function faultStatement(agent: boolean, run: boolean, active: boolean) {
     const cacheKey = `${agent}|${run}|${active}`;
     let stmt = faultStatements.get(cacheKey);
     if (!stmt) {
-      const where = ["created_at <= @createdAt", "(created_at < @createdAt OR rowid < @rowid)"];
+      // After (createdAt, rowid) in the listing's order; PostgreSQL walks a row comparison on the index.
+      const where = pg ? ["(created_at, rowid) < (@createdAt, @rowid)"] : ["created_at <= @createdAt", "(created_at < @createdAt OR rowid < @rowid)"];
       if (agent) where.push("agent_id = @agentId");
       if (run) where.push("run_id = @runId");
       if (active) where.push(LISTED_ACTIVE_SQL);
@@ -205,7 +214,7 @@ export function createListings(db: Database.Database): Listings {
             ? "faults_listed_active"
             : "faults_created_at";
       stmt = db.prepare<Record<string, unknown>, FaultRow>(`
-        SELECT rowid AS row_id, * FROM faults INDEXED BY ${index}
+        SELECT rowid AS row_id, * FROM faults ${indexedBy(index)}
         WHERE ${where.join(" AND ")}
         ORDER BY created_at DESC, rowid DESC LIMIT @limit`);
       faultStatements.set(cacheKey, stmt);
@@ -225,8 +234,8 @@ export function createListings(db: Database.Database): Listings {
   }
 
   const runFaultCounts = db.prepare<[string], { state: FaultState; n: number; unended: number }>(`
-    SELECT state, COUNT(*) AS n, SUM(ended_at IS NULL AND state NOT IN ('failed', 'revert_failed')) AS unended
-    FROM faults INDEXED BY faults_run_created WHERE run_id = ? GROUP BY state`);
+    SELECT state, COUNT(*) AS n, SUM(CASE WHEN ended_at IS NULL AND state NOT IN ('failed', 'revert_failed') THEN 1 ELSE 0 END) AS unended
+    FROM faults ${indexedBy("faults_run_created")} WHERE run_id = ? GROUP BY state`);
 
   return {
     agents(query = {}) {
@@ -280,6 +289,7 @@ export function createListings(db: Database.Database): Listings {
       return { byState, total, unended };
     },
     queryPlans() {
+      if (pg) throw new Error(`queryPlans explains SQLite's plans (EXPLAIN QUERY PLAN); the store ${db.location} is PostgreSQL: use EXPLAIN in psql`);
       const plans: Record<string, string> = {};
       const explain = (name: string, stmt: { source: string }, params: Record<string, unknown> | unknown[]) => {
         const explained = db.prepare(`EXPLAIN QUERY PLAN ${stmt.source}`);

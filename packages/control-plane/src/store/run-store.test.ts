@@ -1,26 +1,20 @@
-/** The run store on a real SQLite file: the reason a run shows is the reason of its current state. */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+/** The run store on both engines (a SQLite file; a PostgreSQL database): the reason a run shows is the reason of its current state. */
+import { afterEach, beforeEach, expect, it } from "vitest";
+import { describeEachEngine } from "../test-support/store-engines.js";
 import { createRunStore } from "./run-store.js";
 import type { RunStore } from "./run-store.js";
-import { createStore } from "./store.js";
 import type { Store } from "./store.js";
 
-describe("run store: reasons", () => {
-  let dir: string;
+describeEachEngine("run store: reasons", (engine) => {
   let store: Store;
   let runs: RunStore;
-  beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), "firedrill-runs-"));
-    store = createStore({ dataDir: dir });
+  beforeEach(async () => {
+    store = await engine.openStore();
     runs = createRunStore(store.db);
     runs.insertRun({ id: "run_1", name: "burn", specYaml: "", experiment: {}, plan: {}, state: "pending", actor: "alice", createdAt: 1000 });
   });
   afterEach(() => {
     store.close();
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it("a running run does not keep its preflight reason; an ended run has its own", () => {
@@ -34,19 +28,16 @@ describe("run store: reasons", () => {
   });
 });
 
-describe("run store: stop-condition samples", () => {
-  let dir: string;
+describeEachEngine("run store: stop-condition samples", (engine) => {
   let store: Store;
   let runs: RunStore;
-  beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), "firedrill-samples-"));
-    store = createStore({ dataDir: dir });
+  beforeEach(async () => {
+    store = await engine.openStore();
     runs = createRunStore(store.db);
     for (const id of ["run_1", "run_2"]) runs.insertRun({ id, name: "burn", specYaml: "", experiment: {}, plan: {}, state: "pending", actor: "alice", createdAt: 1000 });
   });
   afterEach(() => {
     store.close();
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it("stores samples per run and lists them by condition then time; a value that is not a number is null", () => {
@@ -70,9 +61,11 @@ describe("run store: stop-condition samples", () => {
     expect(runs.lastSampleHealthy("run_1", 0)).toBe(false);
     expect(runs.lastSampleHealthy("run_1", 1)).toBe(true);
     expect(runs.lastSampleHealthy("run_1", 2)).toBeUndefined();
-    // The index serves every read of a run's samples.
-    const plan = store.db.prepare("EXPLAIN QUERY PLAN SELECT condition, at, value, healthy FROM run_samples WHERE run_id = ? ORDER BY condition, at").all("run_1") as { detail: string }[];
-    expect(plan.map((p) => p.detail).join(" ")).toMatch(/USING INDEX run_samples_run/);
+    if (engine.engine === "sqlite") {
+      // The index serves every read of a run's samples.
+      const plan = store.db.prepare("EXPLAIN QUERY PLAN SELECT condition, at, value, healthy FROM run_samples WHERE run_id = ? ORDER BY condition, at").all("run_1") as { detail: string }[];
+      expect(plan.map((p) => p.detail).join(" ")).toMatch(/USING INDEX run_samples_run/);
+    }
   });
 
   it("lists a run's breaches with the index of their condition (older ones by description)", () => {

@@ -1,8 +1,8 @@
 /**
- * Experiment runs and their timelines, in the control plane's SQLite database. Every state change,
+ * Experiment runs and their timelines, in the control plane's store (SQLite or PostgreSQL). Every state change,
  * ack, measurement and breach is a timestamped run event.
  */
-import type Database from "better-sqlite3";
+import type { SqlDatabase } from "./sql/types.js";
 
 /** Where a run is. */
 export type RunState = "pending" | "preflight" | "running" | "completed" | "aborted" | "failed";
@@ -213,7 +213,7 @@ export interface RunStore {
 }
 
 /** Creates the run store on the control plane's database (migrations already applied). */
-export function createRunStore(db: Database.Database): RunStore {
+export function createRunStore(db: SqlDatabase): RunStore {
   const stmt = {
     insert: db.prepare(`
       INSERT INTO runs (id, name, spec_yaml, experiment, plan, state, actor, created_at, updated_at)
@@ -232,19 +232,19 @@ export function createRunStore(db: Database.Database): RunStore {
         started_at = CASE WHEN @state = 'running' AND started_at IS NULL THEN @now ELSE started_at END,
         ended_at = CASE WHEN @state IN ('completed', 'aborted', 'failed') THEN @now ELSE ended_at END
       WHERE id = @id`),
-    addEvent: db.prepare(`
+    addEvent: db.prepare<Record<string, unknown>, RunEventRow>(`
       INSERT INTO run_events (run_id, time, type, step, agent_id, fault_id, message, data)
-      VALUES (@runId, @time, @type, @step, @agentId, @faultId, @message, @data)`),
-    getEvent: db.prepare<[number | bigint], RunEventRow>("SELECT * FROM run_events WHERE id = ?"),
+      VALUES (@runId, @time, @type, @step, @agentId, @faultId, @message, @data)
+      RETURNING *`),
     // A run that ends wants its faults ended: the hub re-sends the stop until each is confirmed.
     stopFaults: db.prepare(`
       UPDATE faults SET stop_requested_at = @now, stop_reason = 'aborted', stop_requested_by = @by, updated_at = @now
       WHERE run_id = @id AND ended_at IS NULL AND stop_requested_at IS NULL`),
     listEvents: db.prepare<[string, number], RunEventRow>("SELECT * FROM run_events WHERE run_id = ? AND id > ? ORDER BY id"),
     addSample: db.prepare<[string, number, number, number | null, number]>("INSERT INTO run_samples (run_id, condition, at, value, healthy) VALUES (?, ?, ?, ?, ?)"),
-    listSamples: db
-      .prepare<[string], [number, number, number | null, number]>("SELECT condition, at, value, healthy FROM run_samples WHERE run_id = ? ORDER BY condition, at, rowid")
-      .raw(true),
+    listSamples: db.prepare<[string], { condition: number; at: number; value: number | null; healthy: number }>(
+      "SELECT condition, at, value, healthy FROM run_samples WHERE run_id = ? ORDER BY condition, at, rowid",
+    ),
     countSamples: db.prepare<[string], { n: number }>("SELECT COUNT(*) AS n FROM run_samples WHERE run_id = ?"),
     lastSample: db.prepare<[string, number], { healthy: number }>(
       "SELECT healthy FROM run_samples WHERE run_id = ? AND condition = ? ORDER BY at DESC, rowid DESC LIMIT 1",
@@ -255,7 +255,7 @@ export function createRunStore(db: Database.Database): RunStore {
   };
 
   const addEvent = (runId: string, event: NewRunEvent): RunEvent => {
-    const info = stmt.addEvent.run({
+    const row = stmt.addEvent.get({
       runId,
       time: event.time ?? Date.now(),
       type: event.type,
@@ -265,7 +265,7 @@ export function createRunStore(db: Database.Database): RunStore {
       message: event.message,
       data: event.data === undefined || event.data === null ? null : JSON.stringify(event.data),
     });
-    return toEvent(stmt.getEvent.get(info.lastInsertRowid)!);
+    return toEvent(row!);
   };
 
   const transition = db.transaction((id: string, state: RunState, reason: string | null, now: number): RunEvent => {
@@ -302,7 +302,7 @@ export function createRunStore(db: Database.Database): RunStore {
         stmt.addSample.run(runId, s.condition, s.at, s.value !== null && Number.isFinite(s.value) ? s.value : null, s.healthy ? 1 : 0);
       }
     },
-    listSamples: (runId) => stmt.listSamples.all(runId).map(([condition, at, value, healthy]) => ({ condition, at, value, healthy: healthy === 1 })),
+    listSamples: (runId) => stmt.listSamples.all(runId).map(({ condition, at, value, healthy }) => ({ condition, at, value, healthy: healthy === 1 })),
     countSamples: (runId) => stmt.countSamples.get(runId)!.n,
     lastSampleHealthy(runId, condition) {
       const row = stmt.lastSample.get(runId, condition);

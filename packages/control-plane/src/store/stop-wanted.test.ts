@@ -1,32 +1,30 @@
 /**
- * The store's "stop wanted" state and the fault states of issue 10: a real SQLite file in a temp
- * dir, closed and opened again as a restarted control plane would.
+ * The store's "stop wanted" state and the fault states of issue 10, on both engines (a SQLite file
+ * in a temp dir; a PostgreSQL database), closed and opened again as a restarted control plane would.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, expect, it } from "vitest";
 import { testAgent } from "../test-support/agent-records.js";
+import { describeEachEngine } from "../test-support/store-engines.js";
 import { migrate } from "./migrations.js";
 import { createRunStore } from "./run-store.js";
 import { createStore } from "./store.js";
-import type { Store } from "./store.js";
+import type { Store, StoreOptions } from "./store.js";
 import { LEASE_ASSUMED_REASON } from "./types.js";
 import type { FaultEventInput } from "./types.js";
 
-describe("store: stops wanted, revert_failed, details", () => {
-  let dir: string;
+describeEachEngine("store: stops wanted, revert_failed, details", (engine) => {
+  let options: StoreOptions;
   let store: Store;
-  beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), "firedrill-store-"));
-    store = createStore({ dataDir: dir });
+  beforeEach(async () => {
+    options = await engine.freshStoreOptions();
+    store = createStore(options);
     const a = testAgent("web-1");
     store.upsertAgent({ id: a.id, hostname: a.hostname, version: a.version, facts: a.facts, labels: a.labels, capabilities: a.capabilities, instanceId: null, availabilityZone: null }, 1000);
   });
   afterEach(() => {
     store.close();
-    rmSync(dir, { recursive: true, force: true });
   });
 
   const fault = (id: string, runId: string | null = null) =>
@@ -52,7 +50,7 @@ describe("store: stops wanted, revert_failed, details", () => {
     store.requestStop("flt_a", "halt", "halt by bob", 4000);
 
     store.close();
-    store = createStore({ dataDir: dir });
+    store = createStore(options);
     const wanted = store.listStopsWanted("web-1");
     expect(wanted.map((f) => [f.id, f.stopRequestedAt, f.stopReason])).toEqual([["flt_a", 3000, "aborted"]]);
     expect(store.listStopsWanted().map((f) => f.id)).toEqual(["flt_a"]);
@@ -112,15 +110,15 @@ describe("store: stops wanted, revert_failed, details", () => {
     store.recordFaultEvent(event("flt_d", "started", 2200, { details: ["Leaves alone: tcp port 22 (ssh), 10.0.0.0/8"] }), 2200);
     store.recordFaultEvent(event("flt_d", "progress", 2300), 2300);
     store.close();
-    store = createStore({ dataDir: dir });
+    store = createStore(options);
     expect(store.getFault("flt_d")).toMatchObject({ state: "running", details: ["Leaves alone: tcp port 22 (ssh), 10.0.0.0/8"] });
     fault("flt_none");
     expect(store.getFault("flt_none")?.details).toEqual([]);
   });
 
-  it("migrates a version-6 database: faults kept in order, active faults of ended runs wanted stopped", () => {
+  it.skipIf(engine.engine !== "sqlite")("migrates a version-6 SQLite database: faults kept in order, active faults of ended runs wanted stopped", () => {
     store.close();
-    const path = join(dir, "old.db");
+    const path = join(options.dataDir, "old.db");
     const db = new Database(path);
     // The schema of the previous release (six migrations), with data written as it wrote it.
     db.pragma("foreign_keys = ON");
@@ -146,6 +144,6 @@ describe("store: stops wanted, revert_failed, details", () => {
     expect(tick.map((p) => p.detail).join(" ")).toMatch(/USING INDEX faults_stop_wanted/);
     expect(db.pragma("foreign_key_check")).toEqual([]);
     db.close();
-    store = createStore({ dataDir: dir });
+    store = createStore(options);
   });
 });

@@ -1,6 +1,7 @@
 /**
- * The control plane's embedded store: SQLite (better-sqlite3, WAL) in `<dataDir>/firedrill.db`.
- * Every method is synchronous and each write is one transaction.
+ * The control plane's store: SQLite (better-sqlite3, WAL) in `<dataDir>/firedrill.db` by default,
+ * or PostgreSQL (`--store postgres://…`, shared by replicas; docs/ha.md) through the same
+ * synchronous {@link SqlDatabase}. Every method is synchronous and each write is one transaction.
  */
 import { join } from "node:path";
 import Database from "better-sqlite3";
@@ -8,6 +9,10 @@ import type { JsonObject } from "@firedrill/protocol";
 import { ensureDataDir, ensurePrivateFile } from "./data-dir.js";
 import { acceptsEvent, faultChangeFor } from "./fault-state.js";
 import { migrate } from "./migrations.js";
+import { createPostgresDatabase } from "./postgres/database.js";
+import { migratePostgres } from "./postgres/migrations.js";
+import { sqliteDatabase } from "./sql/sqlite.js";
+import type { SqlDatabase } from "./sql/types.js";
 import type {
   AgentHello,
   AgentRecord,
@@ -29,6 +34,11 @@ export interface StoreOptions {
    * when another user owns it or can write to it (or to a directory on the way).
    */
   dataDir: string;
+  /**
+   * `postgres://user:password@host:port/db`: the store lives in PostgreSQL instead of the data
+   * dir's SQLite file (the data dir still holds this replica's files).
+   */
+  postgresUrl?: string;
 }
 
 /** Which faults a listing returns. */
@@ -59,7 +69,7 @@ export interface RecordedFaultEvent {
 export interface Store {
   readonly path: string;
   /** The database, for the stores of other parts (runs) that share it. */
-  readonly db: Database.Database;
+  readonly db: SqlDatabase;
   getSetting(key: string): string | undefined;
   setSetting(key: string, value: string): void;
   /** Inserts or updates an agent from its Hello and marks it connected. */
@@ -238,10 +248,9 @@ function toFaultEvent(row: FaultEventRow): FaultEventRecord {
   };
 }
 
-/** Opens (creating and migrating as needed) the store in `dataDir`. */
-export function createStore(options: StoreOptions): Store {
-  ensureDataDir(options.dataDir);
-  const path = join(options.dataDir, DATABASE_FILE);
+/** The SQLite file in the data dir, private and migrated. */
+function openSqlite(dataDir: string): SqlDatabase {
+  const path = join(dataDir, DATABASE_FILE);
   // The database holds token hashes and the audit log: owner-only (0600) from its first byte, like
   // the directory, even in a data dir that existed before. SQLite creates the -wal and -shm files
   // with the database file's mode; ones an older version left wider are narrowed too.
@@ -257,10 +266,31 @@ export function createStore(options: StoreOptions): Store {
   db.pragma("foreign_keys = ON");
   db.pragma("busy_timeout = 5000");
   migrate(db);
+  return sqliteDatabase(db);
+}
+
+/** The PostgreSQL database at `url`, migrated. */
+function openPostgres(url: string): SqlDatabase {
+  const db = createPostgresDatabase({ url, applicationName: "firedrill-server", statementTimeoutMs: 3000 });
+  try {
+    migratePostgres(db);
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+  return db;
+}
+
+/** Opens (creating and migrating as needed) the store in `dataDir`. */
+export function createStore(options: StoreOptions): Store {
+  ensureDataDir(options.dataDir);
+  const db = options.postgresUrl === undefined ? openSqlite(options.dataDir) : openPostgres(options.postgresUrl);
+  const path = db.location;
 
   const agentSelect = `
     SELECT a.*, (SELECT COUNT(*) FROM faults f WHERE f.agent_id = a.id AND f.${ACTIVE_SQL}) AS active_faults,
-      i.cert_not_after AS cert_not_after, i.revoked_at AS revoked_at, (i.agent_id IS NOT NULL) AS enrolled
+      i.cert_not_after AS cert_not_after, i.revoked_at AS revoked_at,
+      CASE WHEN i.agent_id IS NOT NULL THEN 1 ELSE 0 END AS enrolled
     FROM agents a LEFT JOIN agent_identities i ON i.agent_id = a.id`;
   const stmt = {
     getSetting: db.prepare<[string], { value: string }>("SELECT value FROM settings WHERE key = ?"),
@@ -277,7 +307,7 @@ export function createStore(options: StoreOptions): Store {
         labels = excluded.labels, capabilities = excluded.capabilities, instance_id = excluded.instance_id,
         availability_zone = excluded.availability_zone, connected = 1, last_seen = excluded.last_seen,
         connected_at = excluded.connected_at`),
-    touchAgent: db.prepare<[number, string]>("UPDATE agents SET last_seen = MAX(last_seen, ?) WHERE id = ?"),
+    touchAgent: db.prepare<[number, string]>(`UPDATE agents SET last_seen = ${db.engine === "postgres" ? "GREATEST" : "MAX"}(last_seen, ?) WHERE id = ?`),
     disconnectAgent: db.prepare<[number, string]>("UPDATE agents SET connected = 0, last_seen = ? WHERE id = ?"),
     disconnectAll: db.prepare("UPDATE agents SET connected = 0 WHERE connected = 1"),
     getAgent: db.prepare<[string], AgentRow>(`${agentSelect} WHERE a.id = ?`),
@@ -298,8 +328,9 @@ export function createStore(options: StoreOptions): Store {
       `SELECT kind, COUNT(*) AS n FROM faults WHERE ${ACTIVE_SQL} GROUP BY kind`,
     ),
     insertEvent: db.prepare(`
-      INSERT OR IGNORE INTO fault_events (fault_id, agent_id, type, time, reason, error, message, measurements, received_at)
-      VALUES (@faultId, @agentId, @type, @time, @reason, @error, @message, @measurements, @receivedAt)`),
+      INSERT INTO fault_events (fault_id, agent_id, type, time, reason, error, message, measurements, received_at)
+      VALUES (@faultId, @agentId, @type, @time, @reason, @error, @message, @measurements, @receivedAt)
+      ON CONFLICT DO NOTHING`),
     updateFault: db.prepare(`
       UPDATE faults SET state = @state, reason = @reason, error = @error, started_at = @startedAt,
         ended_at = @endedAt, measurements = @measurements, details = @details, updated_at = @updatedAt

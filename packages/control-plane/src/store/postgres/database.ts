@@ -78,6 +78,9 @@ export function createPostgresDatabase(options: PostgresDatabaseOptions): SqlDat
   const { port1, port2 } = new MessageChannel();
   const worker = new Worker(WORKER_SOURCE, {
     eval: true,
+    // The worker source is CommonJS and needs no loader: not the process's flags (a process run
+    // with --input-type=module would parse it as a module and the worker would die unseen).
+    execArgv: [],
     workerData: {
       url: options.url,
       pgPath: createRequire(import.meta.url).resolve("pg"),
@@ -157,12 +160,16 @@ export function createPostgresDatabase(options: PostgresDatabaseOptions): SqlDat
   const db: SqlDatabase & { readonly state: () => "up" | "down" } = {
     engine: "postgres",
     location,
+    get open() {
+      return !closed;
+    },
     state: () => (call({ op: "state" }, 2000).state === "up" ? "up" : "down"),
-    prepare<P extends unknown[] | object = unknown[], R = unknown>(sql: string): SqlStatement<P extends unknown[] ? P : [P], R> {
+    prepare<P extends unknown[] | object = unknown[], R = unknown>(sql: string): SqlStatement<P, R> {
       const translated = toPgPlaceholders(sql);
       const isInsert = /^\s*INSERT\b/i.test(sql);
       const exec = (args: unknown[]) => query(translated.text, orderParameters(translated, args, sql));
       return {
+        source: sql,
         run(...args: unknown[]): SqlRunResult {
           const { rowCount } = exec(args);
           return {
@@ -174,7 +181,7 @@ export function createPostgresDatabase(options: PostgresDatabaseOptions): SqlDat
         },
         get: (...args: unknown[]) => exec(args).rows[0] as R | undefined,
         all: (...args: unknown[]) => exec(args).rows as R[],
-      } as unknown as SqlStatement<P extends unknown[] ? P : [P], R>;
+      } as unknown as SqlStatement<P, R>;
     },
     exec(sql) {
       query(sql);

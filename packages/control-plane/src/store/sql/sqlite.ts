@@ -8,6 +8,9 @@ export function sqliteDatabase(db: Database.Database): SqlDatabase & { readonly 
     engine: "sqlite",
     location: db.name,
     sqlite: db,
+    get open() {
+      return db.open;
+    },
     prepare: (sql) => db.prepare(sql) as never,
     exec(sql) {
       db.exec(sql);

@@ -21,11 +21,16 @@ export interface SqlRunResult {
 }
 
 /** A prepared statement: positional parameters, or one object of named ones (`@name`). */
-export interface SqlStatement<P extends unknown[] = unknown[], R = unknown> {
-  run(...params: P): SqlRunResult;
-  get(...params: P): R | undefined;
-  all(...params: P): R[];
+export interface SqlStatement<P extends unknown[] | object = unknown[], R = unknown> {
+  /** The SQL as written. */
+  readonly source: string;
+  run(...params: SqlArgs<P>): SqlRunResult;
+  get(...params: SqlArgs<P>): R | undefined;
+  all(...params: SqlArgs<P>): R[];
 }
+
+/** A statement's call arguments: the positional list, or the one object of named parameters. */
+export type SqlArgs<P> = P extends unknown[] ? P : [P];
 
 /** A function wrapped in a transaction (nested calls become savepoints). */
 export interface SqlTransaction<F extends (...args: never[]) => unknown> {
@@ -43,7 +48,9 @@ export interface SqlDatabase {
   readonly engine: SqlEngine;
   /** Where it is, for messages: a file path, or `postgres://user@host:port/db` (never the password). */
   readonly location: string;
-  prepare<P extends unknown[] | object = unknown[], R = unknown>(sql: string): SqlStatement<P extends unknown[] ? P : [P], R>;
+  /** False once closed. */
+  readonly open: boolean;
+  prepare<P extends unknown[] | object = unknown[], R = unknown>(sql: string): SqlStatement<P, R>;
   /** Runs one or more statements with no parameters (migrations, DDL). */
   exec(sql: string): void;
   transaction<F extends (...args: never[]) => unknown>(fn: F): SqlTransaction<F>;
