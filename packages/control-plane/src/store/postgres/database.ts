@@ -11,9 +11,12 @@
  * (StoreUnavailableError) instead of waiting, and the worker reconnects by itself: a PostgreSQL
  * restart costs errors for its duration, never a frozen event loop.
  *
- * Transactions are SERIALIZABLE; a serialization failure or deadlock re-runs the whole function
- * (up to 12 times, a few ms apart), which is how the ledger's record-before-kill and the schedule
- * slot claims keep SQLite's guarantees with several replicas writing.
+ * `transaction(fn).immediate()` is SERIALIZABLE; a serialization failure or deadlock re-runs the
+ * whole function (up to 12 times, a few ms apart), which is how the ledger's record-before-kill,
+ * the schedule slot claims, the audit chain and token uses keep SQLite's guarantees with several
+ * replicas writing. A plain `transaction(fn)()` is READ COMMITTED (PostgreSQL's default): the
+ * hub's event batches, which each replica writes for the agents it holds, would otherwise fail
+ * against each other's predicate locks under load (a deadlock still re-runs it).
  */
 import { createRequire } from "node:module";
 import { MessageChannel, receiveMessageOnPort, Worker } from "node:worker_threads";
@@ -187,7 +190,7 @@ export function createPostgresDatabase(options: PostgresDatabaseOptions): SqlDat
       query(sql);
     },
     transaction<F extends (...args: never[]) => unknown>(fn: F): SqlTransaction<F> {
-      const run = (...args: Parameters<F>): ReturnType<F> => {
+      const run = (serializable: boolean, ...args: Parameters<F>): ReturnType<F> => {
         if (depth > 0) {
           const name = `fd_sp${depth}`;
           query(`SAVEPOINT ${name}`);
@@ -205,7 +208,7 @@ export function createPostgresDatabase(options: PostgresDatabaseOptions): SqlDat
           }
         }
         for (let attempt = 1; ; attempt++) {
-          query("BEGIN ISOLATION LEVEL SERIALIZABLE");
+          query(serializable ? "BEGIN ISOLATION LEVEL SERIALIZABLE" : "BEGIN");
           depth = 1;
           try {
             const result = fn(...args) as ReturnType<F>;
@@ -228,8 +231,8 @@ export function createPostgresDatabase(options: PostgresDatabaseOptions): SqlDat
           }
         }
       };
-      const t = run as SqlTransaction<F>;
-      t.immediate = run;
+      const t = ((...args: Parameters<F>) => run(false, ...args)) as SqlTransaction<F>;
+      t.immediate = (...args: Parameters<F>) => run(true, ...args);
       return t;
     },
     close() {

@@ -36,7 +36,7 @@ export type SqlArgs<P> = P extends unknown[] ? P : [P];
 export interface SqlTransaction<F extends (...args: never[]) => unknown> {
   (...args: Parameters<F>): ReturnType<F>;
   /**
-   * The same, taking the write lock first: SQLite `BEGIN IMMEDIATE`; PostgreSQL SERIALIZABLE,
+   * The same, taking the write lock first: SQLite `BEGIN IMMEDIATE`; PostgreSQL SERIALIZABLE (a plain call is READ COMMITTED there),
    * re-run from the start on a serialization failure or deadlock (the function must only touch
    * the database, or be safe to repeat).
    */
