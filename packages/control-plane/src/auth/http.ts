@@ -4,8 +4,8 @@
  *   is registered, so no route can be served unchecked;
  * - `Host` must name this server (DNS rebinding);
  * - `Authorization: Bearer fdt_…` identifies the caller; its role must grant the permission;
- * - without an Authorization header, the console's session cookie does (its token re-checked on
- *   every request); a change made with the cookie needs the session's CSRF token in
+ * - without an Authorization header, the console's session cookie does (its token re-checked by
+ *   id on every request); a change made with the cookie needs the session's CSRF token in
  *   `x-firedrill-csrf` and, when the browser sends an `Origin`, this server's own origin;
  * - failed authentications are rate-limited per source address (429);
  * - every mutating call and every refused one (401, 403, 422, 429) is appended to the audit log.
@@ -111,7 +111,7 @@ const FAILURE_TEXT: Record<AuthFailure, string> = {
 
 /** Why a console session was refused, by what failed. */
 const SESSION_FAILURE_TEXT: Record<AuthFailure | "missing", string> = {
-  missing: "this console session has ended (logged out, unused for 12 hours, or the control plane restarted)",
+  missing: "this console session has ended (logged out, or unused for 12 hours)",
   malformed: "this console session's API token is not a firedrill API token",
   unknown: "this console session's API token is not valid for this control plane",
   revoked: "the API token this console session logged in with was revoked",
@@ -214,14 +214,9 @@ export function installAuth(app: FastifyInstance, options: AuthHooksOptions): Au
    * and, when the browser says where it comes from, this server's own origin.
    */
   const authenticateSession = (request: FastifyRequest, reply: FastifyReply, sessions: SessionStore, id: string): Caller => {
-    const at = now();
-    const session = sessions.get(id, at);
-    if (!session) return refuse(request, reply, "missing", "session");
-    const result = identities.authenticate(session.token, at, request.ip);
-    if (!result.ok) {
-      sessions.delete(id);
-      return refuse(request, reply, result.failure, "session", result.tokenId ?? session.tokenId);
-    }
+    const result = sessions.authenticate(id, now(), request.ip);
+    if (!result.ok) return refuse(request, reply, result.failure, "session", result.tokenId);
+    const session = result.session;
     request.consoleSession = { id, session };
     if (!SAFE_METHODS.has(request.method)) {
       // The caller is known: a refused change is audited under the session's principal.

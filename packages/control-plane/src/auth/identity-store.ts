@@ -73,6 +73,11 @@ export interface IdentityStore {
   createToken(input: NewTokenInput, now: number): { token: TokenRecord; text: string };
   /** Checks a presented token; records its last use (at most once a minute per token). */
   authenticate(text: string, now: number, source: string): AuthResult;
+  /**
+   * Checks a token already proven by its holder, by its id alone (a console session holds the id,
+   * never the text): "unknown" when there is no such token, else as {@link authenticate}.
+   */
+  authenticateById(id: string, now: number, source: string): AuthResult;
   listTokens(options: { includeInactive: boolean }, now: number): TokenRecord[];
   getToken(id: string, now: number): TokenRecord | undefined;
   /** Revokes a token; returns it, or undefined when unknown. Revoking twice keeps the first. */
@@ -192,6 +197,22 @@ export function createIdentityStore(db: SqlDatabase): IdentityStore {
     return { token: toToken(stmt.token.get(token.id)!, now), text: token.text };
   });
 
+  /** The outcome for a known token whose secret was proven: refused unless active; records its last use. */
+  const accept = (row: TokenRow, now: number, source: string): AuthResult => {
+    const state = stateOf(row, now);
+    if (state !== "active") return { ok: false, failure: state, tokenId: row.id };
+    const last = lastWritten.get(row.id) ?? row.last_used_at ?? 0;
+    if (now - last >= LAST_USED_WRITE_MS) {
+      stmt.touch.run(now, source.slice(0, 100), row.id);
+      if (lastWritten.size > 10_000) lastWritten.clear();
+      lastWritten.set(row.id, now);
+    }
+    return {
+      ok: true,
+      caller: { name: row.name, principalId: row.principal_id, kind: row.kind, role: row.role, tokenId: row.id, scope: row.scope },
+    };
+  };
+
   return {
     hasPrincipals: () => (stmt.anyPrincipal.get()?.n ?? 0) > 0,
     getPrincipal(name) {
@@ -205,18 +226,11 @@ export function createIdentityStore(db: SqlDatabase): IdentityStore {
       const row = stmt.token.get(parsed.id);
       // The hash is compared even for a revoked or expired token, so only its holder learns why.
       if (!row || !secretMatches(parsed.secret, row.secret_hash)) return { ok: false, failure: "unknown" };
-      const state = stateOf(row, now);
-      if (state !== "active") return { ok: false, failure: state, tokenId: row.id };
-      const last = lastWritten.get(row.id) ?? row.last_used_at ?? 0;
-      if (now - last >= LAST_USED_WRITE_MS) {
-        stmt.touch.run(now, source.slice(0, 100), row.id);
-        if (lastWritten.size > 10_000) lastWritten.clear();
-        lastWritten.set(row.id, now);
-      }
-      return {
-        ok: true,
-        caller: { name: row.name, principalId: row.principal_id, kind: row.kind, role: row.role, tokenId: row.id, scope: row.scope },
-      };
+      return accept(row, now, source);
+    },
+    authenticateById(id, now, source) {
+      const row = stmt.token.get(id);
+      return row ? accept(row, now, source) : { ok: false, failure: "unknown" };
     },
     listTokens({ includeInactive }, now) {
       const all = stmt.allTokens.all().map((r) => toToken(r, now));

@@ -12,7 +12,7 @@ export type { HostPolicy, HostPolicyOptions } from "./hosts.js";
 export { callerOf, installAuth } from "./http.js";
 export type { AuthHooks, AuthHooksOptions, CredentialSource, RouteEntry } from "./http.js";
 export { CSRF_HEADER, MAX_SESSIONS, SESSION_COOKIE, SESSION_IDLE_MS, createSessionStore, csrfMatches, readCookie } from "./session.js";
-export type { NewSession, Session, SessionStore, SessionStoreOptions } from "./session.js";
+export type { NewSession, Session, SessionCheck, SessionStore, SessionStoreOptions } from "./session.js";
 export { parseRelative, registerAuthRoutes, toAuditJson, toTokenJson } from "./routes.js";
 export type { AuditJson, TokenJson } from "./routes.js";
 export { ScopeError, formatScope, parseScope, scopeViolation } from "./scope.js";

@@ -133,7 +133,7 @@ export function registerConsoleRoutes(app: FastifyInstance, options: ConsoleRout
     request.auditTargets.push(caller.tokenId);
     request.auditDetail = "console login";
     const tokenExpiresAt = identities.getToken(caller.tokenId, at)?.expiresAt ?? null;
-    const { id, csrf, session } = sessions.create({ token: token.trim(), tokenId: caller.tokenId, tokenExpiresAt }, at);
+    const { id, csrf, session } = sessions.create({ tokenId: caller.tokenId, tokenExpiresAt }, at);
     void reply.header("set-cookie", sessionCookie(id, sessions.maxAgeS(session, at), options.https)).header("cache-control", "no-store");
     return { caller: callerJson(caller), csrf };
   });

@@ -87,7 +87,7 @@ export function createHttpApp(options: HttpAppOptions): HttpApp {
     );
   });
   installErrorHandlers(app);
-  const sessions = createSessionStore();
+  const sessions = createSessionStore({ db: options.store.db, identities: options.auth.identities });
   const auth = installAuth(app, { ...options.auth, log: options.logger, sessions });
   const warnings = options.warnings ?? [];
   app.get("/healthz", { config: { permission: "public" } }, async () => (warnings.length > 0 ? { ok: true, warnings } : { ok: true }));

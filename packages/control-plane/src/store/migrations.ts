@@ -414,6 +414,21 @@ const MIGRATIONS: readonly string[] = [
   -- The breaches of a run, found without reading its timeline (a state per stop condition).
   CREATE INDEX run_events_breach ON run_events(run_id) WHERE type = 'breach';
   `,
+  `
+  -- Console sessions (auth/session.ts), shared by every replica of a PostgreSQL store and kept
+  -- across restarts. id_hash is the SHA-256 of the session id (the cookie's value), never the id;
+  -- the API token is re-checked by its id on every request, its text is never stored.
+  -- last_used_at is written at most once a minute per session.
+  CREATE TABLE console_sessions (
+    id_hash TEXT PRIMARY KEY,
+    token_id TEXT NOT NULL,
+    csrf TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_used_at INTEGER NOT NULL,
+    token_expires_at INTEGER
+  );
+  CREATE INDEX console_sessions_last_used ON console_sessions(last_used_at);
+  `,
 ];
 
 /**

@@ -97,12 +97,21 @@ export function createPostgresDatabase(options: PostgresDatabaseOptions): SqlDat
   });
   worker.unref();
   port1.unref();
+  /** Why the worker died, if it did: every call then fails at once with it. */
+  let workerGone: string | undefined;
+  worker.on("error", (err) => {
+    workerGone = `its worker thread failed: ${err.message}`;
+  });
+  worker.on("exit", (code) => {
+    workerGone ??= `its worker thread exited (code ${code})`;
+  });
   let seq = 0;
   let closed = false;
   let depth = 0;
 
   const call = (message: Record<string, unknown>, waitMs: number): Reply => {
     if (closed) throw new StoreUnavailableError(`the store ${location} is closed`);
+    if (workerGone !== undefined) throw new StoreUnavailableError(`the PostgreSQL store ${location} is unusable: ${workerGone}; restart the server`);
     const mine = ++seq;
     Atomics.store(signal, 0, 0);
     port1.postMessage({ ...message, seq: mine });

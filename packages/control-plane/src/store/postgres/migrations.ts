@@ -322,6 +322,18 @@ const MIGRATIONS: readonly string[] = [
   `,
   // 2: the replicas' coordination tables (ha/).
   HA_MIGRATION,
+  // 3: console sessions (auth/session.ts; explained in store/migrations.ts).
+  `
+  CREATE TABLE console_sessions (
+    id_hash TEXT PRIMARY KEY,
+    token_id TEXT NOT NULL,
+    csrf TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    last_used_at BIGINT NOT NULL,
+    token_expires_at BIGINT
+  );
+  CREATE INDEX console_sessions_last_used ON console_sessions(last_used_at);
+  `,
 ];
 
 /** Applies the migrations not applied yet (up to `target`); returns the version reached. */

@@ -9,12 +9,16 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { postgresSkipReason, startPgCluster, type PgCluster } from "../../test-support/postgres.js";
 import { migrate } from "../migrations.js";
 import { createPostgresDatabase } from "./database.js";
+import { HA_MIGRATION } from "./ha-tables.js";
 import { migratePostgres } from "./migrations.js";
 
 interface Column {
   type: "integer" | "text" | "real";
   notNull: boolean;
 }
+
+/** The replicas' coordination tables: PostgreSQL only (a SQLite store has one control plane). */
+const HA_TABLES = new Set([...HA_MIGRATION.matchAll(/CREATE TABLE (\w+)/g)].map((m) => m[1]!));
 
 /** SQLite's implicit rowid, declared on PostgreSQL where SQL orders by it. */
 const PG_ROWID_TABLES = new Set(["faults", "schedules", "run_samples"]);
@@ -101,7 +105,8 @@ describe.skipIf(postgresSkipReason() !== undefined)("PostgreSQL schema matches S
         expect(pgColumns.some((c) => c.table_name === table && c.column_name === "rowid"), `${table}.rowid`).toBe(true);
       }
       // Every table of the core schema is SQLite's (HA tables, added by their own module, are not here).
-      const pgTables = [...new Set(pgColumns.map((c) => c.table_name))].filter((t) => t !== "schema_migrations");
+      expect(HA_TABLES.size, "HA tables found in HA_MIGRATION").toBeGreaterThan(0);
+      const pgTables = [...new Set(pgColumns.map((c) => c.table_name))].filter((t) => t !== "schema_migrations" && !HA_TABLES.has(t));
       expect(pgTables.filter((t) => !sqlite.tables.includes(t))).toEqual([]);
 
       const pgIndexes = db
