@@ -3,18 +3,20 @@
  * tarballs of one version (packages/agent/package.json) into DIR (default dist/release):
  *
  *   firedrill-agent-<v>-linux-<arch>.tar.gz   (+ .sha256)  the agent and its guard, bundled, with a pinned Node runtime
- *   firedrill-server-<v>-linux-<arch>.tar.gz  (+ .sha256)  the control plane and CLI, with the native SQLite binding
- *                                                          and the agent tarballs of the same version to serve
+ *   firedrill-server-<v>-linux-<arch>.tar.gz  (+ .sha256)  the control plane and CLI, with the native SQLite binding,
+ *                                                          the PostgreSQL client (pg) and the agent tarballs of the
+ *                                                          same version to serve
  *
  * Nothing is installed on a host but these files: the bundles are esbuild builds of the TypeScript
  * sources, the Node runtime is the official binary of the npm package node-linux-<arch> (its
- * tarball's integrity is pinned here and checked), better-sqlite3 is copied with its native binding.
+ * tarball's integrity is pinned here and checked), better-sqlite3 is copied with its native binding,
+ * and pg (pure JavaScript) as a package, for the PostgreSQL store's worker thread.
  * The tarballs are reproducible: sorted entries, one mtime (SOURCE_DATE_EPOCH, else the last
  * commit's time), owner 0:0, fixed modes, gzip without name or time. See docs/release.md.
  */
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { chmodSync, closeSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, closeSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { homedir, tmpdir } from "node:os";
 import { basename, dirname, isAbsolute, join, relative, resolve } from "node:path";
@@ -317,9 +319,41 @@ function writeTarball(stageParent: string, top: string, outFile: string, epoch: 
   return { file: outFile, bytes: statSync(outFile).size, sha256 };
 }
 
-/** The directory a package resolves to from `fromDir` (its package.json's folder, links followed). */
+/**
+ * The directory a package resolves to from `fromDir` (its package.json's folder, links followed):
+ * the first `node_modules/<name>` on Node's lookup path, so also for packages whose `exports` hide
+ * their package.json (pg-connection-string).
+ */
 function packageDir(name: string, fromDir: string): string {
-  return dirname(createRequire(join(fromDir, "package.json")).resolve(`${name}/package.json`));
+  for (const dir of createRequire(join(fromDir, "package.json")).resolve.paths(name) ?? []) {
+    if (existsSync(join(dir, name, "package.json"))) return realpathSync(join(dir, name));
+  }
+  throw new ReleaseError(`the package ${name} cannot be found from ${relative(ROOT, fromDir) || "."}: run \`pnpm install\``);
+}
+
+/** A package's package.json. */
+function packageJson(dir: string): { version: string; dependencies?: Record<string, string> } {
+  return JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as { version: string; dependencies?: Record<string, string> };
+}
+
+/**
+ * Copies the package `name` (as `fromDir` resolves it) and, recursively, its `dependencies` into
+ * `nodeModules` (a release's lib/node_modules), laid out as npm would: flat, a second version of a
+ * name in its dependent's own node_modules. Neither optional nor peer dependencies are copied (pg's
+ * pg-cloudflare and pg-native), nor a package's tests or node_modules.
+ */
+function copyPackage(name: string, fromDir: string, nodeModules: string, dependentCopy?: string): void {
+  const dir = packageDir(name, fromDir);
+  const version = packageJson(dir).version;
+  let to = join(nodeModules, name);
+  if (existsSync(to) && packageJson(to).version !== version) {
+    if (dependentCopy === undefined) throw new ReleaseError(`two versions of ${name} would be shipped at the top of ${nodeModules}`);
+    to = join(dependentCopy, "node_modules", name);
+  }
+  if (existsSync(to)) return;
+  const skipped = (p: string) => relative(dir, p).split("/").some((part) => part === "node_modules" || part === "test" || part === ".github");
+  cpSync(dir, to, { recursive: true, dereference: true, filter: (p) => !skipped(p) });
+  for (const dep of Object.keys(packageJson(dir).dependencies ?? {}).sort()) copyPackage(dep, dir, nodeModules, to);
 }
 
 /** A file of a package, resolved from `fromDir`. */
@@ -381,16 +415,19 @@ function copySqlite(lib: string, arch: ReleaseArch): void {
   for (const f of ["package.json", "LICENSE"]) if (existsSync(join(src, f))) copyFileSync(join(src, f), join(dest, f));
   cpSync(join(src, "lib"), join(dest, "lib"), { recursive: true });
   copyFileSync(binding, join(dest, "build", "Release", "better_sqlite3.node"));
-  const deps = Object.keys((JSON.parse(readFileSync(join(src, "package.json"), "utf8")) as { dependencies?: Record<string, string> }).dependencies ?? {});
-  const copyDep = (name: string, fromDir: string) => {
-    const dir = packageDir(name, fromDir);
-    const to = join(lib, "node_modules", name);
-    if (existsSync(to)) return;
-    const skipped = (p: string) => relative(dir, p).split("/").some((part) => part === "node_modules" || part === "test" || part === ".github");
-    cpSync(dir, to, { recursive: true, dereference: true, filter: (p) => !skipped(p) });
-    for (const sub of Object.keys((JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as { dependencies?: Record<string, string> }).dependencies ?? {})) copyDep(sub, dir);
-  };
-  for (const name of deps.filter((d) => SQLITE_RUNTIME_DEPS.includes(d))) copyDep(name, src);
+  const deps = Object.keys(packageJson(src).dependencies ?? {});
+  for (const name of deps.filter((d) => SQLITE_RUNTIME_DEPS.includes(d))) copyPackage(name, src, join(lib, "node_modules"), dest);
+}
+
+/**
+ * Copies the PostgreSQL client `pg` and its runtime dependencies (pg-pool, pg-protocol, pg-types,
+ * pgpass, pg-connection-string and theirs; not the optional pg-native or pg-cloudflare) into
+ * `<lib>/node_modules`. The bundle keeps `pg` external and loads this copy, and so does the store's
+ * worker thread (store/postgres/worker-source.ts), which is eval'd source and requires pg by the
+ * path `createRequire(import.meta.url).resolve("pg")` gives: lib/node_modules/pg beside the bundle.
+ */
+function copyPostgresClient(lib: string): void {
+  copyPackage("pg", join(ROOT, "packages/control-plane"), join(lib, "node_modules"));
 }
 
 /**
@@ -442,7 +479,7 @@ export async function buildRelease(options: ReleaseOptions = {}): Promise<Releas
     log(`wrote ${agent.file}`);
     if (options.agentOnly) return { version, arch, agent };
 
-    // The server: bin/firedrill, lib/firedrill.mjs + lib/spec-worker.mjs + lib/node_modules/better-sqlite3 + lib/agent.sh,
+    // The server: bin/firedrill, lib/firedrill.mjs + lib/spec-worker.mjs + lib/node_modules/{better-sqlite3,pg,…} + lib/agent.sh,
     // lib/console/ (the web console's built files), node/, share/, agent-releases/ (every agent tarball of this version
     // in outDir), VERSION.
     const serverTop = `firedrill-server-${version}-linux-${arch}`;
@@ -455,9 +492,10 @@ export async function buildRelease(options: ReleaseOptions = {}): Promise<Releas
         "spec-worker": join(ROOT, "packages/control-plane/src/experiments/spec-worker.ts"),
       },
       join(serverDir, "lib"),
-      { banner: REQUIRE_BANNER, external: ["better-sqlite3"], ...bundleVersion },
+      { banner: REQUIRE_BANNER, external: ["better-sqlite3", "pg"], ...bundleVersion },
     );
     copySqlite(join(serverDir, "lib"), arch);
+    copyPostgresClient(join(serverDir, "lib"));
     addRuntime(serverDir, node, serverExec);
     mkdirSync(join(serverDir, "bin"));
     writeFileSync(join(serverDir, "bin", "firedrill"), wrapper("firedrill", "firedrill.mjs", []));

@@ -8,13 +8,19 @@
  *   guard started by the bundled agent (lib/guard.mjs) resumes a process-stop when its agent is
  *   SIGKILLed, against a real control plane;
  * - the server serves /healthz from its SQLite store (native binding from the tarball), the
- *   agent tarballs it carries and the web console (lib/console).
+ *   agent tarballs it carries and the web console (lib/console);
+ * - the server runs on a PostgreSQL store (`--store postgres://…`, the password in PGPASSWORD)
+ *   with the pg client the tarball ships for the store's worker thread: its tables created, its
+ *   replica row written and marked stopped on SIGTERM, the password in no output. Skipped without
+ *   PostgreSQL's server binaries (scripts/setup.sh installs them).
  */
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { postgresSkipReason, startPgCluster } from "../packages/control-plane/src/test-support/postgres.js";
+import type { PgCluster } from "../packages/control-plane/src/test-support/postgres.js";
 import { api } from "./support/api.js";
 import { ROOT, captureProcess, freePort, killAll, sleep, startServer, tempDir, waitFor } from "./support/processes.js";
 import type { ServerHandle, TestProcess } from "./support/processes.js";
@@ -103,6 +109,15 @@ describe("pnpm release", () => {
       "lib/spec-worker.mjs",
       "lib/node_modules/better-sqlite3/build/Release/better_sqlite3.node",
       "lib/node_modules/bindings/bindings.js",
+      // The PostgreSQL client, for the store's worker thread (and the bundle, which keeps pg external).
+      "lib/node_modules/pg/package.json",
+      "lib/node_modules/pg/lib/index.js",
+      "lib/node_modules/pg/esm/index.mjs",
+      "lib/node_modules/pg-pool/index.js",
+      "lib/node_modules/pg-protocol/dist/index.js",
+      "lib/node_modules/pg-types/index.js",
+      "lib/node_modules/pg-connection-string/index.js",
+      "lib/node_modules/pgpass/lib/index.js",
       "lib/console/index.html",
       "lib/console/app.js",
       "lib/console/app.css",
@@ -114,6 +129,8 @@ describe("pnpm release", () => {
     ]) {
       expect(server, p).toContain(`${SERVER}/${p}`);
     }
+    // pg's optional native binding and Cloudflare socket are not shipped.
+    expect(server.filter((p) => /\/node_modules\/(pg-native|pg-cloudflare|libpq)\//.test(p))).toEqual([]);
     const mtime = new Date(Number(EPOCH) * 1000).toISOString().slice(0, 10);
     for (const line of agent) {
       const [mode, owner, , day] = line.split(/\s+/);
@@ -265,6 +282,68 @@ describe("pnpm release", () => {
       // Having checked an experiment in its worker thread, the bundled server still exits 0 on SIGTERM.
       proc.kill("SIGTERM");
       expect(await Promise.race([proc.exited, sleep(5000).then(() => "still running")]), proc.output().slice(-2000)).toBe(0);
+    });
+  });
+  const pgSkip = postgresSkipReason();
+  if (pgSkip) console.log(`skipping the bundled server on PostgreSQL: ${pgSkip}`);
+
+  describe.skipIf(!!pgSkip)("the bundled server on PostgreSQL", () => {
+    let cluster: PgCluster | undefined;
+    const cp = tempDir("release-pg");
+    const started: TestProcess[] = [];
+
+    beforeAll(async () => {
+      cluster = await startPgCluster();
+    }, 60_000);
+
+    afterEach(() => {
+      for (const p of started) p.kill("SIGKILL");
+    });
+
+    afterAll(() => {
+      cluster?.destroy();
+      cp.cleanup();
+    });
+
+    it("runs with --store postgres://…: /healthz, its tables, its replica row, no password in its output", async () => {
+      const withPassword = new URL(await cluster!.createDatabase("release"));
+      const password = decodeURIComponent(withPassword.password);
+      const database = withPassword.pathname.slice(1);
+      // As the systemd unit's EnvironmentFile gives it: the URL without the password, PGPASSWORD beside it.
+      const store = new URL(withPassword.href);
+      store.password = "";
+      const dataDir = join(cp.path, "server");
+      const grpcPort = await freePort();
+      const httpPort = await freePort();
+      const proc = captureProcess(
+        spawn(join(serverDir, "bin/firedrill"), ["server", "--data-dir", dataDir, "--grpc-addr", `127.0.0.1:${grpcPort}`, "--http-addr", `127.0.0.1:${httpPort}`], {
+          cwd: host.path,
+          env: { ...env, FIREDRILL_STORE: store.href, PGPASSWORD: password },
+          stdio: ["ignore", "pipe", "pipe"],
+        }),
+      );
+      started.push(proc);
+      const httpUrl = `http://127.0.0.1:${httpPort}`;
+      await waitFor(`the bundled server on PostgreSQL (output: ${proc.output().slice(-2000)})`, async () => {
+        if (proc.child.exitCode !== null) throw new Error(`exited: ${proc.output()}`);
+        return (await fetch(`${httpUrl}/healthz`)).ok;
+      }, 30_000);
+      // Its store is PostgreSQL: the schema migrated there, no SQLite file in the data dir.
+      expect(existsSync(join(dataDir, "firedrill.db"))).toBe(false);
+      const tables = (await cluster!.query<{ name: string }>(database, "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = 'public'")).map((r) => r.name);
+      for (const t of ["schema_migrations", "runs", "agents", "replicas", "leader_lease", "run_owners", "agent_commands"]) expect(tables, t).toContain(t);
+      const replicas = await cluster!.query<{ grpc_address: string; stopped_at: number | null }>(database, "SELECT grpc_address, stopped_at FROM replicas");
+      expect(replicas).toEqual([{ grpc_address: `127.0.0.1:${grpcPort}`, stopped_at: null }]);
+      // A read through the store, on the worker thread's pg connection.
+      const target = { httpUrl, adminToken: readFileSync(join(dataDir, "admin-token"), "utf8").trim() };
+      const agents = await api(target, "GET", "/api/v1/agents");
+      expect(agents.status, JSON.stringify(agents.body)).toBe(200);
+      expect(agents.body.agents).toEqual([]);
+      proc.kill("SIGTERM");
+      expect(await Promise.race([proc.exited, sleep(10_000).then(() => "still running")]), proc.output().slice(-2000)).toBe(0);
+      const stopped = await cluster!.query<{ stopped_at: string | null }>(database, "SELECT stopped_at FROM replicas");
+      expect(stopped[0]?.stopped_at).not.toBeNull();
+      expect(proc.output()).not.toContain(password);
     });
   });
 });
