@@ -15,12 +15,18 @@
  *    → every fault of the run recorded reverted; then the halt is lifted.
  * 6. links dropped and leases expired in the agents during 4 and 5 (goal: none).
  *
+ * With `--replicas N`, the control plane is N replicas on a private PostgreSQL cluster (started
+ * and destroyed here), the fleet split evenly across them (one sim-fleet per replica); a restart
+ * kills and starts them all; CPU and RSS are summed over them; the API is asked on the first.
+ *
  * On the floor: "recorded" is the floor's in-memory count of the events that came back, the run is
  * a StartFault broadcast, the abort a StopFault per fault, the halt a StopAll broadcast.
  */
 import { mkdirSync, readFileSync } from "node:fs";
-import { resolve as resolvePath } from "node:path";
+import { join, resolve as resolvePath } from "node:path";
 import { CLOCK_TICKS_PER_SECOND, readProcessCpuTicks } from "@firedrill/agent";
+import { postgresSkipReason, startPgCluster } from "../packages/control-plane/src/test-support/postgres.js";
+import type { PgCluster } from "../packages/control-plane/src/test-support/postgres.js";
 import { startSimFleet } from "../test/support/sim-fleet.js";
 import type { SimFleet, SimFleetStats } from "../test/support/sim-fleet.js";
 import { api } from "../test/support/api.js";
@@ -109,8 +115,12 @@ interface Measured {
 interface Subject {
   readonly name: string;
   readonly address: string;
+  /** With several replicas: every replica's gRPC address (the fleet is split evenly across them). */
+  readonly addresses?: string[];
   readonly joinToken: string;
   pid(): number;
+  /** Every process measured (several replicas: their CPU and RSS are summed). @default [pid()] */
+  pids?(): number[];
   /** SIGKILLs the process and waits for it to exit. */
   kill(): Promise<void>;
   /** Starts it again on the same ports (and data dir); resolves once it answers. */
@@ -192,21 +202,53 @@ function background(what: string, promise: Promise<unknown>): Promise<void> {
 }
 
 /** The control plane as a subject. */
-async function firedrillSubject(cpuProfDir?: string): Promise<Subject> {
+async function firedrillSubject(cpuProfDir?: string, replicaCount = 1): Promise<Subject> {
   const dir = tempDir("bench-fleet");
-  const grpcPort = await freePort();
-  const httpPort = await freePort();
+  // Several replicas: a private PostgreSQL cluster (destroyed in close()) holds their one store.
+  let pg: PgCluster | undefined;
+  let storeUrl: string | undefined;
+  try {
+    if (replicaCount > 1) {
+      const skip = postgresSkipReason();
+      if (skip !== undefined) throw new Error(`--replicas ${replicaCount} needs a private PostgreSQL cluster: ${skip}`);
+      pg = await startPgCluster();
+      storeUrl = await pg.createDatabase("bench_fleet");
+    }
+  } catch (err) {
+    pg?.destroy();
+    dir.cleanup();
+    throw err;
+  }
+  const ports = await Promise.all(Array.from({ length: replicaCount }, async () => ({ grpc: await freePort(), http: await freePort() })));
   let restarted = false;
+  let tokens: Pick<ServerHandle, "joinToken" | "adminToken"> | undefined;
   // With --cpu-prof, the restarted server (the one measured) writes a V8 CPU profile when it exits.
-  const start = () =>
+  const startOne = (i: number) =>
     startServer({
-      dataDir: dir.path,
-      grpcPort,
-      httpPort,
-      extraArgs: ["--insecure-agents", "--log-level", "warn"],
+      dataDir: replicaCount > 1 ? join(dir.path, `replica-${i}`) : dir.path,
+      grpcPort: ports[i]!.grpc,
+      httpPort: ports[i]!.http,
+      extraArgs: ["--insecure-agents", "--log-level", "warn", ...(storeUrl ? ["--store", storeUrl] : [])],
+      ...(tokens ? { tokensFrom: tokens } : {}),
       ...(cpuProfDir && restarted ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${cpuProfDir}`] } : {}),
     });
-  let server: ServerHandle = await start();
+  /** Every replica (one without --replicas); the API is asked on the first. */
+  let servers: ServerHandle[] = [];
+  const start = async () => {
+    // The first creates the store's tokens; the others join with them (and start together).
+    const first = await startOne(0);
+    tokens ??= { joinToken: first.joinToken, adminToken: first.adminToken };
+    return [first, ...(await Promise.all(Array.from({ length: replicaCount - 1 }, (_, i) => startOne(i + 1))))];
+  };
+  try {
+    servers = await start();
+  } catch (err) {
+    await killAll();
+    pg?.destroy();
+    dir.cleanup();
+    throw err;
+  }
+  let server: ServerHandle = servers[0]!;
   restarted = true;
   let runId: string | undefined;
   let source: "runs list" | "run" | "fault pages" | "run report" | undefined;
@@ -277,20 +319,25 @@ async function firedrillSubject(cpuProfDir?: string): Promise<Subject> {
   };
 
   return {
-    name: "firedrill",
+    name: replicaCount > 1 ? `firedrill ×${replicaCount}` : "firedrill",
     get address() {
       return server.grpcAddr;
+    },
+    get addresses() {
+      return servers.map((s) => s.grpcAddr);
     },
     get joinToken() {
       return server.joinToken;
     },
     pid: () => server.proc.pid,
+    pids: () => servers.map((s) => s.proc.pid),
     async kill() {
-      server.proc.kill("SIGKILL");
-      await server.proc.exited;
+      for (const s of servers) s.proc.kill("SIGKILL");
+      await Promise.all(servers.map((s) => s.proc.exited));
     },
     async start() {
-      server = await start();
+      servers = await start();
+      server = servers[0]!;
     },
     async startRun() {
       runId = undefined;
@@ -350,11 +397,12 @@ async function firedrillSubject(cpuProfDir?: string): Promise<Subject> {
     async close() {
       if (cpuProfDir) {
         // A clean exit writes the profile.
-        server.proc.kill("SIGTERM");
-        await Promise.race([server.proc.exited, sleep(30_000)]);
+        for (const s of servers) s.proc.kill("SIGTERM");
+        await Promise.race([Promise.all(servers.map((s) => s.proc.exited)), sleep(30_000)]);
         console.log(`CPU profile of the control plane written to ${cpuProfDir} (open it in Chrome DevTools or speedscope)`);
       }
       await killAll();
+      pg?.destroy();
       dir.cleanup();
     },
   };
@@ -394,6 +442,56 @@ async function floorSubject(): Promise<Subject> {
     countSource: () => "GET /stats of the floor",
     async close() {
       await killAll();
+    },
+  };
+}
+
+/**
+ * The simulated fleet of `n` on `subject`: one fleet, or with several replicas one per replica
+ * (agents `sim<i>-…`, split evenly), seen as one (stats summed, the latest of the last*At).
+ */
+async function startFleet(subject: Subject, n: number): Promise<SimFleet> {
+  const addresses = subject.addresses && subject.addresses.length > 1 ? subject.addresses : [subject.address];
+  if (addresses.length === 1) return startSimFleet({ address: addresses[0]!, joinToken: subject.joinToken, agents: n });
+  const fleets: SimFleet[] = [];
+  try {
+    for (const [i, address] of addresses.entries()) {
+      const share = Math.floor(n / addresses.length) + (i < n % addresses.length ? 1 : 0);
+      if (share > 0) fleets.push(await startSimFleet({ address, joinToken: subject.joinToken, agents: share, idPrefix: `sim${i}` }));
+    }
+  } catch (err) {
+    await Promise.all(fleets.map((f) => f.close()));
+    throw err;
+  }
+  const stats = async (): Promise<SimFleetStats> => {
+    const all = await Promise.all(fleets.map((f) => f.stats()));
+    const total = { ...all[0]!, endedBy: { ...all[0]!.endedBy } };
+    for (const s of all.slice(1)) {
+      for (const key of Object.keys(s) as (keyof SimFleetStats)[]) {
+        if (key === "endedBy") for (const [why, count] of Object.entries(s.endedBy)) total.endedBy[why] = (total.endedBy[why] ?? 0) + count;
+        else if (key.startsWith("last")) total[key] = Math.max(total[key], s[key]);
+        else total[key] += s[key];
+      }
+    }
+    return total;
+  };
+  return {
+    pids: fleets.flatMap((f) => f.pids),
+    async waitConnected(count: number, timeoutMs: number) {
+      const deadline = performance.now() + timeoutMs;
+      for (;;) {
+        const connected = (await stats()).connected;
+        if (connected >= count) return;
+        if (performance.now() > deadline) throw new Error(`only ${connected}/${count} agents connected within ${timeoutMs} ms`);
+        await sleep(REGISTER_POLL_MS);
+      }
+    },
+    stats,
+    async resetCounters() {
+      await Promise.all(fleets.map((f) => f.resetCounters()));
+    },
+    async close() {
+      await Promise.all(fleets.map((f) => f.close()));
     },
   };
 }
@@ -477,7 +575,7 @@ async function measure(subject: Subject, n: number): Promise<Measured> {
 
     // The fleet connects, then the process is SIGKILLed and started again: the fleet registers anew.
     const t0 = performance.now();
-    fleet = await startSimFleet({ address: subject.address, joinToken: subject.joinToken, agents: n });
+    fleet = await startFleet(subject, n);
     const first = await connectedAll(t0, FIRST_CONNECT_TIMEOUT_MS);
     if (first.ms === undefined) throw new Error(`only ${first.reached}/${n} agents connected within ${FIRST_CONNECT_TIMEOUT_MS / 1000} s of starting the fleet`);
     m.firstConnectMs = first.ms;
@@ -498,15 +596,17 @@ async function measure(subject: Subject, n: number): Promise<Measured> {
 
     // Idle.
     await sleep(IDLE_SETTLE_MS);
-    const pids = [subject.pid(), ...fleet.pids];
+    const measured = subject.pids?.() ?? [subject.pid()];
+    const pids = [...measured, ...fleet.pids];
     const before = pids.map(cpuSeconds);
     const w0 = performance.now();
     await sleep(IDLE_WINDOW_MS);
     const after = pids.map(cpuSeconds);
     const windowS = (performance.now() - w0) / 1000;
-    m.idleCpuPercent = ((after[0]! - before[0]!) / windowS) * 100;
-    m.fleetIdleCpuPercent = (after.slice(1).reduce((a, b) => a + b, 0) - before.slice(1).reduce((a, b) => a + b, 0)) / windowS * 100;
-    m.idleRssMiB = rssMiB(subject.pid());
+    const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+    m.idleCpuPercent = ((sum(after.slice(0, measured.length)) - sum(before.slice(0, measured.length))) / windowS) * 100;
+    m.fleetIdleCpuPercent = ((sum(after.slice(measured.length)) - sum(before.slice(measured.length))) / windowS) * 100;
+    m.idleRssMiB = sum(measured.map(rssMiB));
     log(`idle: ${m.idleCpuPercent.toFixed(1)} % of a core, ${m.idleRssMiB.toFixed(0)} MiB`);
 
     if (subject.page) {
@@ -527,7 +627,7 @@ async function measure(subject: Subject, n: number): Promise<Measured> {
     m.acks = await waitCount(async () => (await subject.counts()).acked, n, since, RECORD_TIMEOUT_MS);
     m.runFailed = (await fleet.stats()).failed;
     log(`run: last StartFault ${fmt(m.startReceived)}, all acks recorded ${fmt(m.acks)}${m.runFailed ? ` (${m.runFailed} refused by agents)` : ""}`);
-    m.holdCpuPercent = await cpuPercent([subject.pid()], HOLD_MS);
+    m.holdCpuPercent = await cpuPercent(subject.pids?.() ?? [subject.pid()], HOLD_MS);
     log(`held ${HOLD_MS / 1000} s: ${m.holdCpuPercent.toFixed(1)} % of a core`);
     await collectAndReset(fleet, m);
     sinceEpoch = nowEpoch();
@@ -576,7 +676,12 @@ const afterReady = (m: Measured) => (m.register.ms === undefined ? fmt(m.registe
 const verdict = (value: number | undefined, goal: number) => (value === undefined || !Number.isFinite(value) ? "MISSED" : value < goal ? "met" : "MISSED");
 
 /** Prints the tables of one fleet size. */
-function printFleet(n: number, fd: Measured, floor: Measured, source: string): void {
+function printFleet(n: number, fd: Measured, floor: Measured, source: string, replicas = 1): void {
+  const setup =
+    replicas > 1
+      ? `${replicas} firedrill server replicas on one PostgreSQL (agents split evenly; CPU and RSS summed over the replicas; the API asked on the first, commands to the others' agents through PostgreSQL)`
+      : "firedrill server";
+  const column = replicas > 1 ? `firedrill ×${replicas}` : "firedrill";
   const row = (measure: string, a: Timed, b: Timed, goal: string, judged?: number) => [
     measure,
     fmt(a),
@@ -589,8 +694,8 @@ function printFleet(n: number, fd: Measured, floor: Measured, source: string): v
   const mib = (v: number) => `${v.toFixed(0)} MiB`;
   const zero = (v: number) => (v === 0 ? "met" : "MISSED");
   printTable(
-    `fleet of ${n.toLocaleString("en")} simulated agents: firedrill server vs the raw grpc-js floor (goals are for 10,000; acks and reverts counted from ${source}, polled every ${POLL_MS} ms or twice the poll's own time)`,
-    ["measure", "firedrill", "floor", "× floor", "goal", "verdict"],
+    `fleet of ${n.toLocaleString("en")} simulated agents: ${setup} vs the raw grpc-js floor (goals are for 10,000; acks and reverts counted from ${source}, polled every ${POLL_MS} ms or twice the poll's own time)`,
+    ["measure", column, "floor", "× floor", "goal", "verdict"],
     [
       [
         "register N after a restart (spawn → all Welcomed)",
@@ -621,7 +726,7 @@ function printFleet(n: number, fd: Measured, floor: Measured, source: string): v
   );
   printTable(
     `fleet of ${n.toLocaleString("en")}: details`,
-    ["measure", "firedrill", "floor"],
+    ["measure", column, "floor"],
     [
       ["first connect of the fleet (before the restart)", fd.firstConnectMs === undefined ? "—" : seconds(fd.firstConnectMs), floor.firstConnectMs === undefined ? "—" : seconds(floor.firstConnectMs)],
       ["restart: spawn → answering (/healthz; the floor's /stats)", seconds(fd.spawnToReadyMs), seconds(floor.spawnToReadyMs)],
@@ -660,10 +765,13 @@ export async function benchFleet(args: string[] = []): Promise<void> {
   if (cpuProfDir) mkdirSync(cpuProfDir, { recursive: true });
   if (p >= 0 && !args[p + 1]) throw new Error("--cpu-prof needs a directory (pnpm bench fleet --agents 2000 --cpu-prof /tmp/prof)");
   const withFloor = !args.includes("--no-floor");
+  const r = args.indexOf("--replicas");
+  const replicas = r >= 0 ? Number(args[r + 1]) : 1;
+  if (!Number.isInteger(replicas) || replicas < 1 || replicas > 8) throw new Error(`--replicas: ${JSON.stringify(args[r + 1] ?? "")} is not a whole number from 1 to 8 (pnpm bench fleet --agents 1000 --replicas 2)`);
   for (const n of sizes) {
     const floor = withFloor ? await measure(await floorSubject(), n) : notMeasured(n);
-    const subject = await firedrillSubject(cpuProfDir);
+    const subject = await firedrillSubject(cpuProfDir, replicas);
     const fd = await measure(subject, n);
-    printFleet(n, fd, floor, subject.countSource());
+    printFleet(n, fd, floor, subject.countSource(), replicas);
   }
 }

@@ -19,8 +19,12 @@
  *                           start time, against a bare grpc-js client (goal: < 100 MiB and < 0.2 % CPU together)
  *   pnpm bench console      server run event → its line in the console's run page (chromium), 1,000 agents connected,
  *                           a run on 200 (goal: p99 < 500 ms)
- *   pnpm bench fleet [--agents N]  N simulated agents (default 1,000, 5,000 and 10,000 in turn) on the control plane
- *                           and on the raw grpc-js floor: register, idle, runs, abort, halt (issue 12's goals)
+ *   pnpm bench fleet [--agents N] [--replicas 2]  N simulated agents (default 1,000, 5,000 and 10,000 in turn) on the
+ *                           control plane and on the raw grpc-js floor: register, idle, runs, abort, halt (issue 12's
+ *                           goals); with --replicas 2, on two replicas on a private PostgreSQL, the agents split
+ *   pnpm bench ha [--trials N]  3 replicas on a private PostgreSQL, 3 agents: leader SIGKILL → run taken over (< 10 s),
+ *                           stream holder SIGKILL → agent on another replica (< lease TTL), PostgreSQL restart,
+ *                           halt from a replica holding no agent (< 1 s), cross-replica command round trip
  *
  * `all` leaves out `fleet`: it takes minutes per size and both cores; it runs only when named.
  */
@@ -33,6 +37,7 @@ import { benchCloudRevert } from "./cloud-revert.js";
 import { benchConsole } from "./console.js";
 import { benchFleet } from "./fleet.js";
 import { benchFootprint } from "./footprint.js";
+import { benchHa } from "./ha.js";
 import { benchLeaseRevert } from "./lease-revert.js";
 import { benchMemoryHold } from "./memory-hold.js";
 import { benchNetworkRevert } from "./network-revert.js";
@@ -57,6 +62,7 @@ try {
   if (which === "all" || which === "network-revert") await benchNetworkRevert();
   if (which === "all" || which === "console") await benchConsole();
   if (which === "fleet") await benchFleet(process.argv.slice(3));
+  if (which === "all" || which === "ha") await benchHa(which === "ha" ? process.argv.slice(3) : []);
   if (which === "all" || which === "footprint") await benchFootprint(which === "footprint" ? process.argv.slice(3) : []);
 } finally {
   await killAll();

@@ -96,8 +96,22 @@ export async function joinCluster(options: ClusterOptions): Promise<Cluster> {
   const holders = new Map<string, { holder: string | undefined; at: number }>();
 
   const runOwners = createRunOwners({ replica, logger: options.logger });
+  // Every few heartbeats, the agents whose streams this replica holds are marked connected again:
+  // the leader marks disconnected the agents of replicas that look dead, and a replica that was
+  // only slow (a long stall, PostgreSQL away) must not leave its agents looking disconnected.
+  const reassert = options.db.prepare<[string]>(
+    "UPDATE agents SET connected = 1 WHERE connected = 0 AND id IN (SELECT agent_id FROM agent_streams WHERE replica_id = ?)",
+  );
+  let beats = 0;
   replica.onHeartbeat(() => {
     runOwners.heartbeat();
+    if (++beats % 5 !== 0) return;
+    try {
+      const n = reassert.run(me).changes;
+      if (n > 0) log.warn({ agents: n }, "marked connected again the agents whose streams this replica holds (another replica had taken this one for dead)");
+    } catch (err) {
+      log.warn({ err }, "could not re-assert this replica's agent streams");
+    }
   });
   const leader = createLeaderElection({
     db: options.db,
