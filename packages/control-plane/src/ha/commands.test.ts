@@ -1,22 +1,11 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import type { SqlDatabase } from "../store/sql/types.js";
-import { cleanUp, haDatabase, openDb, runScript, silent, sleep, waitFor, type ScriptChild } from "../test-support/ha.js";
-import { postgresSkipReason, startPgCluster, type PgCluster } from "../test-support/postgres.js";
+import { describe, expect, it } from "vitest";
+import { haFixture, haDatabase, openDb, runScript, silent, sleep, waitFor } from "../test-support/ha.js";
 import { createCommandBus, type AgentCommand } from "./commands.js";
 import { createNotifyListener, notify } from "./notify.js";
 import { registerReplica } from "./replica.js";
 
-const skip = postgresSkipReason();
-let cluster: PgCluster;
-const dbs: SqlDatabase[] = [];
-const children: ScriptChild[] = [];
-const closers: (() => unknown)[] = [];
-
-beforeAll(async () => {
-  if (skip === undefined) cluster = await startPgCluster();
-});
-afterAll(() => cluster?.destroy());
-afterEach(() => cleanUp(children, dbs, closers));
+const fx = haFixture();
+const { skip, dbs, children, closers } = fx;
 
 /**
  * A replica in this process: its own store connection, listener and bus. The poll is an hour by
@@ -77,7 +66,7 @@ const stop = (faultId: string): AgentCommand => ({ kind: "stop-fault", payload: 
 
 describe.skipIf(skip !== undefined)("the command bus on PostgreSQL", () => {
   it("routes a command from replica A to the replica holding the agent's stream, by NOTIFY", async () => {
-    const url = await haDatabase(cluster);
+    const url = await haDatabase(fx.cluster);
     const [a, b, c] = [await node(url), await node(url), await node(url)];
     b.hold("agent-1");
     c.hold("agent-2");
@@ -104,7 +93,7 @@ describe.skipIf(skip !== undefined)("the command bus on PostgreSQL", () => {
   });
 
   it("a command whose agent moved before it was claimed follows the agent to its new replica", async () => {
-    const url = await haDatabase(cluster);
+    const url = await haDatabase(fx.cluster);
     const [a, b, c] = [await node(url), await node(url), await node(url)];
     b.hold("agent-1");
     expect(a.bus.send("agent-1", stop("f1"))).toBe("routed");
@@ -121,7 +110,7 @@ describe.skipIf(skip !== undefined)("the command bus on PostgreSQL", () => {
   });
 
   it("a broadcast runs at once here and reaches every other live replica by NOTIFY", async () => {
-    const url = await haDatabase(cluster);
+    const url = await haDatabase(fx.cluster);
     const nodes = [await node(url), await node(url), await node(url)];
     const halt: AgentCommand = { kind: "stop-all", payload: { reason: "halt" } };
     // A replica that missed heartbeats for a while (cut off from PostgreSQL) still gets the halt.
@@ -134,7 +123,7 @@ describe.skipIf(skip !== undefined)("the command bus on PostgreSQL", () => {
   });
 
   it("commands for a dead holder are not queued; queued ones past maxAgeMs are dropped, not delivered", async () => {
-    const url = await haDatabase(cluster);
+    const url = await haDatabase(fx.cluster);
     const [a, b] = [await node(url), await node(url)];
     b.hold("agent-1");
     // B stops heartbeating (simulated: its heartbeat is old); checked before its next beat.
@@ -153,7 +142,7 @@ describe.skipIf(skip !== undefined)("the command bus on PostgreSQL", () => {
   });
 
   it("a SIGKILLed replica's streams go stale with its heartbeat: commands for its agents are no longer routed there", async () => {
-    const url = await haDatabase(cluster);
+    const url = await haDatabase(fx.cluster);
     const holder = runScript(HOLDER_SCRIPT, { PG_URL: url }, children);
     const holderId = (await holder.line(/^holding /, 20_000)).split(" ")[1]!;
     const a = await node(url);
@@ -167,7 +156,7 @@ describe.skipIf(skip !== undefined)("the command bus on PostgreSQL", () => {
   });
 
   it("the safety-net poll delivers what no notification announced", async () => {
-    const url = await haDatabase(cluster);
+    const url = await haDatabase(fx.cluster);
     const [a, b] = [await node(url), await node(url, 300)];
     b.hold("agent-1");
     a.db
@@ -177,7 +166,7 @@ describe.skipIf(skip !== undefined)("the command bus on PostgreSQL", () => {
   });
 
   it("notify refuses payloads over PostgreSQL's limit and bad channel names", async () => {
-    const url = await haDatabase(cluster);
+    const url = await haDatabase(fx.cluster);
     const db = openDb(url, dbs);
     expect(() => notify(db, "firedrill_x", "x".repeat(8000))).toThrow(/over PostgreSQL's limit/);
     expect(() => notify(db, "bad-name; DROP", "")).toThrow(/must be 1-63 characters/);
@@ -185,10 +174,10 @@ describe.skipIf(skip !== undefined)("the command bus on PostgreSQL", () => {
   });
 
   it("after a PostgreSQL restart the listeners re-subscribe and a command sent afterwards is delivered by NOTIFY", async () => {
-    const url = await haDatabase(cluster);
+    const url = await haDatabase(fx.cluster);
     const [a, b, c] = [await node(url), await node(url), await node(url)];
     b.hold("agent-1");
-    await cluster.restart("fast", 500);
+    await fx.cluster.restart("fast", 500);
     await waitFor(() => [a, b, c].every((n) => n.reconnects.length > 0 && n.listener.connected), 15_000, "listeners reconnected");
     // The synchronous stores reconnect by themselves; send once B heartbeats again (a replica whose
     // heartbeat went stale during the outage is not routed to).

@@ -1,21 +1,10 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import type { SqlDatabase } from "../store/sql/types.js";
-import { cleanUp, haDatabase, openDb, runScript, silent, sleep, waitFor, type ScriptChild } from "../test-support/ha.js";
-import { postgresSkipReason, startPgCluster, type PgCluster } from "../test-support/postgres.js";
+import { describe, expect, it } from "vitest";
+import { haFixture, haDatabase, openDb, runScript, silent, sleep, waitFor } from "../test-support/ha.js";
 import { assertFenced, createLeaderElection, FencedError, leaderFenceSql, readLeaderLease } from "./leader.js";
 import { registerReplica } from "./replica.js";
 
-const skip = postgresSkipReason();
-let cluster: PgCluster;
-const dbs: SqlDatabase[] = [];
-const children: ScriptChild[] = [];
-const closers: (() => unknown)[] = [];
-
-beforeAll(async () => {
-  if (skip === undefined) cluster = await startPgCluster();
-});
-afterAll(() => cluster?.destroy());
-afterEach(() => cleanUp(children, dbs, closers));
+const fx = haFixture();
+const { skip, dbs, children, closers } = fx;
 
 /** A replica in this process with its own store connection, taking part in the election. */
 function member(url: string, ttlMs = 5000, renewMs = 1000) {
@@ -45,7 +34,7 @@ const LEADER_SCRIPT = `
 
 describe.skipIf(skip !== undefined)("leader election on PostgreSQL", () => {
   it("elects exactly one leader among three replicas, and keeps it", async () => {
-    const url = await haDatabase(cluster);
+    const url = await haDatabase(fx.cluster);
     const members = [member(url), member(url), member(url)];
     const leader = await waitFor(() => members.find((m) => m.election.isLeader()), 5000, "a leader elected");
     await sleep(3000); // three renewals: nobody else takes it, the leader keeps its term
@@ -66,7 +55,7 @@ describe.skipIf(skip !== undefined)("leader election on PostgreSQL", () => {
   });
 
   it("a SIGKILLed leader is replaced within 10 s under a higher epoch; its fenced writes are refused", async () => {
-    const url = await haDatabase(cluster);
+    const url = await haDatabase(fx.cluster);
     const child = runScript(LEADER_SCRIPT, { PG_URL: url }, children);
     const [, childId, childEpochText] = (await child.line(/^elected /, 20_000)).split(" ");
     const childEpoch = Number(childEpochText);
@@ -107,7 +96,7 @@ describe.skipIf(skip !== undefined)("leader election on PostgreSQL", () => {
   });
 
   it("a leader whose lease was taken learns it at its next renew", async () => {
-    const url = await haDatabase(cluster);
+    const url = await haDatabase(fx.cluster);
     const a = member(url);
     await waitFor(() => a.election.isLeader(), 5000, "a elected");
     const first = a.election.epoch()!;
@@ -123,11 +112,11 @@ describe.skipIf(skip !== undefined)("leader election on PostgreSQL", () => {
   });
 
   it("with PostgreSQL down the leader steps down locally within its TTL; afterwards one leader is elected again", async () => {
-    const url = await haDatabase(cluster);
+    const url = await haDatabase(fx.cluster);
     const members = [member(url, 2000, 500), member(url, 2000, 500)];
     const leader = await waitFor(() => members.find((m) => m.election.isLeader()), 5000, "a leader");
     const epoch = leader.election.epoch()!;
-    cluster.stop("immediate");
+    fx.cluster.stop("immediate");
     const stoppedAt = Date.now();
     try {
       await waitFor(() => !leader.election.isLeader(), 4000, "the leader steps down without PostgreSQL");
@@ -135,7 +124,7 @@ describe.skipIf(skip !== undefined)("leader election on PostgreSQL", () => {
       await waitFor(() => leader.deposed.includes(epoch) || undefined, 2000, "deposed emitted");
       expect(members.some((m) => m.election.isLeader())).toBe(false);
     } finally {
-      cluster.start();
+      fx.cluster.start();
     }
     const again = await waitFor(() => members.find((m) => m.election.isLeader()), 15_000, "a leader after the restart");
     expect(again.election.epoch()).toBeGreaterThan(epoch);
@@ -144,11 +133,11 @@ describe.skipIf(skip !== undefined)("leader election on PostgreSQL", () => {
   });
 
   it("a short PostgreSQL restart: the leader keeps its term or a single leader re-acquires", async () => {
-    const url = await haDatabase(cluster);
+    const url = await haDatabase(fx.cluster);
     const members = [member(url), member(url), member(url)];
     const leader = await waitFor(() => members.find((m) => m.election.isLeader()), 5000, "a leader");
     const epoch = leader.election.epoch()!;
-    await cluster.restart("fast", 300);
+    await fx.cluster.restart("fast", 300);
     await sleep(3000);
     const now = await waitFor(() => members.find((m) => m.election.isLeader()), 10_000, "a leader after the restart");
     expect(members.filter((m) => m.election.isLeader())).toHaveLength(1);

@@ -1,21 +1,10 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import type { SqlDatabase } from "../store/sql/types.js";
-import { cleanUp, haDatabase, openDb, runScript, silent, sleep, waitFor, type ScriptChild } from "../test-support/ha.js";
-import { postgresSkipReason, startPgCluster, type PgCluster } from "../test-support/postgres.js";
+import { describe, expect, it } from "vitest";
+import { haFixture, haDatabase, openDb, runScript, silent, sleep, waitFor } from "../test-support/ha.js";
 import { registerReplica } from "./replica.js";
 import { createRunOwners, runOwnerFenceSql } from "./run-owners.js";
 
-const skip = postgresSkipReason();
-let cluster: PgCluster;
-const dbs: SqlDatabase[] = [];
-const children: ScriptChild[] = [];
-const closers: (() => unknown)[] = [];
-
-beforeAll(async () => {
-  if (skip === undefined) cluster = await startPgCluster();
-});
-afterAll(() => cluster?.destroy());
-afterEach(() => cleanUp(children, dbs, closers));
+const fx = haFixture();
+const { skip, dbs, children, closers } = fx;
 
 const DEAD_AFTER_MS = 2000;
 
@@ -68,7 +57,7 @@ const RACER_SCRIPT = `
 
 describe.skipIf(skip !== undefined)("run ownership on PostgreSQL", () => {
   it("claims, heartbeats and releases; a claimed run cannot be claimed by another replica", async () => {
-    const url = await haDatabase(cluster);
+    const url = await haDatabase(fx.cluster);
     const [a, b] = [member(url), member(url)];
     expect(a.owners.claim("r1")).toBe(true);
     expect(a.owners.claim("r1")).toBe(true); // idempotent for its owner
@@ -83,7 +72,7 @@ describe.skipIf(skip !== undefined)("run ownership on PostgreSQL", () => {
   });
 
   it("a replica marked stopped leaves its runs to the others at once", async () => {
-    const url = await haDatabase(cluster);
+    const url = await haDatabase(fx.cluster);
     const [a, b] = [member(url), member(url)];
     a.owners.claim("r1");
     a.owners.close();
@@ -94,7 +83,7 @@ describe.skipIf(skip !== undefined)("run ownership on PostgreSQL", () => {
   });
 
   it("a replica cut off past deadAfterMs learns at its next heartbeat that its run was taken over", async () => {
-    const url = await haDatabase(cluster);
+    const url = await haDatabase(fx.cluster);
     const [a, b] = [member(url), member(url)];
     a.owners.claim("r1");
     a.db.exec("UPDATE run_owners SET heartbeat_at = 0"); // as if a had not beaten for a long time
@@ -110,7 +99,7 @@ describe.skipIf(skip !== undefined)("run ownership on PostgreSQL", () => {
   });
 
   it("a SIGKILLed owner's runs become orphans; two replicas racing to take them over win each exactly once", async () => {
-    const url = await haDatabase(cluster);
+    const url = await haDatabase(fx.cluster);
     const RUNS = 40;
     const owner = runScript(OWNER_SCRIPT, { PG_URL: url, RUNS: String(RUNS) }, children);
     const ownerId = (await owner.line(/^claimed /, 20_000)).split(" ")[1]!;

@@ -5,7 +5,8 @@ import { pino } from "pino";
 import { HA_MIGRATION } from "../ha/schema.js";
 import { createPostgresDatabase } from "../store/postgres/database.js";
 import type { SqlDatabase } from "../store/sql/types.js";
-import type { PgCluster } from "./postgres.js";
+import { afterAll, afterEach, beforeAll } from "vitest";
+import { postgresSkipReason, startPgCluster, type PgCluster } from "./postgres.js";
 
 export const silent = pino({ level: "silent" });
 
@@ -116,4 +117,38 @@ export async function cleanUp(children: ScriptChild[], dbs: SqlDatabase[], close
   }
   for (const c of children.splice(0)) await c.kill9();
   for (const db of dbs.splice(0)) db.close();
+}
+
+/**
+ * The fixture of an HA test file: one private cluster for the file (started unless PostgreSQL
+ * cannot run here: `skip` says why), and the connections, child processes and closers each test
+ * registers, cleaned up after it.
+ */
+export function haFixture(): {
+  skip: string | undefined;
+  readonly cluster: PgCluster;
+  dbs: SqlDatabase[];
+  children: ScriptChild[];
+  closers: (() => unknown)[];
+} {
+  const skip = postgresSkipReason();
+  let cluster: PgCluster | undefined;
+  const dbs: SqlDatabase[] = [];
+  const children: ScriptChild[] = [];
+  const closers: (() => unknown)[] = [];
+  beforeAll(async () => {
+    if (skip === undefined) cluster = await startPgCluster();
+  });
+  afterAll(() => cluster?.destroy());
+  afterEach(() => cleanUp(children, dbs, closers));
+  return {
+    skip,
+    get cluster() {
+      if (!cluster) throw new Error(`no PostgreSQL cluster: ${skip ?? "not started yet"}`);
+      return cluster;
+    },
+    dbs,
+    children,
+    closers,
+  };
 }
