@@ -230,6 +230,8 @@ describe("the guard and a stalled agent", () => {
     await waitFor("the agent stopped", () => processState(agent.pid) === "T", 2000, 10);
     const heartbeat = JSON.parse(readFileSync(join(stateDir, "alive"), "utf8")) as { pid: number; leaseExpiresMono: number };
     expect(heartbeat.pid).toBe(agent.pid);
+    // Written when the faults were journaled, whether or not the heartbeat's timer had a turn since.
+    expect(heartbeat.leaseExpiresMono).not.toBeNull();
 
     try {
       await waitFor("the guard to revert the fill", () => fs!.usedBytes() < 2 ** 20, 15_000, 20);

@@ -265,9 +265,12 @@ async function runAgent(
     }
   };
 
+  /** Writes the heartbeat now (set once the heartbeat runs, below). */
+  let beatNow: (() => void) | undefined;
   const runtime = new FaultRuntime({
     registry,
     journal,
+    onJournaled: () => beatNow?.(),
     host: {
       cpuCount: cpus().length,
       stateDir: options.stateDir,
@@ -313,6 +316,8 @@ async function runAgent(
       if (ended.length > 0) log.warn({ faults: ended }, "the guard reverted these faults while the agent was stalled; ended them here and reporting them (recovery)");
     },
   });
+
+  beatNow = () => heartbeat.beat();
 
   const imdsEndpoint = options.imdsEndpoint ?? DEFAULT_IMDS_ENDPOINT;
   // The default endpoint gets 300 ms, so that a host off EC2 starts without delay; an endpoint the

@@ -46,6 +46,12 @@ export interface FaultRuntimeOptions {
    * @default 4 ({@link DEFAULT_MAX_FAULTS})
    */
   maxFaults?: number;
+  /**
+   * Runs right after a fault's journal record is written, before the fault acts: the agent writes
+   * its heartbeat then, so the guard knows the lease of every fault it may have to revert even
+   * when the heartbeat's timer has not had a turn since (a busy event loop, then a stall).
+   */
+  onJournaled?: () => void;
 }
 
 /** Default cap on concurrent faults per host (`--max-faults`). */
@@ -225,6 +231,7 @@ export class FaultRuntime {
       // Write-ahead: the record is on disk before the fault touches anything.
       this.opts.journal.write(fault.record);
       fault.journaled = true;
+      this.opts.onJournaled?.();
     } catch (err) {
       return fail(`could not journal the fault, nothing was started: ${(err as Error).message}`);
     }

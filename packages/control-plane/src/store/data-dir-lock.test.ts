@@ -29,7 +29,8 @@ function dataDir(): string {
 async function holder(dir: string) {
   const script = `
     import { lockDataDir } from "./src/store/data-dir-lock.ts";
-    lockDataDir(process.env.DATA_DIR);
+    // Kept referenced: a lock nobody holds on to is closed by the garbage collector.
+    globalThis.heldLock = lockDataDir(process.env.DATA_DIR);
     process.stdout.write("locked\\n");
     setInterval(() => {}, 1000);
   `;
