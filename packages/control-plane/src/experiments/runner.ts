@@ -478,9 +478,7 @@ export function createRunner(options: RunnerOptions): Runner {
           await hub.requestStopMany(live.map((f) => f.id), "aborted", `run ${this.run.id}: its driver died before it started`);
           return;
         }
-        for (const spec of this.experiment.spec.stopConditions) {
-          this.watchers.push({ desc: describeStopCondition(spec), watcher: createWatcher(spec, { log: this.log.child({ component: "stop-condition" }), alerts: options.alerts, ...(options.aws ? { aws: options.aws } : {}) }) });
-        }
+        this.createWatchers();
         this.watch();
         // (2^31 - 1 ms: the longest a Node timer waits; a longer one would fire at once.)
         await this.waitForEnd(live.map((f) => f.id), 2_147_483_647);
@@ -504,8 +502,8 @@ export function createRunner(options: RunnerOptions): Runner {
       }
     }
 
-    private async preflight(): Promise<void> {
-      transition(this.run.id, "preflight", "checking the steady state: every stop condition must be healthy");
+    /** One watcher per stop condition of the experiment (not started). */
+    private createWatchers(): void {
       const ctx = {
         log: this.log.child({ component: "stop-condition" }),
         alerts: options.alerts,
@@ -514,6 +512,11 @@ export function createRunner(options: RunnerOptions): Runner {
       for (const spec of this.experiment.spec.stopConditions) {
         this.watchers.push({ desc: describeStopCondition(spec), watcher: createWatcher(spec, ctx) });
       }
+    }
+
+    private async preflight(): Promise<void> {
+      transition(this.run.id, "preflight", "checking the steady state: every stop condition must be healthy");
+      this.createWatchers();
       const results = await Promise.all(
         this.watchers.map(async (w, index) => {
           const status = await w.watcher.check();
